@@ -1,0 +1,78 @@
+"""knot-runtime: a local runtime for Knot-style events.
+
+async with knot.Runtime("my-project") as runtime:
+    await runtime.emit("myapp.deployed", {"version": "1.2.3"})
+"""
+
+from __future__ import annotations
+
+from ._audit import AuditEntry, AuditKind
+from ._client import Client
+from ._config import Config, ConfigResult, load_config, parse_config
+from ._delivery import DeliveryStatus, Outcome
+from ._events import Actor, ActorKind, Event, Space
+from ._exceptions import (
+    ConfigError,
+    DeliveryFailed,
+    EventError,
+    InvalidInput,
+    KnotError,
+    NotFound,
+    PatternError,
+    PermissionDenied,
+    RuntimeClosed,
+    RuntimeUnavailable,
+    ScriptFailed,
+    SinkError,
+    StoreError,
+    TemplateError,
+)
+from ._patterns import Pattern, parse_patterns
+from ._registry import SinkStatus
+from ._runtime import EmitReport, Runtime
+from ._sinkspec import SinkOrigin, SinkSpec
+from ._sync import SyncRuntime
+from .sinks import DeliveryResult, Directive, RecordingSink, Sink
+
+__all__ = [
+    "Actor",
+    "ActorKind",
+    "AuditEntry",
+    "AuditKind",
+    "Client",
+    "Config",
+    "ConfigError",
+    "ConfigResult",
+    "DeliveryFailed",
+    "DeliveryResult",
+    "DeliveryStatus",
+    "Directive",
+    "EmitReport",
+    "Event",
+    "EventError",
+    "InvalidInput",
+    "KnotError",
+    "NotFound",
+    "Outcome",
+    "Pattern",
+    "PatternError",
+    "PermissionDenied",
+    "RecordingSink",
+    "Runtime",
+    "RuntimeClosed",
+    "RuntimeUnavailable",
+    "ScriptFailed",
+    "Sink",
+    "SinkError",
+    "SinkOrigin",
+    "SinkSpec",
+    "SinkStatus",
+    "Space",
+    "StoreError",
+    "SyncRuntime",
+    "TemplateError",
+    "load_config",
+    "parse_config",
+    "parse_patterns",
+]
+__version__ = "0.1.0"

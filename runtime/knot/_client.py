@@ -1,0 +1,143 @@
+"""A blocking HTTP client for a running `knot serve`: what the CLI and `knot.event` use."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from ._env import api_token_from_env, api_url_from_env
+from ._exceptions import (
+    InvalidInput,
+    KnotError,
+    NotFound,
+    PermissionDenied,
+    RuntimeClosed,
+    RuntimeUnavailable,
+)
+from .types import JSONObject
+
+__all__ = ["Client"]
+
+
+class Client:
+    """Talks to the runtime at `url` (default: KNOT_URL, or 127.0.0.1:KNOT_API_PORT)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = (url or api_url_from_env()).rstrip("/")
+        token = token if token is not None else api_token_from_env()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        expect: tuple[int, ...] = (200, 201, 202, 204),
+    ) -> Any:
+        try:
+            response = self._http.request(method, path, json=json_body, params=params)
+        except httpx.ConnectError:
+            raise RuntimeUnavailable(
+                f"No knot runtime answers at {self.url}; start one with `knot serve` "
+                "(or set KNOT_API_PORT / KNOT_URL to where it runs).",
+                url=self.url,
+            ) from None
+        except httpx.TimeoutException:
+            raise RuntimeUnavailable(
+                f"The knot runtime at {self.url} did not answer in time.", url=self.url
+            ) from None
+        except httpx.HTTPError as exc:
+            raise RuntimeUnavailable(
+                f"Cannot talk to the knot runtime at {self.url}: {exc}.", url=self.url
+            ) from None
+        if response.status_code in expect:
+            return response.json() if response.content else None
+        raise _error_from(response)
+
+    # -- the agent API -------------------------------------------------------------------
+
+    def emit(
+        self, event_type: str, payload: JSONObject | None = None, *, id: str | None = None
+    ) -> str:
+        body: JSONObject = {"type": event_type, "payload": payload if payload is not None else {}}
+        if id is not None:
+            body["id"] = id
+        answer = self.request("POST", "/event", json_body=body, expect=(202,))
+        return str(answer["id"])
+
+    def events(self, pattern: str | None = None, *, n: int = 50) -> list[JSONObject]:
+        params: dict[str, Any] = {"n": n}
+        if pattern:
+            params["pattern"] = pattern
+        return list(self.request("GET", "/api/events", params=params)["events"])
+
+    def audit(self, *, n: int = 50) -> list[JSONObject]:
+        return list(self.request("GET", "/api/audit", params={"n": n})["audit"])
+
+    def sinks(self) -> list[JSONObject]:
+        return list(self.request("GET", "/api/sinks")["sinks"])
+
+    def follow(self, pattern: str | None = None) -> Iterator[JSONObject]:
+        """Yield events as the runtime routes them (server-sent events), until interrupted."""
+        params = {"pattern": pattern} if pattern else {}
+        try:
+            with self._http.stream(
+                "GET", "/api/events/stream", params=params, timeout=None
+            ) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise _error_from(response)
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        yield json.loads(line[6:])
+        except httpx.ConnectError:
+            raise RuntimeUnavailable(
+                f"No knot runtime answers at {self.url}; start one with `knot serve`.",
+                url=self.url,
+            ) from None
+        except httpx.RemoteProtocolError:
+            raise RuntimeUnavailable(
+                f"The knot runtime at {self.url} closed the stream.", url=self.url
+            ) from None
+
+
+def _error_from(response: httpx.Response) -> KnotError:
+    try:
+        message = str(response.json().get("error", ""))
+    except (ValueError, AttributeError):
+        message = ""
+    message = message or f"The runtime answered HTTP {response.status_code}."
+    status = response.status_code
+    if status in (400, 413, 422):
+        return InvalidInput(message)
+    if status in (401, 403):
+        return PermissionDenied(message, status=status)
+    if status == 404:
+        return NotFound(message)
+    if status == 503:
+        return RuntimeClosed(message)
+    return KnotError(f"{message} (HTTP {status})")

@@ -1,0 +1,286 @@
+"""knot.toml: the settings model, loading and validation.
+
+Loading never raises for a bad file: it returns a ConfigResult with the problems (each naming
+the line and key), so the watcher can keep the last good settings and say what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ._env import api_port_from_env
+from ._exceptions import ConfigError, SinkError
+from ._sinkspec import SinkOrigin, SinkSpec
+
+__all__ = [
+    "Config",
+    "ConfigResult",
+    "DeliverySettings",
+    "ScriptSettings",
+    "ServerSettings",
+    "StoreSettings",
+    "load_config",
+    "parse_config",
+]
+
+CONFIG_FILE = "knot.toml"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 12201
+    max_body_bytes: int = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: str = ".knot/knot.db"
+    retention_events: int = 100_000  # journal rows kept once every sink is past them
+    retention_audit: int = 10_000
+    synchronous: str = "normal"  # "normal": durable across process crashes; "full": power loss
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    queue_size: int = 100
+    attempts: int = 3
+    backoff: tuple[float, ...] = (5.0, 15.0)
+    max_depth: int = 8
+    max_payload_bytes: int = 1024 * 1024
+    sync_timeout: float = 10.0  # how long a synchronous (Sky) answer waits for its sinks
+
+
+@dataclass(frozen=True)
+class ScriptSettings:
+    dir: str = "scripts"
+    timeout: float = 5.0
+    memory_mb: int = 256
+
+
+@dataclass(frozen=True)
+class Config:
+    zone: str = "local"
+    server: ServerSettings = field(default_factory=ServerSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    scripts: ScriptSettings = field(default_factory=ScriptSettings)
+    sinks: tuple[SinkSpec, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)  # tables later issues own
+
+    def with_env(self) -> Config:
+        """Apply environment overrides (KNOT_API_PORT)."""
+        port = api_port_from_env()
+        if port is None:
+            return self
+        return replace(self, server=replace(self.server, port=port))
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    config: Config | None
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    path: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None
+
+    def raise_for_errors(self) -> Config:
+        if self.config is None:
+            raise ConfigError(
+                f"{self.path or CONFIG_FILE} is not valid: " + " ".join(self.errors),
+                path=self.path,
+                problems=self.errors,
+            )
+        return self.config
+
+
+def load_config(project: str | Path) -> ConfigResult:
+    """Read `<project>/knot.toml`; a missing file gives the defaults."""
+    path = Path(project) / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ConfigResult(Config(), path=str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        return ConfigResult(None, (f"{path}: cannot be read: {exc}.",), path=str(path))
+    return parse_config(text, path=str(path))
+
+
+_Checker = Callable[[Any], str | None]
+
+
+def _int(minimum: int) -> _Checker:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            return f"must be an integer >= {minimum}"
+        return None
+
+    return check
+
+
+def _number(minimum: float) -> _Checker:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < minimum:
+            return f"must be a number >= {minimum}"
+        return None
+
+    return check
+
+
+def _string(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "must be a non-empty string"
+
+
+def _backoff(v: Any) -> str | None:
+    if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
+        return None
+    if isinstance(v, list) and v and all(_number(0)(x) is None for x in v):
+        return None
+    return "must be a number of seconds or a non-empty list of them"
+
+
+def _sync_mode(v: Any) -> str | None:
+    return None if v in ("normal", "full") else 'must be "normal" or "full"'
+
+
+_SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
+    "server": (
+        ServerSettings,
+        {"host": _string, "port": _int(0), "max_body_bytes": _int(1024)},
+    ),
+    "store": (
+        StoreSettings,
+        {
+            "path": _string,
+            "retention_events": _int(100),
+            "retention_audit": _int(100),
+            "synchronous": _sync_mode,
+        },
+    ),
+    "delivery": (
+        DeliverySettings,
+        {
+            "queue_size": _int(1),
+            "attempts": _int(1),
+            "backoff": _backoff,
+            "max_depth": _int(0),
+            "max_payload_bytes": _int(64),
+            "sync_timeout": _number(0.001),
+        },
+    ),
+    "scripts": (
+        ScriptSettings,
+        {"dir": _string, "timeout": _number(0.001), "memory_mb": _int(16)},
+    ),
+}
+_TOP_LEVEL = {"zone", "sinks", *_SECTIONS}
+_EXTRA_TABLES = {"users", "spaces", "methods", "sky"}  # owned by later parts; passed through
+
+
+def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return ConfigResult(None, (f"{path}: {exc}.",), path=path)
+    errors: list[str] = []
+    warnings: list[str] = []
+
+    def where(section: str | None, key: str, index: int = 0) -> str:
+        line = _line_of(text, section, key, index)
+        at = f"{path}:{line}" if line else path
+        dotted = f"{section}.{key}" if section else key
+        return f"{at}: {dotted}"
+
+    kwargs: dict[str, Any] = {}
+    zone = raw.get("zone", "local")
+    if _string(zone) is not None:
+        errors.append(f"{where(None, 'zone')} must be a non-empty string.")
+    else:
+        kwargs["zone"] = zone
+    warnings.extend(
+        f"{where(None, key)} is not a known setting and is ignored."
+        for key in raw
+        if key not in _TOP_LEVEL and key not in _EXTRA_TABLES
+    )
+    for section, (model, checkers) in _SECTIONS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            errors.append(f"{where(None, section)} must be a table.")
+            continue
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            checker = checkers.get(key)
+            if checker is None:
+                warnings.append(f"{where(section, key)} is not a known setting and is ignored.")
+                continue
+            problem = checker(value)
+            if problem is not None:
+                errors.append(f"{where(section, key)} {problem}, not {value!r}.")
+                continue
+            if key == "backoff":
+                value = tuple(float(x) for x in value) if isinstance(value, list) else (value,)
+            values[key] = value
+        kwargs[section] = model(**values)
+    sinks: list[SinkSpec] = []
+    raw_sinks = raw.get("sinks", [])
+    if not isinstance(raw_sinks, list):
+        errors.append(f"{where(None, 'sinks')} must be an array of tables ([[sinks]]).")
+        raw_sinks = []
+    for i, table in enumerate(raw_sinks):
+        line = _line_of_array_table(text, "sinks", i)
+        at = f"{path}:{line}" if line else path
+        if not isinstance(table, dict):
+            errors.append(f"{at}: sinks[{i}] must be a table.")
+            continue
+        try:
+            spec = SinkSpec.from_dict(table, origin=SinkOrigin.CONFIG)
+        except SinkError as exc:
+            errors.append(f"{at}: {exc.message}")
+            continue
+        if any(s.name == spec.name for s in sinks):
+            errors.append(f"{at}: the sink name {spec.name!r} is defined twice.")
+            continue
+        sinks.append(spec)
+    kwargs["sinks"] = tuple(sinks)
+    kwargs["extra"] = {k: raw[k] for k in _EXTRA_TABLES if k in raw}
+    if errors:
+        return ConfigResult(None, tuple(errors), tuple(warnings), path=path)
+    return ConfigResult(Config(**kwargs), (), tuple(warnings), path=path)
+
+
+def _line_of(text: str, section: str | None, key: str, index: int = 0) -> int:
+    """Best-effort line number of `key` in `[section]` (tomllib keeps no positions)."""
+    current: str | None = None
+    key_re = re.compile(rf"\s*(?:\"{re.escape(key)}\"|{re.escape(key)})\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            current = stripped.strip("[]").strip()
+            continue
+        if current == section and key_re.match(line):
+            return number
+    if section is not None:
+        # Also look for dotted keys such as `delivery.attempts = 3` at top level.
+        dotted = re.compile(rf"\s*{re.escape(section)}\s*\.\s*{re.escape(key)}\s*=")
+        for number, line in enumerate(text.splitlines(), start=1):
+            if dotted.match(line):
+                return number
+    return 0
+
+
+def _line_of_array_table(text: str, name: str, index: int) -> int:
+    seen = -1
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip().replace(" ", "") == f"[[{name}]]":
+            seen += 1
+            if seen == index:
+                return number
+    return 0

@@ -1,0 +1,276 @@
+"""Events: ids, the type grammar, payload validation and the `custom.` prefix."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import uuid_utils
+
+from ._exceptions import EventError
+from .types import JSONObject
+
+__all__ = [
+    "CUSTOM_PREFIX",
+    "MAX_PAYLOAD_BYTES",
+    "SYSTEM_EVENT_TYPES",
+    "Actor",
+    "ActorKind",
+    "Event",
+    "Space",
+    "as_custom_type",
+    "check_type",
+    "encode_payload",
+    "new_event_id",
+    "now_rfc3339",
+]
+
+CUSTOM_PREFIX = "custom."
+MAX_TYPE_LENGTH = 255
+MAX_PAYLOAD_BYTES = 1024 * 1024
+SYSTEM_EVENT_TYPES = frozenset(
+    {
+        "space.created",
+        "space.started",
+        "space.stopped",
+        "space.deleted",
+        "space.healthy",
+        "space.unhealthy",
+    }
+)
+_TYPE_RE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+_UUID_RE = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
+class ActorKind(StrEnum):
+    USER = "User"
+    SYSTEM = "System"
+    MCP = "MCP"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    id: str
+    username: str
+    kind: ActorKind = ActorKind.USER
+
+    def to_dict(self) -> JSONObject:
+        return {"id": self.id, "username": self.username, "kind": self.kind.value}
+
+    @classmethod
+    def from_dict(cls, raw: JSONObject) -> Actor:
+        return cls(str(raw.get("id", "")), str(raw.get("username", "")), ActorKind(raw["kind"]))
+
+
+LOCAL_ACTOR = Actor("local", "local", ActorKind.USER)
+SYSTEM_ACTOR = Actor("system", "system", ActorKind.SYSTEM)
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    id: str
+    name: str
+    urls: tuple[str, ...] = ()
+
+    def to_dict(self) -> JSONObject:
+        return {"id": self.id, "name": self.name, "urls": list(self.urls)}
+
+    @classmethod
+    def from_dict(cls, raw: JSONObject) -> Space:
+        return cls(str(raw.get("id", "")), str(raw.get("name", "")), tuple(raw.get("urls", ())))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One journaled event; immutable once it has a sequence number.
+
+    `seq` is the position in this runtime's journal (0 before journaling), `depth` the number
+    of sink hops that led to it (emit chains deeper than `delivery.max_depth` are dropped),
+    `rids` limits delivery to the named sinks (Sky's `_rids`), `eid` is a Sky caller's own id.
+    """
+
+    id: str
+    type: str
+    data: JSONObject
+    ts: str
+    zone: str = "local"
+    owner: str = ""
+    actor: Actor = LOCAL_ACTOR
+    space: Space | None = None
+    depth: int = 0
+    seq: int = 0
+    eid: str = ""
+    rids: tuple[str, ...] | None = None
+    parent: str = ""
+    data_json: str = field(default="", compare=False, repr=False)
+
+    @property
+    def is_system(self) -> bool:
+        return self.type in SYSTEM_EVENT_TYPES
+
+    def to_dict(self) -> JSONObject:
+        """The event as the API, the stream and the notebook show it."""
+        out: JSONObject = {
+            "id": self.id,
+            "seq": self.seq,
+            "type": self.type,
+            "ts": self.ts,
+            "zone": self.zone,
+            "owner": self.owner,
+            "actor": self.actor.to_dict(),
+            "space": self.space.to_dict() if self.space else {},
+            "data": self.data,
+            "depth": self.depth,
+        }
+        if self.eid:
+            out["eid"] = self.eid
+        if self.parent:
+            out["parent"] = self.parent
+        if self.rids is not None:
+            out["rids"] = list(self.rids)
+        return out
+
+    def meta_json(self) -> str:
+        """Everything but the indexed columns, as the journal stores it."""
+        meta: JSONObject = {"actor": self.actor.to_dict()}
+        if self.space:
+            meta["space"] = self.space.to_dict()
+        if self.eid:
+            meta["eid"] = self.eid
+        if self.rids is not None:
+            meta["rids"] = list(self.rids)
+        if self.parent:
+            meta["parent"] = self.parent
+        return json.dumps(meta, separators=(",", ":"))
+
+    @classmethod
+    def from_row(
+        cls,
+        seq: int,
+        id: str,
+        type: str,
+        ts: str,
+        zone: str,
+        owner: str,
+        depth: int,
+        data_json: str,
+        meta_json: str,
+    ) -> Event:
+        meta = json.loads(meta_json)
+        space = meta.get("space")
+        rids = meta.get("rids")
+        return cls(
+            id=id,
+            type=type,
+            data=json.loads(data_json),
+            ts=ts,
+            zone=zone,
+            owner=owner,
+            actor=Actor.from_dict(meta["actor"]),
+            space=Space.from_dict(space) if space else None,
+            depth=depth,
+            seq=seq,
+            eid=meta.get("eid", ""),
+            rids=tuple(rids) if rids is not None else None,
+            parent=meta.get("parent", ""),
+            data_json=data_json,
+        )
+
+
+def new_event_id() -> str:
+    """A UUIDv7: time-ordered, so the journal's id index grows at its right edge."""
+    return str(uuid_utils.uuid7())
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def check_type(event_type: object) -> str | None:
+    """Return why `event_type` breaks the grammar, or None when it is valid."""
+    if not isinstance(event_type, str):
+        return f"The event type must be a string, not {type(event_type).__name__}."
+    if not event_type:
+        return "The event type is empty."
+    if len(event_type) > MAX_TYPE_LENGTH:
+        return (
+            f"The event type is {len(event_type)} characters long; "
+            f"at most {MAX_TYPE_LENGTH} are allowed."
+        )
+    if not _TYPE_RE.fullmatch(event_type):
+        return (
+            f"The event type {event_type!r} is not valid: use dot-separated segments "
+            "of letters, digits, '_' and '-'."
+        )
+    return None
+
+
+def as_custom_type(event_type: object) -> str:
+    """Validate an externally raised type and give it the `custom.` prefix.
+
+    Clients can never raise a system event: `space.created` from outside is
+    `custom.space.created`.
+    """
+    problem = check_type(event_type)
+    if problem is not None:
+        raise EventError(problem, event_type=event_type if isinstance(event_type, str) else None)
+    assert isinstance(event_type, str)
+    full = event_type if event_type.startswith(CUSTOM_PREFIX) else CUSTOM_PREFIX + event_type
+    if len(full) > MAX_TYPE_LENGTH:
+        raise EventError(
+            f"The event type {full[:40]!r}... is longer than {MAX_TYPE_LENGTH} characters "
+            "once prefixed with 'custom.'.",
+            event_type=event_type,
+        )
+    return full
+
+
+def encode_payload(
+    payload: object, *, max_bytes: int = MAX_PAYLOAD_BYTES, event_type: str | None = None
+) -> tuple[JSONObject, str]:
+    """Check that `payload` is a JSON object within the size limit; return it and its JSON."""
+    if payload is None:
+        return {}, "{}"
+    if not isinstance(payload, dict):
+        raise EventError(
+            f"The payload must be a JSON object, not {_json_kind(payload)}.",
+            event_type=event_type,
+        )
+    try:
+        encoded = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise EventError(
+            f"The payload cannot be encoded as JSON: {exc}.", event_type=event_type
+        ) from None
+    size = len(encoded.encode()) if len(encoded) * 4 > max_bytes else len(encoded)
+    if size > max_bytes:
+        raise EventError(
+            f"The payload is {size} bytes of JSON; the limit is {max_bytes} bytes.",
+            event_type=event_type,
+        )
+    return payload, encoded
+
+
+def check_event_id(value: object) -> str:
+    """A client-supplied event id (for idempotent ingress) must be a UUID string."""
+    if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
+        raise EventError(f"The event id {value!r} is not a UUID string.")
+    return value.lower()
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__}"

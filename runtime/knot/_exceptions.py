@@ -1,0 +1,132 @@
+"""The one error tree of knot-runtime.
+
+    KnotError
+    ├── InvalidInput                  bad input from a user, a file or a client; never retried
+    │   ├── EventError                a bad event type or payload (.event_type)
+    │   ├── PatternError              a bad sink pattern (.pattern)
+    │   ├── SinkError                 a bad sink definition (.sink)
+    │   ├── TemplateError             a body template that does not parse (.template, .position)
+    │   └── ConfigError               a bad knot.toml (.path, .problems)
+    ├── NotFound                      no such sink, event, method, channel, user or space (.what)
+    ├── PermissionDenied              the caller may not do this (.status: 401 or 403)
+    ├── DeliveryFailed                one failed delivery attempt (.sink, .event, .reason)
+    │   └── ScriptFailed              a script raised, hit a limit or broke a rule (.script)
+    ├── StoreError                    the SQLite store cannot be opened or written (.path)
+    ├── RuntimeUnavailable            no runtime answers at the address a client used (.url)
+    └── RuntimeClosed                 the runtime was used after it stopped
+
+Every message is a full sentence that names what it is about, so that the CLI and the
+notebook can print `str(error)` as the whole story.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ConfigError",
+    "DeliveryFailed",
+    "EventError",
+    "InvalidInput",
+    "KnotError",
+    "NotFound",
+    "PatternError",
+    "PermissionDenied",
+    "RuntimeClosed",
+    "RuntimeUnavailable",
+    "ScriptFailed",
+    "SinkError",
+    "StoreError",
+    "TemplateError",
+]
+
+
+class KnotError(Exception):
+    """Base class of every error knot-runtime raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(KnotError):
+    """Input that can never succeed as given; answered with HTTP 400."""
+
+
+class EventError(InvalidInput):
+    def __init__(self, message: str, *, event_type: str | None = None) -> None:
+        super().__init__(message)
+        self.event_type = event_type
+
+
+class PatternError(InvalidInput):
+    def __init__(self, message: str, *, pattern: str) -> None:
+        super().__init__(message)
+        self.pattern = pattern
+
+
+class SinkError(InvalidInput):
+    def __init__(self, message: str, *, sink: str | None = None) -> None:
+        super().__init__(message)
+        self.sink = sink
+
+
+class TemplateError(InvalidInput):
+    def __init__(self, message: str, *, template: str = "", position: int = 0) -> None:
+        super().__init__(message)
+        self.template = template
+        self.position = position
+
+
+class ConfigError(InvalidInput):
+    def __init__(self, message: str, *, path: str = "", problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problems = tuple(problems)
+
+
+class NotFound(KnotError):
+    def __init__(self, message: str, *, what: str = "") -> None:
+        super().__init__(message)
+        self.what = what
+
+
+class PermissionDenied(KnotError):
+    def __init__(self, message: str, *, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DeliveryFailed(KnotError):
+    """One attempt to hand an event to a sink failed; the engine may retry it."""
+
+    def __init__(self, reason: str, *, sink: str = "", event: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sink = sink
+        self.event = event
+
+
+class ScriptFailed(DeliveryFailed):
+    def __init__(self, reason: str, *, script: str = "", sink: str = "", event: str = "") -> None:
+        super().__init__(reason, sink=sink, event=event)
+        self.script = script
+
+
+class StoreError(KnotError):
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class RuntimeUnavailable(KnotError):
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class RuntimeClosed(KnotError):
+    pass

@@ -1,0 +1,515 @@
+"""Runtime: wires the store, journal, router, delivery engine and sink sources together.
+
+Data flows one way: an ingress calls `emit`; the event is journaled; on commit the router picks
+its sinks and the delivery engine queues it for each; sinks report outcomes back to the engine,
+which records progress through the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from ._audit import AuditEntry, AuditKind
+from ._config import Config, load_config
+from ._delivery import DeliveryEngine, Outcome, Tracker
+from ._events import (
+    LOCAL_ACTOR,
+    SYSTEM_ACTOR,
+    Actor,
+    Event,
+    Space,
+    as_custom_type,
+    check_event_id,
+    check_type,
+    encode_payload,
+    new_event_id,
+    now_rfc3339,
+)
+from ._exceptions import EventError, RuntimeClosed
+from ._journal import Journal
+from ._patterns import Pattern
+from ._registry import SinkRegistry, SinkStatus
+from ._router import Router
+from ._sinkspec import SinkOrigin, SinkSpec
+from ._store import Store
+from .sinks import Sink
+from .types import JSONObject
+
+__all__ = ["EmitReport", "Runtime", "RuntimePart"]
+
+log = logging.getLogger("knot.events")
+KV_SINKS = "sinks"
+HOUSEKEEPING_INTERVAL = 0.5
+PRUNE_EVERY = 60  # housekeeping rounds between retention passes
+
+
+@dataclass(frozen=True, slots=True)
+class EmitReport:
+    """What happened to one event at its sinks, for synchronous callers (Sky, dry runs)."""
+
+    event: Event
+    outcomes: Mapping[str, Outcome]
+    pending: tuple[str, ...]  # sinks that had not finished when the wait ended
+    duplicate: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.event.id
+
+
+class RuntimePart(Protocol):
+    """A component started after the core and stopped before it (reloader, spaces, ...)."""
+
+    async def start(self, runtime: Runtime) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Runtime:
+    """An embeddable knot runtime: `async with Runtime("path/to/project") as rt: ...`.
+
+    `project` holds `knot.toml` and the scripts folder; every setting can be overridden
+    with `config`. `parts` are extra components to run with it (the script reloader, spaces).
+    """
+
+    def __init__(
+        self,
+        project: str | Path = ".",
+        *,
+        config: Config | None = None,
+        store_path: str | Path | None = None,
+        parts: Iterable[RuntimePart] = (),
+    ) -> None:
+        self.project = Path(project).resolve()
+        self._config_arg = config
+        self._store_path_arg = store_path
+        self.config: Config = config or Config()
+        self.parts: list[RuntimePart] = list(parts)
+        self._store: Store | None = None
+        self._journal: Journal | None = None
+        self._delivery: DeliveryEngine | None = None
+        self._registry: SinkRegistry | None = None
+        self.router = Router()
+        self._listeners: list[Callable[[Event, tuple[str, ...]], None]] = []
+        self._outcome_listeners: list[Callable[[Event, Outcome], None]] = []
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._unrouted: deque[Event] = deque()
+        self._routing_scheduled = False
+        self._started = False
+        self._stopping = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._stopping
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeClosed("The runtime is not running.")
+        return self._store
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            raise RuntimeClosed("The runtime is not running.")
+        return self._journal
+
+    @property
+    def delivery(self) -> DeliveryEngine:
+        if self._delivery is None:
+            raise RuntimeClosed("The runtime is not running.")
+        return self._delivery
+
+    @property
+    def registry(self) -> SinkRegistry:
+        if self._registry is None:
+            raise RuntimeClosed("The runtime is not running.")
+        return self._registry
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the settings, relative to the project folder."""
+        p = Path(path)
+        return p if p.is_absolute() else self.project / p
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        if self._config_arg is None:
+            self.config = load_config(self.project).raise_for_errors().with_env()
+        store_path = self._store_path_arg or self.resolve(self.config.store.path)
+        self._store = await asyncio.to_thread(
+            Store, store_path, synchronous=self.config.store.synchronous
+        )
+        try:
+            await self._start_core()
+        except BaseException:
+            self._store.close()
+            self._store = None
+            raise
+        self._started = True
+        try:
+            for part in self.parts:
+                await part.start(self)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_core(self) -> None:
+        store = self.store
+        self._journal = Journal(store, on_commit=self._on_commit)
+        self._delivery = DeliveryEngine(
+            self._journal, self.config.delivery, on_outcome=self._on_outcome
+        )
+        # Sinks known from an earlier run resume right after their stored cursor, whenever
+        # (and from whichever source) they are installed again.
+        self._registry = SinkRegistry(
+            self.router, self._delivery, self, cursors=store.load_cursors(), backlog=store.backlog
+        )
+        self._journal.start()
+        for spec in self.config.sinks:
+            await self._install_at_start(spec)
+        for raw in store.kv_all(KV_SINKS).values():
+            try:
+                spec = SinkSpec.from_dict(raw, origin=SinkOrigin.API)
+            except Exception as exc:
+                log.error("a stored sink could not be loaded: %s", exc)
+                continue
+            await self._install_at_start(spec)
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="knot-housekeeping")
+
+    async def _install_at_start(self, item: SinkSpec | Sink) -> None:
+        spec = item.spec if isinstance(item, Sink) else item
+        try:
+            await self.registry.install(item)
+        except Exception as exc:
+            self.registry.set_problem(spec.name, spec, str(exc))
+            log.error("%s", exc)
+
+    async def stop(self) -> None:
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        for part in reversed(self.parts):
+            try:
+                await part.stop()
+            except Exception:
+                log.exception("a runtime part failed to stop")
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        if self._delivery is not None:
+            await self._delivery.close()
+        if self._journal is not None:
+            await self._journal.close()
+        if self._store is not None:
+            self._store.close()
+        self._store = self._journal = self._delivery = None
+        self._registry = None
+        self._started = False
+        self._stopping = False
+
+    async def _housekeep(self) -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            self.delivery.advance_idle()
+            rounds += 1
+            if rounds % PRUNE_EVERY == 0:
+                settings = self.config.store
+                prune = functools.partial(
+                    Store.prune,
+                    keep_events=settings.retention_events,
+                    keep_audit=settings.retention_audit,
+                    active_sinks=list(self.delivery.workers),
+                )
+                try:
+                    await self.journal.call(prune)
+                except Exception:
+                    log.exception("retention pass failed")
+
+    # -- events ---------------------------------------------------------------------------
+
+    def make_event(
+        self,
+        event_type: str,
+        payload: object = None,
+        *,
+        owner: str = "",
+        actor: Actor | None = None,
+        space: Space | None = None,
+        id: str | None = None,
+        eid: str = "",
+        rids: Iterable[str] | None = None,
+        ts: str | None = None,
+        depth: int = 0,
+        parent: str = "",
+        system: bool = False,
+    ) -> Event:
+        """Validate and build an event (not journaled). External events get `custom.`."""
+        if system:
+            problem = check_type(event_type)
+            if problem is not None:
+                raise EventError(problem, event_type=event_type)
+            full_type = event_type
+        else:
+            full_type = as_custom_type(event_type)
+        data, data_json = encode_payload(
+            payload, max_bytes=self.config.delivery.max_payload_bytes, event_type=full_type
+        )
+        return Event(
+            id=check_event_id(id) if id is not None else new_event_id(),
+            type=full_type,
+            data=data,
+            ts=ts or now_rfc3339(),
+            zone=self.config.zone,
+            owner=owner,
+            actor=actor or (SYSTEM_ACTOR if system else LOCAL_ACTOR),
+            space=space,
+            depth=depth,
+            seq=self.journal.next_seq(),
+            eid=eid,
+            rids=tuple(rids) if rids is not None else None,
+            parent=parent,
+            data_json=data_json,
+        )
+
+    async def emit(self, event_type: str, payload: object = None, **options: Any) -> str:
+        """Raise a custom event; return its id once it is journaled (durable).
+
+        Options are those of `make_event` (owner, actor, space, id, eid, rids, ts).
+        """
+        self._check_running()
+        event = self.make_event(event_type, payload, **options)
+        await self.journal.append(event, check_duplicate="id" in options)
+        return event.id
+
+    async def submit(self, event: Event, *, check_duplicate: bool = False) -> bool:
+        """Journal and route an event built with `make_event`; False for a duplicate id."""
+        self._check_running()
+        return await self.journal.append(event, check_duplicate=check_duplicate)
+
+    async def emit_and_wait(
+        self,
+        event_type: str,
+        payload: object = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> EmitReport:
+        """Raise an event and wait (up to `timeout`) until every sink it was routed to is done."""
+        self._check_running()
+        event = self.make_event(event_type, payload, **options)
+        return await self.submit_and_wait(event, timeout=timeout, check_duplicate="id" in options)
+
+    async def submit_and_wait(
+        self, event: Event, *, timeout: float | None = None, check_duplicate: bool = False
+    ) -> EmitReport:
+        tracker = Tracker()
+        trackers = self.delivery.trackers
+        trackers[event.id] = tracker
+        try:
+            inserted = await self.journal.append(event, check_duplicate=check_duplicate)
+            if not inserted:
+                return EmitReport(event, {}, (), duplicate=True)
+            await tracker.wait(self.config.delivery.sync_timeout if timeout is None else timeout)
+            return EmitReport(event, dict(tracker.outcomes), tracker.pending)
+        finally:
+            trackers.pop(event.id, None)
+
+    async def emit_system(
+        self, event_type: str, payload: JSONObject, *, space: Space | None, owner: str = ""
+    ) -> str:
+        """Raise a system event (space lifecycle); only the runtime itself calls this."""
+        self._check_running()
+        event = self.make_event(event_type, payload, space=space, owner=owner, system=True)
+        await self.journal.append(event)
+        return event.id
+
+    async def emit_child(self, parent: Event, event_type: str, payload: JSONObject) -> str:
+        """An event raised by a sink while handling `parent`: one level deeper, same owner.
+
+        Chains deeper than `delivery.max_depth` are dropped with an audit entry (the id is
+        still returned, so a script cannot tell and loop on it).
+        """
+        depth = parent.depth + 1
+        event = self.make_event(
+            event_type,
+            payload,
+            owner=parent.owner,
+            actor=parent.actor,
+            space=parent.space,
+            depth=depth,
+            parent=parent.id,
+        )
+        if depth > self.config.delivery.max_depth:
+            self.audit(
+                AuditEntry.new(
+                    AuditKind.DEPTH_EXCEEDED,
+                    f"Event {event.type} raised while handling {parent.id} was dropped: the "
+                    f"chain is {depth} events deep, more than delivery.max_depth = "
+                    f"{self.config.delivery.max_depth}.",
+                    event_id=parent.id,
+                )
+            )
+            log.warning("dropped %s at depth %d (max_depth exceeded)", event.type, depth)
+            return event.id
+        await self.journal.append(event)
+        return event.id
+
+    def _check_running(self) -> None:
+        if not self._started or self._stopping or self._journal is None:
+            raise RuntimeClosed("The runtime is not running; start it before raising events.")
+
+    def _on_commit(self, events: list[Event], flags: list[bool]) -> None:
+        """Queue freshly journaled events for routing, in journal order (on the event loop)."""
+        self._unrouted.extend(e for e, inserted in zip(events, flags, strict=True) if inserted)
+        if not self._routing_scheduled:
+            self._route_some()
+
+    def _route_some(self) -> None:
+        """Route at most half a sink queue's worth of events, then let the sinks run.
+
+        A group commit can hold thousands of events; routing them all at once would overflow
+        every sink's bounded queue even when the sink is fast. Yielding between slices lets
+        fast sinks drain, so only sinks that really fall behind drop events.
+        """
+        self._routing_scheduled = False
+        delivery = self._delivery
+        if delivery is None:
+            self._unrouted.clear()
+            return
+        backlog = self._unrouted
+        route = self.router.route
+        trackers = delivery.trackers
+        listeners = self._listeners
+        info = log.isEnabledFor(logging.INFO)
+        for _ in range(min(len(backlog), max(1, self.config.delivery.queue_size // 2))):
+            event = backlog.popleft()
+            names = route(event)
+            if trackers:
+                tracker = trackers.get(event.id)
+                if tracker is not None:
+                    tracker.expect(names)
+            delivery.dispatch(event, names)
+            if info:
+                log.info("%s %s → %s", event.type, event.id, ", ".join(names) or "(no sinks)")
+            for listener in listeners:
+                listener(event, names)
+        if backlog:
+            self._routing_scheduled = True
+            asyncio.get_running_loop().call_soon(self._route_some)
+
+    def _on_outcome(self, event: Event, outcome: Outcome) -> None:
+        for listener in self._outcome_listeners:
+            listener(event, outcome)
+
+    def on_event(self, listener: Callable[[Event, tuple[str, ...]], None]) -> Callable[[], None]:
+        """Call `listener(event, sink_names)` for each routed event; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def on_outcome(self, listener: Callable[[Event, Outcome], None]) -> Callable[[], None]:
+        """Call `listener(event, outcome)` when a sink finishes with an event."""
+        self._outcome_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._outcome_listeners:
+                self._outcome_listeners.remove(listener)
+
+        return unsubscribe
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until everything emitted so far is journaled, routed and handled by its sinks."""
+        async with asyncio.timeout(timeout):
+            await self.flush()
+            while self._unrouted:
+                await asyncio.sleep(0)
+            await self.delivery.wait_idle(timeout)
+
+    # -- what a sink may ask of the runtime (SinkHost) --------------------------------------
+
+    def audit(self, entry: AuditEntry) -> None:
+        self.journal.audit(entry)
+
+    def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
+        out = logging.getLogger(f"knot.sink.{sink}")
+        for line in lines:
+            out.info("%s", line)
+
+    # -- sinks ----------------------------------------------------------------------------
+
+    async def add_sink(self, item: SinkSpec | Sink | Mapping[str, Any]) -> SinkSpec:
+        """Add (or replace) a sink; sinks given as data are persisted in the store."""
+        self._check_running()
+        if isinstance(item, Mapping):
+            item = SinkSpec.from_dict(item, origin=SinkOrigin.API)
+        await self.registry.install(item)
+        spec = item.spec if isinstance(item, Sink) else item
+        if spec.origin is SinkOrigin.API:
+            data = spec.to_dict(redact=False)
+            await self.journal.call(lambda s: s.kv_put(KV_SINKS, spec.name, data))
+        return spec
+
+    async def update_sink(self, name: str, changes: Mapping[str, Any]) -> SinkSpec:
+        spec = await self.registry.update(name, dict(changes))
+        if spec.origin is SinkOrigin.API:
+            data = spec.to_dict(redact=False)
+            await self.journal.call(lambda s: s.kv_put(KV_SINKS, spec.name, data))
+        return spec
+
+    async def remove_sink(self, name: str, *, reason: str = "removed by request") -> SinkSpec:
+        spec = await self.registry.remove(name, reason=reason)
+        if spec.origin is SinkOrigin.API:
+            await self.journal.call(lambda s: s.kv_delete(KV_SINKS, name))
+        return spec
+
+    def sinks(self) -> list[SinkStatus]:
+        return self.registry.statuses()
+
+    def sink(self, name: str) -> Sink:
+        return self.registry.sink(name)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def events(
+        self, pattern: str | None = None, *, limit: int = 50, owner: str | None = None
+    ) -> list[Event]:
+        """The newest `limit` journaled events, oldest first; `pattern` is one sink pattern."""
+        parsed = Pattern.parse(pattern) if pattern else None
+        return await asyncio.to_thread(
+            self.store.recent_events, pattern=parsed, limit=limit, owner=owner
+        )
+
+    async def get_event(self, event_id: str) -> Event | None:
+        return await asyncio.to_thread(self.store.get_event, event_id)
+
+    async def audit_entries(self, *, limit: int = 50, sink: str | None = None) -> list[AuditEntry]:
+        return await asyncio.to_thread(self.store.audit_entries, limit=limit, sink=sink)
+
+    async def flush(self) -> None:
+        """Wait until everything written so far (events, cursors, audit) is committed."""
+        await self.journal.call(lambda store: None)

@@ -1,0 +1,122 @@
+"""The sink model shared by knot.toml, the store, the API and the script loader."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ._exceptions import SinkError
+from ._patterns import Pattern, validate_patterns
+from .types import JSONObject
+
+__all__ = ["SECRET_OPTIONS", "SinkOrigin", "SinkSpec", "check_sink_name"]
+
+_NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{1,63}")
+SECRET_OPTIONS = frozenset({"secret"})
+"""Options never shown in logs or listings."""
+
+
+class SinkOrigin(StrEnum):
+    """Where a sink was defined; it decides who may change it and how it is reloaded."""
+
+    SCRIPT = "script"  # scripts/sinks/<name>.py, owned by the reloader
+    CONFIG = "config"  # [[sinks]] in knot.toml, owned by the config watcher
+    API = "api"  # created at run time, persisted in the store
+    BUILTIN = "builtin"  # created in-process (tests, notebooks)
+
+
+def check_sink_name(name: object) -> str | None:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        return (
+            f"The sink name {name!r} is not valid: it must start with a letter and have "
+            "2 to 64 letters, digits or underscores."
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    name: str
+    type: str
+    events: tuple[Pattern, ...]
+    description: str = ""
+    owner: str = ""  # "" is global: fires for every owner's events
+    active: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+    origin: SinkOrigin = SinkOrigin.API
+
+    @property
+    def events_text(self) -> str:
+        return ", ".join(p.text for p in self.events)
+
+    def to_dict(self, *, redact: bool = True) -> JSONObject:
+        options = {
+            k: ("********" if redact and k in SECRET_OPTIONS and v else v)
+            for k, v in self.options.items()
+        }
+        return {
+            "name": self.name,
+            "type": self.type,
+            "events": self.events_text,
+            "description": self.description,
+            "owner": self.owner,
+            "active": self.active,
+            "origin": self.origin.value,
+            **options,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, origin: SinkOrigin = SinkOrigin.API) -> SinkSpec:
+        """Build a spec from a flat mapping (a knot.toml table, an API body, a store row).
+
+        Keys other than the common ones become type-specific options, which the sink class
+        validates. Raises SinkError listing every problem found.
+        """
+        problems: list[str] = []
+        name = raw.get("name")
+        if (problem := check_sink_name(name)) is not None:
+            problems.append(problem)
+        sink_type = raw.get("type")
+        if not isinstance(sink_type, str) or not sink_type:
+            problems.append("The sink type is missing; use webhook, script or json-rpc.")
+        events_raw = raw.get("events", "")
+        patterns: tuple[Pattern, ...] = ()
+        if isinstance(events_raw, str | list | tuple):
+            patterns, pattern_problems = validate_patterns(events_raw)
+            problems.extend(pattern_problems)
+        else:
+            problems.append("The sink's events must be a comma-separated string of patterns.")
+        description = raw.get("description", "")
+        if not isinstance(description, str):
+            problems.append("The sink's description must be a string.")
+        owner = raw.get("owner", "")
+        if owner is None:
+            owner = ""
+        if not isinstance(owner, str):
+            problems.append("The sink's owner must be a user id string ('' for global).")
+        active = raw.get("active", True)
+        if not isinstance(active, bool):
+            problems.append("The sink's active flag must be true or false.")
+        if problems:
+            label = name if isinstance(name, str) else "?"
+            raise SinkError(
+                f"The sink {label!r} is not valid: " + " ".join(problems),
+                sink=name if isinstance(name, str) else None,
+            )
+        common = {"name", "type", "events", "description", "owner", "active", "origin"}
+        options = {k: v for k, v in raw.items() if k not in common}
+        assert isinstance(name, str)
+        assert isinstance(sink_type, str)
+        return cls(
+            name=name,
+            type=sink_type,
+            events=patterns,
+            description=str(description),
+            owner=str(owner),
+            active=bool(active),
+            options=options,
+            origin=origin,
+        )

@@ -1,0 +1,135 @@
+"""A blocking handle on a Runtime running on its own thread (notebooks, scripts, tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ._audit import AuditEntry
+from ._events import Event
+from ._exceptions import RuntimeClosed
+from ._registry import SinkStatus
+from ._runtime import EmitReport, Runtime
+from ._sinkspec import SinkSpec
+from .sinks import Sink
+
+__all__ = ["SyncRuntime"]
+
+T = TypeVar("T")
+
+
+class SyncRuntime:
+    """`with SyncRuntime("project") as rt: rt.emit("hello", {"x": 1})`.
+
+    The runtime's event loop runs on a daemon thread; every method blocks until done.
+    """
+
+    def __init__(
+        self, project: str | Path = ".", *, runtime: Runtime | None = None, **options: Any
+    ) -> None:
+        self.runtime = runtime or Runtime(project, **options)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> SyncRuntime:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeClosed("The runtime is not running.")
+        return self._loop
+
+    def start(self) -> SyncRuntime:
+        if self._thread is not None:
+            return self
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(started.set)
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="knot-runtime", daemon=True)
+        self._thread.start()
+        started.wait()
+        self._loop = loop
+        try:
+            self.call(self.runtime.start())
+        except BaseException:
+            self._shutdown_loop()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            self.call(self.runtime.stop())
+        finally:
+            self._shutdown_loop()
+
+    def _shutdown_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=10)
+        if loop is not None and not loop.is_running():
+            loop.close()
+
+    def call(self, coro: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T:
+        """Run a coroutine on the runtime's loop and wait for its result."""
+        if self._loop is None:
+            coro.close()
+            raise RuntimeClosed("The runtime is not running.")
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout)
+
+    # -- the Runtime API, blocking ---------------------------------------------------------
+
+    def emit(self, event_type: str, payload: object = None, **options: Any) -> str:
+        return self.call(self.runtime.emit(event_type, payload, **options))
+
+    def emit_and_wait(
+        self,
+        event_type: str,
+        payload: object = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> EmitReport:
+        return self.call(
+            self.runtime.emit_and_wait(event_type, payload, timeout=timeout, **options)
+        )
+
+    def events(self, pattern: str | None = None, *, limit: int = 50) -> list[Event]:
+        return self.call(self.runtime.events(pattern, limit=limit))
+
+    def audit(self, *, limit: int = 50) -> list[AuditEntry]:
+        return self.call(self.runtime.audit_entries(limit=limit))
+
+    def sinks(self) -> list[SinkStatus]:
+        async def snapshot() -> list[SinkStatus]:
+            return self.runtime.sinks()
+
+        return self.call(snapshot())
+
+    def add_sink(self, item: SinkSpec | Sink | Mapping[str, Any]) -> SinkSpec:
+        return self.call(self.runtime.add_sink(item))
+
+    def remove_sink(self, name: str) -> SinkSpec:
+        return self.call(self.runtime.remove_sink(name))
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        self.call(self.runtime.wait_idle(timeout))

@@ -1,0 +1,115 @@
+"""Assembly: the starlette application over a Runtime, and `serve` to run both on one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .._exceptions import KnotError
+from .._runtime import Runtime
+from . import agent, api
+from .common import error_response
+
+__all__ = ["create_app", "serve"]
+
+log = logging.getLogger("knot.server")
+
+
+async def healthz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    ok = runtime.running
+    return JSONResponse(
+        {"status": "ok" if ok else "stopping", "zone": runtime.config.zone},
+        status_code=200 if ok else 503,
+    )
+
+
+async def _knot_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KnotError)
+    return error_response(exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"error": f"The runtime hit an internal error ({type(exc).__name__}); see its log."},
+        status_code=500,
+    )
+
+
+def create_app(runtime: Runtime, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    """The HTTP API of a runtime. The runtime is started and stopped by its owner, not here."""
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        *agent.routes,
+        *api.routes,
+        *(extra_routes or []),
+    ]
+    handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {
+        KnotError: _knot_error,
+        Exception: _unexpected,
+    }
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.runtime = runtime
+    app.state.max_body_bytes = runtime.config.server.max_body_bytes
+    return app
+
+
+async def serve(
+    runtime: Runtime,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ready: Callable[[str, int], None] | None = None,
+) -> None:
+    """Run `runtime` (started here) and its HTTP API until SIGINT/SIGTERM."""
+    await runtime.start()
+    try:
+        settings = runtime.config.server
+        sock = bind_socket(host or settings.host, settings.port if port is None else port)
+        config = uvicorn.Config(
+            create_app(runtime),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=3,
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if server.started and ready is not None:
+            bound_host, bound_port = sock.getsockname()[:2]
+            ready(bound_host, bound_port)
+        await task
+    finally:
+        await runtime.stop()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves, so a busy port is a clear error, not an exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise KnotError(
+                f"Port {port} on {host} is already in use; stop the other server or pass "
+                "--port (or set KNOT_API_PORT)."
+            ) from None
+        raise KnotError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock

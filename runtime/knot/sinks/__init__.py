@@ -1,0 +1,37 @@
+"""Sink types. Each is one class behind the interface in `base.py`."""
+
+from __future__ import annotations
+
+from .._exceptions import SinkError
+from .._sinkspec import SinkSpec
+from .base import DeliveryResult, Directive, Sink, SinkHost
+from .recording import RecordingSink
+
+__all__ = [
+    "SINK_TYPES",
+    "DeliveryResult",
+    "Directive",
+    "RecordingSink",
+    "Sink",
+    "SinkHost",
+    "build_sink",
+]
+
+SINK_TYPES: dict[str, type[Sink]] = {RecordingSink.type: RecordingSink}
+
+
+def build_sink(spec: SinkSpec) -> Sink:
+    """Make the sink a spec describes; raise SinkError listing every problem."""
+    cls = SINK_TYPES.get(spec.type)
+    if cls is None:
+        known = ", ".join(sorted(SINK_TYPES))
+        raise SinkError(
+            f"The sink {spec.name!r} has the unknown type {spec.type!r}; known types: {known}.",
+            sink=spec.name,
+        )
+    problems = cls.validate(spec)
+    if problems:
+        raise SinkError(
+            f"The sink {spec.name!r} is not valid: " + " ".join(problems), sink=spec.name
+        )
+    return cls(spec)

@@ -1,0 +1,95 @@
+"""The sink interface: what the delivery engine asks of a sink, and what a sink may ask back.
+
+A sink is one class: `deliver(event)` either returns (delivered) or raises DeliveryFailed (one
+failed attempt; the engine retries and audits). Everything else (ordering, queues, retries,
+progress) is the engine's job, not the sink's.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from .._audit import AuditEntry, AuditKind
+from .._config import Config
+from .._events import Event
+from .._sinkspec import SinkSpec
+from ..types import JSONObject
+
+__all__ = ["DeliveryResult", "Directive", "Sink", "SinkHost"]
+
+
+@dataclass(frozen=True, slots=True)
+class Directive:
+    """A Sky directive a sink adds to the synchronous answer."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    sink: str = ""
+
+    def to_dict(self, eid: str = "") -> JSONObject:
+        return {
+            "type": "directive",
+            "name": self.name,
+            "options": dict(self.options),
+            "meta": {"rid": self.sink, "eid": eid},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What a successful delivery produced besides success itself."""
+
+    directives: tuple[Directive, ...] = ()
+    output: tuple[str, ...] = ()
+    detail: str = ""
+
+
+class SinkHost(Protocol):
+    """What the runtime offers a sink: emitting (depth-limited), logging, auditing, settings."""
+
+    @property
+    def config(self) -> Config: ...
+
+    async def emit_child(self, parent: Event, event_type: str, payload: JSONObject) -> str: ...
+
+    def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None: ...
+
+    def audit(self, entry: AuditEntry) -> None: ...
+
+
+class Sink(abc.ABC):
+    """Base class of every sink type; subclasses set `type` and implement `deliver`."""
+
+    type: ClassVar[str]
+    failure_kind: ClassVar[AuditKind] = AuditKind.DELIVERY_FAILED
+
+    def __init__(self, spec: SinkSpec) -> None:
+        self.spec = spec
+        self.host: SinkHost | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @classmethod
+    def validate(cls, spec: SinkSpec) -> list[str]:
+        """Problems with the type-specific options of `spec`, as full sentences."""
+        return []
+
+    async def start(self, host: SinkHost) -> None:
+        """Called once before the first delivery; acquire resources here."""
+        self.host = host
+
+    @abc.abstractmethod
+    async def deliver(self, event: Event) -> DeliveryResult | None:
+        """Deliver one event; raise DeliveryFailed for a failed attempt."""
+
+    async def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Release resources; called when the sink is removed, replaced or the runtime stops."""
+
+    def status(self) -> JSONObject:
+        """Type-specific status fields for listings (never secrets)."""
+        return {}

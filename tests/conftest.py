@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from knot import RecordingSink, Runtime, SinkOrigin, SinkSpec, parse_patterns
+
+from .helpers import KnotServer, start_server
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach a runtime it did not start, or a user's real settings."""
+    for name in ("KNOT_API_PORT", "KNOT_URL", "KNOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An empty project folder (no knot.toml: every default)."""
+    path = tmp_path / "project"
+    path.mkdir()
+    return path
+
+
+def write_config(project: Path, text: str) -> Path:
+    path = project / "knot.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def recording(name: str = "rec", events: str = "*", **options: object) -> RecordingSink:
+    return RecordingSink(
+        SinkSpec(
+            name, "recording", parse_patterns(events), options=options, origin=SinkOrigin.BUILTIN
+        )
+    )
+
+
+@pytest.fixture
+async def runtime(project: Path) -> AsyncIterator[Runtime]:
+    async with Runtime(project) as rt:
+        yield rt
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[type[KnotServer]]:
+    started: list[KnotServer] = []
+
+    class Factory(KnotServer):
+        def __init__(self, project: Path, **kwargs: object) -> None:
+            super().__init__(project, **kwargs)  # type: ignore[arg-type]
+            started.append(self)
+
+    yield Factory
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
+def knot_server(project: Path) -> Iterator[KnotServer]:
+    server = start_server(project)
+    yield server
+    server.kill()
+
+
+def pytest_report_header() -> str:
+    return f"knot tests: python {sys.version.split()[0]}, cwd {os.getcwd()}"
