@@ -93,7 +93,7 @@ class Runtime:
         self._config_arg = config
         self._store_path_arg = store_path
         self.config: Config = config or Config()
-        self.parts: list[RuntimePart] = list(parts)
+        self.parts: list[RuntimePart] = list(parts) or self._default_parts()
         self._store: Store | None = None
         self._journal: Journal | None = None
         self._delivery: DeliveryEngine | None = None
@@ -106,6 +106,10 @@ class Runtime:
         self._routing_scheduled = False
         self._started = False
         self._stopping = False
+
+    def _default_parts(self) -> list[RuntimePart]:
+        """The components every runtime runs unless `parts` says otherwise."""
+        return []
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from .._exceptions import EventError
 from .._runtime import Runtime
+from .auth import caller
 from .common import read_json
 
 __all__ = ["routes"]
@@ -26,11 +27,11 @@ async def post_event(request: Request) -> Response:
         )
     if "type" not in body:
         raise EventError("The request has no 'type'.")
-    options = {}
-    if "id" in body:
-        options["id"] = body["id"]
-    event = runtime.make_event(body["type"], body.get("payload"), **options)
-    inserted = await runtime.submit(event, check_duplicate="id" in options)
+    who = caller(request)
+    event = runtime.make_event(
+        body["type"], body.get("payload"), owner=who.owner, actor=who.actor, id=body.get("id")
+    )
+    inserted = await runtime.submit(event, check_duplicate="id" in body)
     answer: dict[str, object] = {"id": event.id}
     if not inserted:
         answer["duplicate"] = True

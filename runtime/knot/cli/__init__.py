@@ -1,0 +1,59 @@
+"""The `knot` command: a thin layer over the Python API and the HTTP client.
+
+Each module here registers one group of subcommands; none holds logic of its own beyond
+parsing arguments and printing results. Every command prints errors as one line on stderr and
+exits non-zero: no tracebacks for anything a user can cause.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .._exceptions import KnotError
+from . import events, serve, sinks
+from .common import Formatter, Handler
+
+__all__ = ["build_parser", "main"]
+
+# One line per command group; each module's register() adds its subcommands.
+_GROUPS = (serve, events, sinks)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="knot",
+        description="A local runtime for Knot-style events: scripts, webhooks and JSON-RPC sinks.",
+        epilog=(
+            "examples:\n"
+            "  knot serve                          run the runtime on this project\n"
+            '  knot event myapp.deployed \'{"version": "1.2"}\'\n'
+            "  knot events -n 20                   the last 20 events\n"
+            "  knot audit                          what was dropped or given up, and why\n\n"
+            "Commands that talk to a running runtime use KNOT_API_PORT (default 12201)."
+        ),
+        formatter_class=Formatter,
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for group in _GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except KnotError as exc:
+        print(f"knot: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `knot events | head`
+        return 0

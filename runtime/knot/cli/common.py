@@ -1,0 +1,55 @@
+"""Helpers every command module shares: registration, JSON arguments, tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import TypeAlias
+
+from .._exceptions import InvalidInput
+from ..types import JSONObject
+
+__all__ = ["Formatter", "Handler", "Subparsers", "add_command", "parse_json_object", "print_table"]
+
+Handler = Callable[[argparse.Namespace], int]
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def add_command(
+    sub: Subparsers, name: str, handler: Handler, help: str, examples: str = ""
+) -> argparse.ArgumentParser:
+    epilog = "examples:\n" + examples if examples else None
+    p = sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=Formatter)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def parse_json_object(raw: str | None, *, what: str = "payload") -> JSONObject:
+    """A JSON object from the command line ('' or None is {}), or one clear error."""
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"The {what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f'The {what} must be a JSON object, like \'{{"key": "value"}}\'.')
+    return value
+
+
+def print_table(rows: list[JSONObject], columns: list[tuple[str, str]]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[str(row.get(key, "")) for key, _ in columns] for row in rows]
+    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
+    print("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths, strict=True)).rstrip())
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())

@@ -1,0 +1,89 @@
+"""`knot event`, `knot events`, `knot audit`: raise and inspect events of a running runtime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .._client import Client
+from ..types import JSONObject
+from .common import Subparsers, add_command, parse_json_object
+
+__all__ = ["register"]
+
+
+def register(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "event",
+        _event,
+        "Raise a custom event (the type gets the 'custom.' prefix).",
+        '  knot event myapp.deployed \'{"version": "1.2"}\'\n'
+        "  echo '{\"n\": 1}' | knot event myapp.tick\n",
+    )
+    p.add_argument("type", help="event type, e.g. myapp.deployed")
+    p.add_argument("payload", nargs="?", help="JSON object (default: read stdin if piped, else {})")
+    p.add_argument("--id", default=None, help="event id (UUID) for idempotent retries")
+
+    p = add_command(
+        sub,
+        "events",
+        _events,
+        "Show recent events, optionally filtered by a pattern.",
+        "  knot events\n  knot events 'custom.myapp.*' -n 100\n  knot events --follow\n",
+    )
+    p.add_argument("pattern", nargs="?", default=None, help="'*', 'prefix.*' or an exact type")
+    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = add_command(sub, "audit", _audit, "Show the audit log: drops, give-ups, rejected scripts.")
+    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _event(args: argparse.Namespace) -> int:
+    raw = args.payload
+    if raw is None and not sys.stdin.isatty():
+        raw = sys.stdin.read()
+    payload = parse_json_object(raw)
+    with Client() as client:
+        event_id = client.emit(args.type, payload, id=args.id)
+    print(event_id)
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    with Client() as client:
+        for event in client.events(args.pattern, n=args.n):
+            _print_event(event, as_json=args.json)
+        if args.follow:
+            for event in client.follow(args.pattern):
+                _print_event(event, as_json=args.json)
+    return 0
+
+
+def _print_event(event: JSONObject, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(event), flush=True)
+        return
+    data = json.dumps(event.get("data", {}), separators=(",", ":"))
+    if len(data) > 80:
+        data = data[:77] + "..."
+    line = f"{event['seq']:>7}  {event['ts']}  {event['type']:<32}  {event['id']}  {data}"
+    print(line, flush=True)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    with Client() as client:
+        entries = client.audit(n=args.n)
+    for entry in entries:
+        if args.json:
+            print(json.dumps(entry))
+        else:
+            sink = f"[{entry['sink']}] " if entry["sink"] else ""
+            print(f"{entry['ts']}  {entry['title']:<28}  {sink}{entry['message']}")
+    if not entries and not args.json:
+        print("(the audit log is empty)")
+    return 0

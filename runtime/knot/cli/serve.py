@@ -1,0 +1,78 @@
+"""`knot serve`: the runtime and its HTTP API in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+
+from .common import Subparsers, add_command
+
+__all__ = ["register"]
+
+
+def register(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "serve",
+        _serve,
+        "Run the runtime: watch the scripts folder, deliver events, serve the HTTP API.",
+        "  knot serve\n  knot serve --project ./my-project --port 12300\n",
+    )
+    p.add_argument("--project", default=".", help="project folder (default: .)")
+    p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: KNOT_API_PORT or 12201)")
+    p.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+
+
+class LogFormatter(logging.Formatter):
+    """`HH:MM:SS.mmm INFO:     message`, in the spirit of uvicorn's access log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = self.formatTime(record, "%H:%M:%S") + f".{int(record.msecs):03d}"
+        level = f"{record.levelname}:".ljust(9)
+        text = f"{stamp} {level} {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def configure_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(LogFormatter())
+    root = logging.getLogger("knot")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .._runtime import Runtime
+    from ..server import serve
+
+    configure_logging(args.quiet)
+    runtime = Runtime(args.project)
+
+    def ready(host: str, port: int) -> None:
+        sinks = runtime.sinks()
+        print(
+            f"knot: serving {runtime.project} on http://{host}:{port} "
+            f"(zone {runtime.config.zone}, {len(sinks)} sink{'s' if len(sinks) != 1 else ''}, "
+            f"store {runtime.resolve(runtime.config.store.path)})",
+            flush=True,
+        )
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(serve(runtime, host=args.host, port=args.port, ready=ready))
+    return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # uvicorn[standard] brings it on every platform we support
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
