@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from knot import (
     parse_patterns,
 )
 from knot._config import DeliverySettings
+from knot.sinks import BatchResult, DeliveryResult
 
 from .conftest import recording
 
@@ -342,3 +344,68 @@ async def test_sink_that_raises_delivery_failed_reports_its_reason(project: Path
         report = await rt.emit_and_wait("x", {}, timeout=5)
         assert report.outcomes["no"].error == "receiver said no"
         assert rt.sinks()[0].last_error == "receiver said no"
+
+
+class BatchingSink(RecordingSink):
+    """Takes several events per call, like a sink behind a worker process."""
+
+    max_batch = 8
+
+    def __init__(self, spec: SinkSpec, *, fail_once: set[int]) -> None:
+        super().__init__(spec)
+        self.fail_once = fail_once
+        self.calls: list[list[int]] = []
+
+    async def deliver(self, event: Event) -> None:
+        self.calls.append([event.data["i"]])
+        await self._take(event)
+
+    async def deliver_batch(self, events: Sequence[Event]) -> BatchResult:
+        self.calls.append([e.data["i"] for e in events])
+        results: list[DeliveryResult | None] = []
+        for index, event in enumerate(events):
+            try:
+                await self._take(event)
+            except DeliveryFailed as exc:
+                return BatchResult(results, index, exc.reason)
+            results.append(None)
+        return BatchResult(results)
+
+    async def _take(self, event: Event) -> None:
+        i = event.data["i"]
+        if i in self.fail_once:
+            self.fail_once.discard(i)
+            raise DeliveryFailed(f"event {i} fails once")
+        self.events.append(event)
+        self.received += 1
+
+
+async def test_batched_sinks_keep_order_and_retry_the_failed_event_first(project: Path) -> None:
+    async with Runtime(project, config=fast_config(queue_size=1000)) as rt:
+        gate = asyncio.Event()
+        sink = BatchingSink(
+            SinkSpec("batched", "recording", parse_patterns("*"), origin=SinkOrigin.BUILTIN),
+            fail_once={5, 13},
+        )
+        original = sink.deliver_batch
+
+        async def gated(events: Sequence[Event]) -> BatchResult:
+            await gate.wait()
+            return await original(events)
+
+        sink.deliver_batch = gated  # type: ignore[method-assign]
+        await rt.add_sink(sink)
+        for i in range(20):
+            await rt.emit("x", {"i": i})
+        # Let the first event go alone (nothing else queued yet), then open the gate.
+        gate.set()
+        await rt.wait_idle()
+        assert [e.data["i"] for e in sink.events] == list(range(20))
+        # Batches of up to 8; a failure is retried alone before anything after it runs.
+        flat = [i for call in sink.calls for i in call]
+        assert flat.index(5) < flat.index(6)
+        assert max(len(c) for c in sink.calls) == 8
+        assert [5] in sink.calls[1:]  # the retry of 5 is its own call
+        retry_of_5 = sink.calls.index([5], 1)
+        assert all(6 not in c for c in sink.calls[:retry_of_5])
+        assert rt.sinks()[0].retries == 2

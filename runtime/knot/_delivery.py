@@ -112,7 +112,7 @@ class SinkWorker:
     sink: Sink
     cursor: int
     queue: deque[Event] = field(default_factory=deque)
-    current: Event | None = None
+    inflight: list[Event] = field(default_factory=list)
     stats: SinkStats = field(default_factory=SinkStats)
     task: asyncio.Task[None] | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -124,7 +124,11 @@ class SinkWorker:
 
     @property
     def pending(self) -> int:
-        return len(self.queue) + (self.current is not None)
+        return len(self.queue) + len(self.inflight)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue or self.inflight)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"knot-sink-{self.name}")
@@ -140,7 +144,7 @@ class SinkWorker:
         """Swap in a new version of the sink; queued events stay queued, in order."""
         self._retired.append(self.sink)
         self.sink = sink
-        if self.current is None:
+        if not self.inflight:
             self._close_retired()
 
     def _close_retired(self) -> None:
@@ -150,47 +154,90 @@ class SinkWorker:
 
     async def _run(self) -> None:
         queue = self.queue
-        engine = self.engine
         while True:
             while queue:
-                event = queue.popleft()
-                self.current = event
-                outcome = await self._deliver(event)
-                self.current = None
+                limit = self.sink.max_batch
+                if limit > 1 and len(queue) > 1:
+                    batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
+                    self.inflight = batch
+                    await self._deliver_batch(batch)
+                else:
+                    event = queue.popleft()
+                    self.inflight = [event]
+                    self._finish(event, await self._deliver(event))
+                self.inflight = []
                 if self._retired:
                     self._close_retired()
-                # Everything before the next queued event (or everything routed so far, when the
-                # queue is empty) is handled: that is the cursor the journal keeps.
-                cursor = queue[0].seq - 1 if queue else engine.last_routed
-                if cursor > self.cursor:
-                    self.cursor = cursor
-                    engine.journal.set_cursor(self.name, cursor)
-                engine.finished(event, outcome)
             self.idle.set()
-            # A dispatch() sets `idle` back to clear; poll it through a fresh waiter so
-            # nothing is lost between the check above and the wait below.
-            waiter = engine.wakeup(self)
-            await waiter
+            await self.engine.wakeup(self)
 
-    async def _deliver(self, event: Event) -> Outcome:
+    def _finish(self, event: Event, outcome: Outcome) -> None:
+        engine = self.engine
+        queue = self.queue
+        # Everything before the next queued event (or everything routed so far, when the queue
+        # is empty) is handled: that is the cursor the journal keeps.
+        cursor = queue[0].seq - 1 if queue else engine.last_routed
+        if cursor > self.cursor:
+            self.cursor = cursor
+            engine.journal.set_cursor(self.name, cursor)
+        engine.finished(event, outcome)
+
+    async def _deliver_batch(self, batch: list[Event]) -> None:
+        """Hand several queued events to the sink at once; same order and retry rules.
+
+        The sink stops at the first failure; that event continues with its retries and the
+        events after it go back to the front of the queue, untouched.
+        """
+        try:
+            results, failed_at, error = await self.sink.deliver_batch(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("sink %s raised while delivering a batch", self.name)
+            results, failed_at, error = [], 0, self._describe(exc)
+        failed: Event | None = None
+        if failed_at is not None:
+            failed = batch[failed_at]
+            for event in reversed(batch[failed_at + 1 :]):
+                self.queue.appendleft(event)
+            self.inflight = [failed]
+        for event, result in zip(batch, results, strict=False):
+            if event is failed:
+                break
+            self._finish(event, self._delivered(event, 1, result))
+        if failed is not None:
+            self._finish(failed, await self._deliver(failed, first_error=error))
+
+    def _delivered(self, event: Event, attempt: int, result: DeliveryResult | None) -> Outcome:
+        self.stats.delivered += 1
+        self.stats.last_delivered_seq = event.seq
+        return Outcome(self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result)
+
+    def _describe(self, exc: Exception) -> str:
+        if isinstance(exc, DeliveryFailed):
+            return exc.reason
+        return f"The sink {self.name} raised {type(exc).__name__}: {exc}"
+
+    async def _deliver(self, event: Event, *, first_error: str | None = None) -> Outcome:
+        """Deliver one event with retries; `first_error` means attempt 1 already failed."""
         engine = self.engine
         attempts = engine.settings.attempts
         error = ""
         for attempt in range(1, attempts + 1):
-            sink = self.sink
-            try:
-                result = await sink.deliver(event)
-            except asyncio.CancelledError:
-                raise
-            except DeliveryFailed as exc:
-                error = exc.reason
-            except Exception as exc:
-                log.exception("sink %s raised while delivering %s", self.name, event.id)
-                error = f"The sink {self.name} raised {type(exc).__name__}: {exc}"
+            if attempt == 1 and first_error is not None:
+                error = first_error
             else:
-                self.stats.delivered += 1
-                self.stats.last_delivered_seq = event.seq
-                return Outcome(self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result)
+                try:
+                    result = await self.sink.deliver(event)
+                except asyncio.CancelledError:
+                    raise
+                except DeliveryFailed as exc:
+                    error = exc.reason
+                except Exception as exc:
+                    log.exception("sink %s raised while delivering %s", self.name, event.id)
+                    error = self._describe(exc)
+                else:
+                    return self._delivered(event, attempt, result)
             self.stats.last_error = error
             log.warning(
                 "%s ✗ %s %s (attempt %d/%d): %s",
@@ -273,7 +320,7 @@ class DeliveryEngine:
             worker.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker.task
-        lost = ([worker.current] if worker.current else []) + list(worker.queue)
+        lost = [*worker.inflight, *worker.queue]
         for event in lost:
             self.journal.audit(
                 AuditEntry.new(
@@ -345,7 +392,7 @@ class DeliveryEngine:
         """Move idle sinks' cursors to the head, so restarts and pruning skip what they missed."""
         head = self.last_routed
         for worker in self.workers.values():
-            if worker.current is None and not worker.queue and worker.cursor < head:
+            if not worker.busy and worker.cursor < head:
                 worker.cursor = head
                 self.journal.set_cursor(worker.name, head)
 
@@ -353,7 +400,7 @@ class DeliveryEngine:
         """Wait until every queue is empty and nothing is in flight (tests, notebooks)."""
         async with asyncio.timeout(timeout):
             while True:
-                busy = [w for w in self.workers.values() if w.queue or w.current is not None]
+                busy = [w for w in self.workers.values() if w.busy]
                 if not busy:
                     return
                 await asyncio.gather(*(w.idle.wait() for w in busy))

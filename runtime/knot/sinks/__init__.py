@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from .._exceptions import SinkError
 from .._sinkspec import SinkSpec
-from .base import DeliveryResult, Directive, Sink, SinkHost
+from .base import BatchResult, DeliveryResult, Directive, Sink, SinkHost
 from .recording import RecordingSink
 
 __all__ = [
     "SINK_TYPES",
+    "BatchResult",
     "DeliveryResult",
     "Directive",
     "RecordingSink",

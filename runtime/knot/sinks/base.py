@@ -8,17 +8,18 @@ progress) is the engine's job, not the sink's.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from .._audit import AuditEntry, AuditKind
 from .._config import Config
 from .._events import Event
+from .._exceptions import DeliveryFailed
 from .._sinkspec import SinkSpec
 from ..types import JSONObject
 
-__all__ = ["DeliveryResult", "Directive", "Sink", "SinkHost"]
+__all__ = ["BatchResult", "DeliveryResult", "Directive", "Sink", "SinkHost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +61,25 @@ class SinkHost(Protocol):
     def audit(self, entry: AuditEntry) -> None: ...
 
 
+class BatchResult(NamedTuple):
+    """How far a batch got: results for the delivered prefix, then the first failure if any."""
+
+    results: list[DeliveryResult | None]
+    failed_at: int | None = None  # index of the event that failed; later ones were not tried
+    error: str = ""
+
+
 class Sink(abc.ABC):
-    """Base class of every sink type; subclasses set `type` and implement `deliver`."""
+    """Base class of every sink type; subclasses set `type` and implement `deliver`.
+
+    Sinks whose per-call overhead is high (a worker process behind a pipe) may set `max_batch`
+    above 1 and override `deliver_batch`: the engine then hands them up to that many queued
+    events at once, still in order, stopping at the first failure.
+    """
 
     type: ClassVar[str]
     failure_kind: ClassVar[AuditKind] = AuditKind.DELIVERY_FAILED
+    max_batch: int = 1
 
     def __init__(self, spec: SinkSpec) -> None:
         self.spec = spec
@@ -86,6 +101,16 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     async def deliver(self, event: Event) -> DeliveryResult | None:
         """Deliver one event; raise DeliveryFailed for a failed attempt."""
+
+    async def deliver_batch(self, events: Sequence[Event]) -> BatchResult:
+        """Deliver `events` in order, stopping at the first failed one."""
+        results: list[DeliveryResult | None] = []
+        for index, event in enumerate(events):
+            try:
+                results.append(await self.deliver(event))
+            except DeliveryFailed as exc:
+                return BatchResult(results, index, exc.reason)
+        return BatchResult(results)
 
     async def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release resources; called when the sink is removed, replaced or the runtime stops."""
