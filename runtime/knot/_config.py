@@ -63,6 +63,7 @@ class ScriptSettings:
     dir: str = "scripts"
     timeout: float = 5.0
     memory_mb: int = 256
+    workers: int = 0  # sandbox worker processes shared by script sinks; 0 = one per core
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
     ),
     "scripts": (
         ScriptSettings,
-        {"dir": _string, "timeout": _number(0.001), "memory_mb": _int(16)},
+        {"dir": _string, "timeout": _number(0.001), "memory_mb": _int(16), "workers": _int(0)},
     ),
 }
 _TOP_LEVEL = {"zone", "sinks", *_SECTIONS}

@@ -39,6 +39,7 @@ from ._journal import Journal
 from ._patterns import Pattern
 from ._registry import SinkRegistry, SinkStatus
 from ._router import Router
+from ._scripts import ScriptSinks
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._store import Store
 from .sinks import Sink
@@ -109,7 +110,7 @@ class Runtime:
 
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
-        return []
+        return [ScriptSinks()]
 
     # -- lifecycle ------------------------------------------------------------------------
 
