@@ -48,6 +48,7 @@ __all__ = [
     "Step",
     "checks",
     "classify",
+    "display_path",
     "is_script_name",
 ]
 
@@ -195,6 +196,14 @@ def classify(seen: Mapping[Path, Seen], known: Mapping[Path, str]) -> list[Step]
         elif now.digest != before:
             loads.append(Step(Action.LOAD, now.kind, path, now.source, now.digest))
     return unloads + loads
+
+
+def display_path(project: Path, path: Path) -> str:
+    """A path as the user thinks of it: relative to the project when it is inside."""
+    try:
+        return str(path.relative_to(project))
+    except ValueError:
+        return str(path)
 
 
 # -- looking at the disk ---------------------------------------------------------------------
@@ -380,7 +389,7 @@ class Reloader:
     async def _apply_config(self, step: Step) -> Reload:
         runtime = self.runtime
         path = step.path
-        shown = self.show(path)
+        shown = display_path(self.runtime.project, path)
         if step.source is None and step.action is Action.LOAD:
             result = ConfigResult(None, (f"{shown}: is not UTF-8 text.",), path=shown)
         else:
@@ -410,13 +419,6 @@ class Reloader:
         message = f"{verb} {shown} ({what})"
         log.info("%s", message)
         return Reload(status, CONFIG, CONFIG_FILE, path, message)
-
-    def show(self, path: Path) -> str:
-        """A path as the user thinks of it: relative to the project when it is inside."""
-        try:
-            return str(path.relative_to(self.runtime.project))
-        except ValueError:
-            return str(path)
 
     def _publish(self, reload: Reload) -> None:
         self.history.append(reload)

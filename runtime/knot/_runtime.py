@@ -38,6 +38,7 @@ from ._exceptions import EventError, RuntimeClosed
 from ._journal import Journal
 from ._patterns import Pattern
 from ._registry import SinkRegistry, SinkStatus
+from ._reload import Reloader
 from ._router import Router
 from ._scripts import ScriptSinks
 from ._sinkspec import SinkOrigin, SinkSpec
@@ -110,7 +111,7 @@ class Runtime:
 
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
-        return [ScriptSinks()]
+        return [Reloader(folders={"sinks": ScriptSinks()})]
 
     # -- lifecycle ------------------------------------------------------------------------
 
