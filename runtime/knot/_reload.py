@@ -246,9 +246,11 @@ class Reloader:
     """A RuntimePart: loads the scripts folder at start, then keeps it (and knot.toml) live.
 
     `folders` maps a subfolder of the scripts folder to its loader: data, so another kind of
-    script is one more entry. `debounce_ms`/`step_ms` are watchfiles' grouping window (FACTS:
-    50/10 notices a save in about 15 ms). `grace` is how long a vanished file gets to come back
-    before it counts as deleted (vim renames the old file away before writing the new one).
+    script is one more entry. `debounce_ms`/`step_ms` are watchfiles' grouping window: a batch
+    is handed over once a step passes without news, so a save is noticed after about two steps
+    (measured: step 10 ≈ 20 ms, step 5 ≈ 7 ms; both watchers idle at ~0.6% of a core with 5).
+    `grace` is how long a vanished file gets to come back before it counts as deleted (vim
+    renames the old file away before writing the new one).
     """
 
     def __init__(
@@ -256,7 +258,7 @@ class Reloader:
         *,
         folders: Mapping[str, FolderLoader],
         debounce_ms: int = 50,
-        step_ms: int = 10,
+        step_ms: int = 5,
         grace: float = 0.1,
     ) -> None:
         self.folders = dict(folders)
