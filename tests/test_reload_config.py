@@ -137,6 +137,9 @@ async def test_removed_sink_gives_up_its_queue_and_deleting_the_file_means_defau
         (project / "knot.toml").unlink()
         reload = await reloads.named("knot.toml")
         assert reload.status is ReloadStatus.REMOVED
+        assert reload.message == (
+            "knot.toml was deleted: defaults apply (delivery.attempts, delivery.backoff, sinks)"
+        )
         assert "flaky" not in rt.registry
         assert rt.config.delivery.attempts == 3  # the default again
         await rt.flush()

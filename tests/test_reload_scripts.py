@@ -291,3 +291,19 @@ async def test_script_settings_from_knot_toml_apply_to_the_next_run(live: Live) 
     outcome = report.outcomes["hello"]
     assert outcome.status is DeliveryStatus.FAILED
     assert "scripts.timeout" in outcome.error
+
+
+async def test_a_scripts_folder_created_after_start_is_watched(project: Path) -> None:
+    write_config(project, SETTINGS)
+    async with Runtime(project) as rt:
+        reloads = Reloads(reloader_of(rt))
+        sinks = project / "scripts" / "sinks"
+        sinks.mkdir(parents=True)
+        (sinks / "late.py").write_text(script("l1"), encoding="utf-8")
+        assert (await reloads.named("late")).status is ReloadStatus.LOADED
+        (sinks / "late.py").write_text(script("l2"), encoding="utf-8")
+        assert (await reloads.named("late")).status is ReloadStatus.RELOADED
+        report = await rt.emit_and_wait("app.x", {"i": 1}, timeout=10)
+        outcome = report.outcomes["late"]
+        assert outcome.result is not None
+        assert outcome.result.output == ("l2 1",)

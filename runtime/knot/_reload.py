@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -295,7 +295,18 @@ class Reloader:
             if seen.exists:
                 self._known[config_path] = seen.digest
         # Watch first, then scan: a save between the two is seen twice and applied once.
-        self._project_watch = self._watch(runtime.project, recursive=False)
+        project = runtime.project
+        try:
+            top = self.scripts.relative_to(project).parts[0]
+        except (ValueError, IndexError):
+            top = ""  # a scripts folder outside the project: watched while it exists
+        names = {CONFIG_FILE, top}
+        self._project_watch = self._watch(
+            project,
+            self._project_changed,
+            recursive=False,
+            only=lambda _, path: Path(path).name in names,
+        )
         self._start_scripts_watch()
         await asyncio.sleep(0)
         await self._rescan(self.folders)
@@ -306,49 +317,71 @@ class Reloader:
                 await _stop(watch)
         self._project_watch = self._scripts_watch = None
 
-    def _watch(self, path: Path, *, recursive: bool) -> _Watch:
+    def _watch(
+        self,
+        path: Path,
+        handle: Callable[[set[tuple[Change, str]]], Awaitable[None]],
+        *,
+        recursive: bool,
+        only: Callable[[Change, str], bool] | None = None,
+    ) -> _Watch:
         stop = asyncio.Event()
         task = asyncio.create_task(
-            self._run(path, recursive, stop), name=f"knot-reload-{path.name}"
+            self._run(path, handle, recursive, only, stop), name=f"knot-reload-{path.name}"
         )
         return _Watch(task, stop)
 
     def _start_scripts_watch(self) -> None:
         if self.scripts.is_dir():
-            self._scripts_watch = self._watch(self.scripts, recursive=True)
+            self._scripts_watch = self._watch(self.scripts, self._changed, recursive=True)
 
-    async def _run(self, path: Path, recursive: bool, stop: asyncio.Event) -> None:
+    async def _run(
+        self,
+        path: Path,
+        handle: Callable[[set[tuple[Change, str]]], Awaitable[None]],
+        recursive: bool,
+        only: Callable[[Change, str], bool] | None,
+        stop: asyncio.Event,
+    ) -> None:
         try:
             async for changes in awatch(
                 path,
+                watch_filter=only,
                 recursive=recursive,
                 debounce=self.debounce_ms,
                 step=self.step_ms,
                 stop_event=stop,
             ):
-                await self._changed(changes)
+                try:
+                    await handle(changes)
+                except Exception:
+                    log.exception("could not apply the changes under %s", path)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("watching %s stopped", path)
 
-    async def _changed(self, changes: set[tuple[Change, str]]) -> None:
-        runtime = self.runtime
+    async def _project_changed(self, changes: set[tuple[Change, str]]) -> None:
+        """knot.toml, or the scripts folder itself (created, deleted, renamed)."""
         scripts = self.scripts
-        found = checks(
-            changes,
-            project=runtime.project,
-            scripts=scripts,
-            kinds=self.folders,
-            config=runtime.config_path is not None,
-        )
         if any(Path(p) == scripts for _, p in changes):
-            # The scripts folder itself came or went: its old watch is blind from now on.
+            # A recreated folder is a new inode: the old watch is blind to it from now on.
             if self._scripts_watch is not None:
                 old, self._scripts_watch = self._scripts_watch, None
                 await _stop(old)
             self._start_scripts_watch()
             await asyncio.sleep(0)
+        await self._changed(changes)
+
+    async def _changed(self, changes: set[tuple[Change, str]]) -> None:
+        runtime = self.runtime
+        found = checks(
+            changes,
+            project=runtime.project,
+            scripts=self.scripts,
+            kinds=self.folders,
+            config=runtime.config_path is not None,
+        )
         if found.files or found.rescan:
             await self._apply(found)
 
@@ -358,15 +391,13 @@ class Reloader:
     async def _apply(self, found: Checks) -> None:
         async with self._lock:
             targets = dict(found.files)
-            for kind in found.rescan:
-                folder = self.scripts / kind
-                targets.update(dict.fromkeys(listing(folder), kind))
-                targets.update({p: kind for p in self._known if p.parent == folder})
-            seen = await asyncio.to_thread(_look_all, targets)
+            folders = {self.scripts / kind: kind for kind in found.rescan}
+            targets.update({p: folders[p.parent] for p in self._known if p.parent in folders})
+            seen = await asyncio.to_thread(_look_all, targets, folders)
             vanished = {p: s.kind for p, s in seen.items() if not s.exists and p in self._known}
             if vanished:
                 await asyncio.sleep(self.grace)
-                seen.update(await asyncio.to_thread(_look_all, vanished))
+                seen.update(await asyncio.to_thread(_look_all, vanished, {}))
             for step in classify(seen, self._known):
                 try:
                     reload = await self._step(step)
@@ -416,9 +447,10 @@ class Reloader:
             )
         applied = [n for n in changed if n not in pending]
         what = ", ".join(applied) if applied else "no setting changed"
-        status = ReloadStatus.REMOVED if step.action is Action.UNLOAD else ReloadStatus.RELOADED
-        verb = "removed" if status is ReloadStatus.REMOVED else "reloaded"
-        message = f"{verb} {shown} ({what})"
+        if step.action is Action.UNLOAD:
+            status, message = ReloadStatus.REMOVED, f"{shown} was deleted: defaults apply ({what})"
+        else:
+            status, message = ReloadStatus.RELOADED, f"reloaded {shown} ({what})"
         log.info("%s", message)
         return Reload(status, CONFIG, CONFIG_FILE, path, message)
 
@@ -431,8 +463,12 @@ class Reloader:
                 log.exception("a reload listener failed")
 
 
-def _look_all(targets: Mapping[Path, str]) -> dict[Path, Seen]:
-    return {path: look(path, kind) for path, kind in targets.items()}
+def _look_all(targets: Mapping[Path, str], folders: Mapping[Path, str]) -> dict[Path, Seen]:
+    """Look at `targets` and at every script now in `folders` (path → kind both)."""
+    found = dict(targets)
+    for folder, kind in folders.items():
+        found.update(dict.fromkeys(listing(folder), kind))
+    return {path: look(path, kind) for path, kind in found.items()}
 
 
 async def _stop(watch: _Watch) -> None:
