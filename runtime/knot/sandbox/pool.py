@@ -37,6 +37,7 @@ __all__ = [
     "WorkerTimeout",
     "acquire_shared_pool",
     "release_shared_pool",
+    "shared_pool",
 ]
 
 log = logging.getLogger("knot.sandbox")
@@ -85,6 +86,7 @@ class WorkerProcess:
         self.broken = False
         self._next_id = 0
         self._expired = False
+        self._killed = False
         self._stderr_task: asyncio.Task[None] | None = None
 
     @property
@@ -281,9 +283,12 @@ class WorkerProcess:
         self._write({"jsonrpc": "2.0", "id": request_id, "result": result})
 
     def kill(self) -> None:
-        if self.proc.returncode is None:
+        # os.kill, not Popen.kill: the latter polls first and may reap the child under
+        # asyncio's child watcher, which then reports a bogus exit status.
+        if self.proc.returncode is None and not self._killed:
+            self._killed = True
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+                os.kill(self.proc.pid, signal.SIGKILL)
 
     async def close(self) -> None:
         """Stop the worker (closing its input ends it; a stuck one is killed)."""
@@ -310,6 +315,7 @@ class WorkerPool:
         self.size = max(1, size)
         self.memory_mb = memory_mb
         self._idle: list[WorkerProcess] = []
+        self._busy: set[WorkerProcess] = set()
         self._count = 0  # idle + busy + starting
         self._starting = 0  # spares on their way (see warm)
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -370,6 +376,7 @@ class WorkerPool:
                 pick = next((w for w in self._idle if script in w.loaded), self._idle[-1])
                 self._idle.remove(pick)
                 if pick.alive and pick.memory_mb == self.memory_mb:
+                    self._busy.add(pick)
                     return pick
                 self._retire(pick)
             # A spare on its way is as good as a new worker, and ready sooner.
@@ -377,11 +384,13 @@ class WorkerPool:
             if self._count < self.size and not spare_coming:
                 self._count += 1
                 try:
-                    return await self._spawn()
+                    worker = await self._spawn()
                 except BaseException:
                     self._count -= 1
                     self._wake()
                     raise
+                self._busy.add(worker)
+                return worker
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -393,6 +402,7 @@ class WorkerPool:
 
     def release(self, worker: WorkerProcess) -> None:
         """Give a worker back after a request that ended normally."""
+        self._busy.discard(worker)
         if self._closed or not worker.alive or worker.memory_mb != self.memory_mb:
             self._retire(worker)
             return
@@ -405,6 +415,7 @@ class WorkerPool:
         self.warm()
 
     def _retire(self, worker: WorkerProcess) -> None:
+        self._busy.discard(worker)
         self._count -= 1
         task = asyncio.create_task(worker.close())
         self._background.add(task)
@@ -414,6 +425,10 @@ class WorkerPool:
     @property
     def workers(self) -> int:
         return self._count
+
+    def pids(self) -> list[int]:
+        """Process ids of the running workers, idle and busy."""
+        return sorted(w.pid for w in [*self._idle, *self._busy])
 
     async def close(self) -> None:
         self._closed = True
@@ -431,6 +446,12 @@ class WorkerPool:
 # -- one pool per runtime -----------------------------------------------------------------
 
 _shared: dict[int, tuple[WorkerPool, int]] = {}
+
+
+def shared_pool(owner: object) -> WorkerPool | None:
+    """The pool `owner` uses now, if any."""
+    entry = _shared.get(id(owner))
+    return entry[0] if entry else None
 
 
 def acquire_shared_pool(owner: object, *, size: int, memory_mb: int) -> WorkerPool:
