@@ -150,7 +150,7 @@ def test_positional_only_parameters_cannot_shadow_guards() -> None:
         ("async def f():\n    pass\n", "AsyncFunctionDef statements are not allowed"),
         ("def f():\n    x = 1\n    def g():\n        nonlocal x\n", "Nonlocal statements"),
         ("(_x := 1)\n", 'starts with "_"'),
-        ("breakpoint()\n", "\"breakpoint\" is a reserved name"),
+        ("breakpoint()\n", '"breakpoint" is a reserved name'),
     ],
 )
 def test_refused_at_load_time(source: str, rule: str) -> None:
