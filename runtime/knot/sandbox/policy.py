@@ -194,8 +194,12 @@ def compile_script(source: str, filename: str) -> CompiledScript:
     except SyntaxError as exc:  # raised by compile() itself: `return` outside a function, ...
         return CompiledScript(None, (_syntax_violation(exc),))
     if result.errors:
-        violations = sorted({_decode(e) for e in result.errors}, key=lambda v: (v.line, v.col))
-        return CompiledScript(None, tuple(violations))
+        # One violation per position: `eval(...)` is refused both by RestrictedPython and by
+        # our missing-builtin rule; the user needs to hear it once.
+        violations: dict[tuple[int, int], Violation] = {}
+        for v in sorted({_decode(e) for e in result.errors}, key=lambda v: (v.line, v.col, v.rule)):
+            violations.setdefault((v.line, v.col), v)
+        return CompiledScript(None, tuple(violations.values()))
     return CompiledScript(result.code, ())
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "WorkerTimeout",
     "acquire_shared_pool",
     "release_shared_pool",
+    "shared_pool",
 ]
 
 log = logging.getLogger("knot.sandbox")
@@ -85,6 +86,10 @@ class WorkerProcess:
         self.broken = False
         self._next_id = 0
         self._expired = False
+        self._killed = False
+        self._lines: deque[bytes] = deque()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self._stderr_task: asyncio.Task[None] | None = None
 
     @property
@@ -110,7 +115,6 @@ class WorkerProcess:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            limit=MAX_MESSAGE_BYTES,
             start_new_session=True,  # a Ctrl-C in the terminal is the runtime's to handle
         )
         worker = cls(proc, memory_mb)
@@ -127,45 +131,65 @@ class WorkerProcess:
         return worker
 
     async def _drain_stderr(self) -> None:
+        """Log what the worker writes to stderr (nothing, unless something is badly wrong)."""
         stream = self.proc.stderr
         assert stream is not None
         with contextlib.suppress(Exception):
-            while line := await stream.readline():
-                log.warning(
-                    "sandbox worker %d: %s", self.pid, line.decode(errors="replace").rstrip()
-                )
+            while chunk := await stream.read(1 << 14):
+                for line in chunk.decode(errors="replace").splitlines():
+                    log.warning("sandbox worker %d: %s", self.pid, line.rstrip())
 
     def _write(self, message: JSONObject) -> None:
+        self._write_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+
+    def _write_text(self, text: str) -> None:
         stdin = self.proc.stdin
         assert stdin is not None
-        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
         try:
-            stdin.write(data)
+            stdin.write(text.encode() + b"\n")
         except (ConnectionError, RuntimeError) as exc:
             self.broken = True
             raise WorkerDied(f"its input pipe is closed ({exc})") from None
 
     async def _read(self) -> JSONObject:
-        stdout = self.proc.stdout
-        assert stdout is not None
+        """The next message; lines are read in bulk (one read often holds a batch's results)."""
+        lines = self._lines
+        while not lines:
+            await self._fill()
+        line = lines.popleft()
         try:
-            line = await stdout.readline()
-        except (ValueError, asyncio.LimitOverrunError):
-            self.broken = True
-            self.kill()
-            raise WorkerDied(f"it sent a message over {MAX_MESSAGE_BYTES} bytes") from None
-        if not line:
-            self.broken = True
-            if self._expired:
-                raise WorkerTimeout()
-            raise WorkerDied(await self._exit_status())
-        try:
-            message: JSONObject = json.loads(line)
+            message: JSONObject = json.loads(line.decode())
         except ValueError:
             self.broken = True
             self.kill()
             raise WorkerDied("it sent something that is not JSON") from None
         return message
+
+    async def _fill(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        chunk = await stdout.read(1 << 16)
+        if not chunk:
+            self.broken = True
+            if self._expired:
+                raise WorkerTimeout()
+            raise WorkerDied(await self._exit_status())
+        pending = self._pending
+        pending.append(chunk)
+        if b"\n" not in chunk:
+            self._pending_size += len(chunk)
+            if self._pending_size > MAX_MESSAGE_BYTES:
+                self.broken = True
+                self.kill()
+                raise WorkerDied(f"it sent a message over {MAX_MESSAGE_BYTES} bytes")
+            return
+        parts = b"".join(pending).split(b"\n")
+        pending.clear()
+        tail = parts.pop()
+        if tail:
+            pending.append(tail)
+        self._pending_size = len(tail)
+        self._lines.extend(parts)
 
     async def _exit_status(self) -> str:
         with contextlib.suppress(TimeoutError):
@@ -190,13 +214,16 @@ class WorkerProcess:
     async def request(
         self,
         method: str,
-        params: JSONObject,
+        params: JSONObject | str,
         *,
         timeout: float | None = None,
         on_request: RequestHandler | None = None,
         on_notify: NotifyHandler | None = None,
     ) -> Any:
         """Send one request and serve the worker until it answers.
+
+        `params` may come JSON-encoded already (a str holding one object), which lets a caller
+        splice in payloads it has as JSON text instead of encoding them again.
 
         `timeout` is the budget for the worker's own time; it starts over at each `result`
         notification (one event done) and stands still while `on_request` runs here.
@@ -205,7 +232,10 @@ class WorkerProcess:
             raise WorkerDied("it had already stopped")
         self._next_id += 1
         request_id = self._next_id
-        self._write({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        encoded = params if isinstance(params, str) else json.dumps(params, ensure_ascii=False)
+        self._write_text(
+            f'{{"jsonrpc":"2.0","id":{request_id},"method":{json.dumps(method)},"params":{encoded}}}'
+        )
         loop = asyncio.get_running_loop()
         budget = timeout
         timer = loop.call_later(budget, self._expire) if budget is not None else None
@@ -281,9 +311,12 @@ class WorkerProcess:
         self._write({"jsonrpc": "2.0", "id": request_id, "result": result})
 
     def kill(self) -> None:
-        if self.proc.returncode is None:
+        # os.kill, not Popen.kill: the latter polls first and may reap the child under
+        # asyncio's child watcher, which then reports a bogus exit status.
+        if self.proc.returncode is None and not self._killed:
+            self._killed = True
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+                os.kill(self.proc.pid, signal.SIGKILL)
 
     async def close(self) -> None:
         """Stop the worker (closing its input ends it; a stuck one is killed)."""
@@ -310,6 +343,7 @@ class WorkerPool:
         self.size = max(1, size)
         self.memory_mb = memory_mb
         self._idle: list[WorkerProcess] = []
+        self._busy: set[WorkerProcess] = set()
         self._count = 0  # idle + busy + starting
         self._starting = 0  # spares on their way (see warm)
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -370,6 +404,7 @@ class WorkerPool:
                 pick = next((w for w in self._idle if script in w.loaded), self._idle[-1])
                 self._idle.remove(pick)
                 if pick.alive and pick.memory_mb == self.memory_mb:
+                    self._busy.add(pick)
                     return pick
                 self._retire(pick)
             # A spare on its way is as good as a new worker, and ready sooner.
@@ -377,11 +412,13 @@ class WorkerPool:
             if self._count < self.size and not spare_coming:
                 self._count += 1
                 try:
-                    return await self._spawn()
+                    worker = await self._spawn()
                 except BaseException:
                     self._count -= 1
                     self._wake()
                     raise
+                self._busy.add(worker)
+                return worker
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -393,6 +430,7 @@ class WorkerPool:
 
     def release(self, worker: WorkerProcess) -> None:
         """Give a worker back after a request that ended normally."""
+        self._busy.discard(worker)
         if self._closed or not worker.alive or worker.memory_mb != self.memory_mb:
             self._retire(worker)
             return
@@ -405,6 +443,7 @@ class WorkerPool:
         self.warm()
 
     def _retire(self, worker: WorkerProcess) -> None:
+        self._busy.discard(worker)
         self._count -= 1
         task = asyncio.create_task(worker.close())
         self._background.add(task)
@@ -414,6 +453,10 @@ class WorkerPool:
     @property
     def workers(self) -> int:
         return self._count
+
+    def pids(self) -> list[int]:
+        """Process ids of the running workers, idle and busy."""
+        return sorted(w.pid for w in [*self._idle, *self._busy])
 
     async def close(self) -> None:
         self._closed = True
@@ -431,6 +474,12 @@ class WorkerPool:
 # -- one pool per runtime -----------------------------------------------------------------
 
 _shared: dict[int, tuple[WorkerPool, int]] = {}
+
+
+def shared_pool(owner: object) -> WorkerPool | None:
+    """The pool `owner` uses now, if any."""
+    entry = _shared.get(id(owner))
+    return entry[0] if entry else None
 
 
 def acquire_shared_pool(owner: object, *, size: int, memory_mb: int) -> WorkerPool:
