@@ -307,3 +307,20 @@ async def test_a_scripts_folder_created_after_start_is_watched(project: Path) ->
         outcome = report.outcomes["late"]
         assert outcome.result is not None
         assert outcome.result.output == ("l2 1",)
+
+
+async def test_a_script_cannot_take_the_name_of_a_sink_from_knot_toml(project: Path) -> None:
+    write_config(
+        project, SETTINGS + '[[sinks]]\nname = "taken"\ntype = "recording"\nevents = "*"\n'
+    )
+    async with Runtime(project) as rt:
+        reloads = Reloads(reloader_of(rt))
+        sinks = project / "scripts" / "sinks"
+        sinks.mkdir(parents=True)
+        (sinks / "taken.py").write_text(script("t1"), encoding="utf-8")
+        reload = await reloads.named("taken")
+        assert reload.status is ReloadStatus.REJECTED
+        assert "already exists (a [[sinks]] table in knot.toml)" in reload.message
+        assert rt.registry.spec("taken").type == "recording"  # untouched, still delivering
+        report = await rt.emit_and_wait("app.x", {"i": 1})
+        assert report.outcomes["taken"].status is DeliveryStatus.DELIVERED
