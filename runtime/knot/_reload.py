@@ -102,17 +102,13 @@ class FolderLoader(Protocol):
 # -- deciding (pure) ---------------------------------------------------------------------------
 
 
-_TEMP_SUFFIXES = ("~", ".swp", ".swx", ".tmp", ".bak", ".orig")
-
-
 def is_script_name(name: str) -> bool:
-    """A file name a script folder loads: `x.py`, not dotfiles or editor leftovers."""
-    return (
-        name.endswith(".py")
-        and len(name) > 3
-        and not name.startswith((".", "#", "~"))
-        and not name.endswith(_TEMP_SUFFIXES)
-    )
+    """A file name a script folder loads: `x.py`.
+
+    Editors' leftovers fail the suffix test (`x.py~`, `#x.py#`, `x.py.tmp`, vim's `4913`
+    probe) or are dotfiles (`.x.py.swp`, emacs' `.#x.py` lock, most atomic-save temp files).
+    """
+    return name.endswith(".py") and len(name) > 3 and not name.startswith((".", "#", "~"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +224,9 @@ def listing(folder: Path) -> list[Path]:
     try:
         return [p for p in folder.iterdir() if is_script_name(p.name) and p.is_file()]
     except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        log.warning("cannot list %s: %s", folder, exc)
         return []
 
 
