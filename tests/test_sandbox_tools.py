@@ -11,7 +11,8 @@ from knot import Config, EventError, Runtime, parse_config
 from knot._config import ScriptSettings
 from knot._scripts import ScriptSinks
 from knot.sandbox import check_paths, dry_run, dry_run_async
-from knot.sandbox.pool import RemoteError, WorkerPool, WorkerProcess, shared_pool
+from knot.sandbox.pool import WorkerPool, shared_pool
+from knot.sandbox.process import RemoteError, WorkerProcess
 
 
 def write(folder: Path, name: str, text: str) -> Path:
