@@ -20,7 +20,7 @@ import uvloop
 from knot import Event, Runtime, SinkOrigin, SinkSpec, parse_patterns
 from knot._config import Config, DeliverySettings, ScriptSettings
 from knot.sandbox import load_script
-from knot.sandbox.pool import WorkerProcess
+from knot.sandbox.process import WorkerProcess
 from knot.sandbox.runner import ScriptRunner
 from knot.sinks import DeliveryResult, Sink
 

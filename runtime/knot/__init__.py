@@ -32,7 +32,7 @@ from ._registry import SinkStatus
 from ._runtime import EmitReport, Runtime
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._sync import SyncRuntime
-from .sinks import DeliveryResult, Directive, RecordingSink, Sink
+from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink
 
 __all__ = [
     "Actor",
@@ -62,6 +62,7 @@ __all__ = [
     "RuntimeClosed",
     "RuntimeUnavailable",
     "ScriptFailed",
+    "ScriptSink",
     "Sink",
     "SinkError",
     "SinkOrigin",

@@ -22,14 +22,8 @@ from .._events import Event
 from .._exceptions import KnotError, ScriptFailed
 from .._sinkspec import SinkSpec
 from ..sandbox.policy import check_source
-from ..sandbox.pool import (
-    RemoteError,
-    WorkerDied,
-    WorkerPool,
-    WorkerTimeout,
-    acquire_shared_pool,
-    release_shared_pool,
-)
+from ..sandbox.pool import WorkerPool, acquire_shared_pool, release_shared_pool
+from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
 from ..sandbox.worker import RECURSION_LIMIT
 from ..types import JSONObject
 from .base import BatchResult, DeliveryResult, Directive, Sink, SinkHost
@@ -151,7 +145,10 @@ class ScriptSink(Sink):
             )
             return {"id": event_id}
 
-        worker = await pool.acquire(self.name)
+        try:
+            worker = await pool.acquire(self.name)
+        except WorkerDied as exc:
+            return BatchResult([], 0, f"The sandbox has no worker for {self.path}: {exc.how}")
         source = ""
         if worker.loaded.get(self.name) != self.digest:
             source = f',"source":{json.dumps(self.source)},"filename":{json.dumps(self.path)}'
@@ -190,13 +187,19 @@ class ScriptSink(Sink):
             pool.discard(worker)
             raise
         worker.loaded[self.name] = self.digest
-        pool.release(worker)
         failed_at = reply.get("failed_at") if isinstance(reply, dict) else None
+        error = (reply.get("error") or {}) if failed_at is not None else {}
+        if error.get("kind") == "memory":
+            # The worker survived, but whatever filled it (caches, fragments) would haunt the
+            # next script it runs: start afresh.
+            pool.discard(worker)
+        else:
+            pool.release(worker)
         if failed_at is None:
             return BatchResult(results)
         failed = events[int(failed_at)]
         self._output(failed, reply.get("output") or [])
-        return BatchResult(results, int(failed_at), self._failure(reply.get("error") or {}))
+        return BatchResult(results, int(failed_at), self._failure(error))
 
     def _result(self, event: Event, params: JSONObject) -> DeliveryResult | None:
         if not params.get("output") and not params.get("directives"):
