@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from .._exceptions import KnotError
 from .._runtime import Runtime
-from . import agent, api
+from . import agent, api, spaces
 from .common import error_response
 
 __all__ = ["create_app", "serve"]
@@ -55,6 +55,7 @@ def create_app(runtime: Runtime, *, extra_routes: list[BaseRoute] | None = None)
         Route("/healthz", healthz, methods=["GET"]),
         *agent.routes,
         *api.routes,
+        *spaces.routes,
         *(extra_routes or []),
     ]
     handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {
