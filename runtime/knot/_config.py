@@ -62,6 +62,7 @@ class ScriptSettings:
     dir: str = "scripts"
     timeout: float = 5.0
     memory_mb: int = 256
+    workers: int = 0  # sandbox worker processes shared by script sinks; 0 = one per core
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
     ),
     "scripts": (
         ScriptSettings,
-        {"dir": _string, "timeout": _number(0.001), "memory_mb": _int(16)},
+        {"dir": _string, "timeout": _number(0.001), "memory_mb": _int(16), "workers": _int(0)},
     ),
     "spaces": (SpaceSettings, {"stop_grace": _number(0)}),
 }

@@ -39,6 +39,7 @@ from ._journal import Journal
 from ._patterns import Pattern
 from ._registry import SinkRegistry, SinkStatus
 from ._router import Router
+from ._scripts import ScriptSinks
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._store import Store
 from .sinks import Sink
@@ -110,7 +111,8 @@ class Runtime:
 
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
-        return [SpacesPart()]
+        # Script sinks first: system events raised while spaces come back reach them.
+        return [ScriptSinks(), SpacesPart()]
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -193,9 +195,8 @@ class Runtime:
     async def _start_core(self) -> None:
         store = self.store
         self._journal = Journal(store, on_commit=self._on_commit)
-        self._delivery = DeliveryEngine(
-            self._journal, self.config.delivery, on_outcome=self._on_outcome
-        )
+        self._delivery = DeliveryEngine(self._journal, self.config.delivery)
+        self._delivery.outcome_listeners = self._outcome_listeners
         # Sinks known from an earlier run resume right after their stored cursor, whenever
         # (and from whichever source) they are installed again.
         self._registry = SinkRegistry(
@@ -293,21 +294,21 @@ class Runtime:
         data, data_json = encode_payload(
             payload, max_bytes=self.config.delivery.max_payload_bytes, event_type=full_type
         )
-        return Event(
-            id=check_event_id(id) if id is not None else new_event_id(),
-            type=full_type,
-            data=data,
-            ts=ts or now_rfc3339(),
-            zone=self.config.zone,
-            owner=owner,
-            actor=actor or (SYSTEM_ACTOR if system else LOCAL_ACTOR),
-            space=space,
-            depth=depth,
-            seq=self.journal.next_seq(),
-            eid=eid,
-            rids=tuple(rids) if rids is not None else None,
-            parent=parent,
-            data_json=data_json,
+        return Event(  # positional: the cheapest way to build a NamedTuple on the hot path
+            check_event_id(id) if id is not None else new_event_id(),
+            full_type,
+            data,
+            ts or now_rfc3339(),
+            self.config.zone,
+            owner,
+            actor or (SYSTEM_ACTOR if system else LOCAL_ACTOR),
+            space,
+            depth,
+            self.journal.next_seq(),
+            eid,
+            tuple(rids) if rids is not None else None,
+            parent,
+            data_json,
         )
 
     async def emit(self, event_type: str, payload: object = None, **options: Any) -> str:
@@ -440,10 +441,6 @@ class Runtime:
         if backlog:
             self._routing_scheduled = True
             asyncio.get_running_loop().call_soon(self._route_some)
-
-    def _on_outcome(self, event: Event, outcome: Outcome) -> None:
-        for listener in self._outcome_listeners:
-            listener(event, outcome)
 
     def on_event(self, listener: Callable[[Event, tuple[str, ...]], None]) -> Callable[[], None]:
         """Call `listener(event, sink_names)` for each routed event; returns an unsubscribe."""
