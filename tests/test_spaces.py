@@ -155,7 +155,8 @@ async def test_stop_sends_sigterm_then_sigkill_after_the_grace(project: Path) ->
         # The shell and its child both ignore SIGTERM: only SIGKILL ends them.
         cmd = "trap '' TERM; echo ready; sleep 60; true"
         running = await rt.spaces.create("stubborn", cmd=cmd, start=True)
-        await until(lambda: "ready" in Path(running.log).read_text())
+        # A line of its own: the log's header line holds the command, "ready" included.
+        await until(lambda: "ready" in Path(running.log).read_text().splitlines())
         began = time.monotonic()
         stopped = await rt.spaces.stop("stubborn")
         assert time.monotonic() - began >= 0.3
