@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
-
-import httpx
 
 from .helpers import KnotServer, wait_until
 from .test_cli import knot
@@ -182,4 +183,47 @@ def test_serve_runs_script_sinks_and_shows_their_output(
         assert broken["problem"] == f"{bad}:2:5: the file system is not available to scripts"
         audit = client.get("/api/audit").json()["audit"]
         assert [a["title"] for a in audit] == ["Event Sink Script Rejected"]
-    assert isinstance(client, httpx.Client)
+
+
+def _workers_of(pid: int) -> list[int]:
+    """Sandbox worker processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"knot.sandbox.worker" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_busy_worker_dies_with_a_killed_runtime(
+    project: Path, server_factory: type[KnotServer]
+) -> None:
+    (project / "knot.toml").write_text("[scripts]\ntimeout = 600\n")
+    write(project / "scripts" / "sinks", "spin.py", "# events: *\nwhile True:\n    pass\n")
+    server = server_factory(project)
+    with server.client() as client:
+        assert client.post("/event", json={"type": "x", "payload": {}}).status_code == 202
+    wait_until(lambda: bool(_workers_of(server.proc.pid)))
+    workers = _workers_of(server.proc.pid)
+    server.kill()
+    try:
+        wait_until(lambda: not any(_alive(pid) for pid in workers))
+    finally:
+        for pid in workers:  # never leave a spinning orphan behind, even when this fails
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

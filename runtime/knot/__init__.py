@@ -35,7 +35,7 @@ from ._runtime import EmitReport, Runtime
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._spacespec import OnRestart, SpaceInfo, SpaceState
 from ._sync import SyncRuntime
-from .sinks import DeliveryResult, Directive, RecordingSink, Sink
+from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink
 from .spaces import Spaces
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "RuntimeClosed",
     "RuntimeUnavailable",
     "ScriptFailed",
+    "ScriptSink",
     "Sink",
     "SinkError",
     "SinkOrigin",

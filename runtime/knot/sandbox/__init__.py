@@ -5,7 +5,8 @@
     api.py       `knot.event` as scripts see it
     runner.py    runs compiled scripts on events (inside a worker)
     worker.py    the worker process: rlimits + JSON-RPC over stdin/stdout
-    pool.py      the parent's side: worker processes, deadlines, a shared pool
+    process.py   the parent's side of one worker: requests, deadlines, SIGKILL
+    pool.py      workers shared by a runtime's script sinks
     loader.py    a sink script's header and name, checked: `load_script`
     tools.py     `check_paths` and `dry_run`, behind `knot check` and `knot run`
 

@@ -4,7 +4,7 @@ Load time: `check_source` parses the script and runs RestrictedPython's transfor
 with our own rules (an allow-list of imports, no builtins that reach outside the sandbox, no
 `str.format`), and reports every violation as (line, column, rule). Nothing runs.
 
-Run time: `script_globals` builds the namespace a compiled script executes in: curated
+Run time: `script_globals` builds the namespace compiled scripts execute in: curated
 builtins, RestrictedPython's guard hooks (`_getattr_`, `_write_`, ...) and an importer that only
 hands out the purpose-built modules of `modules.py`. The guards refuse every name starting with
 an underscore, the frame/code attributes of generators and tracebacks, `str.format`/
@@ -417,20 +417,13 @@ def make_importer(modules: Mapping[str, ModuleType]) -> Callable[..., ModuleType
     return importer
 
 
-def script_builtins(modules: Mapping[str, ModuleType]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: v for k, v in safe_builtins.items() if not k.startswith("_")}
-    out.update({name: getattr(builtins, name) for name in _PLAIN_BUILTINS})
-    out["__build_class__"] = builtins.__build_class__
-    out["__import__"] = make_importer(modules)
-    out["getattr"] = guarded_getattr
-    out["hasattr"] = _hasattr
-    return out
+def script_globals(modules: Mapping[str, ModuleType], *, name: str = "script") -> dict[str, Any]:
+    """The namespace template scripts run in: copy it per run and set `_print_` in the copy.
 
-
-def script_globals(
-    builtins_: Mapping[str, Any], collector: PrintCollector, *, name: str = "script"
-) -> dict[str, Any]:
-    """A fresh namespace for one run of a compiled script."""
+    The set of script-defined classes (whose instances may be written to) is shared by all
+    runs: no object survives from one run to another, so sharing it lets nothing through, and
+    the template is built once instead of per event.
+    """
     classes = _ScriptClasses()
     write_guard = _make_write_guard(classes)
 
@@ -446,11 +439,16 @@ def script_globals(
             raise AttributeError(problem)
         delattr(write_guard(obj), attr)
 
-    run_builtins = dict(builtins_)
-    run_builtins["setattr"] = guarded_setattr
-    run_builtins["delattr"] = guarded_delattr
+    builtins_: dict[str, Any] = {k: v for k, v in safe_builtins.items() if not k.startswith("_")}
+    builtins_.update({name: getattr(builtins, name) for name in _PLAIN_BUILTINS})
+    builtins_["__build_class__"] = builtins.__build_class__
+    builtins_["__import__"] = make_importer(modules)
+    builtins_["getattr"] = guarded_getattr
+    builtins_["hasattr"] = _hasattr
+    builtins_["setattr"] = guarded_setattr
+    builtins_["delattr"] = guarded_delattr
     return {
-        "__builtins__": run_builtins,
+        "__builtins__": builtins_,
         "__name__": name,
         "__metaclass__": classes.metaclass,
         "_getattr_": guarded_getattr,
@@ -459,7 +457,7 @@ def script_globals(
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_unpack_sequence_": guarded_unpack_sequence,
         "_write_": write_guard,
-        "_print_": collector,
+        "_print_": None,
         "_inplacevar_": _inplacevar,
         "_apply_": _apply,
     }

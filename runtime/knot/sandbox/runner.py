@@ -17,7 +17,7 @@ from types import CodeType, TracebackType
 from ..types import JSONObject
 from .api import EventContext, build_knot_module
 from .modules import SleepBudget, build_modules, warm_up
-from .policy import PrintCollector, Violation, compile_script, script_builtins, script_globals
+from .policy import PrintCollector, Violation, compile_script, script_globals
 
 __all__ = ["RunOutcome", "ScriptError", "ScriptRunner"]
 
@@ -62,7 +62,7 @@ class ScriptRunner:
         self.context = EventContext()
         self.budget = SleepBudget()
         self.modules = build_modules(build_knot_module(self.context), self.budget)
-        self.builtins = script_builtins(self.modules)
+        self.namespace = script_globals(self.modules)
         self.scripts: dict[str, _Loaded] = {}
 
     def warm_up(self) -> None:
@@ -87,7 +87,8 @@ class ScriptRunner:
         collector = PrintCollector()
         self.context.bind(event, emit)
         self.budget.deadline = time.monotonic() + timeout
-        namespace = script_globals(self.builtins, collector)
+        namespace = self.namespace.copy()
+        namespace["_print_"] = collector
         error: ScriptError | None = None
         try:
             exec(loaded.code, namespace)

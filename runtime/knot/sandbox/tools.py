@@ -58,9 +58,11 @@ class CheckReport:
         bad = sum(1 for load in self.loads if not load.ok)
         noun = "script" if files == 1 else "scripts"
         if bad:
-            return (
-                f"{bad} of {files} {noun} broke the sandbox rules ({len(self.problems)} problems)."
-            )
+            count = len(self.problems)
+            problems = "1 problem" if count == 1 else f"{count} problems"
+            return f"{bad} of {files} {noun} broke the sandbox rules ({problems})."
+        if files == 1:
+            return "1 script checked: it follows the sandbox rules."
         return f"{files} {noun} checked: all follow the sandbox rules."
 
 

@@ -51,8 +51,10 @@ class Channel:
         self._next_id = 0
 
     def send(self, message: JSONObject) -> None:
-        data = (json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-        view = memoryview(data)
+        self.send_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\n")
+
+    def send_text(self, line: str) -> None:
+        view = memoryview(line.encode())
         while view:
             written = os.write(self.out_fd, view)
             view = view[written:]
@@ -153,7 +155,12 @@ class Worker:
             if outcome.error is not None:
                 self.channel.respond(request_id, {"failed_at": index, **outcome.to_dict()})
                 return
-            self.channel.notify("result", {"index": index, **outcome.to_dict()})
+            if outcome.output or outcome.directives:
+                self.channel.notify("result", {"index": index, **outcome.to_dict()})
+            else:  # the common case, without the encoder
+                self.channel.send_text(
+                    f'{{"jsonrpc":"2.0","method":"result","params":{{"index":{index}}}}}\n'
+                )
         self.channel.respond(request_id, {"failed_at": None})
 
 
