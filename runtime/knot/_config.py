@@ -24,6 +24,7 @@ __all__ = [
     "DeliverySettings",
     "ScriptSettings",
     "ServerSettings",
+    "SpaceSettings",
     "StoreSettings",
     "changed_settings",
     "load_config",
@@ -67,12 +68,18 @@ class ScriptSettings:
 
 
 @dataclass(frozen=True)
+class SpaceSettings:
+    stop_grace: float = 5.0  # seconds between SIGTERM and SIGKILL when a space stops
+
+
+@dataclass(frozen=True)
 class Config:
     zone: str = "local"
     server: ServerSettings = field(default_factory=ServerSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     scripts: ScriptSettings = field(default_factory=ScriptSettings)
+    spaces: SpaceSettings = field(default_factory=SpaceSettings)
     sinks: tuple[SinkSpec, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)  # tables later issues own
 
@@ -218,9 +225,10 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
         ScriptSettings,
         {"dir": _string, "timeout": _number(0.001), "memory_mb": _int(16), "workers": _int(0)},
     ),
+    "spaces": (SpaceSettings, {"stop_grace": _number(0)}),
 }
 _TOP_LEVEL = {"zone", "sinks", *_SECTIONS}
-_EXTRA_TABLES = {"users", "spaces", "methods", "sky"}  # owned by later parts; passed through
+_EXTRA_TABLES = {"users", "methods", "sky"}  # owned by later parts; passed through
 
 
 def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:

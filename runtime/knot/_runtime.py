@@ -44,6 +44,7 @@ from ._scripts import ScriptSinks
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._store import Store
 from .sinks import Sink
+from .spaces import Spaces, SpacesPart
 from .types import JSONObject
 
 __all__ = ["EmitReport", "Runtime", "RuntimePart"]
@@ -111,7 +112,8 @@ class Runtime:
 
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
-        return [Reloader(folders={"sinks": ScriptSinks()})]
+        # Script sinks first: system events raised while spaces come back reach them.
+        return [Reloader(folders={"sinks": ScriptSinks()}), SpacesPart()]
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -159,6 +161,14 @@ class Runtime:
     def config_path(self) -> Path | None:
         """The knot.toml the settings come from; None when they were given as `config=`."""
         return self.project / CONFIG_FILE if self._config_arg is None else None
+
+    @property
+    def spaces(self) -> Spaces:
+        """Local spaces: `await runtime.spaces.create("web", cmd="...", start=True)`."""
+        for part in self.parts:
+            if isinstance(part, SpacesPart):
+                return part.spaces
+        raise RuntimeClosed("This runtime was built without spaces (see its `parts`).")
 
     def resolve(self, path: str | Path) -> Path:
         """A path from the settings, relative to the project folder."""
@@ -376,8 +386,13 @@ class Runtime:
     async def emit_system(
         self, event_type: str, payload: JSONObject, *, space: Space | None, owner: str = ""
     ) -> str:
-        """Raise a system event (space lifecycle); only the runtime itself calls this."""
-        self._check_running()
+        """Raise a system event (space lifecycle); only the runtime itself calls this.
+
+        Parts may still raise them while they stop (a space stopped by the runtime's own
+        shutdown raises space.stopped): the journal closes only after every part has stopped.
+        """
+        if not self._started or self._journal is None:
+            raise RuntimeClosed("The runtime is not running; start it before raising events.")
         event = self.make_event(event_type, payload, space=space, owner=owner, system=True)
         await self.journal.append(event)
         return event.id
