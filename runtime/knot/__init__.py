@@ -24,15 +24,19 @@ from ._exceptions import (
     RuntimeUnavailable,
     ScriptFailed,
     SinkError,
+    SpaceError,
     StoreError,
     TemplateError,
 )
+from ._health import HealthState
 from ._patterns import Pattern, parse_patterns
 from ._registry import SinkStatus
 from ._runtime import EmitReport, Runtime
 from ._sinkspec import SinkOrigin, SinkSpec
+from ._spacespec import OnRestart, SpaceInfo, SpaceState
 from ._sync import SyncRuntime
 from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink
+from .spaces import Spaces
 
 __all__ = [
     "Actor",
@@ -50,9 +54,11 @@ __all__ = [
     "EmitReport",
     "Event",
     "EventError",
+    "HealthState",
     "InvalidInput",
     "KnotError",
     "NotFound",
+    "OnRestart",
     "Outcome",
     "Pattern",
     "PatternError",
@@ -69,6 +75,10 @@ __all__ = [
     "SinkSpec",
     "SinkStatus",
     "Space",
+    "SpaceError",
+    "SpaceInfo",
+    "SpaceState",
+    "Spaces",
     "StoreError",
     "SyncRuntime",
     "TemplateError",

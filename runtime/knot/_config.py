@@ -23,6 +23,7 @@ __all__ = [
     "DeliverySettings",
     "ScriptSettings",
     "ServerSettings",
+    "SpaceSettings",
     "StoreSettings",
     "load_config",
     "parse_config",
@@ -65,12 +66,18 @@ class ScriptSettings:
 
 
 @dataclass(frozen=True)
+class SpaceSettings:
+    stop_grace: float = 5.0  # seconds between SIGTERM and SIGKILL when a space stops
+
+
+@dataclass(frozen=True)
 class Config:
     zone: str = "local"
     server: ServerSettings = field(default_factory=ServerSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     scripts: ScriptSettings = field(default_factory=ScriptSettings)
+    spaces: SpaceSettings = field(default_factory=SpaceSettings)
     sinks: tuple[SinkSpec, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)  # tables later issues own
 
@@ -181,9 +188,10 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
         ScriptSettings,
         {"dir": _string, "timeout": _number(0.001), "memory_mb": _int(16), "workers": _int(0)},
     ),
+    "spaces": (SpaceSettings, {"stop_grace": _number(0)}),
 }
 _TOP_LEVEL = {"zone", "sinks", *_SECTIONS}
-_EXTRA_TABLES = {"users", "spaces", "methods", "sky"}  # owned by later parts; passed through
+_EXTRA_TABLES = {"users", "methods", "sky"}  # owned by later parts; passed through
 
 
 def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
