@@ -21,21 +21,6 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL_TIMEOUT = 120
 
 
-@pytest.fixture
-def jupyter_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "jupyter"
-    for name, sub in [
-        ("JUPYTER_CONFIG_DIR", "config"),
-        ("JUPYTER_DATA_DIR", "data"),
-        ("JUPYTER_RUNTIME_DIR", "runtime"),
-        ("IPYTHONDIR", "ipython"),
-    ]:
-        (home / sub).mkdir(parents=True)
-        monkeypatch.setenv(name, str(home / sub))
-    monkeypatch.setenv("JUPYTER_PATH", str(home / "prefix" / "share" / "jupyter"))
-    return home
-
-
 def read_notebook(path: Path) -> Any:
     return nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
 
@@ -186,7 +171,7 @@ def test_knot_kernelspec_preloads_the_extension(
 
 
 def test_kernel_install_failure_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    jupyter_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the prefix folder should be")
