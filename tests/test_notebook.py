@@ -38,8 +38,12 @@ def execute(nb: Any, *, kernel_name: str, cwd: Path) -> Any:
     return nb
 
 
+def code_cells(nb: Any, source_start: str) -> list[Any]:
+    return [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(source_start)]
+
+
 def code_cell(nb: Any, source_start: str) -> Any:
-    found = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(source_start)]
+    found = code_cells(nb, source_start)
     assert len(found) == 1, f"expected one code cell starting with {source_start!r}"
     return found[0]
 
@@ -80,7 +84,7 @@ def test_quickstart_tour(jupyter_home: Path, tmp_path: Path) -> None:
 
     raised = {}
     for start, event_type in [
-        ("%knot event tour.hello", "custom.tour.hello"),
+        ('%knot event tour.hello \'{"name": "Ada"}\'', "custom.tour.hello"),
         ("%%knot event tour.order", "custom.tour.order"),
     ]:
         words = result(code_cell(nb, start)).split()
@@ -100,7 +104,7 @@ def test_quickstart_tour(jupyter_home: Path, tmp_path: Path) -> None:
         tail_html
     )
 
-    sinks = result(code_cell(nb, "%knot sinks")).splitlines()
+    sinks = result(code_cells(nb, "%knot sinks")[0]).splitlines()
     assert sinks[1].split()[:8] == [
         "name",
         "type",
@@ -137,6 +141,36 @@ def test_quickstart_tour(jupyter_home: Path, tmp_path: Path) -> None:
     assert result(code_cell(nb, "%knot tail --stop")) == "stopped 1 live tail"
     assert (project / ".knot" / "knot.db").is_file()
     assert not (work / ".knot").exists()  # the kernel's own folder never got a runtime
+
+    # A sink script, saved from a cell, tried in a dry run, then changed and reloaded.
+    saves = [result(cell) for cell in code_cells(nb, "%%knot sink greet")]
+    assert saves == [
+        "loaded sink greet (scripts/sinks/greet.py)",
+        "reloaded sink greet (scripts/sinks/greet.py)",
+        "kept the last good version of sink greet (scripts/sinks/greet.py): "
+        "scripts/sinks/greet.py:2:8: import of 'os' is not allowed",
+    ]
+    assert "import os" in (project / "scripts" / "sinks" / "greet.py").read_text()
+    assert result(code_cell(nb, "%knot run tour/scripts/sinks/greet.py")).splitlines() == [
+        "dry run of tour/scripts/sinks/greet.py on custom.tour.hello",
+        "--- output (1 line)",
+        "Hello, Ada!",
+        "--- emitted (1 event, not delivered)",
+        'custom.tour.greeted {"greeting": "Hello, Ada!"}',
+        "--- directives (0 directives)",
+    ]
+    greeted = [
+        [json.loads(line.split(None, 4)[4])["greeting"] for line in lines[2:]]
+        for lines in (result(cell).splitlines() for cell in code_cells(nb, "%knot wait\n"))
+    ]
+    # The dry run journaled nothing; the edit took effect from the very next event.
+    assert greeted == [["Hello, Grace!"], ["Hello, Grace!", "Bonjour, Linus!"]]
+    greet = result(code_cells(nb, "%knot sinks")[1]).splitlines()[3]
+    counts = ["0", "2", "0", "0"]  # pending, delivered, failed, dropped
+    assert greet.split()[:8] == ["greet", "script", "custom.tour.hello", "script", *counts]
+    assert greet.rstrip().endswith(
+        "scripts/sinks/greet.py:2:8: import of 'os' is not allowed  Bonjour, Linus!"
+    )
 
 
 def test_knot_kernelspec_preloads_the_extension(

@@ -17,7 +17,7 @@ from IPython.utils.capture import capture_output
 import knot.event
 import knot.ipython
 from knot import SyncRuntime
-from knot._display import LiveTail, Message, Raised, Table
+from knot._display import DryRunReport, LiveTail, Message, Raised, Table
 
 from .conftest import write_config
 from .helpers import KnotServer
@@ -154,7 +154,7 @@ def test_results_render_as_html_tables_and_plain_text(ip: InteractiveShell) -> N
         ("%knot tail '*.created'", "The pattern '*.created' is not supported"),
         ("%knot frobnicate", "%knot: argument COMMAND: invalid choice: 'frobnicate'"),
         ("%knot project no/such/folder", "The project folder 'no/such/folder' does not exist."),
-        ("%%knot sinks\n{}", "Only `%%knot event TYPE` takes a cell"),
+        ("%%knot sinks\n{}", "Only %%knot event TYPE (the cell is the payload) and %%knot sink"),
         ("%%knot event tour.x '{}'\n{}", "on the %%knot line or in the cell, not both"),
     ],
 )
@@ -339,3 +339,86 @@ def test_tail_of_a_stopped_server_says_why_it_stopped(ip: InteractiveShell, tmp_
         "closed the stream.)"
     )
     json.dumps(snapshot.rows)  # rows stay plain JSON
+
+
+GREETER = """# events: custom.tour.hello
+import knot.event
+
+name = knot.event.get_string("name", "world")
+knot.event.directive("say", {"message": "<hi> " + name})
+print("greeted", name)
+"""
+
+
+def test_run_is_a_dry_run_that_needs_no_runtime(ip: InteractiveShell, project: Path) -> None:
+    script = project / "greeter.py"
+    script.write_text(GREETER)
+    report = knot_magic(ip, """run greeter.py --event custom.tour.hello --data '{"name": "Ada"}'""")
+    assert isinstance(report, DryRunReport)
+    assert report.ok
+    assert repr(report).splitlines() == [
+        "dry run of greeter.py on custom.tour.hello",
+        "--- output (1 line)",
+        "greeted Ada",
+        "--- emitted (0 events, not delivered)",
+        "--- directives (1 directive)",
+        'say {"message": "<hi> Ada"}',
+    ]
+    html = formats(ip, report)["text/html"]
+    assert "<pre>greeted Ada</pre>" in html
+    assert "<td>say</td><td>{&quot;message&quot;:&quot;&lt;hi&gt; Ada&quot;}</td>" in html
+    assert not (project / ".knot").exists()  # no runtime was started for it
+
+    script.write_text("# events: custom.tour.hello\nimport os\n")
+    refused = knot_magic(ip, "run greeter.py --event custom.tour.hello")
+    assert not refused.ok
+    assert repr(refused).splitlines()[1:] == [
+        "refused by the sandbox:",
+        "greeter.py:2:8: import of 'os' is not allowed",
+    ]
+
+
+def test_sink_cell_saves_the_script_and_waits_for_the_reload(
+    ip: InteractiveShell, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert knot_cell(ip, "sink greeter", GREETER).text == (
+        "loaded sink greeter (scripts/sinks/greeter.py)"
+    )
+    assert (project / "scripts" / "sinks" / "greeter.py").read_text() == GREETER
+    assert knot_cell(ip, "sink greeter", GREETER).text == (
+        "sink greeter unchanged: the runtime already runs this text"
+    )
+    knot_magic(ip, """event tour.hello '{"name": "Ada"}'""")
+    knot_magic(ip, "wait")
+    assert knot_cell(ip, "sink greeter", GREETER.replace("greeted", "hello")).text == (
+        "reloaded sink greeter (scripts/sinks/greeter.py)"
+    )
+    knot_magic(ip, """event tour.hello '{"name": "Bo"}'""")
+    knot_magic(ip, "wait")
+    sink = {row["name"]: row for row in knot_magic(ip, "sinks").rows}["greeter"]
+    assert (sink["output"], sink["delivered"]) == (["hello Bo"], 2)  # the new code ran
+
+    for source in ["%knot sink greeter", "%%knot sink 9lives\nprint(1)"]:
+        assert run_cell(ip, source).success
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[0] == ("knot: Use %%knot sink NAME as a cell magic: the cell is the sink script.")
+    assert errors[1].startswith("knot: The sink name '9lives' is not valid")
+    assert len(errors) == 2
+
+
+def test_sink_cell_in_connected_mode_says_where_the_scripts_are(
+    ip: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    server = KnotServer(served, quiet=True)
+    try:
+        knot_magic(ip, f"connect {server.url}")
+        assert run_cell(ip, "%%knot sink greeter\n" + GREETER).success
+    finally:
+        server.kill()
+    assert capsys.readouterr().err == (
+        f"knot: The scripts folder belongs to the knot serve at {server.url}: save "
+        "scripts/sinks/greeter.py there and it reloads the sink by itself.\n"
+    )
+    assert not (served / "scripts").exists()

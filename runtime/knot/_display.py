@@ -24,6 +24,7 @@ from .types import JSONObject
 __all__ = [
     "EVENT_COLUMNS",
     "Column",
+    "DryRunReport",
     "Feed",
     "Handle",
     "LiveTail",
@@ -137,6 +138,7 @@ SINK_COLUMNS = _columns(
     ("dropped", "dropped"),
     ("last_error", "last error"),
     ("problem", "problem"),
+    ("last_output", "last output"),
 )
 AUDIT_COLUMNS = _columns(
     ("ts", "time"), ("title", "what"), ("sink", "sink"), ("message", "message")
@@ -150,7 +152,9 @@ def event_table(title: str, events: Iterable[JSONObject], *, sinks: bool = False
 
 
 def sink_table(sinks: Iterable[JSONObject]) -> Table:
-    return Table("sinks", SINK_COLUMNS, tuple(sinks), empty="(no sinks)")
+    # Script sinks keep their last printed lines in `output`; the newest says the most.
+    rows = tuple({**s, "last_output": (s.get("output") or [""])[-1]} for s in sinks)
+    return Table("sinks", SINK_COLUMNS, rows, empty="(no sinks)")
 
 
 def audit_table(entries: Iterable[JSONObject]) -> Table:
@@ -185,6 +189,78 @@ class Raised:
 
     def _repr_html_(self) -> str:
         return f"raised <code>{html.escape(self.type)}</code> <code>{html.escape(self.id)}</code>"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DryRunReport:
+    """`%knot run`: what a sink script did with one event (the dict of sandbox's DryRun)."""
+
+    result: JSONObject
+
+    @property
+    def ok(self) -> bool:
+        return not self.result["error"] and not self.result["problems"]
+
+    def _heading(self) -> str:
+        return f"dry run of {self.result['path']} on {self.result['event']['type']}"
+
+    def text(self) -> str:
+        r = self.result
+        lines = [self._heading()]
+        if r["problems"]:
+            return "\n".join([*lines, "refused by the sandbox:", *r["problems"]])
+        lines += [f"note: {note}" for note in r["notes"]]
+        lines.append(f"--- output ({_count(len(r['output']), 'line')})")
+        lines += r["output"]
+        lines.append(f"--- emitted ({_count(len(r['emitted']), 'event')}, not delivered)")
+        lines += [f"{e['type']} {json.dumps(e['payload'])}" for e in r["emitted"]]
+        lines.append(f"--- directives ({_count(len(r['directives']), 'directive')})")
+        lines += [f"{d['name']} {json.dumps(d['options'])}" for d in r["directives"]]
+        if r["error"]:
+            lines.append(f"error: {r['error']}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_pretty_(self, p: _Pretty, cycle: bool) -> None:
+        p.text(self.text())
+
+    def _repr_html_(self) -> str:
+        r = self.result
+        parts = [f"<p><b>{html.escape(self._heading())}</b> (nothing was delivered)</p>"]
+        if r["problems"]:
+            items = "".join(f"<li><code>{html.escape(p)}</code></li>" for p in r["problems"])
+            return "".join([*parts, f"<p>refused by the sandbox:</p><ul>{items}</ul>"])
+        parts += [f"<p>note: {html.escape(note)}</p>" for note in r["notes"]]
+        output = "\n".join(r["output"])
+        parts.append(
+            f"<p>output ({_count(len(r['output']), 'line')})</p><pre>{html.escape(output)}</pre>"
+        )
+        emitted = [{"type": e["type"], "payload": e["payload"]} for e in r["emitted"]]
+        parts.append(
+            Table(
+                "emitted",
+                _columns(("type", "type"), ("payload", "payload")),
+                tuple(emitted),
+                "(none)",
+            )._repr_html_()
+        )
+        parts.append(
+            Table(
+                "directives",
+                _columns(("name", "name"), ("options", "options")),
+                tuple(r["directives"]),
+                "(none)",
+            )._repr_html_()
+        )
+        if r["error"]:
+            parts.append(f"<p>error: {html.escape(r['error'])}</p>")
+        return "".join(parts)
 
 
 class Handle(Protocol):

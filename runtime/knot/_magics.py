@@ -14,11 +14,20 @@ from typing import TYPE_CHECKING, NoReturn
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
-from ._display import LiveTail, Message, Raised, audit_table, event_table, sink_table
+from ._display import (
+    DryRunReport,
+    LiveTail,
+    Message,
+    Raised,
+    audit_table,
+    event_table,
+    sink_table,
+)
 from ._events import as_custom_type
 from ._exceptions import InvalidInput, KnotError
 from ._patterns import Pattern
 from .cli.common import parse_json_object
+from .sandbox.tools import dry_run
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -92,6 +101,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="*", help="'*', 'prefix.*' or an exact type")
     p.add_argument("-n", type=int, default=10, help="rows to keep (default 10)")
     p.add_argument("--stop", action="store_true", help="stop every live tail")
+    p = command(
+        "run",
+        _run,
+        "Dry-run a sink script on one event: its output, emits and directives; nothing is "
+        "delivered.",
+    )
+    p.add_argument("script", help="the sink script file")
+    p.add_argument("--event", required=True, metavar="TYPE", help="the event type (as given)")
+    p.add_argument("--data", default=None, metavar="JSON", help="the payload (a JSON object)")
+    p.add_argument("--space", default=None, metavar="NAME", help="give the event a space")
+    p.add_argument("--project", default=None, help="whose [scripts] limits apply")
+    p = command(
+        "sink",
+        _sink,
+        "As %%%%knot sink NAME: save the cell as scripts/sinks/NAME.py and wait for the reload.",
+        "As %%knot sink NAME: save the cell as the embedded runtime's scripts/sinks/NAME.py "
+        "and wait until it has loaded it (or said why not).",
+    )
+    p.add_argument("name", help="the sink's name (the file name without .py)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     return parser
 
 
@@ -147,6 +176,25 @@ def _tail(session: KnotSession, args: argparse.Namespace, cell: str | None) -> o
     return tail
 
 
+def _run(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    data = parse_json_object(args.data, what="--data payload")
+    settings = session.script_settings(args.project)
+    result = dry_run(args.script, args.event, data, space=args.space, settings=settings)
+    return DryRunReport(result.to_dict())
+
+
+def _sink(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    if cell is None:
+        raise InvalidInput("Use %%knot sink NAME as a cell magic: the cell is the sink script.")
+    reload = session.backend.save_sink(args.name, cell, timeout=args.timeout)
+    if reload is None:
+        return Message(f"sink {args.name} unchanged: the runtime already runs this text")
+    return Message(reload.message)
+
+
+_TAKE_A_CELL = (_event, _sink)
+
+
 @magics_class
 class KnotMagics(Magics):
     def __init__(self, shell: InteractiveShell, session: KnotSession) -> None:
@@ -171,8 +219,11 @@ class KnotMagics(Magics):
             if handler is None:
                 self.parser.print_help()
                 return None
-            if cell is not None and handler is not _event:
-                raise InvalidInput("Only `%%knot event TYPE` takes a cell (the JSON payload).")
+            if cell is not None and handler not in _TAKE_A_CELL:
+                raise InvalidInput(
+                    "Only %%knot event TYPE (the cell is the payload) and %%knot sink NAME (the "
+                    "cell is the script) take a cell."
+                )
             return handler(self.session, args, cell)
         except _HelpShown:
             return None

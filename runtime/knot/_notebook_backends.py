@@ -8,18 +8,22 @@ HTTP client (Client); neither holds logic of its own.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 from ._client import Client
+from ._config import ScriptSettings, load_config
 from ._display import Feed
 from ._events import Event
-from ._exceptions import KnotError, RuntimeClosed
+from ._exceptions import InvalidInput, KnotError, RuntimeClosed, SinkError
 from ._patterns import Pattern
+from ._reload import Reload, Reloader
+from ._sinkspec import check_sink_name
 from ._sync import SyncRuntime
 from .types import JSONObject
 
@@ -44,6 +48,10 @@ class Backend(Protocol):
     def wait(self, timeout: float) -> None: ...
 
     def follow(self, pattern: Pattern) -> Feed: ...
+
+    def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None: ...
+
+    def script_settings(self) -> ScriptSettings: ...
 
     def close(self) -> None: ...
 
@@ -82,6 +90,44 @@ class EmbeddedBackend:
 
     def follow(self, pattern: Pattern) -> _ListenerFeed:
         return _ListenerFeed(self.sync, pattern)
+
+    def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None:
+        """Save `scripts/sinks/NAME.py` and wait for the reloader to apply it (None: unchanged)."""
+        if (problem := check_sink_name(name)) is not None:
+            raise SinkError(problem, sink=name)
+        runtime = self.sync.runtime
+        reloader = next((p for p in runtime.parts if isinstance(p, Reloader)), None)
+        if reloader is None:
+            raise InvalidInput("This runtime does not watch its scripts folder.")
+        path = runtime.resolve(runtime.config.scripts.dir) / "sinks" / f"{name}.py"
+        if path.is_file() and path.read_text(encoding="utf-8") == source:
+            return None  # the reloader compares contents: it would not report anything
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = path.resolve()
+        applied: queue.SimpleQueue[Reload] = queue.SimpleQueue()
+
+        def listener(reload: Reload) -> None:
+            if reload.path.resolve() == target:
+                applied.put(reload)
+
+        async def subscribe() -> Callable[[], None]:
+            return reloader.on_reload(listener)
+
+        unsubscribe = self.sync.call(subscribe())
+        try:
+            # Whole or not at all, as editors save: the reloader never reads a half-written file.
+            staging = path.with_name(f".{path.name}.saving")
+            staging.write_text(source, encoding="utf-8")
+            os.replace(staging, path)
+            try:
+                return applied.get(timeout=timeout)
+            except queue.Empty:
+                raise KnotError(f"The runtime did not pick up {path} within {timeout} s.") from None
+        finally:
+            self.sync.loop.call_soon_threadsafe(unsubscribe)
+
+    def script_settings(self) -> ScriptSettings:
+        return self.sync.runtime.config.scripts
 
     def close(self) -> None:
         self.sync.close()
@@ -158,6 +204,15 @@ class ConnectedBackend:
     def follow(self, pattern: Pattern) -> _StreamFeed:
         # A client of its own: closing it is how a blocked stream read is interrupted.
         return _StreamFeed(Client(self.client.url, token=self._token), pattern)
+
+    def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None:
+        raise InvalidInput(
+            f"The scripts folder belongs to the knot serve at {self.url}: save "
+            f"scripts/sinks/{name}.py there and it reloads the sink by itself."
+        )
+
+    def script_settings(self) -> ScriptSettings:
+        return load_config(Path.cwd()).raise_for_errors().scripts
 
     def close(self) -> None:
         self.client.close()

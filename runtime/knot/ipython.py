@@ -10,13 +10,15 @@ store, and `%knot connect` can come first); `%knot project DIR` starts it on ano
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import event as knot_event
+from ._config import ScriptSettings, load_config
 from ._display import LiveTail
-from ._exceptions import InvalidInput
+from ._exceptions import InvalidInput, KnotError
 from ._magics import KnotMagics
 from ._notebook_backends import Backend, ConnectedBackend, EmbeddedBackend
 from .types import JSONObject
@@ -68,6 +70,19 @@ class KnotSession:
             self._backend = backend
             return backend
 
+    def script_settings(self, project: str | None = None) -> ScriptSettings:
+        """The [scripts] limits a dry run applies: PROJECT's, else those of the runtime in use.
+
+        A dry run needs no runtime, so none is started for it: without one, the kernel
+        folder's knot.toml counts, as for `knot run`.
+        """
+        if project is not None:
+            return load_config(project).raise_for_errors().scripts
+        with self._lock:
+            if self._backend is not None:
+                return self._backend.script_settings()
+        return load_config(Path.cwd()).raise_for_errors().scripts
+
     def emit(self, event_type: str, payload: JSONObject | None = None) -> str:
         """`knot.event.emit` in this kernel lands here."""
         return self.backend.emit(event_type, payload)
@@ -94,6 +109,13 @@ class KnotSession:
         with self._lock:
             self._release()
 
+    def close_at_exit(self) -> None:
+        # By the time atexit handlers run, Python has shut down the thread pools a clean stop
+        # uses. Nothing is lost when it is cut short: every event was committed before its id
+        # was returned, and the store's write-ahead log survives an unclean end.
+        with contextlib.suppress(RuntimeError, KnotError):
+            self.close()
+
 
 _session: KnotSession | None = None
 
@@ -112,7 +134,7 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
     _session = KnotSession()
     ip.register_magics(KnotMagics(ip, _session))
     knot_event.use(_session)
-    atexit.register(_session.close)
+    atexit.register(_session.close_at_exit)
 
 
 def unload_ipython_extension(ip: InteractiveShell) -> None:
@@ -120,7 +142,7 @@ def unload_ipython_extension(ip: InteractiveShell) -> None:
     if _session is None:
         return
     current, _session = _session, None
-    atexit.unregister(current.close)
+    atexit.unregister(current.close_at_exit)
     knot_event.use(None)
     for kind in ("line", "cell"):
         ip.magics_manager.magics[kind].pop("knot", None)
