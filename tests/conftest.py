@@ -73,5 +73,21 @@ def knot_server(project: Path) -> Iterator[KnotServer]:
     server.kill()
 
 
+@pytest.fixture
+def jupyter_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Jupyter's and IPython's folders (kernels, connection files, history) under tmp_path."""
+    home = tmp_path / "jupyter"
+    for name, sub in [
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("IPYTHONDIR", "ipython"),
+    ]:
+        (home / sub).mkdir(parents=True)
+        monkeypatch.setenv(name, str(home / sub))
+    monkeypatch.setenv("JUPYTER_PATH", str(home / "prefix" / "share" / "jupyter"))
+    return home
+
+
 def pytest_report_header() -> str:
     return f"knot tests: python {sys.version.split()[0]}, cwd {os.getcwd()}"

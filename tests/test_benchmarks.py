@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from benchmarks import bench_engine
+from benchmarks import bench_engine, bench_notebook
 from benchmarks.common import Result
 
 pytestmark = pytest.mark.anyio
@@ -26,3 +26,15 @@ def test_result_targets() -> None:
     assert Result("x", 3.0, "ms", "<= 2.0").met is False
     assert Result("x", 60, "req/s", ">= 0.7x", baseline=100).met is False
     assert Result("x", 80, "req/s", ">= 0.7x", baseline=100).met is True
+
+
+def test_notebook_measurements_run(tmp_path: Path, jupyter_home: Path) -> None:
+    (magic, _), (plain, _) = bench_notebook._in_process(tmp_path, 5)
+    assert magic > 0
+    assert plain > 0
+    kernel = tmp_path / "kernel"
+    kernel.mkdir()
+    assert all(p50 > 0 for p50 in bench_notebook._in_kernel(kernel, 3))
+    # Both ran against the runtime they were pointed at.
+    assert (tmp_path / ".knot" / "knot.db").is_file()
+    assert (kernel / ".knot" / "knot.db").is_file()

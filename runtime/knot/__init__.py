@@ -6,6 +6,8 @@ async with knot.Runtime("my-project") as runtime:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._audit import AuditEntry, AuditKind
 from ._client import Client
 from ._config import Config, ConfigResult, load_config, parse_config
@@ -37,6 +39,9 @@ from ._spacespec import OnRestart, SpaceInfo, SpaceState
 from ._sync import SyncRuntime
 from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink
 from .spaces import Spaces
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 __all__ = [
     "Actor",
@@ -83,7 +88,22 @@ __all__ = [
     "SyncRuntime",
     "TemplateError",
     "load_config",
+    "load_ipython_extension",
     "parse_config",
     "parse_patterns",
+    "unload_ipython_extension",
 ]
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ip: InteractiveShell) -> None:
+    """`%load_ext knot` (IPython looks for this hook on the package); see knot.ipython."""
+    from .ipython import load_ipython_extension
+
+    load_ipython_extension(ip)
+
+
+def unload_ipython_extension(ip: InteractiveShell) -> None:
+    from .ipython import unload_ipython_extension
+
+    unload_ipython_extension(ip)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -40,8 +42,14 @@ class Client:
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )
+        self._streams: set[socket.socket] = set()
 
     def close(self) -> None:
+        """Close the connections; a `follow()` blocked on another thread ends at once."""
+        # Closing a socket does not wake a thread blocked reading it; shutting it down does.
+        for sock in list(self._streams):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -124,8 +132,14 @@ class Client:
         answer = self.request("GET", f"/api/spaces/{quote(name, safe='')}/log", params={"n": n})
         return list(answer["lines"])
 
-    def follow(self, pattern: str | None = None) -> Iterator[JSONObject]:
-        """Yield events as the runtime routes them (server-sent events), until interrupted."""
+    def follow(
+        self, pattern: str | None = None, *, on_open: Callable[[], None] | None = None
+    ) -> Iterator[JSONObject]:
+        """Yield events as the runtime routes them (server-sent events), until interrupted.
+
+        `on_open` is called once the runtime has subscribed the stream: every event routed
+        after that is yielded (the notebook's live tail waits for it before returning).
+        """
         params = {"pattern": pattern} if pattern else {}
         try:
             with self._http.stream(
@@ -134,15 +148,24 @@ class Client:
                 if response.status_code != 200:
                     response.read()
                     raise _error_from(response)
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        yield json.loads(line[6:])
+                stream = response.extensions.get("network_stream")
+                sock = stream.get_extra_info("socket") if stream is not None else None
+                if sock is not None:
+                    self._streams.add(sock)
+                try:
+                    for line in response.iter_lines():
+                        if line.startswith("data: "):
+                            yield json.loads(line[6:])
+                        elif line == ": connected" and on_open is not None:
+                            on_open()
+                finally:
+                    self._streams.discard(sock)
         except httpx.ConnectError:
             raise RuntimeUnavailable(
                 f"No knot runtime answers at {self.url}; start one with `knot serve`.",
                 url=self.url,
             ) from None
-        except httpx.RemoteProtocolError:
+        except (httpx.RemoteProtocolError, httpx.ReadError):
             raise RuntimeUnavailable(
                 f"The knot runtime at {self.url} closed the stream.", url=self.url
             ) from None

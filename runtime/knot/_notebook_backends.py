@@ -1,0 +1,249 @@
+"""Where the notebook magics send their work: an embedded runtime, or a running `knot serve`.
+
+Both backends answer the same small protocol with plain JSON rows (the HTTP API's shapes), so
+every magic is written once. Each method is a thin call into the Python API (SyncRuntime) or the
+HTTP client (Client); neither holds logic of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from ._client import Client
+from ._config import ScriptSettings, load_config
+from ._display import Feed
+from ._events import Event
+from ._exceptions import InvalidInput, KnotError, RuntimeClosed, SinkError
+from ._patterns import Pattern
+from ._reload import Reload, Reloader
+from ._sinkspec import check_sink_name
+from ._sync import SyncRuntime
+from .types import JSONObject
+
+__all__ = ["Backend", "ConnectedBackend", "EmbeddedBackend"]
+
+WAIT_POLL_SECONDS = 0.02
+
+
+class Backend(Protocol):
+    """What the magics need from a runtime, embedded or remote."""
+
+    def describe(self) -> str: ...
+
+    def emit(self, event_type: str, payload: JSONObject | None = None) -> str: ...
+
+    def events(self, pattern: str | None, n: int) -> list[JSONObject]: ...
+
+    def sinks(self) -> list[JSONObject]: ...
+
+    def audit(self, n: int) -> list[JSONObject]: ...
+
+    def wait(self, timeout: float) -> None: ...
+
+    def follow(self, pattern: Pattern) -> Feed: ...
+
+    def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None: ...
+
+    def script_settings(self) -> ScriptSettings: ...
+
+    def close(self) -> None: ...
+
+
+class EmbeddedBackend:
+    """A Runtime on a background loop inside this process (the kernel)."""
+
+    def __init__(self, project: str | Path) -> None:
+        self.sync = SyncRuntime(project).start()
+
+    @property
+    def project(self) -> Path:
+        return self.sync.runtime.project
+
+    def describe(self) -> str:
+        runtime = self.sync.runtime
+        store = runtime.resolve(runtime.config.store.path)
+        return f"embedded runtime on {runtime.project} (store {store})"
+
+    def emit(self, event_type: str, payload: JSONObject | None = None) -> str:
+        return self.sync.emit(event_type, payload)
+
+    def events(self, pattern: str | None, n: int) -> list[JSONObject]:
+        return [event.to_dict() for event in self.sync.events(pattern, limit=n)]
+
+    def sinks(self) -> list[JSONObject]:
+        return [status.to_dict() for status in self.sync.sinks()]
+
+    def audit(self, n: int) -> list[JSONObject]:
+        return [entry.to_dict() for entry in self.sync.audit(limit=n)]
+
+    def wait(self, timeout: float) -> None:
+        self.sync.wait_idle(timeout)
+        # Sinks audit their failures through the journal; make those rows readable too.
+        self.sync.call(self.sync.runtime.flush())
+
+    def follow(self, pattern: Pattern) -> _ListenerFeed:
+        return _ListenerFeed(self.sync, pattern)
+
+    def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None:
+        """Save `scripts/sinks/NAME.py` and wait for the reloader to apply it (None: unchanged)."""
+        if (problem := check_sink_name(name)) is not None:
+            raise SinkError(problem, sink=name)
+        runtime = self.sync.runtime
+        reloader = next((p for p in runtime.parts if isinstance(p, Reloader)), None)
+        if reloader is None:
+            raise InvalidInput("This runtime does not watch its scripts folder.")
+        path = runtime.resolve(runtime.config.scripts.dir) / "sinks" / f"{name}.py"
+        if path.is_file() and path.read_text(encoding="utf-8") == source:
+            return None  # the reloader compares contents: it would not report anything
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = path.resolve()
+        applied: queue.SimpleQueue[Reload] = queue.SimpleQueue()
+
+        def listener(reload: Reload) -> None:
+            if reload.path.resolve() == target:
+                applied.put(reload)
+
+        async def subscribe() -> Callable[[], None]:
+            return reloader.on_reload(listener)
+
+        unsubscribe = self.sync.call(subscribe())
+        try:
+            # Whole or not at all, as editors save: the reloader never reads a half-written file.
+            staging = path.with_name(f".{path.name}.saving")
+            staging.write_text(source, encoding="utf-8")
+            os.replace(staging, path)
+            try:
+                return applied.get(timeout=timeout)
+            except queue.Empty:
+                raise KnotError(f"The runtime did not pick up {path} within {timeout} s.") from None
+        finally:
+            self.sync.loop.call_soon_threadsafe(unsubscribe)
+
+    def script_settings(self) -> ScriptSettings:
+        return self.sync.runtime.config.scripts
+
+    def close(self) -> None:
+        self.sync.close()
+
+
+class _ListenerFeed:
+    """Routed events from `Runtime.on_event`, handed from the runtime's loop to a reader."""
+
+    def __init__(self, sync: SyncRuntime, pattern: Pattern) -> None:
+        self._sync = sync
+        self._queue: queue.SimpleQueue[JSONObject | None] = queue.SimpleQueue()
+
+        def listener(event: Event, sinks: tuple[str, ...]) -> None:
+            if pattern.matches(event.type):
+                self._queue.put({**event.to_dict(), "sinks": list(sinks)})
+
+        async def subscribe() -> None:
+            self._unsubscribe = sync.runtime.on_event(listener)
+
+        sync.call(subscribe())
+
+    def __iter__(self) -> Iterator[JSONObject]:
+        while (item := self._queue.get()) is not None:
+            yield item
+
+    def wait_open(self, timeout: float) -> bool:
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeClosed):  # a stopped runtime has no listeners left
+            self._sync.loop.call_soon_threadsafe(self._unsubscribe)
+        self._queue.put(None)
+
+
+class ConnectedBackend:
+    """A `knot serve` reached over its HTTP API."""
+
+    def __init__(self, url: str | None = None, *, token: str | None = None) -> None:
+        self.client = Client(url, token=token)
+        self._token = token
+        try:
+            self.client.request("GET", "/healthz")
+        except KnotError:
+            self.client.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        return self.client.url
+
+    def describe(self) -> str:
+        return f"connected to the knot serve at {self.client.url}"
+
+    def emit(self, event_type: str, payload: JSONObject | None = None) -> str:
+        return self.client.emit(event_type, payload)
+
+    def events(self, pattern: str | None, n: int) -> list[JSONObject]:
+        return self.client.events(pattern, n=n)
+
+    def sinks(self) -> list[JSONObject]:
+        return self.client.sinks()
+
+    def audit(self, n: int) -> list[JSONObject]:
+        return self.client.audit(n=n)
+
+    def wait(self, timeout: float) -> None:
+        """Wait until no sink has events queued or in flight (the API's `pending` counts)."""
+        deadline = time.monotonic() + timeout
+        while any(sink.get("pending") for sink in self.client.sinks()):
+            if time.monotonic() > deadline:
+                raise KnotError(f"The sinks at {self.url} were still busy after {timeout} s.")
+            time.sleep(WAIT_POLL_SECONDS)
+
+    def follow(self, pattern: Pattern) -> _StreamFeed:
+        # A client of its own: closing it is how a blocked stream read is interrupted.
+        return _StreamFeed(Client(self.client.url, token=self._token), pattern)
+
+    def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None:
+        raise InvalidInput(
+            f"The scripts folder belongs to the knot serve at {self.url}: save "
+            f"scripts/sinks/{name}.py there and it reloads the sink by itself."
+        )
+
+    def script_settings(self) -> ScriptSettings:
+        return load_config(Path.cwd()).raise_for_errors().scripts
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _StreamFeed:
+    """Routed events from the server-sent event stream `GET /api/events/stream`."""
+
+    def __init__(self, client: Client, pattern: Pattern) -> None:
+        self._client = client
+        self._pattern = pattern
+        self._open = threading.Event()
+        self._closed = False
+        self._error: KnotError | None = None
+
+    def __iter__(self) -> Iterator[JSONObject]:
+        try:
+            yield from self._client.follow(self._pattern.text, on_open=self._open.set)
+        except KnotError as exc:
+            if not self._closed:
+                self._error = exc
+                raise
+        finally:
+            self._open.set()
+
+    def wait_open(self, timeout: float) -> bool:
+        opened = self._open.wait(timeout)
+        if self._error is not None:
+            raise self._error
+        return opened and not self._closed
+
+    def close(self) -> None:
+        self._closed = True
+        self._client.close()
