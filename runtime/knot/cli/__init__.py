@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from .._exceptions import KnotError
-from . import events, serve, sinks
+from . import channels, events, serve, sinks
 from .common import Formatter, Handler
 
 __all__ = ["build_parser", "main"]
 
 # One line per command group; each module's register() adds its subcommands.
-_GROUPS = (serve, events, sinks)
+_GROUPS = (serve, events, sinks, channels)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from .._exceptions import KnotError
 from .._runtime import Runtime
-from . import agent, api
+from . import agent, api, channels, sky
 from .common import error_response
 
 __all__ = ["create_app", "serve"]
@@ -52,6 +52,8 @@ def create_app(runtime: Runtime, *, extra_routes: list[BaseRoute] | None = None)
         Route("/healthz", healthz, methods=["GET"]),
         *agent.routes,
         *api.routes,
+        *channels.routes,
+        *sky.routes,
         *(extra_routes or []),
     ]
     handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {

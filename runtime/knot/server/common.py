@@ -17,11 +17,23 @@ from .._exceptions import (
     StoreError,
 )
 
-__all__ = ["BodyTooLarge", "error_response", "json_error", "query_int", "read_body", "read_json"]
+__all__ = [
+    "BodyTooLarge",
+    "UnsupportedMediaType",
+    "error_response",
+    "json_error",
+    "query_int",
+    "read_body",
+    "read_json",
+]
 
 
 class BodyTooLarge(InvalidInput):
     """The request body is over `server.max_body_bytes` (answered 413)."""
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The request body is in a format the route does not read (answered 415)."""
 
 
 def json_error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -32,6 +44,8 @@ def error_response(exc: KnotError) -> JSONResponse:
     """The one mapping from the error tree to HTTP statuses."""
     if isinstance(exc, BodyTooLarge):
         return json_error(413, exc.message)
+    if isinstance(exc, UnsupportedMediaType):
+        return json_error(415, exc.message)
     if isinstance(exc, InvalidInput):
         return json_error(400, exc.message)
     if isinstance(exc, NotFound):
