@@ -96,10 +96,9 @@ def parse_esl_path(rest: str) -> EslPath | None:
     if len(parts) > 4:
         return None
     try:
-        decoded = [unquote(p, errors="strict").strip() for p in parts]
+        decoded = [unquote(p, errors="strict").strip() if "%" in p else p.strip() for p in parts]
     except UnicodeDecodeError:
         raise EventError("The URL has percent-escapes that are not UTF-8.") from None
-    decoded += [""] * (4 - len(decoded))
     return EslPath(*decoded)
 
 
@@ -131,7 +130,7 @@ def body_kind(content_type: str | None, body: bytes) -> BodyKind:
 
 def read_attributes(query_string: str, body: bytes, kind: BodyKind) -> dict[str, Any]:
     """The query's attributes overlaid with the body's (repeated keys: the last one wins)."""
-    attrs: dict[str, Any] = dict(_pairs(query_string, "query string"))
+    attrs: dict[str, Any] = dict(_pairs(query_string, "query string")) if query_string else {}
     if kind is BodyKind.JSON:
         try:
             value = json.loads(body)
@@ -166,10 +165,16 @@ def _pairs(text: str, where: str) -> list[tuple[str, str]]:
 
 def parse_sky_request(path: EslPath, attrs: dict[str, Any]) -> SkyRequest:
     """Clean an ESL's path and attributes into one event, or raise EventError saying why not."""
-    reserved = {k: v for k, v in attrs.items() if k.startswith(RESERVED_PREFIX)}
-    data = {k: v for k, v in attrs.items() if not k.startswith(RESERVED_PREFIX)}
-    domain = _text(reserved, "_domain") or path.domain
-    event_type = _text(reserved, "_type") or _text(reserved, "_name") or path.type
+    reserved: dict[str, Any] = {}
+    for key in attrs:
+        if key[:1] == RESERVED_PREFIX:
+            reserved[key] = attrs[key]
+    if reserved:
+        attrs = {k: v for k, v in attrs.items() if k not in reserved}
+        domain = _text(reserved, "_domain") or path.domain
+        event_type = _text(reserved, "_type") or _text(reserved, "_name") or path.type
+    else:
+        domain, event_type = path.domain, path.type
     if not domain:
         raise EventError(
             "The event has no domain: put it in the URL (/sky/event/<eci>/<eid>/<domain>/"
@@ -192,12 +197,15 @@ def parse_sky_request(path: EslPath, attrs: dict[str, Any]) -> SkyRequest:
             f"The event type custom.<domain>.<type> is {len(full)} characters long; at most "
             f"{MAX_TYPE_LENGTH} are allowed."
         )
+    eid = clean_eid(path.eid)
+    if not reserved:
+        return SkyRequest(eid, domain, event_type, attrs)
     raw_ts = reserved.get("_timestamp")
     return SkyRequest(
-        eid=clean_eid(path.eid),
+        eid=eid,
         domain=domain,
         type=event_type,
-        attrs=data,
+        attrs=attrs,
         is_async=_flag(reserved.get("_async"), "_async"),
         rids=_rids(reserved.get("_rids")),
         ts=parse_timestamp(raw_ts) if raw_ts not in (None, "") else None,

@@ -49,11 +49,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def create_app(runtime: Runtime, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """The HTTP API of a runtime. The runtime is started and stopped by its owner, not here."""
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
+        # Starlette tries routes in order: the hot ingress paths go first.
+        *sky.routes,
         *agent.routes,
+        Route("/healthz", healthz, methods=["GET"]),
         *api.routes,
         *channels.routes,
-        *sky.routes,
         *(extra_routes or []),
     ]
     handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {

@@ -33,6 +33,7 @@ __all__ = ["may_raise_on", "routes"]
 PREFIX = "/sky/event/"
 ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "Content-Type, Authorization"
+_CORS = {"Access-Control-Allow-Origin": "*"}
 _USAGE = "use /sky/event/<eci>/<eid>/<domain>/<type> or /sky/event/<eci>/<eid>?_domain=D&_type=T"
 
 
@@ -60,7 +61,7 @@ async def sky_event(request: Request) -> Response:
         response.headers["Allow"] = ALLOW_METHODS
     else:
         try:
-            response = await _raise_event(request)
+            return await _raise_event(request)  # answers carry the CORS header already
         except KnotError as exc:
             response = error_response(exc)
     response.headers["Access-Control-Allow-Origin"] = "*"
@@ -124,11 +125,11 @@ async def _raise_event(request: Request) -> Response:
     eid = sky.eid or event.id
     if sky.is_async:
         await runtime.submit(event)
-        return JSONResponse({"eid": eid, "id": event.id}, status_code=202)
+        return JSONResponse({"eid": eid, "id": event.id}, status_code=202, headers=_CORS)
     bound = runtime.config.delivery.sync_timeout
     timeout = min(sky.timeout, bound) if sky.timeout is not None else bound
     report = await runtime.submit_and_wait(event, timeout=timeout)
-    return JSONResponse(sky_answer(report, eid))
+    return JSONResponse(sky_answer(report, eid), headers=_CORS)
 
 
 def _refuse(runtime: Runtime, message: str) -> None:
