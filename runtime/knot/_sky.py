@@ -157,6 +157,10 @@ def read_attributes(query_string: str, body: bytes, kind: BodyKind) -> dict[str,
 
 
 def _pairs(text: str, where: str) -> list[tuple[str, str]]:
+    """`parse_qsl(text, keep_blank_values=True)`, with a fast path for text with no escapes
+    (most Sky query strings: `_domain=a&_type=b`), where it is several times slower."""
+    if "%" not in text and "+" not in text:
+        return [(k, v) for k, _, v in (p.partition("=") for p in text.split("&") if p)]
     try:
         return parse_qsl(text, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
