@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from knot import Actor, EventError, PatternError
-from knot._channels import Channel, ChannelPolicy
+from knot import Actor, Channel, ChannelPolicy, EventError, PatternError
 from knot._sky import (
     BodyKind,
     EslPath,

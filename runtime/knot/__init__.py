@@ -7,6 +7,7 @@ async with knot.Runtime("my-project") as runtime:
 from __future__ import annotations
 
 from ._audit import AuditEntry, AuditKind
+from ._channels import Channel, ChannelPolicy, Channels
 from ._client import Client
 from ._config import Config, ConfigResult, load_config, parse_config
 from ._delivery import DeliveryStatus, Outcome
@@ -39,6 +40,9 @@ __all__ = [
     "ActorKind",
     "AuditEntry",
     "AuditKind",
+    "Channel",
+    "ChannelPolicy",
+    "Channels",
     "Client",
     "Config",
     "ConfigError",
