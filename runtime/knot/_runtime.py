@@ -40,9 +40,11 @@ from ._journal import Journal
 from ._patterns import Pattern
 from ._registry import SinkRegistry, SinkStatus
 from ._router import Router
+from ._scripts import ScriptSinks
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._store import Store
 from .sinks import Sink
+from .spaces import Spaces, SpacesPart
 from .types import JSONObject
 
 __all__ = ["EmitReport", "Runtime", "RuntimePart"]
@@ -111,7 +113,8 @@ class Runtime:
 
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
-        return []
+        # Script sinks first: system events raised while spaces come back reach them.
+        return [ScriptSinks(), SpacesPart()]
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -154,6 +157,14 @@ class Runtime:
         if self._registry is None:
             raise RuntimeClosed("The runtime is not running.")
         return self._registry
+
+    @property
+    def spaces(self) -> Spaces:
+        """Local spaces: `await runtime.spaces.create("web", cmd="...", start=True)`."""
+        for part in self.parts:
+            if isinstance(part, SpacesPart):
+                return part.spaces
+        raise RuntimeClosed("This runtime was built without spaces (see its `parts`).")
 
     def resolve(self, path: str | Path) -> Path:
         """A path from the settings, relative to the project folder."""
@@ -350,8 +361,13 @@ class Runtime:
     async def emit_system(
         self, event_type: str, payload: JSONObject, *, space: Space | None, owner: str = ""
     ) -> str:
-        """Raise a system event (space lifecycle); only the runtime itself calls this."""
-        self._check_running()
+        """Raise a system event (space lifecycle); only the runtime itself calls this.
+
+        Parts may still raise them while they stop (a space stopped by the runtime's own
+        shutdown raises space.stopped): the journal closes only after every part has stopped.
+        """
+        if not self._started or self._journal is None:
+            raise RuntimeClosed("The runtime is not running; start it before raising events.")
         event = self.make_event(event_type, payload, space=space, owner=owner, system=True)
         await self.journal.append(event)
         return event.id
@@ -459,9 +475,10 @@ class Runtime:
         self.journal.audit(entry)
 
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
+        """What a sink printed: one log line each, named after the sink (`knot serve` shows it)."""
         out = logging.getLogger(f"knot.sink.{sink}")
         for line in lines:
-            out.info("%s", line)
+            out.info("%s: %s", sink, line)
 
     # -- sinks ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from .._exceptions import SinkError
 from .._sinkspec import SinkSpec
 from .base import BatchResult, DeliveryResult, Directive, Sink, SinkHost
 from .recording import RecordingSink
+from .script import ScriptSink
 
 __all__ = [
     "SINK_TYPES",
@@ -13,12 +14,13 @@ __all__ = [
     "DeliveryResult",
     "Directive",
     "RecordingSink",
+    "ScriptSink",
     "Sink",
     "SinkHost",
     "build_sink",
 ]
 
-SINK_TYPES: dict[str, type[Sink]] = {RecordingSink.type: RecordingSink}
+SINK_TYPES: dict[str, type[Sink]] = {RecordingSink.type: RecordingSink, ScriptSink.type: ScriptSink}
 
 
 def build_sink(spec: SinkSpec) -> Sink:
