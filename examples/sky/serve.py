@@ -1,12 +1,11 @@
-"""Serve the Sky example with a sink written in plain Python (no script sinks needed).
+"""Serve the Sky example with a second sink, written in plain Python.
 
-    python examples/sky/serve.py [--port 12201]
+    python examples/sky/serve.py [--port 12201] [--project DIR]
 
-Runs the runtime on this folder with one extra sink, `hello_py`, that answers every
-`custom.greet.*` event with a directive, and makes sure the channel `demo` exists. Script sinks
-in `scripts/sinks/` (the `greeter` script) load as well where the runtime has them, so both
-answer. `knot serve --project examples/sky` plus `knot channel create --eci demo` is the same
-without the Python sink.
+Runs the runtime on this folder (so the `greeter` script sink in `scripts/sinks/` loads) with
+one more sink, `hello_py`, a `knot.Sink` subclass that answers every `custom.greet.*` event
+with a directive, and makes sure the channel `demo` exists: both sinks answer. `knot serve
+--project examples/sky` plus `knot channel create --eci demo` is the same without `hello_py`.
 """
 
 from __future__ import annotations
