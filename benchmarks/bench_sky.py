@@ -4,7 +4,8 @@ as a bare starlette app returning the same JSON (3x and more over pico-engine's 
 Both servers run in subprocesses pinned to core 0 (`benchmarks.sky_apps`), loaded from core 1
 by the same keep-alive generator, in alternating rounds; the medians are compared, so drift in
 the machine's speed hits both sides alike. Each request is a POST of a small JSON body to
-`/sky/event/<eci>/none/bench/hello` that a sink answers with one directive.
+`/sky/event/<eci>/none/bench/hello` that a sink answers with one directive: a sink written in
+Python (the target), and for comparison the same directive from a sandboxed script sink.
 
 Requests per second are only comparable on a quiet machine: when other processes share core 0,
 the scheduler gives our server (event loop + journal thread) more of it than the one-thread
@@ -68,11 +69,13 @@ def run(quick: bool = False) -> list[Result]:
     seconds = 1.5 if quick else 3.0
     body = json.dumps({"name": "bench", "n": 1}).encode()
     ours: list[Round] = []
+    script: list[Round] = []
     bare: list[Round] = []
     with tempfile.TemporaryDirectory() as tmp:
         app = [sys.executable, "-m", "benchmarks.sky_apps"]
         servers = {
-            "ours": ServerProcess([*app, "ours", tmp]),
+            "ours": ServerProcess([*app, "ours", f"{tmp}/python"]),
+            "script": ServerProcess([*app, "script", f"{tmp}/script"]),
             "bare": ServerProcess([*app, "bare"]),
         }
         try:
@@ -81,12 +84,14 @@ def run(quick: bool = False) -> list[Result]:
                 load(server.url, path=PATH, body=body, seconds=0.5)  # warm up
             for _ in range(rounds):
                 ours.append(_round(servers["ours"], body, seconds))
+                script.append(_round(servers["script"], body, seconds))
                 bare.append(_round(servers["bare"], body, seconds))
         finally:
             for server in servers.values():
                 server.stop()
-    assert all(r.load.errors == 0 for r in ours), "some Sky requests failed"
+    assert all(r.load.errors == 0 for r in ours + script), "some Sky requests failed"
     mid, base = _median(ours, "rps").load, _median(bare, "rps").load
+    scripted = _median(script, "rps").load
     cpu, cpu_base = _median(ours, "cpu").cpu_us, _median(bare, "cpu").cpu_us
     return [
         Result(
@@ -113,6 +118,16 @@ def run(quick: bool = False) -> list[Result]:
             mid.rps / PICO_ENGINE_RPS,
             "x",
             ">= 3",
+        ),
+        Result(
+            "  the directive from a sandboxed script sink instead",
+            scripted.rps,
+            "req/s",
+            baseline=base.rps,
+            baseline_name="bare starlette",
+            note=f"p50 {scripted.p50_ms:.2f} ms, p99 {scripted.p99_ms:.2f} ms; "
+            f"{scripted.rps / PICO_ENGINE_RPS:.1f}x pico-engine; worker processes on the same "
+            "core, their CPU not in the server's",
         ),
     ]
 

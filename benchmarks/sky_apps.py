@@ -1,8 +1,9 @@
-"""The two servers of the Sky benchmark, started the same way: `python -m benchmarks.sky_apps
-ours|bare PROJECT`. Each prints `ready on http://HOST:PORT` once it listens.
+"""The servers of the Sky benchmark, started the same way: `python -m benchmarks.sky_apps
+ours|script|bare [PROJECT]`. Each prints `ready on http://HOST:PORT` once it listens.
 
 `ours` is the knot runtime and its HTTP app (the same `serve` as `knot serve`) with one channel
-(eci `bench`) and one sink answering every `custom.bench.*` event with a directive. `bare` is a
+(eci `bench`) and one sink answering every `custom.bench.*` event with a directive: a `Sink`
+written in Python, or with `script` a sandboxed script sink (worker processes). `bare` is a
 starlette + uvicorn app on the same route that reads the same body and answers the same JSON
 shape, but raises, journals and routes nothing.
 """
@@ -54,13 +55,25 @@ def ready(host: str, port: int) -> None:
     print(f"ready on http://{host}:{port}", flush=True)
 
 
-async def ours(project: Path) -> None:
+SCRIPT = """\
+# events: custom.bench.*
+import knot.event
+
+knot.event.directive("say", {"text": "hello " + knot.event.get_string("name", "world")})
+"""
+
+
+async def ours(project: Path, *, script: bool = False) -> None:
+    if script:  # the same directive from a sandboxed script sink instead of Python
+        (project / "scripts" / "sinks").mkdir(parents=True, exist_ok=True)
+        (project / "scripts" / "sinks" / "greeter.py").write_text(SCRIPT)
     runtime = Runtime(project)
     await runtime.start()
-    spec = SinkSpec(
-        "greeter", "greeter", parse_patterns("custom.bench.*"), origin=SinkOrigin.BUILTIN
-    )
-    await runtime.add_sink(Greeter(spec))
+    if not script:
+        spec = SinkSpec(
+            "greeter", "greeter", parse_patterns("custom.bench.*"), origin=SinkOrigin.BUILTIN
+        )
+        await runtime.add_sink(Greeter(spec))
     if runtime.channels.get(ECI) is None:
         await runtime.channels.create(eci=ECI, name="benchmark")
     await serve(runtime, port=0, ready=ready)
@@ -96,4 +109,7 @@ async def bare() -> None:
 
 if __name__ == "__main__":
     which = sys.argv[1]
-    uvloop.run(ours(Path(sys.argv[2])) if which == "ours" else bare())
+    if which == "bare":
+        uvloop.run(bare())
+    else:
+        uvloop.run(ours(Path(sys.argv[2]), script=which == "script"))

@@ -17,17 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_sky_benchmark_servers_answer_with_the_directive(tmp_path: Path) -> None:
     app = [sys.executable, "-m", "benchmarks.sky_apps"]
-    ours = ServerProcess([*app, "ours", str(tmp_path)], cwd=ROOT, core=None)
+    servers: list[ServerProcess] = []
     try:
-        bare = ServerProcess([*app, "bare"], cwd=ROOT, core=None)
-        try:
-            body = json.dumps({"name": "bench"}).encode()
-            bench_sky._check(ours.url, body)
-            bench_sky._check(bare.url, body)
-            result = load(ours.url, path=PATH, body=body, seconds=0.3, max_requests=300, core=None)
-            assert result.requests > 0
-            assert result.errors == 0
-        finally:
-            bare.stop()
+        modes = (["ours", str(tmp_path / "p")], ["script", str(tmp_path / "s")], ["bare"])
+        # extend() keeps the servers started before one that fails, for the cleanup below
+        servers.extend(ServerProcess([*app, *args], cwd=ROOT, core=None) for args in modes)
+        body = json.dumps({"name": "bench"}).encode()
+        for server in servers:
+            bench_sky._check(server.url, body)
+        result = load(
+            servers[1].url, path=PATH, body=body, seconds=0.3, max_requests=300, core=None
+        )
+        assert result.requests > 0
+        assert result.errors == 0
     finally:
-        ours.stop()
+        for server in servers:
+            server.stop()
