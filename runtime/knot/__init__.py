@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._audit import AuditEntry, AuditKind
+from ._channels import Channel, ChannelPolicy, Channels
 from ._client import Client
 from ._config import Config, ConfigResult, load_config, parse_config
 from ._delivery import DeliveryStatus, Outcome
@@ -48,6 +49,9 @@ __all__ = [
     "ActorKind",
     "AuditEntry",
     "AuditKind",
+    "Channel",
+    "ChannelPolicy",
+    "Channels",
     "Client",
     "Config",
     "ConfigError",

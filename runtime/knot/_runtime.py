@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from ._audit import AuditEntry, AuditKind
+from ._channels import KV_CHANNELS, Channels
 from ._config import CONFIG_FILE, RESTART_SETTINGS, Config, changed_settings, load_config
 from ._delivery import DeliveryEngine, Outcome, Tracker
 from ._events import (
@@ -102,6 +103,7 @@ class Runtime:
         self._delivery: DeliveryEngine | None = None
         self._registry: SinkRegistry | None = None
         self.router = Router()
+        self.channels = Channels(self)  # Sky event channels (ecis), loaded from the store
         self._listeners: list[Callable[[Event, tuple[str, ...]], None]] = []
         self._outcome_listeners: list[Callable[[Event, Outcome], None]] = []
         self._housekeeping: asyncio.Task[None] | None = None
@@ -209,6 +211,8 @@ class Runtime:
             self.router, self._delivery, self, cursors=store.load_cursors(), backlog=store.backlog
         )
         self._journal.start()
+        for problem in self.channels.load(store.kv_all(KV_CHANNELS)):
+            log.error("%s", problem)
         for spec in self.config.sinks:
             await self._install_at_start(spec)
         for raw in store.kv_all(KV_SINKS).values():

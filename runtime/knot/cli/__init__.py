@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from .._exceptions import KnotError
-from . import events, kernel, scripts, serve, sinks, spaces
+from . import channels, events, kernel, scripts, serve, sinks, spaces
 from .common import Formatter, Handler
 
 __all__ = ["build_parser", "main"]
 
 # One line per command group; each module's register() adds its subcommands.
-_GROUPS = (serve, events, sinks, scripts, spaces, kernel)
+_GROUPS = (serve, events, sinks, scripts, spaces, channels, kernel)
 
 
 def build_parser() -> argparse.ArgumentParser:

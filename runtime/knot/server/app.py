@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from .._exceptions import KnotError
 from .._runtime import Runtime
-from . import agent, api, spaces
+from . import agent, api, channels, sky, spaces
 from .common import error_response
 
 __all__ = ["create_app", "serve"]
@@ -52,9 +52,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def create_app(runtime: Runtime, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """The HTTP API of a runtime. The runtime is started and stopped by its owner, not here."""
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
+        # Starlette tries routes in order: the hot ingress paths go first.
+        *sky.routes,
         *agent.routes,
+        Route("/healthz", healthz, methods=["GET"]),
         *api.routes,
+        *channels.routes,
         *spaces.routes,
         *(extra_routes or []),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from .._exceptions import (
@@ -17,11 +17,23 @@ from .._exceptions import (
     StoreError,
 )
 
-__all__ = ["BodyTooLarge", "error_response", "json_error", "query_int", "read_body", "read_json"]
+__all__ = [
+    "BodyTooLarge",
+    "UnsupportedMediaType",
+    "error_response",
+    "json_error",
+    "query_int",
+    "read_body",
+    "read_json",
+]
 
 
 class BodyTooLarge(InvalidInput):
     """The request body is over `server.max_body_bytes` (answered 413)."""
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The request body is in a format the route does not read (answered 415)."""
 
 
 def json_error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -32,6 +44,8 @@ def error_response(exc: KnotError) -> JSONResponse:
     """The one mapping from the error tree to HTTP statuses."""
     if isinstance(exc, BodyTooLarge):
         return json_error(413, exc.message)
+    if isinstance(exc, UnsupportedMediaType):
+        return json_error(415, exc.message)
     if isinstance(exc, InvalidInput):
         return json_error(400, exc.message)
     if isinstance(exc, NotFound):
@@ -48,14 +62,21 @@ async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"The request body is {declared} bytes; the limit is {limit} bytes.")
+    # Straight from `receive` rather than through request.stream(): a small body is one
+    # message, and this is on every ingress request's path.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(f"The request body is over the limit of {limit} bytes.")
+        if not message.get("more_body", False):
+            return b"".join(chunks) + chunk if chunks else chunk
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def read_json(request: Request) -> Any:
