@@ -188,11 +188,17 @@ def compile_script(source: str, filename: str) -> CompiledScript:
         return CompiledScript(None, (_syntax_violation(exc),))
     except ValueError as exc:  # e.g. source with NUL bytes
         return CompiledScript(None, (Violation(1, 1, f"the script cannot be parsed: {exc}"),))
+    except (RecursionError, MemoryError):
+        return CompiledScript(None, (_TOO_DEEP,))
     policy = type("BoundScriptPolicy", (ScriptPolicy,), {"bound_names": _bound_names(tree)})
     try:
         result = compile_restricted_exec(tree, filename, policy=policy)
     except SyntaxError as exc:  # raised by compile() itself: `return` outside a function, ...
         return CompiledScript(None, (_syntax_violation(exc),))
+    except (RecursionError, MemoryError):
+        # The parser, RestrictedPython's transformer and compile() all recurse per nesting
+        # level: `1 + 1 + ... + 1` with thousands of terms is a load error, not a crash.
+        return CompiledScript(None, (_TOO_DEEP,))
     if result.errors:
         # One violation per position: `eval(...)` is refused both by RestrictedPython and by
         # our missing-builtin rule; the user needs to hear it once.
@@ -201,6 +207,14 @@ def compile_script(source: str, filename: str) -> CompiledScript:
             violations.setdefault((v.line, v.col), v)
         return CompiledScript(None, tuple(violations.values()))
     return CompiledScript(result.code, ())
+
+
+_TOO_DEEP = Violation(
+    1,
+    1,
+    "the script is nested too deeply to compile (a very long chained expression or deeply "
+    "nested brackets); split it into several statements",
+)
 
 
 def check_source(source: str, filename: str = "<script>") -> tuple[Violation, ...]:

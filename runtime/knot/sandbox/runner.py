@@ -22,6 +22,7 @@ from .policy import PrintCollector, Violation, compile_script, script_globals
 __all__ = ["RunOutcome", "ScriptError", "ScriptRunner"]
 
 EmitFunction = Callable[[str, JSONObject], str]
+COMPILE_RECURSION_LIMIT = 1000  # CPython's default: what `knot check` and the runtime compile at
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +74,18 @@ class ScriptRunner:
         return loaded is not None and loaded.digest == digest
 
     def load(self, name: str, digest: str, source: str, filename: str) -> tuple[Violation, ...]:
-        """Compile and keep `source` as the current version of `name`."""
-        compiled = compile_script(source, filename)
+        """Compile and keep `source` as the current version of `name`.
+
+        Compiling recurses once per nesting level of the script; it runs under the standard
+        recursion limit (not the worker's low one for scripts), so a script the runtime
+        accepted when it loaded it also compiles here.
+        """
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, COMPILE_RECURSION_LIMIT))
+        try:
+            compiled = compile_script(source, filename)
+        finally:
+            sys.setrecursionlimit(limit)
         if compiled.code is None:
             return compiled.violations
         self.scripts[name] = _Loaded(digest, compiled.code, filename)

@@ -84,10 +84,14 @@ def check_paths(paths: Iterable[str | Path]) -> CheckReport:
     missing: list[str] = []
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
-            missing.append(str(raw))
-            continue
-        loads.extend(load_script(file) for file in _script_files(path))
+        try:
+            if not path.exists():
+                missing.append(str(raw))
+                continue
+            files = _script_files(path)
+        except OSError:  # a name too long for the file system, ...: load_script says why
+            files = [path]
+        loads.extend(load_script(file) for file in files)
     return CheckReport(tuple(loads), tuple(missing))
 
 

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -20,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from .._exceptions import KnotError
 from .._runtime import Runtime
 from . import agent, api, channels, sky, spaces
-from .common import error_response
+from .common import BodyLimit, error_response
 
 __all__ = ["create_app", "serve"]
 
@@ -39,6 +41,18 @@ async def healthz(request: Request) -> Response:
 async def _knot_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KnotError)
     return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, method not allowed) as JSON errors too."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"There is no route {request.url.path}; see the HTTP API in README.md."
+    elif exc.status_code == 405:
+        message = f"{request.url.path} does not take {request.method} requests."
+    else:
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -63,11 +77,17 @@ def create_app(runtime: Runtime, *, extra_routes: list[BaseRoute] | None = None)
     ]
     handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {
         KnotError: _knot_error,
+        HTTPException: _http_error,
         Exception: _unexpected,
     }
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    limit = runtime.config.server.max_body_bytes
+    app = Starlette(
+        routes=routes,
+        exception_handlers=handlers,
+        middleware=[Middleware(BodyLimit, limit=limit)],
+    )
     app.state.runtime = runtime
-    app.state.max_body_bytes = runtime.config.server.max_body_bytes
+    app.state.max_body_bytes = limit
     return app
 
 
