@@ -10,6 +10,7 @@ import pytest
 from knot import RecordingSink, Runtime, SinkOrigin, SinkSpec, parse_patterns
 
 from .helpers import KnotServer, start_server
+from .receiver import Receiver
 
 
 @pytest.fixture
@@ -71,6 +72,14 @@ def knot_server(project: Path) -> Iterator[KnotServer]:
     server = start_server(project)
     yield server
     server.kill()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real webhook receiver on 127.0.0.1 that records every request."""
+    server = Receiver()
+    yield server
+    server.close()
 
 
 def pytest_report_header() -> str:

@@ -17,6 +17,8 @@ __all__ = ["SECRET_OPTIONS", "SinkOrigin", "SinkSpec", "check_sink_name"]
 _NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{1,63}")
 SECRET_OPTIONS = frozenset({"secret"})
 """Options never shown in logs or listings."""
+_SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|password|api[-_]?key", re.I)
+"""Header values (of a sink's `headers` option) redacted in listings, like secrets."""
 
 
 class SinkOrigin(StrEnum):
@@ -57,6 +59,12 @@ class SinkSpec:
             k: ("********" if redact and k in SECRET_OPTIONS and v else v)
             for k, v in self.options.items()
         }
+        headers = options.get("headers")
+        if redact and isinstance(headers, Mapping):
+            options["headers"] = {
+                name: "********" if _SECRET_HEADER.search(str(name)) else value
+                for name, value in headers.items()
+            }
         return {
             "name": self.name,
             "type": self.type,

@@ -6,6 +6,7 @@ from .._exceptions import SinkError
 from .._sinkspec import SinkSpec
 from .base import BatchResult, DeliveryResult, Directive, Sink, SinkHost
 from .recording import RecordingSink
+from .webhook import WebhookSink
 
 __all__ = [
     "SINK_TYPES",
@@ -15,10 +16,14 @@ __all__ = [
     "RecordingSink",
     "Sink",
     "SinkHost",
+    "WebhookSink",
     "build_sink",
 ]
 
-SINK_TYPES: dict[str, type[Sink]] = {RecordingSink.type: RecordingSink}
+SINK_TYPES: dict[str, type[Sink]] = {
+    RecordingSink.type: RecordingSink,
+    WebhookSink.type: WebhookSink,
+}
 
 
 def build_sink(spec: SinkSpec) -> Sink:
