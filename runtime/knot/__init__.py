@@ -13,6 +13,7 @@ from ._delivery import DeliveryStatus, Outcome
 from ._events import Actor, ActorKind, Event, Space
 from ._exceptions import (
     ConfigError,
+    Conflict,
     DeliveryFailed,
     EventError,
     InvalidInput,
@@ -25,6 +26,7 @@ from ._exceptions import (
     ScriptFailed,
     SinkError,
     StoreError,
+    StoreLocked,
     TemplateError,
 )
 from ._patterns import Pattern, parse_patterns
@@ -43,6 +45,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigResult",
+    "Conflict",
     "DeliveryFailed",
     "DeliveryResult",
     "DeliveryStatus",
@@ -69,6 +72,7 @@ __all__ = [
     "SinkStatus",
     "Space",
     "StoreError",
+    "StoreLocked",
     "SyncRuntime",
     "TemplateError",
     "load_config",

@@ -9,9 +9,11 @@
     │   └── ConfigError               a bad knot.toml (.path, .problems)
     ├── NotFound                      no such sink, event, method, channel, user or space (.what)
     ├── PermissionDenied              the caller may not do this (.status: 401 or 403)
+    ├── Conflict                      the name is taken, or the thing is defined elsewhere (.what)
     ├── DeliveryFailed                one failed delivery attempt (.sink, .event, .reason)
     │   └── ScriptFailed              a script raised, hit a limit or broke a rule (.script)
     ├── StoreError                    the SQLite store cannot be opened or written (.path)
+    │   └── StoreLocked               another runtime holds the store (go through its API)
     ├── RuntimeUnavailable            no runtime answers at the address a client used (.url)
     └── RuntimeClosed                 the runtime was used after it stopped
 
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "ConfigError",
+    "Conflict",
     "DeliveryFailed",
     "EventError",
     "InvalidInput",
@@ -37,6 +40,7 @@ __all__ = [
     "ScriptFailed",
     "SinkError",
     "StoreError",
+    "StoreLocked",
     "TemplateError",
 ]
 
@@ -100,6 +104,14 @@ class PermissionDenied(KnotError):
         self.status = status
 
 
+class Conflict(KnotError):
+    """The request clashes with what exists: answered with HTTP 409."""
+
+    def __init__(self, message: str, *, what: str = "") -> None:
+        super().__init__(message)
+        self.what = what
+
+
 class DeliveryFailed(KnotError):
     """One attempt to hand an event to a sink failed; the engine may retry it."""
 
@@ -120,6 +132,10 @@ class StoreError(KnotError):
     def __init__(self, message: str, *, path: str = "") -> None:
         super().__init__(message)
         self.path = path
+
+
+class StoreLocked(StoreError):
+    """Another knot runtime has the store open; talk to that runtime instead."""
 
 
 class RuntimeUnavailable(KnotError):

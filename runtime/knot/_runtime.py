@@ -41,6 +41,7 @@ from ._registry import SinkRegistry, SinkStatus
 from ._router import Router
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._store import Store
+from ._users import KV_USERS, UserDirectory
 from .sinks import Sink
 from .sinks.webhook import WebhookClients, new_secret
 from .types import JSONObject
@@ -109,6 +110,9 @@ class Runtime:
         self._started = False
         self._stopping = False
         self.webhook_clients = WebhookClients()  # the HTTP pool all webhook sinks share
+        self.users = UserDirectory(
+            config_users=lambda: self.config.users, persist=lambda fn: self.journal.call(fn)
+        )
 
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
@@ -196,6 +200,7 @@ class Runtime:
             self.router, self._delivery, self, cursors=store.load_cursors(), backlog=store.backlog
         )
         self._journal.start()
+        self.users.load(store.kv_all(KV_USERS))
         for spec in self.config.sinks:
             await self._install_at_start(spec)
         for raw in store.kv_all(KV_SINKS).values():

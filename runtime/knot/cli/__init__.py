@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from .._exceptions import KnotError
-from . import events, serve, sinks
+from . import events, serve, sinks, users
 from .common import Formatter, Handler
 
 __all__ = ["build_parser", "main"]
 
 # One line per command group; each module's register() adds its subcommands.
-_GROUPS = (serve, events, sinks)
+_GROUPS = (serve, events, sinks, users)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
             '  knot event myapp.deployed \'{"version": "1.2"}\'\n'
             "  knot events -n 20                   the last 20 events\n"
             "  knot audit                          what was dropped or given up, and why\n\n"
-            "Commands that talk to a running runtime use KNOT_API_PORT (default 12201)."
+            "Commands that talk to a running runtime use KNOT_API_PORT (default 12201) and,\n"
+            "once users exist, KNOT_TOKEN."
         ),
         formatter_class=Formatter,
     )
