@@ -355,6 +355,7 @@ class BatchingSink(RecordingSink):
         super().__init__(spec)
         self.fail_once = fail_once
         self.calls: list[list[int]] = []
+        self.executed: list[int] = []
 
     async def deliver(self, event: Event) -> None:
         self.calls.append([event.data["i"]])
@@ -373,6 +374,7 @@ class BatchingSink(RecordingSink):
 
     async def _take(self, event: Event) -> None:
         i = event.data["i"]
+        self.executed.append(i)
         if i in self.fail_once:
             self.fail_once.discard(i)
             raise DeliveryFailed(f"event {i} fails once")
@@ -387,25 +389,35 @@ async def test_batched_sinks_keep_order_and_retry_the_failed_event_first(project
             SinkSpec("batched", "recording", parse_patterns("*"), origin=SinkOrigin.BUILTIN),
             fail_once={5, 13},
         )
-        original = sink.deliver_batch
+        original_one, original_batch = sink.deliver, sink.deliver_batch
 
-        async def gated(events: Sequence[Event]) -> BatchResult:
+        async def gated_one(event: Event) -> None:
             await gate.wait()
-            return await original(events)
+            await original_one(event)
 
-        sink.deliver_batch = gated  # type: ignore[method-assign]
+        async def gated_batch(events: Sequence[Event]) -> BatchResult:
+            await gate.wait()
+            return await original_batch(events)
+
+        sink.deliver = gated_one  # type: ignore[method-assign]
+        sink.deliver_batch = gated_batch  # type: ignore[method-assign]
         await rt.add_sink(sink)
         for i in range(20):
             await rt.emit("x", {"i": i})
-        # Let the first event go alone (nothing else queued yet), then open the gate.
+        # The first event is taken alone and waits at the gate while the other 19 queue up,
+        # so the batches that follow are deterministic: [1..8] fails at 5, 5 alone, [6..13]...
         gate.set()
         await rt.wait_idle()
         assert [e.data["i"] for e in sink.events] == list(range(20))
-        # Batches of up to 8; a failure is retried alone before anything after it runs.
-        flat = [i for call in sink.calls for i in call]
-        assert flat.index(5) < flat.index(6)
-        assert max(len(c) for c in sink.calls) == 8
-        assert [5] in sink.calls[1:]  # the retry of 5 is its own call
-        retry_of_5 = sink.calls.index([5], 1)
-        assert all(6 not in c for c in sink.calls[:retry_of_5])
+        # Batches of up to 8; a failure is retried alone before anything after it runs, and
+        # the events after it in its batch go back to the queue untouched.
+        assert sink.calls == [
+            [0],
+            [1, 2, 3, 4, 5, 6, 7, 8],
+            [5],
+            [6, 7, 8, 9, 10, 11, 12, 13],
+            [13],
+            [14, 15, 16, 17, 18, 19],
+        ]
+        assert sink.executed == [*range(6), *range(5, 14), *range(13, 20)]
         assert rt.sinks()[0].retries == 2

@@ -25,16 +25,20 @@ from ._exceptions import (
     RuntimeUnavailable,
     ScriptFailed,
     SinkError,
+    SpaceError,
     StoreError,
     StoreLocked,
     TemplateError,
 )
+from ._health import HealthState
 from ._patterns import Pattern, parse_patterns
 from ._registry import SinkStatus
 from ._runtime import EmitReport, Runtime
 from ._sinkspec import SinkOrigin, SinkSpec
+from ._spacespec import OnRestart, SpaceInfo, SpaceState
 from ._sync import SyncRuntime
-from .sinks import DeliveryResult, Directive, RecordingSink, Sink
+from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink
+from .spaces import Spaces
 
 __all__ = [
     "Actor",
@@ -53,9 +57,11 @@ __all__ = [
     "EmitReport",
     "Event",
     "EventError",
+    "HealthState",
     "InvalidInput",
     "KnotError",
     "NotFound",
+    "OnRestart",
     "Outcome",
     "Pattern",
     "PatternError",
@@ -65,12 +71,17 @@ __all__ = [
     "RuntimeClosed",
     "RuntimeUnavailable",
     "ScriptFailed",
+    "ScriptSink",
     "Sink",
     "SinkError",
     "SinkOrigin",
     "SinkSpec",
     "SinkStatus",
     "Space",
+    "SpaceError",
+    "SpaceInfo",
+    "SpaceState",
+    "Spaces",
     "StoreError",
     "StoreLocked",
     "SyncRuntime",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -146,6 +147,28 @@ class Client:
 
     def whoami(self) -> JSONObject:
         return dict(self.request("GET", "/api/whoami"))
+
+    # -- spaces --------------------------------------------------------------------------
+
+    def spaces(self) -> list[JSONObject]:
+        return list(self.request("GET", "/api/spaces")["spaces"])
+
+    def space(self, name: str) -> JSONObject:
+        return dict(self.request("GET", f"/api/spaces/{quote(name, safe='')}"))
+
+    def create_space(self, fields: JSONObject) -> JSONObject:
+        return dict(self.request("POST", "/api/spaces", json_body=fields, expect=(201,)))
+
+    def space_action(self, name: str, action: str) -> JSONObject:
+        """`start` or `stop` a space."""
+        return dict(self.request("POST", f"/api/spaces/{quote(name, safe='')}/{action}"))
+
+    def delete_space(self, name: str) -> JSONObject:
+        return dict(self.request("DELETE", f"/api/spaces/{quote(name, safe='')}"))
+
+    def space_log(self, name: str, *, n: int = 100) -> list[str]:
+        answer = self.request("GET", f"/api/spaces/{quote(name, safe='')}/log", params={"n": n})
+        return list(answer["lines"])
 
     def follow(self, pattern: str | None = None) -> Iterator[JSONObject]:
         """Yield events as the runtime routes them (server-sent events), until interrupted."""

@@ -24,6 +24,7 @@ __all__ = [
     "DeliverySettings",
     "ScriptSettings",
     "ServerSettings",
+    "SpaceSettings",
     "StoreSettings",
     "load_config",
     "parse_config",
@@ -62,6 +63,12 @@ class ScriptSettings:
     dir: str = "scripts"
     timeout: float = 5.0
     memory_mb: int = 256
+    workers: int = 0  # sandbox worker processes shared by script sinks; 0 = one per core
+
+
+@dataclass(frozen=True)
+class SpaceSettings:
+    stop_grace: float = 5.0  # seconds between SIGTERM and SIGKILL when a space stops
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class Config:
     store: StoreSettings = field(default_factory=StoreSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     scripts: ScriptSettings = field(default_factory=ScriptSettings)
+    spaces: SpaceSettings = field(default_factory=SpaceSettings)
     sinks: tuple[SinkSpec, ...] = ()
     users: tuple[User, ...] = ()  # [users.NAME]; more can be added to the store at run time
     extra: Mapping[str, Any] = field(default_factory=dict)  # tables later issues own
@@ -180,11 +188,12 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
     ),
     "scripts": (
         ScriptSettings,
-        {"dir": _string, "timeout": _number(0.001), "memory_mb": _int(16)},
+        {"dir": _string, "timeout": _number(0.001), "memory_mb": _int(16), "workers": _int(0)},
     ),
+    "spaces": (SpaceSettings, {"stop_grace": _number(0)}),
 }
 _TOP_LEVEL = {"zone", "sinks", "users", *_SECTIONS}
-_EXTRA_TABLES = {"spaces", "methods", "sky"}  # owned by later parts; passed through
+_EXTRA_TABLES = {"methods", "sky"}  # owned by later parts; passed through
 
 
 def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -112,10 +112,9 @@ class SinkWorker:
     sink: Sink
     cursor: int
     queue: deque[Event] = field(default_factory=deque)
-    inflight: list[Event] = field(default_factory=list)
+    inflight: Sequence[Event] = ()
     stats: SinkStats = field(default_factory=SinkStats)
     task: asyncio.Task[None] | None = None
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
     _retired: list[Sink] = field(default_factory=list)
 
     @property
@@ -137,7 +136,6 @@ class SinkWorker:
         if len(self.queue) >= self.engine.settings.queue_size:
             return False
         self.queue.append(event)
-        self.idle.clear()
         return True
 
     def replace(self, sink: Sink) -> None:
@@ -163,15 +161,33 @@ class SinkWorker:
                     await self._deliver_batch(batch)
                 else:
                     event = queue.popleft()
-                    self.inflight = [event]
-                    self._finish(event, await self._deliver(event))
-                self.inflight = []
+                    self.inflight = (event,)
+                    # The first attempt inline: this is the path almost every event takes.
+                    try:
+                        result = await self.sink.deliver(event)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        self._finish(event, await self._deliver(event, first_error=exc))
+                    else:
+                        self._succeeded(event, 1, result)
+                self.inflight = ()
                 if self._retired:
                     self._close_retired()
-            self.idle.set()
             await self.engine.wakeup(self)
 
-    def _finish(self, event: Event, outcome: Outcome) -> None:
+    def _succeeded(self, event: Event, attempt: int, result: DeliveryResult | None) -> None:
+        stats = self.stats
+        stats.delivered += 1
+        stats.last_delivered_seq = event.seq
+        engine = self.engine
+        if engine.trackers or engine.outcome_listeners:
+            outcome = Outcome(self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result)
+            self._finish(event, outcome)
+        else:
+            self._finish(event, None)
+
+    def _finish(self, event: Event, outcome: Outcome | None) -> None:
         engine = self.engine
         queue = self.queue
         # Everything before the next queued event (or everything routed so far, when the queue
@@ -180,7 +196,8 @@ class SinkWorker:
         if cursor > self.cursor:
             self.cursor = cursor
             engine.journal.set_cursor(self.name, cursor)
-        engine.finished(event, outcome)
+        if outcome is not None:
+            engine.finished(event, outcome)
 
     async def _deliver_batch(self, batch: list[Event]) -> None:
         """Hand several queued events to the sink at once; same order and retry rules.
@@ -188,56 +205,54 @@ class SinkWorker:
         The sink stops at the first failure; that event continues with its retries and the
         events after it go back to the front of the queue, untouched.
         """
+        first_error: Exception | None = None
         try:
             results, failed_at, error = await self.sink.deliver_batch(batch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("sink %s raised while delivering a batch", self.name)
-            results, failed_at, error = [], 0, self._describe(exc)
+            results, failed_at, error, first_error = [], 0, "", exc
         failed: Event | None = None
         if failed_at is not None:
             failed = batch[failed_at]
             for event in reversed(batch[failed_at + 1 :]):
                 self.queue.appendleft(event)
-            self.inflight = [failed]
+            self.inflight = (failed,)
         for event, result in zip(batch, results, strict=False):
             if event is failed:
                 break
-            self._finish(event, self._delivered(event, 1, result))
+            self._succeeded(event, 1, result)
         if failed is not None:
-            self._finish(failed, await self._deliver(failed, first_error=error))
+            first = first_error if first_error is not None else DeliveryFailed(error)
+            self._finish(failed, await self._deliver(failed, first_error=first))
 
-    def _delivered(self, event: Event, attempt: int, result: DeliveryResult | None) -> Outcome:
-        self.stats.delivered += 1
-        self.stats.last_delivered_seq = event.seq
-        return Outcome(self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result)
-
-    def _describe(self, exc: Exception) -> str:
+    def _describe(self, exc: Exception, event: Event) -> str:
         if isinstance(exc, DeliveryFailed):
             return exc.reason
+        log.error("sink %s raised while delivering %s", self.name, event.id, exc_info=exc)
         return f"The sink {self.name} raised {type(exc).__name__}: {exc}"
 
-    async def _deliver(self, event: Event, *, first_error: str | None = None) -> Outcome:
+    async def _deliver(self, event: Event, *, first_error: Exception | None = None) -> Outcome:
         """Deliver one event with retries; `first_error` means attempt 1 already failed."""
         engine = self.engine
         attempts = engine.settings.attempts
         error = ""
         for attempt in range(1, attempts + 1):
             if attempt == 1 and first_error is not None:
-                error = first_error
+                error = self._describe(first_error, event)
             else:
                 try:
                     result = await self.sink.deliver(event)
                 except asyncio.CancelledError:
                     raise
-                except DeliveryFailed as exc:
-                    error = exc.reason
                 except Exception as exc:
-                    log.exception("sink %s raised while delivering %s", self.name, event.id)
-                    error = self._describe(exc)
+                    error = self._describe(exc, event)
                 else:
-                    return self._delivered(event, attempt, result)
+                    self.stats.delivered += 1
+                    self.stats.last_delivered_seq = event.seq
+                    return Outcome(
+                        self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result
+                    )
             self.stats.last_error = error
             log.warning(
                 "%s ✗ %s %s (attempt %d/%d): %s",
@@ -270,15 +285,13 @@ class DeliveryEngine:
         self,
         journal: Journal,
         settings: DeliverySettings,
-        *,
-        on_outcome: Callable[[Event, Outcome], None] | None = None,
     ) -> None:
         self.journal = journal
         self.settings = settings
         self.workers: dict[str, SinkWorker] = {}
         self.trackers: dict[str, Tracker] = {}
         self.last_routed = journal.head
-        self.on_outcome = on_outcome
+        self.outcome_listeners: list[Callable[[Event, Outcome], None]] = []
         self._wakers: dict[str, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -358,7 +371,6 @@ class DeliveryEngine:
     def restore(self, worker: SinkWorker, event: Event) -> None:
         """Re-queue an event found undelivered at start-up (no bound: nothing is lost)."""
         worker.queue.append(event)
-        worker.idle.clear()
         waker = self._wakers.pop(worker.name, None)
         if waker is not None and not waker.done():
             waker.set_result(None)
@@ -385,8 +397,8 @@ class DeliveryEngine:
             tracker = self.trackers.get(event.id)
             if tracker is not None:
                 tracker.add(outcome)
-        if self.on_outcome is not None:
-            self.on_outcome(event, outcome)
+        for listener in self.outcome_listeners:
+            listener(event, outcome)
 
     def advance_idle(self) -> None:
         """Move idle sinks' cursors to the head, so restarts and pruning skip what they missed."""
@@ -399,12 +411,8 @@ class DeliveryEngine:
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until every queue is empty and nothing is in flight (tests, notebooks)."""
         async with asyncio.timeout(timeout):
-            while True:
-                busy = [w for w in self.workers.values() if w.busy]
-                if not busy:
-                    return
-                await asyncio.gather(*(w.idle.wait() for w in busy))
-                await asyncio.sleep(0)
+            while any(w.busy for w in self.workers.values()):
+                await asyncio.sleep(0.001)
 
     async def close(self) -> None:
         self.advance_idle()

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["DEFAULT_PORT", "api_port_from_env", "api_token_from_env", "api_url_from_env"]
+__all__ = [
+    "DEFAULT_PORT",
+    "api_port_from_env",
+    "api_token_from_env",
+    "api_url_from_env",
+    "child_environment",
+]
 
 DEFAULT_PORT = 12201
 
@@ -31,3 +37,8 @@ def api_url_from_env() -> str:
 
 def api_token_from_env() -> str | None:
     return os.environ.get("KNOT_TOKEN", "").strip() or None
+
+
+def child_environment(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment plus `extra`, for a process the runtime starts (a space)."""
+    return {**os.environ, **extra}

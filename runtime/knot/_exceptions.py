@@ -6,7 +6,8 @@
     │   ├── PatternError              a bad sink pattern (.pattern)
     │   ├── SinkError                 a bad sink definition (.sink)
     │   ├── TemplateError             a body template that does not parse (.template, .position)
-    │   └── ConfigError               a bad knot.toml (.path, .problems)
+    │   ├── ConfigError               a bad knot.toml (.path, .problems)
+    │   └── SpaceError                a bad space definition or a name taken (.space)
     ├── NotFound                      no such sink, event, method, channel, user or space (.what)
     ├── PermissionDenied              the caller may not do this (.status: 401 or 403)
     ├── Conflict                      the name is taken, or the thing is defined elsewhere (.what)
@@ -39,6 +40,7 @@ __all__ = [
     "RuntimeUnavailable",
     "ScriptFailed",
     "SinkError",
+    "SpaceError",
     "StoreError",
     "StoreLocked",
     "TemplateError",
@@ -90,6 +92,12 @@ class ConfigError(InvalidInput):
         super().__init__(message)
         self.path = path
         self.problems = tuple(problems)
+
+
+class SpaceError(InvalidInput):
+    def __init__(self, message: str, *, space: str | None = None) -> None:
+        super().__init__(message)
+        self.space = space
 
 
 class NotFound(KnotError):

@@ -3,6 +3,10 @@
 Emitters get their future resolved only after the transaction holding their event commits,
 so an id handed back is always durable. While one commit runs, the next batch fills, so the
 cost of a commit is shared by every event that arrived during the previous one.
+
+Writes are collected on the event loop (every method here is called from the loop thread) and
+handed to the writer once per loop iteration, so the thread lock is taken per batch, not per
+event.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,16 +29,20 @@ __all__ = ["Journal"]
 log = logging.getLogger("knot.store")
 T = TypeVar("T")
 CommitCallback = Callable[[list[Event], list[bool]], None]
+_Call = tuple[Callable[[Store], Any], "asyncio.Future[Any]"]
+_Item = tuple[WriteBatch, list["asyncio.Future[bool]"]] | _Call
 
 
 class Journal:
     def __init__(self, store: Store, *, on_commit: CommitCallback) -> None:
         self.store = store
         self._on_commit = on_commit
-        self._cond = threading.Condition()
-        self._batch = WriteBatch()
+        self._inbox: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        # Loop side: what this iteration wrote, handed over in one go.
+        self._outbox = WriteBatch()
         self._waiters: list[asyncio.Future[bool]] = []
-        self._calls: list[tuple[Callable[[Store], Any], asyncio.Future[Any]]] = []
+        self._scheduled = False
+        # Writer side: handed-over batches and calls, in order.
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
@@ -49,12 +58,14 @@ class Journal:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._writer, name="knot-journal", daemon=True)
         self._thread.start()
+        if self._outbox:  # written before start (cursors of sinks installed at start-up)
+            self._schedule()
 
     async def close(self) -> None:
         """Commit what is pending and stop the writer thread."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
+        self._handoff()
+        self._closing = True
+        self._inbox.put(None)  # tells the writer to stop once it has written the rest
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -68,79 +79,106 @@ class Journal:
 
     def append(self, event: Event, *, check_duplicate: bool = False) -> asyncio.Future[bool]:
         """Queue an event for the next commit; the future says whether it was new."""
-        assert self._loop is not None, "journal not started"
+        loop = self._loop
+        assert loop is not None, "journal not started"
         if self._closing:
             raise RuntimeClosed("The runtime is stopping and accepts no more events.")
-        future: asyncio.Future[bool] = self._loop.create_future()
-        with self._cond:
-            batch = self._batch
-            batch.events.append(event)
-            batch.check_duplicates |= check_duplicate
-            self._waiters.append(future)
-            self._cond.notify()
+        future: asyncio.Future[bool] = loop.create_future()
+        outbox = self._outbox
+        outbox.events.append(event)
+        if check_duplicate:
+            outbox.check_duplicates = True
+        self._waiters.append(future)
+        if not self._scheduled:
+            self._schedule()
         return future
 
     def audit(self, entry: AuditEntry) -> None:
-        with self._cond:
-            self._batch.audits.append(entry)
-            self._cond.notify()
+        self._outbox.audits.append(entry)
+        self._schedule()
 
     def set_cursor(self, sink: str, seq: int) -> None:
         """Record that `sink` has handled every matching event up to `seq`."""
-        with self._cond:
-            self._batch.cursors[sink] = seq
-            self._cond.notify()
+        self._outbox.cursors[sink] = seq
+        if not self._scheduled:
+            self._schedule()
 
     def skip(self, sink: str, seq: int, reason: str) -> None:
         """Record one event the sink will never handle (dropped or given up)."""
-        with self._cond:
-            self._batch.skips.append((sink, seq, reason))
-            self._cond.notify()
+        self._outbox.skips.append((sink, seq, reason))
+        self._schedule()
 
     def forget(self, sink: str) -> None:
-        with self._cond:
-            self._batch.cursors.pop(sink, None)
-            self._batch.forget.append(sink)
-            self._cond.notify()
+        # A forget must not be reordered with a later cursor for a new sink of the same name.
+        self._outbox.cursors.pop(sink, None)
+        self._outbox.forget.append(sink)
+        self._handoff()
 
     def call(self, fn: Callable[[Store], T]) -> asyncio.Future[T]:
-        """Run `fn(store)` on the writer thread after everything queued before it."""
+        """Run `fn(store)` on the writer thread after everything written before it."""
         assert self._loop is not None, "journal not started"
         future: asyncio.Future[T] = self._loop.create_future()
-        with self._cond:
-            self._calls.append((fn, future))
-            self._cond.notify()
+        self._handoff()
+        self._inbox.put((fn, future))
         return future
+
+    def _schedule(self) -> None:
+        if not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._handoff)
+
+    def _handoff(self) -> None:
+        self._scheduled = False
+        if not self._outbox:
+            return
+        batch, self._outbox = self._outbox, WriteBatch()
+        waiters, self._waiters = self._waiters, []
+        self._inbox.put((batch, waiters))
 
     # -- the writer thread ----------------------------------------------------------------
 
     def _writer(self) -> None:
+        inbox = self._inbox
         while True:
-            with self._cond:
-                while not (self._batch or self._calls or self._closing):
-                    self._cond.wait()
-                batch, self._batch = self._batch, WriteBatch()
-                waiters, self._waiters = self._waiters, []
-                calls, self._calls = self._calls, []
-                closing = self._closing and not batch and not calls
-            if closing:
-                return
-            if batch:
-                try:
-                    flags = self.store.write(batch)
-                except Exception as exc:
-                    log.error("%s", exc)
-                    self._post(self._failed, waiters, exc)
-                else:
-                    self.commits += 1
-                    self._post(self._committed, batch.events, flags, waiters)
-            for fn, future in calls:
-                try:
-                    result = fn(self.store)
-                except Exception as exc:
-                    self._post(_set_exception, future, exc)
-                else:
-                    self._post(_set_result, future, result)
+            items = [inbox.get()]
+            while not inbox.empty():  # everything handed over meanwhile joins this commit
+                items.append(inbox.get_nowait())
+            batches: list[WriteBatch] = []
+            waiters: list[asyncio.Future[bool]] = []
+            for item in items:
+                if item is None:
+                    self._commit(batches, waiters)
+                    return
+                if isinstance(item[0], WriteBatch):
+                    batches.append(item[0])
+                    waiters.extend(item[1])
+                    continue
+                self._commit(batches, waiters)
+                batches, waiters = [], []
+                self._run_call(item)
+            self._commit(batches, waiters)
+
+    def _commit(self, batches: list[WriteBatch], waiters: list[asyncio.Future[bool]]) -> None:
+        if not batches:
+            return
+        try:
+            flags = self.store.write(batches)
+        except Exception as exc:
+            log.error("%s", exc)
+            self._post(self._failed, waiters, exc)
+            return
+        self.commits += 1
+        events = [e for b in batches for e in b.events]
+        self._post(self._committed, events, flags, waiters)
+
+    def _run_call(self, item: _Call) -> None:
+        fn, future = item
+        try:
+            result = fn(self.store)
+        except Exception as exc:
+            self._post(_set_exception, future, exc)
+        else:
+            self._post(_set_result, future, result)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         assert self._loop is not None

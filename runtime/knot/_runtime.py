@@ -39,11 +39,13 @@ from ._journal import Journal
 from ._patterns import Pattern
 from ._registry import SinkRegistry, SinkStatus
 from ._router import Router
+from ._scripts import ScriptSinks
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._store import Store
 from ._users import KV_USERS, UserDirectory
 from .sinks import Sink
 from .sinks.webhook import WebhookClients, new_secret
+from .spaces import Spaces, SpacesPart
 from .types import JSONObject
 
 __all__ = ["EmitReport", "Runtime", "RuntimePart"]
@@ -116,7 +118,8 @@ class Runtime:
 
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
-        return []
+        # Script sinks first: system events raised while spaces come back reach them.
+        return [ScriptSinks(), SpacesPart()]
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -160,6 +163,14 @@ class Runtime:
             raise RuntimeClosed("The runtime is not running.")
         return self._registry
 
+    @property
+    def spaces(self) -> Spaces:
+        """Local spaces: `await runtime.spaces.create("web", cmd="...", start=True)`."""
+        for part in self.parts:
+            if isinstance(part, SpacesPart):
+                return part.spaces
+        raise RuntimeClosed("This runtime was built without spaces (see its `parts`).")
+
     def resolve(self, path: str | Path) -> Path:
         """A path from the settings, relative to the project folder."""
         p = Path(path)
@@ -191,9 +202,8 @@ class Runtime:
     async def _start_core(self) -> None:
         store = self.store
         self._journal = Journal(store, on_commit=self._on_commit)
-        self._delivery = DeliveryEngine(
-            self._journal, self.config.delivery, on_outcome=self._on_outcome
-        )
+        self._delivery = DeliveryEngine(self._journal, self.config.delivery)
+        self._delivery.outcome_listeners = self._outcome_listeners
         # Sinks known from an earlier run resume right after their stored cursor, whenever
         # (and from whichever source) they are installed again.
         self._registry = SinkRegistry(
@@ -293,21 +303,21 @@ class Runtime:
         data, data_json = encode_payload(
             payload, max_bytes=self.config.delivery.max_payload_bytes, event_type=full_type
         )
-        return Event(
-            id=check_event_id(id) if id is not None else new_event_id(),
-            type=full_type,
-            data=data,
-            ts=ts or now_rfc3339(),
-            zone=self.config.zone,
-            owner=owner,
-            actor=actor or (SYSTEM_ACTOR if system else LOCAL_ACTOR),
-            space=space,
-            depth=depth,
-            seq=self.journal.next_seq(),
-            eid=eid,
-            rids=tuple(rids) if rids is not None else None,
-            parent=parent,
-            data_json=data_json,
+        return Event(  # positional: the cheapest way to build a NamedTuple on the hot path
+            check_event_id(id) if id is not None else new_event_id(),
+            full_type,
+            data,
+            ts or now_rfc3339(),
+            self.config.zone,
+            owner,
+            actor or (SYSTEM_ACTOR if system else LOCAL_ACTOR),
+            space,
+            depth,
+            self.journal.next_seq(),
+            eid,
+            tuple(rids) if rids is not None else None,
+            parent,
+            data_json,
         )
 
     async def emit(self, event_type: str, payload: object = None, **options: Any) -> str:
@@ -356,8 +366,13 @@ class Runtime:
     async def emit_system(
         self, event_type: str, payload: JSONObject, *, space: Space | None, owner: str = ""
     ) -> str:
-        """Raise a system event (space lifecycle); only the runtime itself calls this."""
-        self._check_running()
+        """Raise a system event (space lifecycle); only the runtime itself calls this.
+
+        Parts may still raise them while they stop (a space stopped by the runtime's own
+        shutdown raises space.stopped): the journal closes only after every part has stopped.
+        """
+        if not self._started or self._journal is None:
+            raise RuntimeClosed("The runtime is not running; start it before raising events.")
         event = self.make_event(event_type, payload, space=space, owner=owner, system=True)
         await self.journal.append(event)
         return event.id
@@ -435,10 +450,6 @@ class Runtime:
         if backlog:
             self._routing_scheduled = True
             asyncio.get_running_loop().call_soon(self._route_some)
-
-    def _on_outcome(self, event: Event, outcome: Outcome) -> None:
-        for listener in self._outcome_listeners:
-            listener(event, outcome)
 
     def on_event(self, listener: Callable[[Event, tuple[str, ...]], None]) -> Callable[[], None]:
         """Call `listener(event, sink_names)` for each routed event; returns an unsubscribe."""

@@ -187,43 +187,50 @@ class Store:
 
     # -- the writer (journal thread only) -------------------------------------------------
 
-    def write(self, batch: WriteBatch) -> list[bool]:
-        """Commit a batch in one transaction; return, per event, whether it was new."""
+    def write(self, batches: Sequence[WriteBatch]) -> list[bool]:
+        """Commit batches, in order, in one transaction; per event, whether it was new."""
         conn = self._writer
-        inserted = [True] * len(batch.events)
+        inserted: list[bool] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            if batch.events:
-                if batch.check_duplicates:
-                    inserted = self._insert_events_checked(batch.events)
-                else:
-                    conn.executemany(
-                        f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                        [_event_row(e) for e in batch.events],
-                    )
-            if batch.skips:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO skips (sink, seq, reason) VALUES (?,?,?)", batch.skips
-                )
-            if batch.cursors:
-                conn.executemany(
-                    "INSERT INTO cursors (sink, seq) VALUES (?, ?) "
-                    "ON CONFLICT(sink) DO UPDATE SET seq = max(seq, excluded.seq)",
-                    list(batch.cursors.items()),
-                )
-            if batch.forget:
-                conn.executemany("DELETE FROM cursors WHERE sink = ?", [(s,) for s in batch.forget])
-                conn.executemany("DELETE FROM skips WHERE sink = ?", [(s,) for s in batch.forget])
-            if batch.audits:
-                conn.executemany(
-                    "INSERT INTO audit (ts, kind, message, sink, event_id) VALUES (?,?,?,?,?)",
-                    [(a.ts, a.kind.name, a.message, a.sink, a.event_id) for a in batch.audits],
-                )
+            for batch in batches:
+                inserted += self._apply(batch)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise StoreError(self._describe(exc), path=str(self.path)) from exc
+        return inserted
+
+    def _apply(self, batch: WriteBatch) -> list[bool]:
+        conn = self._writer
+        inserted = [True] * len(batch.events)
+        if batch.events:
+            if batch.check_duplicates:
+                inserted = self._insert_events_checked(batch.events)
+            else:
+                conn.executemany(
+                    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [_event_row(e) for e in batch.events],
+                )
+        if batch.skips:
+            conn.executemany(
+                "INSERT OR REPLACE INTO skips (sink, seq, reason) VALUES (?,?,?)", batch.skips
+            )
+        if batch.forget:
+            conn.executemany("DELETE FROM cursors WHERE sink = ?", [(s,) for s in batch.forget])
+            conn.executemany("DELETE FROM skips WHERE sink = ?", [(s,) for s in batch.forget])
+        if batch.cursors:
+            conn.executemany(
+                "INSERT INTO cursors (sink, seq) VALUES (?, ?) "
+                "ON CONFLICT(sink) DO UPDATE SET seq = max(seq, excluded.seq)",
+                list(batch.cursors.items()),
+            )
+        if batch.audits:
+            conn.executemany(
+                "INSERT INTO audit (ts, kind, message, sink, event_id) VALUES (?,?,?,?,?)",
+                [(a.ts, a.kind.name, a.message, a.sink, a.event_id) for a in batch.audits],
+            )
         return inserted
 
     def _insert_events_checked(self, events: Sequence[Event]) -> list[bool]:

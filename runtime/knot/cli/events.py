@@ -34,7 +34,7 @@ def register(sub: Subparsers) -> None:
         "  knot events\n  knot events 'custom.myapp.*' -n 100\n  knot events --follow\n",
     )
     p.add_argument("pattern", nargs="?", default=None, help="'*', 'prefix.*' or an exact type")
-    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("-n", type=int, default=20, help="how many past events (default 20; 0: none)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -56,7 +56,7 @@ def _event(args: argparse.Namespace) -> int:
 
 def _events(args: argparse.Namespace) -> int:
     with Client() as client:
-        for event in client.events(args.pattern, n=args.n):
+        for event in client.events(args.pattern, n=args.n) if args.n > 0 else []:
             _print_event(event, as_json=args.json)
         if args.follow:
             for event in client.follow(args.pattern):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
+import signal
 import socket
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -18,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from .._exceptions import KnotError
 from .._runtime import Runtime
-from . import agent, api, sinks, users
+from . import agent, api, sinks, spaces, users
 from .auth import AuthMiddleware
 from .common import error_response
 
@@ -63,6 +66,7 @@ def create_app(
         *api.routes,
         *sinks.routes,
         *users.routes,
+        *spaces.routes,
         *(extra_routes or []),
     ]
     handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {
@@ -103,7 +107,7 @@ async def serve(
             lifespan="off",
             timeout_graceful_shutdown=3,
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
@@ -123,6 +127,28 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus re-raising SIGINT/SIGTERM once it has shut down.
+
+    uvicorn re-raises the signal that stopped it, and with the default handler back in place
+    SIGTERM ends the process on the spot: the runtime would never stop, and the processes of
+    its spaces (each in a session of its own) would be left running.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -6,6 +6,7 @@ from .._exceptions import SinkError
 from .._sinkspec import SinkSpec
 from .base import BatchResult, DeliveryResult, Directive, Sink, SinkHost
 from .recording import RecordingSink
+from .script import ScriptSink
 from .webhook import WebhookSink
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "DeliveryResult",
     "Directive",
     "RecordingSink",
+    "ScriptSink",
     "Sink",
     "SinkHost",
     "WebhookSink",
@@ -22,6 +24,7 @@ __all__ = [
 
 SINK_TYPES: dict[str, type[Sink]] = {
     RecordingSink.type: RecordingSink,
+    ScriptSink.type: ScriptSink,
     WebhookSink.type: WebhookSink,
 }
 

@@ -1,0 +1,1 @@
+"""knot-runtime benchmarks: `make bench` (all) or `python -m benchmarks NAME... [--quick]`."""

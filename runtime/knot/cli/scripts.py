@@ -1,0 +1,92 @@
+"""`knot check` and `knot run`: sink scripts checked and tried without a runtime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .._config import load_config
+from ..sandbox.tools import check_paths, dry_run
+from .common import Subparsers, add_command, parse_json_object
+
+__all__ = ["register"]
+
+
+def register(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "check",
+        _check,
+        "Check sink scripts against the sandbox rules (nothing runs); exit 1 on any violation.",
+        "  knot check scripts/sinks/deploy_notify.py\n"
+        "  knot check scripts/                  every *.py below, except methods/\n",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="script files or folders")
+
+    p = add_command(
+        sub,
+        "run",
+        _run,
+        "Dry-run a sink script on one event: print its output, the events it would emit and "
+        "its directives. Nothing is delivered; no runtime is needed.",
+        "  knot run scripts/sinks/deploy_notify.py --event custom.myapp.deployed \\\n"
+        '      --data \'{"version": "1.2", "commit": "abc123"}\' --space web\n'
+        "  knot run scripts/sinks/on_start.py --event space.started --json\n",
+    )
+    p.add_argument("script", help="the sink script to run")
+    p.add_argument("--event", required=True, metavar="TYPE", help="the event type to hand it")
+    p.add_argument(
+        "--data", default=None, metavar="JSON", help="the event's payload (a JSON object)"
+    )
+    p.add_argument("--space", default=None, metavar="NAME", help="give the event a space")
+    p.add_argument(
+        "--project",
+        default=".",
+        help="project whose knot.toml [scripts] limits apply (default: .)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _check(args: argparse.Namespace) -> int:
+    report = check_paths(args.paths)
+    for missing in report.missing:
+        print(f"{missing}: no such file or folder", file=sys.stderr)
+    for problem in report.problems:
+        print(problem)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    data = parse_json_object(args.data, what="--data payload")
+    settings = load_config(args.project).raise_for_errors().scripts
+    result = dry_run(args.script, args.event, data, space=args.space, settings=settings)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0 if result.ok else 1
+    for problem in result.problems:
+        print(problem, file=sys.stderr)
+    if result.problems:
+        return 1
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"--- output ({_count(len(result.output), 'line')})")
+    for line in result.output:
+        print(line)
+    print(f"--- emitted ({_count(len(result.emitted), 'event')}, not delivered)")
+    for emitted in result.emitted:
+        print(f"{emitted.type} {json.dumps(emitted.payload)}")
+    print(f"--- directives ({_count(len(result.directives), 'directive')})")
+    for directive in result.directives:
+        print(f"{directive['name']} {json.dumps(directive['options'])}")
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,0 +1,157 @@
+"""`knot.event` as sink scripts see it: the event being handled, `emit` and `directive`.
+
+The module is built once per worker; `EventContext` is pointed at each event before the
+script runs. Accessors return plain JSON values (dicts, lists, strings), never runtime objects,
+so nothing a script gets from here leads back into the worker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from ..types import JSONObject
+
+__all__ = ["EventContext", "build_knot_module"]
+
+EmitFunction = Callable[[str, JSONObject], str]
+
+
+def _no_emit(event_type: str, payload: JSONObject) -> str:
+    raise RuntimeError("knot.event.emit() is only available while a script handles an event")
+
+
+class EventContext:
+    """The event a script is handling, and where its emits and directives go."""
+
+    __slots__ = ("directives", "emit", "event")
+
+    def __init__(self) -> None:
+        self.event: JSONObject = {}
+        self.emit: EmitFunction = _no_emit
+        self.directives: list[JSONObject] = []
+
+    def bind(self, event: JSONObject, emit: EmitFunction) -> None:
+        self.event = event
+        self.emit = emit
+        self.directives = []
+
+
+def _empty_space() -> JSONObject:
+    return {"id": "", "name": "", "urls": []}
+
+
+def build_knot_module(ctx: EventContext) -> ModuleType:
+    """The `knot` package for scripts, with `knot.event` bound to `ctx`."""
+
+    def data() -> JSONObject:
+        value = ctx.event.get("data")
+        return value if isinstance(value, dict) else {}
+
+    def _get(name: str, default: Any, accept: Callable[[Any], bool]) -> Any:
+        if not isinstance(name, str):
+            raise TypeError("the field name must be a string")
+        value = data().get(name, default)
+        return value if accept(value) else default
+
+    def get_string(name: str, default: str = "") -> Any:
+        return _get(name, default, lambda v: isinstance(v, str))
+
+    def get_int(name: str, default: int = 0) -> Any:
+        value = _get(name, default, _is_integral)
+        return int(value) if _is_integral(value) else value
+
+    def get_bool(name: str, default: bool = False) -> Any:
+        return _get(name, default, lambda v: isinstance(v, bool))
+
+    def get_list(name: str, default: list[Any] | None = None) -> Any:
+        return _get(name, [] if default is None else default, lambda v: isinstance(v, list))
+
+    def get_dict(name: str, default: JSONObject | None = None) -> Any:
+        return _get(name, {} if default is None else default, lambda v: isinstance(v, dict))
+
+    def event_id() -> str:
+        return str(ctx.event.get("id", ""))
+
+    def event_type() -> str:
+        return str(ctx.event.get("type", ""))
+
+    def ts() -> str:
+        return str(ctx.event.get("ts", ""))
+
+    def space() -> JSONObject:
+        raw = ctx.event.get("space")
+        out = _empty_space()
+        if isinstance(raw, dict):
+            out.update({k: raw[k] for k in ("id", "name", "urls") if k in raw})
+        return out
+
+    def space_urls() -> list[str]:
+        urls = space().get("urls")
+        return list(urls) if isinstance(urls, list) else []
+
+    def actor() -> JSONObject:
+        raw = ctx.event.get("actor")
+        if isinstance(raw, dict):
+            return {k: raw.get(k, "") for k in ("id", "username", "kind")}
+        return {"id": "", "username": "", "kind": ""}
+
+    def custom() -> JSONObject:
+        """The payload of a custom event (Knot's `.custom` scope); {} for system events."""
+        return data() if event_type().startswith("custom.") else {}
+
+    def emit(event_type: str, payload: JSONObject | None = None) -> str:
+        if not isinstance(event_type, str):
+            raise TypeError("knot.event.emit() needs the event type as a string")
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            raise TypeError("knot.event.emit() needs the payload as a dict (a JSON object)")
+        return ctx.emit(event_type, payload)
+
+    def directive(name: str, options: JSONObject | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError("knot.event.directive() needs a non-empty name")
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise TypeError("knot.event.directive() needs the options as a dict")
+        try:
+            json.dumps(options, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"the directive's options are not JSON: {exc}") from None
+        ctx.directives.append({"name": name, "options": options})
+
+    event = ModuleType("knot.event")
+    for attr, fn in {
+        "id": event_id,
+        "type": event_type,
+        "ts": ts,
+        "data": data,
+        "get_string": get_string,
+        "get_int": get_int,
+        "get_bool": get_bool,
+        "get_list": get_list,
+        "get_dict": get_dict,
+        "space": space,
+        "space_urls": space_urls,
+        "actor": actor,
+        "custom": custom,
+        "emit": emit,
+        "directive": directive,
+    }.items():
+        setattr(event, attr, fn)
+    knot = ModuleType("knot")
+    knot.event = event  # type: ignore[attr-defined]
+    return knot
+
+
+def _is_integral(value: object) -> bool:
+    """JSON has one number type: 3 and 3.0 both count as integers, 3.5 and True do not."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and value.is_integer()

@@ -1,0 +1,321 @@
+"""One sandbox worker process, seen from the runtime: start it, make requests, kill it.
+
+`WorkerProcess` starts `knot.sandbox.worker` in a fresh interpreter (about 50 ms: it imports
+only the sandbox, not the runtime) and makes JSON-RPC requests to it. A request has a wall-
+clock budget; when it runs out the worker is SIGKILLed, the only way to stop a script stuck in
+one long C call. Requests the worker makes back (`emit`) are answered in between; the time the
+parent spends on them is not charged to the script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ..types import JSONObject
+
+__all__ = ["RemoteError", "WorkerDied", "WorkerProcess", "WorkerTimeout"]
+
+log = logging.getLogger("knot.sandbox")
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+START_TIMEOUT = 30.0
+_KNOT_DIR = str(Path(__file__).resolve().parent.parent)
+# Boot the worker without executing knot/__init__.py (which imports the whole runtime, HTTP
+# client included): a bare package object pointing at the source folder is enough.
+_BOOT = (
+    "import sys, types; pkg = types.ModuleType('knot'); pkg.__path__ = [sys.argv[1]]; "
+    "sys.modules['knot'] = pkg; from knot.sandbox.worker import main; sys.exit(main(sys.argv[2:]))"
+)
+
+RequestHandler = Callable[[str, JSONObject], Awaitable[Any]]
+NotifyHandler = Callable[[str, JSONObject], None]
+
+
+class WorkerDied(Exception):
+    """The worker process ended (or broke the protocol) during a request."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__(how)
+        self.how = how
+
+
+class WorkerTimeout(Exception):
+    """A request ran past its budget; the worker was killed."""
+
+
+class RemoteError(Exception):
+    """A JSON-RPC error answer from the worker."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class WorkerProcess:
+    def __init__(self, proc: asyncio.subprocess.Process, memory_mb: int) -> None:
+        self.proc = proc
+        self.memory_mb = memory_mb
+        self.loaded: dict[str, str] = {}  # script name → the version (hash) it has compiled
+        self.broken = False
+        self._next_id = 0
+        self._expired = False
+        self._killed = False
+        self._lines: deque[bytes] = deque()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._stderr_task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return not self.broken and self.proc.returncode is None
+
+    @classmethod
+    async def spawn(cls, *, memory_mb: int) -> WorkerProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-c",
+            _BOOT,
+            _KNOT_DIR,
+            "--memory-mb",
+            str(memory_mb),
+            "--parent",
+            str(os.getpid()),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C in the terminal is the runtime's to handle
+        )
+        worker = cls(proc, memory_mb)
+        worker._stderr_task = asyncio.create_task(worker._drain_stderr())
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                ready = await worker._read()
+        except (TimeoutError, WorkerDied) as exc:
+            worker.kill()
+            raise WorkerDied(f"the sandbox worker did not start: {exc}") from None
+        if ready.get("method") != "ready":
+            worker.kill()
+            raise WorkerDied(f"the sandbox worker said {ready!r} instead of ready")
+        return worker
+
+    async def _drain_stderr(self) -> None:
+        """Log what the worker writes to stderr (nothing, unless something is badly wrong)."""
+        stream = self.proc.stderr
+        assert stream is not None
+        with contextlib.suppress(Exception):
+            while chunk := await stream.read(1 << 14):
+                for line in chunk.decode(errors="replace").splitlines():
+                    log.warning("sandbox worker %d: %s", self.pid, line.rstrip())
+
+    def _write(self, message: JSONObject) -> None:
+        self._write_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+
+    def _write_text(self, text: str) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(text.encode() + b"\n")
+        except (ConnectionError, RuntimeError) as exc:
+            self.broken = True
+            raise WorkerDied(f"its input pipe is closed ({exc})") from None
+
+    async def _read(self) -> JSONObject:
+        """The next message; lines are read in bulk (one read often holds a batch's results)."""
+        lines = self._lines
+        while not lines:
+            await self._fill()
+        line = lines.popleft()
+        try:
+            message: JSONObject = json.loads(line.decode())
+        except ValueError:
+            self.broken = True
+            self.kill()
+            raise WorkerDied("it sent something that is not JSON") from None
+        return message
+
+    async def _fill(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        chunk = await stdout.read(1 << 16)
+        if not chunk:
+            self.broken = True
+            if self._expired:
+                raise WorkerTimeout()
+            raise WorkerDied(await self._exit_status())
+        pending = self._pending
+        pending.append(chunk)
+        if b"\n" not in chunk:
+            self._pending_size += len(chunk)
+            if self._pending_size > MAX_MESSAGE_BYTES:
+                self.broken = True
+                self.kill()
+                raise WorkerDied(f"it sent a message over {MAX_MESSAGE_BYTES} bytes")
+            return
+        parts = b"".join(pending).split(b"\n")
+        pending.clear()
+        tail = parts.pop()
+        if tail:
+            pending.append(tail)
+        self._pending_size = len(tail)
+        self._lines.extend(parts)
+
+    async def _exit_status(self) -> str:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self.proc.wait()
+        code = self.proc.returncode
+        if code is None:
+            self.kill()
+            return "it closed its output"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"it was killed by {name}"
+        return f"it exited with status {code}"
+
+    def _expire(self) -> None:
+        self._expired = True
+        self.kill()
+
+    async def request(
+        self,
+        method: str,
+        params: JSONObject | str,
+        *,
+        timeout: float | None = None,
+        on_request: RequestHandler | None = None,
+        on_notify: NotifyHandler | None = None,
+    ) -> Any:
+        """Send one request and serve the worker until it answers.
+
+        `params` may come JSON-encoded already (a str holding one object), which lets a caller
+        splice in payloads it has as JSON text instead of encoding them again.
+
+        `timeout` is the budget for the worker's own time; it starts over at each `result`
+        notification (one event done) and stands still while `on_request` runs here.
+        """
+        if not self.alive:
+            raise WorkerDied("it had already stopped")
+        self._next_id += 1
+        request_id = self._next_id
+        encoded = params if isinstance(params, str) else json.dumps(params, ensure_ascii=False)
+        self._write_text(
+            f'{{"jsonrpc":"2.0","id":{request_id},"method":{json.dumps(method)},"params":{encoded}}}'
+        )
+        loop = asyncio.get_running_loop()
+        budget = timeout
+        timer = loop.call_later(budget, self._expire) if budget is not None else None
+        started = loop.time()
+        try:
+            while True:
+                message = await self._read()
+                if message.get("id") == request_id and "method" not in message:
+                    if "error" in message:
+                        error = message["error"]
+                        raise RemoteError(
+                            int(error.get("code", -32603)),
+                            str(error.get("message", "")),
+                            error.get("data"),
+                        )
+                    return message.get("result")
+                method_name = message.get("method")
+                if not isinstance(method_name, str):
+                    continue
+                params_in = message.get("params") or {}
+                if "id" not in message:
+                    if on_notify is not None:
+                        on_notify(method_name, params_in)
+                    if method_name == "result" and timer is not None and timeout is not None:
+                        timer.cancel()
+                        budget, started = timeout, loop.time()
+                        timer = loop.call_later(budget, self._expire)
+                    continue
+                # A request from the worker: stop its clock while we answer.
+                if timer is not None and budget is not None:
+                    timer.cancel()
+                    budget -= loop.time() - started
+                await self._answer(message["id"], method_name, params_in, on_request)
+                if budget is not None:
+                    started = loop.time()
+                    timer = loop.call_later(max(budget, 0.0), self._expire)
+        except RemoteError:
+            raise
+        except BaseException:
+            # Cancelled or failed mid-request: the protocol state is unknown.
+            self.broken = True
+            self.kill()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def _answer(
+        self, request_id: Any, method: str, params: JSONObject, handler: RequestHandler | None
+    ) -> None:
+        if handler is None:
+            self._write(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "error": {"code": -32601, "message": f"{method} is not available here"},
+                }
+            )
+            return
+        try:
+            result = await handler(method, params)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._write(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "error": {"code": -32000, "message": str(exc)},
+                }
+            )
+            return
+        self._write({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+    def kill(self) -> None:
+        # os.kill, not Popen.kill: the latter polls first and may reap the child under
+        # asyncio's child watcher, which then reports a bogus exit status.
+        if self.proc.returncode is None and not self._killed:
+            self._killed = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
+
+    async def close(self) -> None:
+        """Stop the worker (closing its input ends it; a stuck one is killed)."""
+        self.broken = True
+        stdin = self.proc.stdin
+        if stdin is not None:
+            with contextlib.suppress(Exception):
+                stdin.close()
+        try:
+            async with asyncio.timeout(1.0):
+                await self.proc.wait()
+        except TimeoutError:
+            self.kill()
+            await self.proc.wait()
+        if self._stderr_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._stderr_task, 1.0)

@@ -1,0 +1,136 @@
+"""Running compiled sink scripts on events, inside a worker process.
+
+`ScriptRunner` keeps one compiled version per script name (replaced when the source changes)
+and runs it once per event in a fresh namespace, collecting `print` output, directives and
+emits. Failures come back as data (`ScriptError`) for the parent to phrase; nothing a script
+raises, `SystemExit` and `MemoryError` included, escapes `run_one`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import CodeType, TracebackType
+
+from ..types import JSONObject
+from .api import EventContext, build_knot_module
+from .modules import SleepBudget, build_modules, warm_up
+from .policy import PrintCollector, Violation, compile_script, script_globals
+
+__all__ = ["RunOutcome", "ScriptError", "ScriptRunner"]
+
+EmitFunction = Callable[[str, JSONObject], str]
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptError:
+    kind: str  # "exception", "memory", "recursion"
+    type: str  # the exception class name
+    message: str
+    line: int  # the script line it was raised at (0 when unknown)
+
+    def to_dict(self) -> JSONObject:
+        return {"kind": self.kind, "type": self.type, "message": self.message, "line": self.line}
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    output: list[str]
+    directives: list[JSONObject]
+    error: ScriptError | None = None
+
+    def to_dict(self) -> JSONObject:
+        out: JSONObject = {"output": self.output, "directives": self.directives}
+        if self.error is not None:
+            out["error"] = self.error.to_dict()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    digest: str
+    code: CodeType
+    filename: str
+
+
+class ScriptRunner:
+    """The sandbox inside one process: modules, builtins and compiled scripts."""
+
+    def __init__(self) -> None:
+        self.context = EventContext()
+        self.budget = SleepBudget()
+        self.modules = build_modules(build_knot_module(self.context), self.budget)
+        self.namespace = script_globals(self.modules)
+        self.scripts: dict[str, _Loaded] = {}
+
+    def warm_up(self) -> None:
+        warm_up(self.modules)
+
+    def has(self, name: str, digest: str) -> bool:
+        loaded = self.scripts.get(name)
+        return loaded is not None and loaded.digest == digest
+
+    def load(self, name: str, digest: str, source: str, filename: str) -> tuple[Violation, ...]:
+        """Compile and keep `source` as the current version of `name`."""
+        compiled = compile_script(source, filename)
+        if compiled.code is None:
+            return compiled.violations
+        self.scripts[name] = _Loaded(digest, compiled.code, filename)
+        return ()
+
+    def run_one(
+        self, name: str, event: JSONObject, emit: EmitFunction, *, timeout: float
+    ) -> RunOutcome:
+        loaded = self.scripts[name]
+        collector = PrintCollector()
+        self.context.bind(event, emit)
+        self.budget.deadline = time.monotonic() + timeout
+        namespace = self.namespace.copy()
+        namespace["_print_"] = collector
+        error: ScriptError | None = None
+        try:
+            exec(loaded.code, namespace)
+        except BaseException as exc:  # the script's failure is data, whatever it raised
+            error = _describe(exc, loaded.filename)
+        finally:
+            self.budget.deadline = float("inf")
+        directives = self.context.directives
+        self.context.bind({}, _unbound_emit)
+        return RunOutcome(collector.lines(), directives, error)
+
+
+def _unbound_emit(event_type: str, payload: JSONObject) -> str:
+    raise RuntimeError("knot.event.emit() is only available while a script handles an event")
+
+
+def _describe(exc: BaseException, filename: str) -> ScriptError:
+    line = _script_line(exc.__traceback__, filename)
+    if isinstance(exc, MemoryError):
+        kind = "memory"
+    elif isinstance(exc, RecursionError):
+        kind = "recursion"
+    else:
+        kind = "exception"
+    try:
+        message = str(exc)
+    except Exception:  # a script-defined __str__ may itself fail
+        message = ""
+    if len(message) > 2000:
+        message = message[:2000] + "..."
+    return ScriptError(kind, type(exc).__name__, message, line)
+
+
+def _script_line(tb: TracebackType | None, filename: str) -> int:
+    """The innermost line of the script itself (not of a module it called into)."""
+    line = 0
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def set_recursion_limit(frames: int) -> None:
+    sys.setrecursionlimit(frames)

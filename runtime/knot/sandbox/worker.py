@@ -1,0 +1,239 @@
+"""The sandbox worker process: `python -m knot.sandbox.worker --memory-mb 256`.
+
+It speaks newline-delimited JSON-RPC 2.0 over stdin/stdout with its parent, both ways:
+
+  parent → worker   ping; load {name, hash, source, filename}; run {name, hash, source?,
+                    filename?, events: [...], timeout}; (room for `call`: method scripts)
+  worker → parent   notification `ready` {pid} once, notification `result` {index, output,
+                    directives} after each event of a `run`, request `emit` {index, type,
+                    payload} → {id} while a script runs.
+
+A `run` answers `{failed_at: null}` when every event succeeded, else `{failed_at: i, error,
+output, directives}` for the first failed event (later events are not run).
+
+Before its first request the worker imports everything it will ever need, then limits itself
+with rlimits: address space (`--memory-mb` above what it already uses), no file writes, few
+file descriptors, no core dumps, no child processes, a low recursion limit. Time is limited
+by the parent, which SIGKILLs a worker that overruns; that is the only way to stop a single C
+call such as `7 ** (10 ** 8)`. The worker also dies with its parent (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ..types import JSONObject
+from .runner import ScriptRunner, set_recursion_limit
+
+__all__ = ["RECURSION_LIMIT", "main"]
+
+RECURSION_LIMIT = 400  # frames, the worker's own few included
+MAX_OPEN_FILES = 16
+UNKNOWN_SCRIPT = -32002
+SCRIPT_REJECTED = -32001
+INVALID_PARAMS = -32602
+METHOD_NOT_FOUND = -32601
+
+
+class Channel:
+    """The JSON-RPC pipe to the parent: our private copy of stdout, and stdin."""
+
+    def __init__(self, out_fd: int) -> None:
+        self.out_fd = out_fd
+        self.stdin = sys.stdin.buffer
+        self._next_id = 0
+
+    def send(self, message: JSONObject) -> None:
+        self.send_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\n")
+
+    def send_text(self, line: str) -> None:
+        view = memoryview(line.encode())
+        while view:
+            written = os.write(self.out_fd, view)
+            view = view[written:]
+
+    def notify(self, method: str, params: JSONObject) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def respond(self, request_id: Any, result: Any) -> None:
+        self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+    def fail(self, request_id: Any, code: int, message: str, data: Any = None) -> None:
+        error: JSONObject = {"code": code, "message": message}
+        if data is not None:
+            error["data"] = data
+        self.send({"jsonrpc": "2.0", "id": request_id, "error": error})
+
+    def receive(self) -> JSONObject | None:
+        line = self.stdin.readline()
+        if not line:
+            return None
+        message: JSONObject = json.loads(line)
+        return message
+
+    def call(self, method: str, params: JSONObject) -> Any:
+        """A request to the parent, answered before anything else arrives."""
+        self._next_id += 1
+        request_id = f"w{self._next_id}"
+        self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        reply = self.receive()
+        if reply is None:
+            raise SystemExit(0)  # the parent went away mid-call
+        if reply.get("id") != request_id:
+            raise RuntimeError("the runtime answered out of turn")
+        if "error" in reply:
+            raise ValueError(str(reply["error"].get("message", "the runtime refused")))
+        return reply.get("result")
+
+
+class Worker:
+    def __init__(self, channel: Channel, runner: ScriptRunner) -> None:
+        self.channel = channel
+        self.runner = runner
+
+    def serve(self) -> None:
+        while True:
+            message = self.channel.receive()
+            if message is None:
+                return
+            request_id = message.get("id")
+            method = message.get("method")
+            params = message.get("params") or {}
+            handler = {"ping": self.ping, "load": self.load, "run": self.run}.get(str(method))
+            if handler is None:
+                self.channel.fail(request_id, METHOD_NOT_FOUND, f"unknown method {method!r}")
+                continue
+            try:
+                handler(request_id, params)
+            except (KeyError, TypeError) as exc:
+                self.channel.fail(request_id, INVALID_PARAMS, f"bad params: {exc}")
+
+    def ping(self, request_id: Any, params: JSONObject) -> None:
+        self.channel.respond(request_id, {"pid": os.getpid()})
+
+    def _ensure(self, request_id: Any, params: JSONObject) -> bool:
+        name, digest = params["name"], params["hash"]
+        if self.runner.has(name, digest):
+            return True
+        source = params.get("source")
+        if not isinstance(source, str):
+            self.channel.fail(request_id, UNKNOWN_SCRIPT, f"script {name} {digest} not loaded")
+            return False
+        violations = self.runner.load(name, digest, source, str(params.get("filename") or name))
+        if violations:
+            data = [{"line": v.line, "col": v.col, "rule": v.rule} for v in violations]
+            self.channel.fail(request_id, SCRIPT_REJECTED, "the script breaks the rules", data)
+            return False
+        return True
+
+    def load(self, request_id: Any, params: JSONObject) -> None:
+        if self._ensure(request_id, params):
+            self.channel.respond(request_id, {"ok": True})
+
+    def run(self, request_id: Any, params: JSONObject) -> None:
+        if not self._ensure(request_id, params):
+            return
+        name = params["name"]
+        timeout = float(params.get("timeout", 5.0))
+        events: Sequence[JSONObject] = params["events"]
+        for index, event in enumerate(events):
+
+            def emit(event_type: str, payload: JSONObject, index: int = index) -> str:
+                result = self.channel.call(
+                    "emit", {"index": index, "type": event_type, "payload": payload}
+                )
+                return str(result["id"])
+
+            outcome = self.runner.run_one(name, event, emit, timeout=timeout)
+            if outcome.error is not None:
+                self.channel.respond(request_id, {"failed_at": index, **outcome.to_dict()})
+                return
+            if outcome.output or outcome.directives:
+                self.channel.notify("result", {"index": index, **outcome.to_dict()})
+            else:  # the common case, without the encoder
+                self.channel.send_text(
+                    f'{{"jsonrpc":"2.0","method":"result","params":{{"index":{index}}}}}\n'
+                )
+        self.channel.respond(request_id, {"failed_at": None})
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL us when the parent dies (a busy loop never reads EOF)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent and os.getppid() != parent:
+        os._exit(0)
+
+
+def _vm_size() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def apply_limits(memory_mb: int) -> None:
+    import resource
+
+    def limit(which: int, value: int) -> None:
+        # Not supported here, or above the hard limit: keep what we have.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(which, (value, value))
+
+    if memory_mb > 0:
+        limit(resource.RLIMIT_AS, _vm_size() + memory_mb * 1024 * 1024)
+    limit(resource.RLIMIT_FSIZE, 0)
+    limit(resource.RLIMIT_CORE, 0)
+    limit(resource.RLIMIT_NOFILE, MAX_OPEN_FILES)
+    if hasattr(resource, "RLIMIT_NPROC") and os.getuid() != 0:
+        limit(resource.RLIMIT_NPROC, 0)
+    set_recursion_limit(RECURSION_LIMIT)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m knot.sandbox.worker")
+    parser.add_argument("--memory-mb", type=int, default=256)
+    parser.add_argument("--parent", type=int, default=0)
+    args = parser.parse_args(argv)
+    _die_with_parent(args.parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over RLIMIT_FSIZE fails, not kills
+    # Keep the protocol to ourselves: anything else printing to fd 1 goes to /dev/null.
+    out_fd = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    sys.stdout = sys.stderr
+    runner = ScriptRunner()
+    runner.warm_up()
+    channel = Channel(out_fd)
+    apply_limits(args.memory_mb)
+    channel.notify("ready", {"pid": os.getpid()})
+    try:
+        Worker(channel, runner).serve()
+    except MemoryError:
+        os._exit(70)  # could not even report it; the parent sees us die and says so
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""/api/spaces: create, list, get, start, stop and delete local spaces, and read their logs.
+
+A space belongs to the user who creates it (`caller(request).owner`); a caller who is a
+registered user sees and changes only their own spaces.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._exceptions import InvalidInput, PermissionDenied
+from .._runtime import Runtime
+from ..spaces import Spaces
+from .auth import caller
+from .common import query_int, read_json
+
+__all__ = ["routes"]
+
+
+def _spaces(request: Request) -> Spaces:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.spaces
+
+
+def _scope(request: Request) -> str | None:
+    """Whose spaces this caller sees: a registered user only their own; the local user all."""
+    return caller(request).owner or None
+
+
+async def list_spaces(request: Request) -> Response:
+    spaces = _spaces(request).list(owner=_scope(request))
+    return JSONResponse({"spaces": [s.to_dict() for s in spaces]})
+
+
+async def create_space(request: Request) -> Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("The request body must be a JSON object describing the space.")
+    start = body.pop("start", False)
+    if not isinstance(start, bool):
+        raise InvalidInput("The field 'start' must be true or false.")
+    owner = caller(request).owner
+    if owner:
+        if body.get("owner", owner) != owner:
+            raise PermissionDenied("You may only create spaces you own.")
+        body["owner"] = owner
+    info = await _spaces(request).create_from(body, start=start)
+    return JSONResponse(info.to_dict(), status_code=201)
+
+
+async def get_space(request: Request) -> Response:
+    info = _spaces(request).get(request.path_params["name"], owner=_scope(request))
+    return JSONResponse(info.to_dict())
+
+
+async def start_space(request: Request) -> Response:
+    info = await _spaces(request).start(request.path_params["name"], owner=_scope(request))
+    return JSONResponse(info.to_dict())
+
+
+async def stop_space(request: Request) -> Response:
+    info = await _spaces(request).stop(request.path_params["name"], owner=_scope(request))
+    return JSONResponse(info.to_dict())
+
+
+async def delete_space(request: Request) -> Response:
+    info = await _spaces(request).delete(request.path_params["name"], owner=_scope(request))
+    return JSONResponse(info.to_dict())
+
+
+async def space_log(request: Request) -> Response:
+    lines = query_int(request, "n", 100)
+    name = request.path_params["name"]
+    text = await _spaces(request).logs(name, lines=lines, owner=_scope(request))
+    return JSONResponse({"name": name, "lines": text})
+
+
+routes = [
+    Route("/api/spaces", list_spaces, methods=["GET"]),
+    Route("/api/spaces", create_space, methods=["POST"]),
+    Route("/api/spaces/{name}", get_space, methods=["GET"]),
+    Route("/api/spaces/{name}", delete_space, methods=["DELETE"]),
+    Route("/api/spaces/{name}/start", start_space, methods=["POST"]),
+    Route("/api/spaces/{name}/stop", stop_space, methods=["POST"]),
+    Route("/api/spaces/{name}/log", space_log, methods=["GET"]),
+]

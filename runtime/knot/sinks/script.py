@@ -1,0 +1,241 @@
+"""Script sinks: a sandboxed Python script runs once per event, in a worker process.
+
+Options: `source` (the script text, checked when the sink is built) and `path` (where it came
+from, for messages). The script runs in the runtime's shared sandbox pool (see
+`knot.sandbox.pool`); up to `max_batch` queued events go to the worker in one round trip and
+run in order, stopping at the first failure. A failure (an exception, a limit) is a failed
+attempt: the engine retries it and, in the end, audits "Event Sink Script Failed".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from .._audit import AuditKind
+from .._config import ScriptSettings
+from .._events import Event
+from .._exceptions import KnotError, ScriptFailed
+from .._sinkspec import SinkSpec
+from ..sandbox.policy import check_source
+from ..sandbox.pool import WorkerPool, acquire_shared_pool, release_shared_pool
+from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
+from ..sandbox.worker import RECURSION_LIMIT
+from ..types import JSONObject
+from .base import BatchResult, DeliveryResult, Directive, Sink, SinkHost
+
+__all__ = ["OUTPUT_KEPT", "ScriptSink", "encode_event", "pool_size"]
+
+MAX_REQUEST_CHARS = 2 * 1024 * 1024  # events per worker round trip stop growing past this
+OUTPUT_KEPT = 20  # recent output lines a sink's status shows
+
+
+def pool_size(settings: ScriptSettings) -> int:
+    return settings.workers or os.cpu_count() or 1
+
+
+def encode_event(event: Event) -> str:
+    """The event as a script's `knot.event` sees it, as JSON; the payload's JSON is reused."""
+    head = json.dumps(
+        {
+            "id": event.id,
+            "type": event.type,
+            "ts": event.ts,
+            "zone": event.zone,
+            "owner": event.owner,
+            "depth": event.depth,
+            "actor": event.actor.to_dict(),
+            "space": event.space.to_dict() if event.space else None,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    data = event.data_json or json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
+    return f'{head[:-1]},"data":{data}}}'
+
+
+class ScriptSink(Sink):
+    type: ClassVar[str] = "script"
+    failure_kind: ClassVar[AuditKind] = AuditKind.SCRIPT_FAILED
+    max_batch = 64
+
+    def __init__(self, spec: SinkSpec) -> None:
+        super().__init__(spec)
+        self.source = str(spec.options["source"])
+        self.path = str(spec.options.get("path") or f"{spec.name}.py")
+        self.digest = hashlib.sha256(self.source.encode()).hexdigest()[:20]
+        self.recent: deque[str] = deque(maxlen=OUTPUT_KEPT)
+        self._pool: WorkerPool | None = None
+
+    @classmethod
+    def validate(cls, spec: SinkSpec) -> list[str]:
+        source = spec.options.get("source")
+        if not isinstance(source, str):
+            return ["The option source must be the script's text."]
+        path = spec.options.get("path") or f"{spec.name}.py"
+        if not isinstance(path, str):
+            return ["The option path must be a file path string."]
+        return [f"{path}:{v.line}:{v.col}: {v.rule}." for v in check_source(source, path)]
+
+    @property
+    def settings(self) -> ScriptSettings:
+        return self.host.config.scripts if self.host is not None else ScriptSettings()
+
+    async def start(self, host: SinkHost) -> None:
+        await super().start(host)
+        settings = self.settings
+        self._pool = acquire_shared_pool(
+            host, size=pool_size(settings), memory_mb=settings.memory_mb
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None and self.host is not None:
+            self._pool = None
+            await release_shared_pool(self.host)
+
+    async def deliver(self, event: Event) -> DeliveryResult | None:
+        results, failed_at, error = await self.deliver_batch([event])
+        if failed_at is not None:
+            raise ScriptFailed(error, script=self.path, sink=self.name, event=event.id)
+        return results[0]
+
+    async def deliver_batch(self, events: Sequence[Event]) -> BatchResult:
+        """Run the script on `events` in order, in as few worker round trips as fit."""
+        results: list[DeliveryResult | None] = []
+        start = 0
+        while start < len(events):
+            chunk = [encode_event(events[start])]
+            size = len(chunk[0])
+            end = start + 1
+            while end < len(events) and size < MAX_REQUEST_CHARS:
+                encoded = encode_event(events[end])
+                chunk.append(encoded)
+                size += len(encoded)
+                end += 1
+            part = await self._run(events[start:end], chunk)
+            results.extend(part.results)
+            if part.failed_at is not None:
+                return BatchResult(results, start + part.failed_at, part.error)
+            start = end
+        return BatchResult(results)
+
+    async def _run(self, events: Sequence[Event], encoded: list[str]) -> BatchResult:
+        pool, host = self._pool, self.host
+        if pool is None or host is None:
+            return BatchResult([], 0, f"The script sink {self.name} is not started.")
+        settings = self.settings
+        pool.configure(size=pool_size(settings), memory_mb=settings.memory_mb)
+        results: list[DeliveryResult | None] = []
+
+        def on_notify(method: str, params: JSONObject) -> None:
+            if method == "result":
+                results.append(self._result(events[int(params["index"])], params))
+
+        async def on_request(method: str, params: JSONObject) -> Any:
+            if method != "emit":
+                raise KnotError(f"{method} is not available to sink scripts.")
+            parent = events[int(params["index"])]
+            payload = params.get("payload")
+            event_id = await host.emit_child(
+                parent, str(params.get("type")), payload if isinstance(payload, dict) else {}
+            )
+            return {"id": event_id}
+
+        try:
+            worker = await pool.acquire(self.name)
+        except WorkerDied as exc:
+            return BatchResult([], 0, f"The sandbox has no worker for {self.path}: {exc.how}")
+        source = ""
+        if worker.loaded.get(self.name) != self.digest:
+            source = f',"source":{json.dumps(self.source)},"filename":{json.dumps(self.path)}'
+        params = (
+            f'{{"name":{json.dumps(self.name)},"hash":"{self.digest}",'
+            f'"timeout":{float(settings.timeout)!r}{source},"events":[{",".join(encoded)}]}}'
+        )
+        try:
+            reply = await worker.request(
+                "run",
+                params,
+                timeout=settings.timeout,
+                on_request=on_request,
+                on_notify=on_notify,
+            )
+        except WorkerTimeout:
+            pool.discard(worker)
+            return BatchResult(
+                results,
+                len(results),
+                f"The script {self.path} ran longer than {settings.timeout} s "
+                "(scripts.timeout) and was stopped.",
+            )
+        except WorkerDied as exc:
+            pool.discard(worker)
+            return BatchResult(
+                results,
+                len(results),
+                f"The script {self.path} stopped its sandbox worker ({exc.how}); it probably "
+                f"went over a limit (scripts.memory_mb = {settings.memory_mb}).",
+            )
+        except RemoteError as exc:
+            pool.release(worker)
+            return BatchResult(results, len(results), self._rejected(exc))
+        except BaseException:
+            pool.discard(worker)
+            raise
+        worker.loaded[self.name] = self.digest
+        pool.release(worker)
+        failed_at = reply.get("failed_at") if isinstance(reply, dict) else None
+        if failed_at is None:
+            return BatchResult(results)
+        failed = events[int(failed_at)]
+        self._output(failed, reply.get("output") or [])
+        return BatchResult(results, int(failed_at), self._failure(reply.get("error") or {}))
+
+    def _result(self, event: Event, params: JSONObject) -> DeliveryResult | None:
+        if not params.get("output") and not params.get("directives"):
+            return None
+        lines = self._output(event, params.get("output") or [])
+        directives = tuple(
+            Directive(str(d.get("name", "")), dict(d.get("options") or {}), sink=self.name)
+            for d in params.get("directives") or []
+        )
+        return DeliveryResult(directives=directives, output=lines)
+
+    def _output(self, event: Event, raw: list[Any]) -> tuple[str, ...]:
+        lines = tuple(str(line) for line in raw)
+        if lines:
+            self.recent.extend(lines)
+            if self.host is not None:
+                self.host.sink_output(self.name, event, lines)
+        return lines
+
+    def _failure(self, error: JSONObject) -> str:
+        line = int(error.get("line") or 0)
+        where = f"{self.path}:{line}" if line else self.path
+        kind = error.get("kind")
+        if kind == "memory":
+            return (
+                f"The script {where} ran out of memory "
+                f"(scripts.memory_mb = {self.settings.memory_mb})."
+            )
+        if kind == "recursion":
+            return (
+                f"The script {where} recursed too deeply (the sandbox allows about "
+                f"{RECURSION_LIMIT} nested calls)."
+            )
+        message = str(error.get("message") or "")
+        detail = f": {message}" if message else ""
+        return f"The script {where} raised {error.get('type', 'an error')}{detail}"
+
+    def _rejected(self, exc: RemoteError) -> str:
+        if isinstance(exc.data, list) and exc.data:
+            first = exc.data[0]
+            return f"{self.path}:{first.get('line')}:{first.get('col')}: {first.get('rule')}."
+        return f"The sandbox refused the script {self.path}: {exc.message}"
+
+    def status(self) -> JSONObject:
+        return {"output": list(self.recent)}

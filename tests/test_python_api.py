@@ -1,0 +1,120 @@
+"""The embeddable Python API: SyncRuntime, knot.event.emit, and the client's --follow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import knot
+import knot.event
+from knot import RuntimeUnavailable, SyncRuntime
+
+from .conftest import recording
+from .helpers import KnotServer
+
+
+@pytest.fixture(autouse=True)
+def _default_emitter() -> Iterator[None]:
+    knot.event.use(None)
+    yield
+    knot.event.use(None)
+
+
+def test_sync_runtime_emits_and_lists(project: Path) -> None:
+    with SyncRuntime(project) as rt:
+        sink = recording("rec")
+        rt.add_sink(sink)
+        event_id = rt.emit("sync.hello", {"n": 1})
+        report = rt.emit_and_wait("sync.hello", {"n": 2}, timeout=5)
+        rt.wait_idle()
+        assert [e.data["n"] for e in sink.events] == [1, 2]
+        assert report.outcomes["rec"].status is knot.DeliveryStatus.DELIVERED
+        assert rt.events("custom.sync.*")[0].id == event_id
+        assert [s.name for s in rt.sinks()] == ["rec"]
+        assert rt.audit() == []
+    with pytest.raises(knot.RuntimeClosed):
+        rt.emit("after.close")
+
+
+def test_knot_event_emit_reaches_a_running_runtime(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = KnotServer(project, quiet=True)
+    try:
+        monkeypatch.setenv("KNOT_API_PORT", str(server.port))
+        event_id = knot.event.emit("plain.python", {"from": "a script"})
+        with server.client() as http:
+            got = http.get(f"/api/events/{event_id}").json()
+        assert got["type"] == "custom.plain.python"
+        assert got["data"] == {"from": "a script"}
+    finally:
+        server.kill()
+
+
+def test_knot_event_emit_uses_an_in_process_runtime(project: Path) -> None:
+    with SyncRuntime(project) as rt:
+        knot.event.use(rt)
+        event_id = knot.event.emit("in.process", {"k": 1})
+        assert rt.events("custom.in.process")[0].id == event_id
+
+
+def test_knot_event_emit_without_a_runtime_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KNOT_API_PORT", "1")
+    with pytest.raises(
+        RuntimeUnavailable, match=r"No knot runtime answers at http://127\.0\.0\.1:1;"
+    ):
+        knot.event.emit("nowhere")
+
+
+def test_events_follow_prints_new_events(project: Path) -> None:
+    server = KnotServer(project, quiet=True)
+    env = {**os.environ, "KNOT_API_PORT": str(server.port)}
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "knot.cli",
+            "events",
+            "custom.follow.*",
+            "-n",
+            "0",
+            "--follow",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(follower.stdout or []), daemon=True)
+    reader.start()
+    sent: list[str] = []
+    try:
+        with server.client() as http:
+            # With no history (-n 0) any line can only come from the live stream; raise events
+            # until the follower has connected and printed one.
+            deadline = time.monotonic() + 20
+            while not lines and time.monotonic() < deadline:
+                http.post("/event", json={"type": "other.noise", "payload": {}})
+                sent.append(
+                    http.post("/event", json={"type": "follow.me", "payload": {}}).json()["id"]
+                )
+                time.sleep(0.1)
+        assert lines, "the follower printed nothing"
+        got = json.loads(lines[0])
+        assert got["type"] == "custom.follow.me"
+        assert got["id"] in sent
+    finally:
+        follower.kill()
+        follower.wait(5)
+        server.kill()

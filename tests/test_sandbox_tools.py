@@ -1,0 +1,155 @@
+"""The Python API behind `knot check`/`knot run`, the worker protocol and the shared pool."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from knot import Config, EventError, Runtime, parse_config
+from knot._config import ScriptSettings
+from knot._scripts import ScriptSinks
+from knot.sandbox import check_paths, dry_run, dry_run_async
+from knot.sandbox.pool import WorkerPool, shared_pool
+from knot.sandbox.process import RemoteError, WorkerProcess
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+EMITTER = (
+    "# events: custom.order.*\n"
+    "import knot.event\n"
+    "total = sum(i['price'] for i in knot.event.get_list('items'))\n"
+    "knot.event.emit('order.priced', {'total': total})\n"
+    "knot.event.directive('total', {'value': total})\n"
+    "print('total', total, 'for', knot.event.space()['name'])\n"
+)
+
+
+def test_dry_run_captures_output_emits_and_directives(tmp_path: Path) -> None:
+    script = write(tmp_path, "pricer.py", EMITTER)
+    result = dry_run(
+        script, "custom.order.placed", {"items": [{"price": 2}, {"price": 3}]}, space="shop"
+    )
+    assert result.ok, result.error
+    assert result.output == ("total 5 for shop",)
+    (emitted,) = result.emitted
+    assert (emitted.type, emitted.payload) == ("custom.order.priced", {"total": 5})
+    assert result.directives == ({"name": "total", "options": {"value": 5}},)
+    assert result.notes == ()
+    assert result.event["space"]["name"] == "shop"
+
+
+def test_dry_run_reports_problems_and_failures_as_data(tmp_path: Path) -> None:
+    broken = write(tmp_path, "broken.py", "# events: *\nimport os\n")
+    result = dry_run(broken, "custom.x")
+    assert not result.ok
+    assert [str(p) for p in result.problems] == [f"{broken}:2:8: import of 'os' is not allowed"]
+    failing = write(tmp_path, "failing.py", "# events: *\nprint('before')\n{}['missing']\n")
+    result = dry_run(failing, "custom.x")
+    assert result.output == ("before",)
+    assert result.error == f"The script {failing}:3 raised KeyError: 'missing'"
+    with pytest.raises(EventError):
+        dry_run(failing, "not a type!")
+
+
+@pytest.mark.anyio
+async def test_dry_run_works_inside_a_running_event_loop(tmp_path: Path) -> None:
+    script = write(tmp_path, "pricer.py", EMITTER)
+    # A notebook cell: the blocking API from inside a loop, and the async one.
+    blocking = dry_run(script, "custom.order.x", {"items": []})
+    awaited = await dry_run_async(script, "custom.order.x", {"items": []})
+    assert blocking.output == awaited.output == ("total 0 for ",)
+
+
+def test_check_paths_walks_folders_but_not_method_scripts(tmp_path: Path) -> None:
+    write(tmp_path / "sinks", "ok.py", "# events: *\nx = 1\n")
+    write(tmp_path / "sinks", "bad.py", "# events: *\nimport os\n")
+    write(tmp_path / "methods", "m.py", "import knot.methods\n")
+    write(tmp_path / "sinks" / "__pycache__", "junk.py", "garbage(\n")
+    report = check_paths([tmp_path, tmp_path / "nope"])
+    assert not report.ok
+    assert [load.name for load in report.loads] == ["bad", "ok"]
+    assert report.missing == (str(tmp_path / "nope"),)
+    assert report.summary() == "1 of 2 scripts broke the sandbox rules (1 problem)."
+    assert check_paths([tmp_path / "sinks" / "ok.py"]).ok
+
+
+def test_scripts_workers_setting_is_validated() -> None:
+    config = parse_config("[scripts]\nworkers = 3\n").raise_for_errors()
+    assert config.scripts.workers == 3
+    result = parse_config("[scripts]\nworkers = -1\n")
+    assert not result.ok
+    assert "scripts.workers must be an integer >= 0" in result.errors[0]
+
+
+@pytest.mark.anyio
+async def test_worker_protocol_answers_errors_in_json_rpc() -> None:
+    worker = await WorkerProcess.spawn(memory_mb=64)
+    try:
+        assert (await worker.request("ping", {}))["pid"] == worker.pid
+        with pytest.raises(RemoteError) as unknown:
+            await worker.request("nope", {})
+        assert unknown.value.code == -32601
+        with pytest.raises(RemoteError) as rejected:
+            await worker.request(
+                "load", {"name": "s", "hash": "h", "source": "import os\n", "filename": "s.py"}
+            )
+        assert rejected.value.code == -32001
+        assert rejected.value.data == [
+            {"line": 1, "col": 8, "rule": "import of 'os' is not allowed"}
+        ]
+        with pytest.raises(RemoteError) as missing:
+            await worker.request("run", {"name": "s", "hash": "other", "events": []})
+        assert missing.value.code == -32002
+        assert worker.alive
+    finally:
+        await worker.close()
+    assert worker.proc.returncode == 0  # closing its input ends it cleanly
+
+
+@pytest.mark.anyio
+async def test_pool_shares_workers_and_replaces_those_with_old_limits() -> None:
+    pool = WorkerPool(size=2, memory_mb=64)
+    try:
+        first = await pool.acquire("a")
+        second = await pool.acquire("b")
+        waiting = asyncio.create_task(pool.acquire("c"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # both workers busy: the third caller waits
+        pool.release(first)
+        assert await waiting is first
+        pool.release(first)
+        pool.release(second)
+        assert pool.workers == 2
+        pool.configure(size=2, memory_mb=128)
+        fresh = await pool.acquire("a")
+        assert fresh.memory_mb == 128
+        assert fresh not in (first, second)
+        pool.release(fresh)
+    finally:
+        await pool.close()
+    assert pool.pids() == []
+
+
+@pytest.mark.anyio
+async def test_scan_removes_script_sinks_whose_file_is_gone(tmp_path: Path) -> None:
+    sinks = tmp_path / "scripts" / "sinks"
+    keep = write(sinks, "keep.py", "# events: *\nx = 1\n")
+    gone = write(sinks, "gone.py", "# events: *\nx = 1\n")
+    config = Config(scripts=ScriptSettings(workers=1))
+    async with Runtime(tmp_path, config=config) as rt:
+        assert sorted(s.name for s in rt.sinks()) == ["gone", "keep"]
+        gone.unlink()
+        part = next(p for p in rt.parts if isinstance(p, ScriptSinks))
+        loads = await part.scan()
+        assert [load.path for load in loads] == [keep]
+        assert [s.name for s in rt.sinks()] == ["keep"]
+        assert shared_pool(rt) is not None
+    assert shared_pool(rt) is None  # the last script sink closed the pool
