@@ -37,7 +37,8 @@ from ._runtime import EmitReport, Runtime
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._spacespec import OnRestart, SpaceInfo, SpaceState
 from ._sync import SyncRuntime
-from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink
+from ._templates import Template
+from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink, WebhookSink
 from .spaces import Spaces
 
 __all__ = [
@@ -85,7 +86,9 @@ __all__ = [
     "StoreError",
     "StoreLocked",
     "SyncRuntime",
+    "Template",
     "TemplateError",
+    "WebhookSink",
     "load_config",
     "parse_config",
     "parse_patterns",
