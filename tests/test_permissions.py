@@ -187,6 +187,8 @@ MATRIX = [
     ("own", "PATCH", "/api/event-sinks/own_sink", {"description": "mine"}, 200),
     ("own", "PATCH", "/api/event-sinks/own_sink", {"owner": ""}, 403),
     ("own", "PATCH", "/api/event-sinks/own_sink", {"owner": "glob"}, 403),
+    ("glob", "PATCH", "/api/event-sinks/own_sink", {"owner": "ghost"}, 400),
+    ("glob", "POST", "/api/event-sinks", "for:ghost", 400),
     ("own", "POST", "/api/event-sinks/own_sink/test", None, 200),
     ("own", "GET", "/api/event-sinks/own_sink/secret", None, 200),
     ("bare", "GET", "/api/event-sinks/g_sink", None, 200),

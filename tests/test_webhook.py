@@ -329,3 +329,29 @@ headers = {{ "Authorization" = "Bearer receiver-token", "X-Team" = "infra" }}
         await rt.remove_sink("from_api")
         await rt.add_sink(hook(receiver, "from_api", "/api"))
         assert webhook_secret(rt, "from_api") != secrets[1]
+
+
+async def test_a_knot_toml_sink_with_a_bad_template_is_listed_with_the_position(
+    project: Path, receiver: Receiver
+) -> None:
+    write_config(
+        project,
+        f"""
+[[sinks]]
+name = "broken_hook"
+type = "webhook"
+events = "*"
+url = "{receiver.url()}"
+body_template = '{{"a": ${{{{ toUpper }}}}}}'
+""",
+    )
+    async with Runtime(project) as rt:
+        (status,) = rt.sinks()
+        await rt.emit_and_wait("x.y", {})
+    assert status.name == "broken_hook"
+    assert status.spec.active is False
+    assert status.problem == (
+        "The sink 'broken_hook' is not valid: The body_template is not valid: The template "
+        "does not parse at line 1, column 11: toUpper takes 1 argument, not 0."
+    )
+    assert receiver.requests == []

@@ -50,6 +50,12 @@ def _spec(request: Request, who: Caller, name: str) -> SinkSpec:
     return spec
 
 
+def _check_owner(runtime: Runtime, owner: object) -> None:
+    """Once users exist, a sink's owner must be one of them (or "" for global)."""
+    if isinstance(owner, str) and owner and runtime.users and runtime.users.get(owner) is None:
+        raise InvalidInput(f"There is no user named {owner!r} to own the sink.")
+
+
 def _changeable(spec: SinkSpec, doing: str) -> None:
     if spec.origin is not SinkOrigin.API:
         raise Conflict(
@@ -95,6 +101,7 @@ async def create_sink(request: Request) -> Response:
     body.setdefault("owner", who.owner)  # a user's sinks are their own unless they say ""
     owner = body["owner"] if isinstance(body["owner"], str) else ""
     who.require_sink(owner, f"create the sink {name!r}")
+    _check_owner(runtime, body["owner"])
     spec = await runtime.add_sink(body)
     answer = _status(request, spec.name)
     sink = runtime.sink(spec.name)
@@ -115,6 +122,7 @@ async def update_sink(request: Request) -> Response:
     if "owner" in body:
         owner = body["owner"] if isinstance(body["owner"], str) else ""
         who.require_sink(owner, f"give the sink {name!r} to {owner or 'everyone (global)'}")
+        _check_owner(runtime, owner)
     if request.method == "PUT":  # the whole definition, as for create
         await runtime.add_sink({"owner": spec.owner, **body, "name": name})
     else:
