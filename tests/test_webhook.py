@@ -355,3 +355,23 @@ body_template = '{{"a": ${{{{ toUpper }}}}}}'
         "does not parse at line 1, column 11: toUpper takes 1 argument, not 0."
     )
     assert receiver.requests == []
+
+
+async def test_a_password_in_the_url_is_used_but_never_shown(
+    project: Path, receiver: Receiver
+) -> None:
+    receiver.plan("/hook", [500])
+    url = receiver.url().replace("http://", "http://deploy:hunter2@")
+    async with Runtime(project, config=fast(attempts=1)) as rt:
+        await rt.add_sink({"name": "authed", "type": "webhook", "events": "*", "url": url})
+        report = await rt.emit_and_wait("x.auth", {})
+        await rt.flush()
+        audit = await rt.audit_entries()
+        listing = json.dumps([s.to_dict() for s in rt.sinks()])
+    (got,) = receiver.requests
+    assert got.headers["authorization"] == "Basic " + base64.b64encode(b"deploy:hunter2").decode()
+    assert "hunter2" not in report.outcomes["authed"].error
+    assert "deploy:********@127.0.0.1" in report.outcomes["authed"].error
+    assert "hunter2" not in audit[-1].message
+    assert "hunter2" not in listing
+    assert "deploy:********@" in listing

@@ -31,7 +31,7 @@ import aiohttp
 
 from .._events import Event
 from .._exceptions import DeliveryFailed, TemplateError
-from .._sinkspec import SinkSpec
+from .._sinkspec import SinkSpec, masked_url
 from .._templates import DEFAULT_TEMPLATE, Template
 from ..types import JSONObject
 from .base import DeliveryResult, Sink, SinkHost
@@ -127,6 +127,8 @@ class WebhookSink(Sink):
         super().__init__(spec)
         opts = spec.options
         self.url = str(opts["url"])
+        self.shown_url = masked_url(self.url)  # for messages: never a password
+        self._password = urlsplit(self.url).password or ""
         self.template = Template.parse(str(opts.get("body_template") or DEFAULT_TEMPLATE))
         self.headers = {str(k): str(v) for k, v in dict(opts.get("headers") or {}).items()}
         self.timeout = float(opts.get("timeout", DEFAULT_TIMEOUT))
@@ -238,31 +240,34 @@ class WebhookSink(Sink):
                 break
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 raise self._failed(
-                    event, f"The receiver at {self.url} did not answer within {self.timeout:g} s."
+                    event,
+                    f"The receiver at {self.shown_url} did not answer within {self.timeout:g} s.",
                 ) from None
             except aiohttp.ClientSSLError as exc:
-                raise self._failed(event, _tls_reason(self.url, exc)) from None
+                raise self._failed(event, _tls_reason(self.shown_url, exc)) from None
             except aiohttp.ClientConnectorError as exc:
-                reason = f"Cannot connect to {self.url}: {_os_reason(exc.os_error)}."
+                reason = f"Cannot connect to {self.shown_url}: {_os_reason(exc.os_error)}."
                 raise self._failed(event, reason) from None
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 # Most often a pooled keep-alive connection the receiver had already closed:
                 # one immediate retry on a fresh connection, as HTTP clients do.
                 if stale_retry:
                     continue
-                reason = f"The connection to {self.url} broke before an answer came: {exc}."
+                reason = f"The connection to {self.shown_url} broke before an answer came: {exc}."
                 raise self._failed(event, reason) from None
             except aiohttp.ClientError as exc:
-                raise self._failed(event, f"The POST to {self.url} failed: {exc}.") from None
+                raise self._failed(event, f"The POST to {self.shown_url} failed: {exc}.") from None
         self.last_status = status
         excerpt = _excerpt(answer)
         detail = f"HTTP {status} {reason}".rstrip() + (f": {excerpt}" if excerpt else "")
         if not 200 <= status < 300:
             hint = " (redirects are not followed)" if 300 <= status < 400 else ""
-            raise self._failed(event, f"The receiver at {self.url} answered {detail}{hint}")
+            raise self._failed(event, f"The receiver at {self.shown_url} answered {detail}{hint}")
         return DeliveryResult(detail=detail)
 
     def _failed(self, event: Event, reason: str) -> DeliveryFailed:
+        if self._password:  # an aiohttp message may quote the URL it was given
+            reason = reason.replace(self._password, "********")
         return DeliveryFailed(reason, sink=self.name, event=event.id)
 
     def status(self) -> JSONObject:
