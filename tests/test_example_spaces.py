@@ -34,7 +34,7 @@ def test_the_example_reports_unhealthy_with_the_failure_count(tmp_path: Path) ->
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
         # The first check comes one interval after the start: time enough for the server.
-        first = server.wait_for_line(r"INFO:\s+web is (un)?healthy")  # the sink's line
+        first = server.wait_for_line(r"INFO:\s+report_health: web is (un)?healthy")  # the sink
         assert "web is healthy (at " in first
         assert httpx.post(f"{base}/sick").status_code == 200
         server.wait_for_line(r"web is unhealthy: 2 failed checks in a row \(at ")

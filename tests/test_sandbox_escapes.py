@@ -181,6 +181,7 @@ def test_a_script_may_bind_names_that_shadow_missing_builtins() -> None:
         ("import functools\nw = functools.update_wrapper\n", "no attribute 'update_wrapper'"),
         ("import datetime\nx = datetime.sys\n", "has no attribute 'sys'"),
         ("import json\nx = json.decoder\n", "has no attribute 'decoder'"),
+        ("import random\nrandom.seed(1)\n", "has no attribute 'seed'"),
         ("import re\nx = re.compile('a').__class__\n", ""),
         ("x = hasattr(1, '__class__') or undefined_name\n", "undefined_name"),
         ("x = object()\nx.attr = 1\n", "Scripts cannot change object objects"),

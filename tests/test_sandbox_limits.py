@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,33 @@ async def test_a_failure_in_a_batch_keeps_order_and_retries_that_event(tmp_path:
         assert (status.delivered, status.failed) == (39, 1)
         lines = rt.sink("ordered").status()["output"]
         assert lines == [str(n) for n in range(20, 40)]  # the last 20, in order
+
+
+async def test_a_worker_that_ran_out_of_memory_is_replaced(tmp_path: Path) -> None:
+    body = "import knot.event\nif knot.event.get_bool('bomb'):\n    s = 'a' * 10**10\n"
+    async with Runtime(tmp_path, config=limits_config(workers=1)) as rt:
+        await rt.add_sink(script_spec(tmp_path, "hungry", "*", body))
+        await rt.emit_and_wait("x", {})
+        pool = shared_pool(rt)
+        assert pool is not None
+        before = pool.pids()
+        report = await rt.emit_and_wait("x", {"bomb": True})
+        assert "ran out of memory" in report.outcomes["hungry"].error
+        after = await rt.emit_and_wait("x", {})
+        assert after.outcomes["hungry"].status is DeliveryStatus.DELIVERED
+        assert pool.pids() != before
+        assert pool.started == 2
+
+
+async def test_changed_script_settings_apply_to_the_next_delivery(tmp_path: Path) -> None:
+    body = "import time\ntime.sleep(0.4)\nprint('slept')\n"
+    async with Runtime(tmp_path, config=limits_config()) as rt:
+        await rt.add_sink(script_spec(tmp_path, "sleeper", "*", body))
+        ok = await rt.emit_and_wait("x", {})
+        assert ok.outcomes["sleeper"].status is DeliveryStatus.DELIVERED
+        # What a knot.toml reload does: a new Config on the runtime.
+        rt.config = replace(rt.config, scripts=replace(rt.config.scripts, timeout=0.2))
+        report = await rt.emit_and_wait("x", {})
+        outcome = report.outcomes["sleeper"]
+        assert outcome.status is DeliveryStatus.FAILED
+        assert "time.sleep(0.4) would run past the script's time limit" in outcome.error

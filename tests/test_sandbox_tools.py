@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
 
 from knot import Config, EventError, Runtime, parse_config
 from knot._config import ScriptSettings
-from knot._scripts import ScriptSinks
-from knot.sandbox import check_paths, dry_run, dry_run_async
+from knot.sandbox import check_paths, dry_run, dry_run_async, load_script
 from knot.sandbox.pool import WorkerPool, shared_pool
 from knot.sandbox.process import RemoteError, WorkerProcess
 
@@ -139,17 +139,20 @@ async def test_pool_shares_workers_and_replaces_those_with_old_limits() -> None:
 
 
 @pytest.mark.anyio
-async def test_scan_removes_script_sinks_whose_file_is_gone(tmp_path: Path) -> None:
-    sinks = tmp_path / "scripts" / "sinks"
-    keep = write(sinks, "keep.py", "# events: *\nx = 1\n")
-    gone = write(sinks, "gone.py", "# events: *\nx = 1\n")
-    config = Config(scripts=ScriptSettings(workers=1))
-    async with Runtime(tmp_path, config=config) as rt:
-        assert sorted(s.name for s in rt.sinks()) == ["gone", "keep"]
-        gone.unlink()
-        part = next(p for p in rt.parts if isinstance(p, ScriptSinks))
-        loads = await part.scan()
-        assert [load.path for load in loads] == [keep]
-        assert [s.name for s in rt.sinks()] == ["keep"]
-        assert shared_pool(rt) is not None
-    assert shared_pool(rt) is None  # the last script sink closed the pool
+async def test_the_pool_lives_as_long_as_a_script_sink_does(tmp_path: Path) -> None:
+    script = write(tmp_path, "lone.py", "# events: *\nx = 1\n")
+    spec = load_script(script).spec
+    assert spec is not None
+    async with Runtime(tmp_path, config=Config(scripts=ScriptSettings(workers=1))) as rt:
+        assert shared_pool(rt) is None
+        await rt.add_sink(spec)
+        pool = shared_pool(rt)
+        assert pool is not None
+        await rt.emit_and_wait("x", {})
+        (pid,) = pool.pids()
+        await rt.remove_sink("lone")
+        assert shared_pool(rt) is None  # the last script sink closed the pool
+        assert pool.pids() == []
+        assert pool.workers == 0
+        with pytest.raises(ProcessLookupError):  # ended and reaped
+            os.kill(pid, 0)

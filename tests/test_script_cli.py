@@ -169,7 +169,9 @@ def test_serve_runs_script_sinks_and_shows_their_output(
             json={"type": "myapp.deployed", "payload": {"version": "2.0", "commit": "abcdef12"}},
         )
         assert response.status_code == 202
-        server.wait_for_line(r"INFO:\s+Deploying 2.0 \(abcdef1\) from outside any space")
+        server.wait_for_line(
+            r"INFO:\s+deploy_notify: Deploying 2.0 \(abcdef1\) from outside any space"
+        )
 
         def delivered() -> bool:
             sink = client.get("/api/sinks/deploy_notify").json()

@@ -211,8 +211,8 @@ async def test_print_output_goes_to_the_log_and_the_status(
         with caplog.at_level(logging.INFO, logger="knot.sink.talker"):
             await rt.emit_and_wait("x", {})
         assert [r.getMessage() for r in caplog.records if r.name == "knot.sink.talker"] == [
-            "line one",
-            "two|2",
+            "talker: line one",
+            "talker: two|2",
         ]
         (status,) = [s for s in rt.sinks() if s.name == "talker"]
         assert status.to_dict()["output"] == ["line one", "two|2"]

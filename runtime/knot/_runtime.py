@@ -480,9 +480,10 @@ class Runtime:
         self.journal.audit(entry)
 
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
+        """What a sink printed: one log line each, named after the sink (`knot serve` shows it)."""
         out = logging.getLogger(f"knot.sink.{sink}")
         for line in lines:
-            out.info("%s", line)
+            out.info("%s: %s", sink, line)
 
     async def sink_secret(self, sink: str) -> str:
         """The signing secret of a sink defined without one: generated once, then kept."""

@@ -159,6 +159,8 @@ def _re_module() -> ModuleType:
 
 
 def _random_module() -> ModuleType:
+    # No `seed`: a worker's generator is shared by every script it runs, and one script must
+    # not make another's randomness predictable.
     rng = random.Random()
     names = [
         "betavariate",
@@ -174,7 +176,6 @@ def _random_module() -> ModuleType:
         "random",
         "randrange",
         "sample",
-        "seed",
         "shuffle",
         "triangular",
         "uniform",

@@ -187,13 +187,19 @@ class ScriptSink(Sink):
             pool.discard(worker)
             raise
         worker.loaded[self.name] = self.digest
-        pool.release(worker)
         failed_at = reply.get("failed_at") if isinstance(reply, dict) else None
+        error = (reply.get("error") or {}) if failed_at is not None else {}
+        if error.get("kind") == "memory":
+            # The worker survived, but whatever filled it (caches, fragments) would haunt the
+            # next script it runs: start afresh.
+            pool.discard(worker)
+        else:
+            pool.release(worker)
         if failed_at is None:
             return BatchResult(results)
         failed = events[int(failed_at)]
         self._output(failed, reply.get("output") or [])
-        return BatchResult(results, int(failed_at), self._failure(reply.get("error") or {}))
+        return BatchResult(results, int(failed_at), self._failure(error))
 
     def _result(self, event: Event, params: JSONObject) -> DeliveryResult | None:
         if not params.get("output") and not params.get("directives"):
