@@ -23,7 +23,7 @@ def test_the_example_reports_unhealthy_with_the_failure_count(tmp_path: Path) ->
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".knot", "__pycache__"))
     server = KnotServer(project)
     try:
-        server.wait_for_line(r"script sink report_health loaded")
+        server.wait_for_line(r"loaded sink report_health \(scripts/sinks/report_health\.py\)")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         made = knot(

@@ -161,8 +161,10 @@ def test_serve_runs_script_sinks_and_shows_their_output(
     shutil.copy(EXAMPLES / "deploy_notify.py", sinks / "deploy_notify.py")
     bad = write(sinks, "broken.py", "# events: *\nx = open('/etc/passwd')\n")
     server = server_factory(project)
-    server.wait_for_line(r"script sink deploy_notify loaded \(events: custom.myapp.deployed\)")
-    server.wait_for_line(rf"{bad}:2:5: the file system is not available to scripts")
+    server.wait_for_line(r"loaded sink deploy_notify \(scripts/sinks/deploy_notify\.py\)")
+    assert bad.exists()
+    where = "scripts/sinks/broken.py:2:5"  # shown relative to the project
+    server.wait_for_line(rf"{where}: the file system is not available to scripts")
     with server.client() as client:
         response = client.post(
             "/event",
@@ -182,7 +184,7 @@ def test_serve_runs_script_sinks_and_shows_their_output(
         assert sink["output"] == ["Deploying 2.0 (abcdef1) from outside any space"]
         assert sink["type"] == "script"
         broken = client.get("/api/sinks/broken").json()
-        assert broken["problem"] == f"{bad}:2:5: the file system is not available to scripts"
+        assert broken["problem"] == f"{where}: the file system is not available to scripts"
         audit = client.get("/api/audit").json()["audit"]
         assert [a["title"] for a in audit] == ["Event Sink Script Rejected"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from ._sinkspec import SinkOrigin, SinkSpec
 from ._users import User, parse_config_users
 
 __all__ = [
+    "RESTART_SETTINGS",
     "Config",
     "ConfigResult",
     "DeliverySettings",
@@ -26,6 +27,7 @@ __all__ = [
     "ServerSettings",
     "SpaceSettings",
     "StoreSettings",
+    "changed_settings",
     "load_config",
     "parse_config",
 ]
@@ -110,6 +112,41 @@ class ConfigResult:
                 problems=self.errors,
             )
         return self.config
+
+
+RESTART_SETTINGS = frozenset(
+    {
+        "zone",
+        "server.host",
+        "server.port",
+        "server.max_body_bytes",
+        "store.path",
+        "store.synchronous",
+        "scripts.dir",
+    }
+)
+"""Settings a running runtime cannot change (sockets, the open store, the watched folder)."""
+
+
+def changed_settings(old: Config, new: Config) -> list[str]:
+    """Dotted names of the settings that differ: `delivery.attempts`, `zone`, `sinks`, `users`.
+
+    Sections are compared key by key; `sinks` and the tables later parts own as a whole.
+    """
+    changed: list[str] = []
+    for f in fields(Config):
+        before, after = getattr(old, f.name), getattr(new, f.name)
+        if f.name == "extra":
+            changed.extend(k for k in sorted({*before, *after}) if before.get(k) != after.get(k))
+        elif f.name in _SECTIONS:
+            changed.extend(
+                f"{f.name}.{g.name}"
+                for g in fields(before)
+                if getattr(before, g.name) != getattr(after, g.name)
+            )
+        elif before != after:
+            changed.append(f.name)
+    return changed
 
 
 def load_config(project: str | Path) -> ConfigResult:

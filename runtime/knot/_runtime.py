@@ -13,13 +13,13 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
 from ._audit import AuditEntry, AuditKind
-from ._config import Config, load_config
+from ._config import CONFIG_FILE, RESTART_SETTINGS, Config, changed_settings, load_config
 from ._delivery import DeliveryEngine, Outcome, Tracker
 from ._events import (
     LOCAL_ACTOR,
@@ -38,6 +38,7 @@ from ._exceptions import EventError, RuntimeClosed
 from ._journal import Journal
 from ._patterns import Pattern
 from ._registry import SinkRegistry, SinkStatus
+from ._reload import Reloader
 from ._router import Router
 from ._scripts import ScriptSinks
 from ._sinkspec import SinkOrigin, SinkSpec
@@ -119,7 +120,7 @@ class Runtime:
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
         # Script sinks first: system events raised while spaces come back reach them.
-        return [ScriptSinks(), SpacesPart()]
+        return [Reloader(folders={"sinks": ScriptSinks()}), SpacesPart()]
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -162,6 +163,11 @@ class Runtime:
         if self._registry is None:
             raise RuntimeClosed("The runtime is not running.")
         return self._registry
+
+    @property
+    def config_path(self) -> Path | None:
+        """The knot.toml the settings come from; None when they were given as `config=`."""
+        return self.project / CONFIG_FILE if self._config_arg is None else None
 
     @property
     def spaces(self) -> Spaces:
@@ -273,6 +279,29 @@ class Runtime:
                     await self.journal.call(prune)
                 except Exception:
                     log.exception("retention pass failed")
+
+    async def apply_config(self, config: Config) -> tuple[str, ...]:
+        """Take new settings while running; return the changed ones that need a restart.
+
+        Delivery, script and retention settings apply to new work (an attempt in flight
+        finishes under the old ones); `[[sinks]]` are synced (changed ones replaced, keeping
+        their queues; dropped ones removed). Settings in RESTART_SETTINGS keep their running
+        values until the next start.
+        """
+        self._check_running()
+        old = self.config
+        pending = tuple(n for n in changed_settings(old, config) if n in RESTART_SETTINGS)
+        config = replace(
+            config,
+            zone=old.zone,
+            server=old.server,
+            store=replace(config.store, path=old.store.path, synchronous=old.store.synchronous),
+            scripts=replace(config.scripts, dir=old.scripts.dir),
+        )
+        self.config = config
+        self.delivery.settings = config.delivery
+        await self.registry.sync(SinkOrigin.CONFIG, config.sinks, reason="removed from knot.toml")
+        return pending
 
     # -- events ---------------------------------------------------------------------------
 

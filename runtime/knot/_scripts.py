@@ -1,11 +1,13 @@
 """Script sinks from the scripts folder: `<project>/<scripts.dir>/sinks/*.py`.
 
-`ScriptSinks` is a RuntimePart: at start it loads every script in the folder. A good script is
-installed as a sink named after its file; a broken one is recorded as the sink's problem
-(shown in listings), audited ("Event Sink Script Rejected") and logged with `file:line:col`.
-When a sink of that name is already running, a broken version leaves it running: the last
-good version keeps handling events. `apply(path)` and `unload(path)` do the same for one file,
-for whoever watches the folder.
+`ScriptSinks` is the loader the Reloader (`_reload.py`) uses for the `sinks/` folder: the
+reloader decides which files changed and how (at start every file counts as new); this module
+turns one file into a running sink. A good script is installed as a sink named after its file
+(replacing a running version keeps its queue, in order; a changed `# events:` header re-routes).
+A broken one is recorded as the sink's problem (shown in listings), audited ("Event Sink Script
+Rejected") and logged with `file:line:col: rule`; when a sink of that name is already running,
+the last good version keeps handling events. A deleted script's sink is removed and its queued
+events given up, each with an audit entry.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ._audit import AuditEntry, AuditKind
 from ._exceptions import KnotError
+from ._reload import Reload, ReloadStatus, display_path
 from ._sinkspec import SinkOrigin, SinkSpec
 from .sandbox.loader import ScriptLoad, ScriptProblem, load_script
 
@@ -26,92 +29,63 @@ __all__ = ["ScriptSinks"]
 
 log = logging.getLogger("knot.scripts")
 
+KIND = "sinks"
+
 
 class ScriptSinks:
-    """Loads, reloads and unloads the script sinks of one runtime."""
+    """Loads, reloads and unloads the script sinks of one runtime (a reloader FolderLoader)."""
 
-    def __init__(self) -> None:
-        self._runtime: Runtime | None = None
-
-    @property
-    def runtime(self) -> Runtime:
-        if self._runtime is None:
-            raise RuntimeError("ScriptSinks is not started")
-        return self._runtime
-
-    @property
-    def folder(self) -> Path:
-        """The folder holding the sink scripts (it need not exist)."""
-        runtime = self.runtime
-        return runtime.resolve(runtime.config.scripts.dir) / "sinks"
-
-    async def start(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        await self.scan()
-
-    async def stop(self) -> None:
-        self._runtime = None
-
-    def paths(self) -> list[Path]:
-        folder = self.folder
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.glob("*.py") if p.is_file())
-
-    async def scan(self) -> list[ScriptLoad]:
-        """Load every script in the folder; unload script sinks whose file is gone."""
-        paths = self.paths()
-        present = {p.stem for p in paths}
-        registry = self.runtime.registry
-        for name in registry.names(SinkOrigin.SCRIPT):
-            if name not in present:
-                await registry.remove(name, reason="its script is gone")
-        return [await self.apply(path) for path in paths]
-
-    async def apply(self, path: Path, *, source: str | None = None) -> ScriptLoad:
-        """Load one script and install it, or record why it cannot be (keeping the old one)."""
-        runtime = self.runtime
-        load = load_script(path, source=source)
+    async def load(self, runtime: Runtime, path: Path, source: str | None) -> Reload:
+        """Install the script at `path` (text `source`), or say why not, keeping the old one."""
+        shown = display_path(runtime.project, path)
+        # Problems and the sink's messages name the file as the user sees it in the project.
+        load = load_script(Path(shown), source=source) if source is not None else load_script(path)
         for warning in load.warnings:
             log.warning("%s", warning)
         registry = runtime.registry
-        spec = load.spec
-        if spec is not None:
+        name = path.stem
+        running = name in registry and registry.spec(name).origin is SinkOrigin.SCRIPT
+        if load.spec is not None:
             try:
-                await registry.install(spec)
+                await registry.install(load.spec)
             except KnotError as exc:
-                problem = ScriptProblem(str(path), 1, 1, str(exc).rstrip("."))
+                problem = ScriptProblem(shown, 1, 1, str(exc).rstrip("."))
                 load = ScriptLoad(load.path, None, (problem,), load.warnings)
             else:
-                log.info("script sink %s loaded (events: %s)", load.name, spec.events_text)
-                return load
-        name = load.name
-        running = name in registry and registry.spec(name).origin is SinkOrigin.SCRIPT
-        text = load.describe()
-        shown = (
+                status = ReloadStatus.RELOADED if running else ReloadStatus.LOADED
+                message = f"{status} sink {name} ({shown})"
+                log.info("%s", message)
+                return Reload(status, KIND, name, path, message)
+        problems = tuple(str(p) for p in load.problems)
+        listed = (
             registry.spec(name)
             if running
-            else SinkSpec(name, "script", (), options={"path": str(path)}, origin=SinkOrigin.SCRIPT)
+            else SinkSpec(name, "script", (), options={"path": shown}, origin=SinkOrigin.SCRIPT)
         )
-        registry.set_problem(name, shown, text)
-        keep = " (the last good version keeps running)" if running else ""
-        log.error("script sink %s rejected%s:\n%s", name, keep, text)
-        runtime.audit(
-            AuditEntry.new(
-                AuditKind.SCRIPT_REJECTED,
-                f"The script {path} was not loaded{keep}: " + "; ".join(map(str, load.problems)),
-                sink=name,
-            )
-        )
-        return load
+        registry.set_problem(name, listed, load.describe())
+        if running:
+            message = f"kept the last good version of sink {name} ({shown}): "
+        else:
+            message = f"could not load sink {name} ({shown}): "
+        message += "; ".join(problems)
+        log.error("%s", message)
+        runtime.audit(AuditEntry.new(AuditKind.SCRIPT_REJECTED, message, sink=name))
+        status = ReloadStatus.KEPT if running else ReloadStatus.REJECTED
+        return Reload(status, KIND, name, path, message, problems)
 
-    async def unload(self, path: Path, *, reason: str = "its script was deleted") -> bool:
-        """Remove the sink of a deleted script; its queued events are given up and audited."""
-        registry = self.runtime.registry
-        name = Path(path).stem
+    async def unload(self, runtime: Runtime, path: Path) -> Reload | None:
+        """The script is gone: remove its sink (queued events are given up and audited)."""
+        registry = runtime.registry
+        name = path.stem
+        shown = display_path(runtime.project, path)
+        had_problem = bool(registry.problem(name))
         registry.clear_problem(name)
         if name in registry and registry.spec(name).origin is SinkOrigin.SCRIPT:
-            await registry.remove(name, reason=reason)
-            log.info("script sink %s removed (%s)", name, reason)
-            return True
-        return False
+            await registry.remove(name, reason=f"its script {shown} was deleted")
+            message = f"removed sink {name} ({shown} was deleted)"
+        elif had_problem:
+            message = f"forgot the broken sink {name} ({shown} was deleted)"
+        else:
+            return None
+        log.info("%s", message)
+        return Reload(ReloadStatus.REMOVED, KIND, name, path, message)

@@ -1,0 +1,86 @@
+"""Hot reload end to end: a real `knot serve` subprocess, files saved the way editors save them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from .conftest import write_config
+from .helpers import KnotServer
+from .reloading import atomic_save, vim_save
+
+SETTINGS = """
+[delivery]
+attempts = 1
+backoff = 0.001
+
+[scripts]
+workers = 1
+"""
+
+
+def script(version: str, extra: str = "") -> str:
+    return (
+        "# events: custom.app.*\n"
+        "# description: says which version handled the event\n"
+        "import knot.event\n"
+        f"{extra}"
+        f"print('hello {version} got', knot.event.get_int('i'))\n"
+    )
+
+
+def post(http: httpx.Client, i: int) -> None:
+    response = http.post("/event", json={"type": "app.x", "payload": {"i": i}})
+    assert response.status_code == 202, response.text
+
+
+def test_knot_serve_reloads_scripts_and_settings(
+    project: Path, server_factory: type[KnotServer]
+) -> None:
+    write_config(project, SETTINGS)
+    sinks = project / "scripts" / "sinks"
+    sinks.mkdir(parents=True)
+    hello = sinks / "hello.py"
+    hello.write_text(script("v1"), encoding="utf-8")
+    server = server_factory(project)
+    server.wait_for_line(r"loaded sink hello \(scripts/sinks/hello\.py\)")
+    with server.client() as http:
+        post(http, 1)
+        server.wait_for_line("hello v1 got 1")
+
+        atomic_save(hello, script("v2"))
+        server.wait_for_line(r"reloaded sink hello \(scripts/sinks/hello\.py\)")
+        post(http, 2)
+        server.wait_for_line("hello v2 got 2")
+
+        vim_save(hello, script("v2", extra="import socket\n"))
+        line = server.wait_for_line("kept the last good version of sink hello")
+        assert line.endswith(
+            "(scripts/sinks/hello.py): scripts/sinks/hello.py:4:8: import of 'socket' is not "
+            "allowed"
+        )
+        status = http.get("/api/sinks/hello").json()
+        assert status["problem"] == "scripts/sinks/hello.py:4:8: import of 'socket' is not allowed"
+        audit = http.get("/api/audit").json()["audit"]
+        assert any(
+            e["title"] == "Event Sink Script Rejected" and "hello.py:4:8" in e["message"]
+            for e in audit
+        )
+        post(http, 3)
+        server.wait_for_line("hello v2 got 3")  # the last good version still runs
+
+        everything = '[[sinks]]\nname = "everything"\ntype = "recording"\nevents = "*"\n'
+        write_config(project, SETTINGS + everything)
+        server.wait_for_line(r"reloaded knot\.toml \(sinks\)")
+        assert http.get("/api/sinks/everything").json()["origin"] == "config"
+
+        write_config(project, SETTINGS.replace("workers = 1", "workers = -1"))
+        server.wait_for_line(
+            r"kept the last good settings of knot\.toml: knot\.toml:7: scripts\.workers"
+        )
+        assert http.get("/api/sinks/everything").status_code == 200
+
+        hello.unlink()
+        server.wait_for_line(r"removed sink hello \(scripts/sinks/hello\.py was deleted\)")
+        assert http.get("/api/sinks/hello").status_code == 404
