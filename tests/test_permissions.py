@@ -399,3 +399,21 @@ async def test_an_app_beyond_loopback_without_users_admits_nobody(tmp_path: Path
                     assert "listens beyond loopback and has no users" in answer.json()["error"]
                 else:
                     assert answer.json()["name"] == "local"
+
+
+def test_users_added_to_knot_toml_apply_without_a_restart(
+    server_factory: type[KnotServer], tmp_path: Path
+) -> None:
+    project = tmp_path / "hot"
+    project.mkdir()
+    server = server_factory(project)
+    token = "hot-token-0123456789abcdef"
+    with server.client() as http:
+        assert http.get("/api/sinks").status_code == 200
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        (project / "knot.toml").write_text(f'[users.hot]\ntoken_sha256 = "{digest}"\n')
+        wait_until(lambda: http.get("/api/sinks").status_code == 401)
+        me = http.get("/api/whoami", headers={"Authorization": f"Bearer {token}"})
+        assert me.json()["name"] == "hot"
+        (project / "knot.toml").write_text("")
+        wait_until(lambda: http.get("/api/sinks").status_code == 200)
