@@ -68,13 +68,15 @@ def test_create_start_list_stop_delete_from_the_command_line(
     url = f"http://127.0.0.1:{port}/"
     made = knot(
         "space", "create", "web", "--cmd", cmd, "--url", url, "--url", "https://web.example.com",
-        "--health", url, "--interval", "0.05", "--template-id", "tpl", "--start", "--json",
+        "--health", url, "--interval", "0.05", "--threshold", "100", "--template-id", "tpl",
+        "--start", "--json",
         port=server.port,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     space = json.loads(made.stdout)
     assert (space["state"], space["urls"]) == ("running", [url, "https://web.example.com"])
     log = project / "spaces.jsonl"
+    # http.server takes a moment to listen; the threshold lets the first checks fail quietly.
     wait_until(lambda: "space.healthy" in of_space(log, "web"))
     assert httpx.get(url).status_code == 200  # the space's own server answers
 
