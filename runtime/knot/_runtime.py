@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+import httpx
+
 from ._audit import AuditEntry, AuditKind
 from ._channels import KV_CHANNELS, Channels
 from ._config import CONFIG_FILE, RESTART_SETTINGS, Config, changed_settings, load_config
@@ -95,6 +97,7 @@ class Runtime:
         config: Config | None = None,
         store_path: str | Path | None = None,
         parts: Iterable[RuntimePart] = (),
+        http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.project = Path(project).resolve()
         self._config_arg = config
@@ -114,7 +117,8 @@ class Runtime:
         self._routing_scheduled = False
         self._started = False
         self._stopping = False
-        self.webhook_clients = WebhookClients()  # the HTTP pool all webhook sinks share
+        # The HTTP pool all webhook sinks share; `http_transport` replaces its transport.
+        self.webhook_clients = WebhookClients(transport=http_transport)
         self.users = UserDirectory(
             config_users=lambda: self.config.users, persist=lambda fn: self.journal.call(fn)
         )
