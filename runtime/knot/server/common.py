@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from .._events import decode_json
 from .._exceptions import (
     Conflict,
     InvalidInput,
@@ -88,15 +88,7 @@ async def read_json(request: Request) -> Any:
     body = await read_body(request)
     if not body.strip():
         raise InvalidInput("The request body is empty; send a JSON object.")
-    try:
-        return json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidInput("The request body is not UTF-8 text.") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-            f"column {exc.colno}."
-        ) from None
+    return decode_json(body)
 
 
 def query_int(request: Request, name: str, default: int, *, lo: int = 1, hi: int = 10_000) -> int:
