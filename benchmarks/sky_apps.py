@@ -10,14 +10,12 @@ shape, but raises, journals and routes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import ClassVar
 
 import uuid_utils
-import uvicorn
 import uvloop
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,7 +33,8 @@ from knot import (
     parse_patterns,
 )
 from knot.server import serve
-from knot.server.app import bind_socket
+
+from .common import serve_asgi
 
 ECI = "bench"
 PATH = f"/sky/event/{ECI}/none/bench/hello"
@@ -96,15 +95,7 @@ async def bare_sky_event(request: Request) -> Response:
 
 
 async def bare() -> None:
-    app = Starlette(routes=[Route(PATH, bare_sky_event, methods=["GET", "POST"])])
-    sock = bind_socket("127.0.0.1", 0)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not task.done():
-        await asyncio.sleep(0.01)
-    ready("127.0.0.1", sock.getsockname()[1])
-    await task
+    await serve_asgi(Starlette(routes=[Route(PATH, bare_sky_event, methods=["GET", "POST"])]))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from knot import RecordingSink, Runtime, SinkOrigin, SinkSpec, parse_patterns
 
 from .fuzz_server import FuzzTarget, start_fuzz_target, stop_fuzz_target
 from .helpers import KnotServer, start_server
+from .receiver import Receiver
 
 # Fuzz budgets (tests/fuzzing.py scales each test's examples from max_examples): "ci" keeps
 # the suite quick; KNOT_FUZZ=deep, or pytest --hypothesis-profile=deep, digs 40 times deeper.
@@ -103,6 +104,14 @@ def jupyter_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(name, str(home / sub))
     monkeypatch.setenv("JUPYTER_PATH", str(home / "prefix" / "share" / "jupyter"))
     return home
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real webhook receiver on 127.0.0.1 that records every request."""
+    server = Receiver()
+    yield server
+    server.close()
 
 
 def pytest_report_header() -> str:

@@ -155,7 +155,7 @@ def test_usage_errors_are_one_line_with_control_characters_escaped(
     assert line.endswith(f"see '{prog} --help'.")
 
 
-@pytest.mark.parametrize("group", ["space", "channel", "kernel"])
+@pytest.mark.parametrize("group", ["space", "channel", "kernel", "user"])
 def test_a_group_without_its_action_shows_help_and_says_so(group: str) -> None:
     result = knot(group)
     assert result.returncode == 2

@@ -51,7 +51,7 @@ ROUTES = [
     if method != "HEAD"
 ]
 BODY_ROUTES = [(t, m) for t, m in ROUTES if m in ("POST", "PUT", "PATCH", "DELETE")]
-READS_BODY = {
+READS_BODY = {  # these must count a chunked body (others may, or may ignore it)
     ("/event", "POST"),
     ("/api/channels", "POST"),
     ("/api/spaces", "POST"),
@@ -221,11 +221,10 @@ def test_a_body_over_the_limit_is_413_and_changes_nothing(
         headers={"content-type": "application/json"},
     )
     response = target.client.send(request)
-    if chunked and (template, method) not in READS_BODY:
+    if chunked and (template, method) not in READS_BODY and response.status_code != 413:
         # Without a declared size, only a route that reads the body can see it is too big;
-        # the others refuse (or do) what they would with no body at all.
+        # the others answer as they would with no body at all.
         check_answer(target, response, response.content)
-        assert response.status_code != 413
         return
     assert response.status_code == 413, (template, response.text)
     assert f"limit of {MAX_BODY} bytes" in response.json()["error"] or (

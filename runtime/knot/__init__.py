@@ -16,6 +16,7 @@ from ._delivery import DeliveryStatus, Outcome
 from ._events import Actor, ActorKind, Event, Space
 from ._exceptions import (
     ConfigError,
+    Conflict,
     DeliveryFailed,
     EventError,
     InvalidInput,
@@ -29,6 +30,7 @@ from ._exceptions import (
     SinkError,
     SpaceError,
     StoreError,
+    StoreLocked,
     TemplateError,
 )
 from ._health import HealthState
@@ -38,7 +40,8 @@ from ._runtime import EmitReport, Runtime
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._spacespec import OnRestart, SpaceInfo, SpaceState
 from ._sync import SyncRuntime
-from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink
+from ._templates import Template
+from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink, WebhookSink
 from .spaces import Spaces
 
 if TYPE_CHECKING:
@@ -56,6 +59,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigResult",
+    "Conflict",
     "DeliveryFailed",
     "DeliveryResult",
     "DeliveryStatus",
@@ -89,8 +93,11 @@ __all__ = [
     "SpaceState",
     "Spaces",
     "StoreError",
+    "StoreLocked",
     "SyncRuntime",
+    "Template",
     "TemplateError",
+    "WebhookSink",
     "load_config",
     "load_ipython_extension",
     "parse_config",

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+import httpx
+
 from ._audit import AuditEntry, AuditKind
 from ._channels import KV_CHANNELS, Channels
 from ._config import CONFIG_FILE, RESTART_SETTINGS, Config, changed_settings, load_config
@@ -44,7 +46,9 @@ from ._router import Router
 from ._scripts import ScriptSinks
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._store import Store
+from ._users import KV_USERS, UserDirectory
 from .sinks import Sink
+from .sinks.webhook import WebhookClients, new_secret
 from .spaces import Spaces, SpacesPart
 from .types import JSONObject
 
@@ -52,6 +56,7 @@ __all__ = ["EmitReport", "Runtime", "RuntimePart"]
 
 log = logging.getLogger("knot.events")
 KV_SINKS = "sinks"
+KV_SINK_SECRETS = "sink_secrets"  # generated webhook secrets, stable across restarts
 HOUSEKEEPING_INTERVAL = 0.5
 PRUNE_EVERY = 60  # housekeeping rounds between retention passes
 
@@ -92,6 +97,7 @@ class Runtime:
         config: Config | None = None,
         store_path: str | Path | None = None,
         parts: Iterable[RuntimePart] = (),
+        http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.project = Path(project).resolve()
         self._config_arg = config
@@ -111,6 +117,11 @@ class Runtime:
         self._routing_scheduled = False
         self._started = False
         self._stopping = False
+        # The HTTP pool all webhook sinks share; `http_transport` replaces its transport.
+        self.webhook_clients = WebhookClients(transport=http_transport)
+        self.users = UserDirectory(
+            config_users=lambda: self.config.users, persist=lambda fn: self.journal.call(fn)
+        )
 
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
@@ -213,6 +224,7 @@ class Runtime:
         self._journal.start()
         for problem in self.channels.load(store.kv_all(KV_CHANNELS)):
             log.error("%s", problem)
+        self.users.load(store.kv_all(KV_USERS))
         for spec in self.config.sinks:
             await self._install_at_start(spec)
         for raw in store.kv_all(KV_SINKS).values():
@@ -247,6 +259,7 @@ class Runtime:
                 await self._housekeeping
         if self._delivery is not None:
             await self._delivery.close()
+        await self.webhook_clients.close()
         if self._journal is not None:
             await self._journal.close()
         if self._store is not None:
@@ -509,6 +522,15 @@ class Runtime:
         for line in lines:
             out.info("%s: %s", sink, line)
 
+    async def sink_secret(self, sink: str) -> str:
+        """The signing secret of a sink defined without one: generated once, then kept."""
+        stored = self.store.kv_all(KV_SINK_SECRETS).get(sink, {}).get("secret")
+        if isinstance(stored, str) and stored:
+            return stored
+        secret = new_secret()
+        await self.journal.call(lambda s: s.kv_put(KV_SINK_SECRETS, sink, {"secret": secret}))
+        return secret
+
     # -- sinks ----------------------------------------------------------------------------
 
     async def add_sink(self, item: SinkSpec | Sink | Mapping[str, Any]) -> SinkSpec:
@@ -533,7 +555,12 @@ class Runtime:
     async def remove_sink(self, name: str, *, reason: str = "removed by request") -> SinkSpec:
         spec = await self.registry.remove(name, reason=reason)
         if spec.origin is SinkOrigin.API:
-            await self.journal.call(lambda s: s.kv_delete(KV_SINKS, name))
+
+            def forget(store: Store) -> None:
+                store.kv_delete(KV_SINKS, name)
+                store.kv_delete(KV_SINK_SECRETS, name)  # a new sink of this name gets a new one
+
+            await self.journal.call(forget)
         return spec
 
     def sinks(self) -> list[SinkStatus]:

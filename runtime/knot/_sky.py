@@ -15,7 +15,6 @@ strings and bytes, so every rule can be tested without a server.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from ._delivery import DeliveryStatus
-from ._events import CUSTOM_PREFIX, MAX_TYPE_LENGTH, check_type
+from ._events import CUSTOM_PREFIX, MAX_TYPE_LENGTH, check_type, decode_json, json_kind
 from ._exceptions import EventError
 from ._runtime import EmitReport
 from .types import JSONObject
@@ -132,18 +131,10 @@ def read_attributes(query_string: str, body: bytes, kind: BodyKind) -> dict[str,
     """The query's attributes overlaid with the body's (repeated keys: the last one wins)."""
     attrs: dict[str, Any] = dict(_pairs(query_string, "query string")) if query_string else {}
     if kind is BodyKind.JSON:
-        try:
-            value = json.loads(body)
-        except UnicodeDecodeError:
-            raise EventError("The request body is not UTF-8 text.") from None
-        except json.JSONDecodeError as exc:
-            raise EventError(
-                f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-                f"column {exc.colno}."
-            ) from None
+        value = decode_json(body)
         if not isinstance(value, dict):
             raise EventError(
-                f"The event attributes must be a JSON object, not {_kind(value)}; "
+                f"The event attributes must be a JSON object, not {json_kind(value)}; "
                 'send {"name": value, ...}.'
             )
         attrs.update(value)
@@ -235,7 +226,7 @@ def _text(reserved: dict[str, Any], key: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise EventError(f"{key} must be a string, not {_kind(value)}.")
+        raise EventError(f"{key} must be a string, not {json_kind(value)}.")
     return value.strip()
 
 
@@ -277,20 +268,6 @@ def _seconds(value: object, key: str) -> float | None:
     if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
         raise EventError(f"{key} must be a number of seconds above 0, not {value!r}.")
     return seconds
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if value is None:
-        return "null"
-    return "an object"
 
 
 def sky_answer(report: EmitReport, eid: str) -> JSONObject:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._events import decode_json
 from .._exceptions import (
+    Conflict,
     InvalidInput,
     KnotError,
     NotFound,
@@ -53,7 +54,10 @@ def error_response(exc: KnotError) -> JSONResponse:
     if isinstance(exc, NotFound):
         return json_error(404, exc.message)
     if isinstance(exc, PermissionDenied):
-        return json_error(exc.status, exc.message)
+        headers = {"WWW-Authenticate": 'Bearer realm="knot"'} if exc.status == 401 else None
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+    if isinstance(exc, Conflict):
+        return json_error(409, exc.message)
     if isinstance(exc, RuntimeClosed | StoreError):
         return json_error(503, exc.message)
     return json_error(500, exc.message)
@@ -116,15 +120,7 @@ async def read_json(request: Request) -> Any:
     body = await read_body(request)
     if not body.strip():
         raise InvalidInput("The request body is empty; send a JSON object.")
-    try:
-        return json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidInput("The request body is not UTF-8 text.") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-            f"column {exc.colno}."
-        ) from None
+    return decode_json(body)
 
 
 def query_int(request: Request, name: str, default: int, *, lo: int = 1, hi: int = 10_000) -> int:
