@@ -3,6 +3,10 @@
 One server per test module (started by the `fuzz_target` fixture in conftest.py): a recording
 sink, a script sink that answers Sky events with a directive, an open channel and a channel
 that lets only `custom.fuzz.*` in, and a small body limit so 413s are cheap to provoke.
+
+It has users (from knot.toml, so no request can remove them): `admin` may do everything and
+is who the client is by default; `bob` manages only his own sinks. Once users exist every
+request needs a token, so the fuzzer also sends bob's token, none, or a wrong one.
 """
 
 from __future__ import annotations
@@ -15,9 +19,20 @@ import httpx
 
 from .helpers import KnotServer
 
-__all__ = ["BARRIER", "MAX_BODY", "FuzzTarget", "start_fuzz_target", "stop_fuzz_target"]
+__all__ = [
+    "ADMIN_TOKEN",
+    "BARRIER",
+    "MAX_BODY",
+    "TOKENS",
+    "FuzzTarget",
+    "start_fuzz_target",
+    "stop_fuzz_target",
+]
 
 MAX_BODY = 4096
+ADMIN_TOKEN = "knot_fuzz_admin_0123456789abcdef"
+BOB_TOKEN = "knot_fuzz_bob_0123456789abcdef"
+TOKENS = {"admin": ADMIN_TOKEN, "bob": BOB_TOKEN, "none": "", "wrong": "knot_not_a_token_at_all"}
 CONFIG = f"""
 [server]
 max_body_bytes = {MAX_BODY}
@@ -30,6 +45,12 @@ sync_timeout = 2.0
 timeout = 2.0
 memory_mb = 64
 workers = 1
+[users.admin]
+token = "{ADMIN_TOKEN}"
+manage_global_sinks = true
+manage_users = true
+[users.bob]
+token = "{BOB_TOKEN}"
 [[sinks]]
 name = "rec"
 type = "recording"
@@ -93,6 +114,7 @@ def start_fuzz_target(project: Path) -> FuzzTarget:
     (project / "scripts" / "sinks" / "echo.py").write_text(SCRIPT)
     server = KnotServer(project, quiet=True)
     client = server.client()
+    client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
     try:
         eci = client.post("/api/channels", json={"name": "open"}).json()["eci"]
         strict = client.post(

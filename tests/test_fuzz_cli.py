@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from knot.cli import build_parser, main
 
-from .fuzz_server import FuzzTarget
+from .fuzz_server import ADMIN_TOKEN, FuzzTarget
 from .fuzzing import SAFE_COMMANDS, SAFE_HEALTH, event_types, fuzz, texts
 
 NOT_RUN = {"serve", "kernel"}
@@ -148,6 +148,7 @@ def workdir(tmp_path: Path, fuzz_target: FuzzTarget, monkeypatch: pytest.MonkeyP
     (tmp_path / "ok.py").write_text("# events: *\nimport os\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KNOT_URL", fuzz_target.server.url)
+    monkeypatch.setenv("KNOT_TOKEN", ADMIN_TOKEN)
     fuzz_target.restore()
     return tmp_path
 
@@ -204,7 +205,7 @@ def test_a_real_knot_process_fails_in_one_line(
     workdir: Path, fuzz_target: FuzzTarget, argv: list[str]
 ) -> None:
     """The same properties from a real `knot` process (no stdin, real exit code)."""
-    env = {**os.environ, "KNOT_URL": fuzz_target.server.url}
+    env = {**os.environ, "KNOT_URL": fuzz_target.server.url, "KNOT_TOKEN": ADMIN_TOKEN}
     done = subprocess.run(
         [sys.executable, "-m", "knot.cli", *argv],
         capture_output=True,

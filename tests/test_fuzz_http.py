@@ -29,7 +29,7 @@ from starlette.routing import Route
 from knot import Runtime
 from knot.server import create_app
 
-from .fuzz_server import MAX_BODY, FuzzTarget
+from .fuzz_server import MAX_BODY, TOKENS, FuzzTarget
 from .fuzzing import bodies, event_types, fuzz, queries, texts
 
 
@@ -109,9 +109,15 @@ def check_answer(target: FuzzTarget, response: httpx.Response, body: bytes) -> N
 
 
 def send(
-    target: FuzzTarget, method: str, url: str, body: bytes | None, content_type: str | None
+    target: FuzzTarget,
+    method: str,
+    url: str,
+    body: bytes | None,
+    content_type: str | None,
+    who: str = "admin",
 ) -> tuple[httpx.Response, bytes]:
     headers = {"content-type": content_type} if content_type is not None else {}
+    headers["authorization"] = f"Bearer {TOKENS[who]}" if TOKENS[who] else ""
     request = target.client.build_request(method, url, content=body, headers=headers)
     response = target.client.send(request, stream=True)
     try:
@@ -135,19 +141,22 @@ def test_route_survives_fuzzed_requests(
         path = fill_path(target, template, data)
         query = data.draw(queries)
         body, content_type = data.draw(bodies())
+        who = data.draw(st.sampled_from(["admin", "admin", "admin", "bob", "none", "wrong"]))
         url = f"{path}?{query}" if query else path
         before = target.state()
-        response, raw = send(target, method, url, body, content_type)
+        response, raw = send(target, method, url, body, content_type, who)
         check_answer(target, response, raw)
+        if who in ("none", "wrong") and template != "/healthz":
+            assert response.status_code == 401, (who, url, raw)
         if response.status_code >= 400:
             after = target.state()
             allowed = before.copy()
-            if response.status_code == 403:
+            if response.status_code in (401, 403):
                 grown = after["security_audit"] - before["security_audit"]
                 assert grown <= 1, (url, before, after)
                 allowed["audit"] += grown
                 allowed["security_audit"] += grown
-            assert after == allowed, (method, url, body, before, after)
+            assert after == allowed, (method, url, body, who, before, after)
         assert target.log_problems() == []
 
     one()
