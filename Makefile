@@ -32,6 +32,7 @@ bench: $(STAMP)
 # The fuzz suites with 40 times the examples `make test` gives them (several minutes).
 fuzz: $(STAMP)
 	KNOT_FUZZ=deep $(BIN)/python -m pytest tests/test_fuzz_http.py tests/test_fuzz_inputs.py \
+		tests/test_fuzz_templates.py \
 		tests/test_fuzz_cli.py -p no:cacheprovider
 
 clean:
