@@ -34,10 +34,11 @@ log = logging.getLogger("knot.server")
 async def healthz(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     ok = runtime.running
-    return JSONResponse(
-        {"status": "ok" if ok else "stopping", "zone": runtime.config.zone},
-        status_code=200 if ok else 503,
-    )
+    answer: dict[str, object] = {"status": "ok" if ok else "stopping", "zone": runtime.config.zone}
+    failure = runtime.store_failure if ok else ""
+    if failure:  # the last commit failed: nothing new can be acknowledged until one succeeds
+        answer.update(status="store failing", error=failure)
+    return JSONResponse(answer, status_code=200 if ok and not failure else 503)
 
 
 async def _knot_error(request: Request, exc: Exception) -> Response:
