@@ -10,6 +10,7 @@ import pytest
 from knot import RecordingSink, Runtime, SinkOrigin, SinkSpec, parse_patterns
 
 from .helpers import KnotServer, start_server
+from .receiver import Receiver
 
 
 @pytest.fixture
@@ -87,6 +88,14 @@ def jupyter_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(name, str(home / sub))
     monkeypatch.setenv("JUPYTER_PATH", str(home / "prefix" / "share" / "jupyter"))
     return home
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real webhook receiver on 127.0.0.1 that records every request."""
+    server = Receiver()
+    yield server
+    server.close()
 
 
 def pytest_report_header() -> str:

@@ -101,3 +101,18 @@ def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.02)
             return
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def run_knot(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The `knot` command in a subprocess, with no KNOT_* variables but those in `env`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("KNOT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "knot.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=60,
+    )

@@ -15,6 +15,7 @@ from ._delivery import DeliveryStatus, Outcome
 from ._events import Actor, ActorKind, Event, Space
 from ._exceptions import (
     ConfigError,
+    Conflict,
     DeliveryFailed,
     EventError,
     InvalidInput,
@@ -28,6 +29,7 @@ from ._exceptions import (
     SinkError,
     SpaceError,
     StoreError,
+    StoreLocked,
     TemplateError,
 )
 from ._health import HealthState
@@ -37,7 +39,8 @@ from ._runtime import EmitReport, Runtime
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._spacespec import OnRestart, SpaceInfo, SpaceState
 from ._sync import SyncRuntime
-from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink
+from ._templates import Template
+from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink, WebhookSink
 from .spaces import Spaces
 
 if TYPE_CHECKING:
@@ -52,6 +55,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigResult",
+    "Conflict",
     "DeliveryFailed",
     "DeliveryResult",
     "DeliveryStatus",
@@ -85,8 +89,11 @@ __all__ = [
     "SpaceState",
     "Spaces",
     "StoreError",
+    "StoreLocked",
     "SyncRuntime",
+    "Template",
     "TemplateError",
+    "WebhookSink",
     "load_config",
     "load_ipython_extension",
     "parse_config",

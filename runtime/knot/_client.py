@@ -13,6 +13,7 @@ import httpx
 
 from ._env import api_token_from_env, api_url_from_env
 from ._exceptions import (
+    Conflict,
     InvalidInput,
     KnotError,
     NotFound,
@@ -110,6 +111,51 @@ class Client:
     def sinks(self) -> list[JSONObject]:
         return list(self.request("GET", "/api/sinks")["sinks"])
 
+    # -- sinks and users -----------------------------------------------------------------
+
+    def sink(self, name: str) -> JSONObject:
+        return dict(self.request("GET", f"/api/event-sinks/{name}"))
+
+    def add_sink(self, definition: JSONObject) -> JSONObject:
+        """Create a sink; a webhook sink's answer holds its `secret`, this once."""
+        return dict(self.request("POST", "/api/event-sinks", json_body=definition, expect=(201,)))
+
+    def update_sink(self, name: str, changes: JSONObject) -> JSONObject:
+        return dict(self.request("PATCH", f"/api/event-sinks/{name}", json_body=changes))
+
+    def remove_sink(self, name: str) -> JSONObject:
+        return dict(self.request("DELETE", f"/api/event-sinks/{name}")["removed"])
+
+    def test_sink(
+        self, name: str, *, event_type: str | None = None, payload: JSONObject | None = None
+    ) -> JSONObject:
+        """Deliver one test event to one sink; the answer says what the sink (receiver) did."""
+        body: JSONObject = {}
+        if event_type is not None:
+            body["type"] = event_type
+        if payload is not None:
+            body["payload"] = payload
+        return dict(self.request("POST", f"/api/event-sinks/{name}/test", json_body=body))
+
+    def sink_secret(self, name: str) -> str:
+        return str(self.request("GET", f"/api/event-sinks/{name}/secret")["secret"])
+
+    def users(self) -> list[JSONObject]:
+        return list(self.request("GET", "/api/users")["users"])
+
+    def add_user(self, name: str, **permissions: bool) -> tuple[JSONObject, str]:
+        """Create a user; returns it and its bearer token (shown this once)."""
+        answer = self.request(
+            "POST", "/api/users", json_body={"name": name, **permissions}, expect=(201,)
+        )
+        return dict(answer["user"]), str(answer["token"])
+
+    def remove_user(self, name: str) -> JSONObject:
+        return dict(self.request("DELETE", f"/api/users/{name}")["removed"])
+
+    def whoami(self) -> JSONObject:
+        return dict(self.request("GET", "/api/whoami"))
+
     # -- spaces --------------------------------------------------------------------------
 
     def spaces(self) -> list[JSONObject]:
@@ -184,6 +230,8 @@ def _error_from(response: httpx.Response) -> KnotError:
         return PermissionDenied(message, status=status)
     if status == 404:
         return NotFound(message)
+    if status == 409:
+        return Conflict(message)
     if status == 503:
         return RuntimeClosed(message)
     return KnotError(f"{message} (HTTP {status})")

@@ -16,6 +16,7 @@ from typing import Any
 from ._env import api_port_from_env
 from ._exceptions import ConfigError, SinkError
 from ._sinkspec import SinkOrigin, SinkSpec
+from ._users import User, parse_config_users
 
 __all__ = [
     "RESTART_SETTINGS",
@@ -81,6 +82,7 @@ class Config:
     scripts: ScriptSettings = field(default_factory=ScriptSettings)
     spaces: SpaceSettings = field(default_factory=SpaceSettings)
     sinks: tuple[SinkSpec, ...] = ()
+    users: tuple[User, ...] = ()  # [users.NAME]; more can be added to the store at run time
     extra: Mapping[str, Any] = field(default_factory=dict)  # tables later issues own
 
     def with_env(self) -> Config:
@@ -227,8 +229,8 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
     ),
     "spaces": (SpaceSettings, {"stop_grace": _number(0)}),
 }
-_TOP_LEVEL = {"zone", "sinks", *_SECTIONS}
-_EXTRA_TABLES = {"users", "methods", "sky"}  # owned by later parts; passed through
+_TOP_LEVEL = {"zone", "sinks", "users", *_SECTIONS}
+_EXTRA_TABLES = {"methods", "sky"}  # owned by later parts; passed through
 
 
 def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
@@ -296,6 +298,12 @@ def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
             continue
         sinks.append(spec)
     kwargs["sinks"] = tuple(sinks)
+    users, user_problems = parse_config_users(raw.get("users", {}))
+    for name, problem in user_problems:
+        line = _line_of_header(text, f"users.{name}") if name else 0
+        at = f"{path}:{line}" if line else path
+        errors.append(f"{at}: users.{name} {problem}." if name else f"{at}: users {problem}.")
+    kwargs["users"] = users
     kwargs["extra"] = {k: raw[k] for k in _EXTRA_TABLES if k in raw}
     if errors:
         return ConfigResult(None, tuple(errors), tuple(warnings), path=path)
@@ -320,6 +328,15 @@ def _line_of(text: str, section: str | None, key: str, index: int = 0) -> int:
             if dotted.match(line):
                 return number
     return 0
+
+
+def _line_of_header(text: str, header: str) -> int:
+    """The line of a `[header]` table (or of `key = {...}` inside its parent table)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip().replace(" ", "") == f"[{header}]":
+            return number
+    parent, _, key = header.rpartition(".")
+    return _line_of(text, parent, key) if parent else 0
 
 
 def _line_of_array_table(text: str, name: str, index: int) -> int:

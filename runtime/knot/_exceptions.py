@@ -10,9 +10,11 @@
     │   └── SpaceError                a bad space definition or a name taken (.space)
     ├── NotFound                      no such sink, event, method, channel, user or space (.what)
     ├── PermissionDenied              the caller may not do this (.status: 401 or 403)
+    ├── Conflict                      the name is taken, or the thing is defined elsewhere (.what)
     ├── DeliveryFailed                one failed delivery attempt (.sink, .event, .reason)
     │   └── ScriptFailed              a script raised, hit a limit or broke a rule (.script)
     ├── StoreError                    the SQLite store cannot be opened or written (.path)
+    │   └── StoreLocked               another runtime holds the store (go through its API)
     ├── RuntimeUnavailable            no runtime answers at the address a client used (.url)
     └── RuntimeClosed                 the runtime was used after it stopped
 
@@ -26,6 +28,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "ConfigError",
+    "Conflict",
     "DeliveryFailed",
     "EventError",
     "InvalidInput",
@@ -39,6 +42,7 @@ __all__ = [
     "SinkError",
     "SpaceError",
     "StoreError",
+    "StoreLocked",
     "TemplateError",
 ]
 
@@ -108,6 +112,14 @@ class PermissionDenied(KnotError):
         self.status = status
 
 
+class Conflict(KnotError):
+    """The request clashes with what exists: answered with HTTP 409."""
+
+    def __init__(self, message: str, *, what: str = "") -> None:
+        super().__init__(message)
+        self.what = what
+
+
 class DeliveryFailed(KnotError):
     """One attempt to hand an event to a sink failed; the engine may retry it."""
 
@@ -128,6 +140,10 @@ class StoreError(KnotError):
     def __init__(self, message: str, *, path: str = "") -> None:
         super().__init__(message)
         self.path = path
+
+
+class StoreLocked(StoreError):
+    """Another knot runtime has the store open; talk to that runtime instead."""
 
 
 class RuntimeUnavailable(KnotError):

@@ -43,7 +43,9 @@ from ._router import Router
 from ._scripts import ScriptSinks
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._store import Store
+from ._users import KV_USERS, UserDirectory
 from .sinks import Sink
+from .sinks.webhook import WebhookClients, new_secret
 from .spaces import Spaces, SpacesPart
 from .types import JSONObject
 
@@ -51,6 +53,7 @@ __all__ = ["EmitReport", "Runtime", "RuntimePart"]
 
 log = logging.getLogger("knot.events")
 KV_SINKS = "sinks"
+KV_SINK_SECRETS = "sink_secrets"  # generated webhook secrets, stable across restarts
 HOUSEKEEPING_INTERVAL = 0.5
 PRUNE_EVERY = 60  # housekeeping rounds between retention passes
 
@@ -109,6 +112,10 @@ class Runtime:
         self._routing_scheduled = False
         self._started = False
         self._stopping = False
+        self.webhook_clients = WebhookClients()  # the HTTP pool all webhook sinks share
+        self.users = UserDirectory(
+            config_users=lambda: self.config.users, persist=lambda fn: self.journal.call(fn)
+        )
 
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
@@ -209,6 +216,7 @@ class Runtime:
             self.router, self._delivery, self, cursors=store.load_cursors(), backlog=store.backlog
         )
         self._journal.start()
+        self.users.load(store.kv_all(KV_USERS))
         for spec in self.config.sinks:
             await self._install_at_start(spec)
         for raw in store.kv_all(KV_SINKS).values():
@@ -243,6 +251,7 @@ class Runtime:
                 await self._housekeeping
         if self._delivery is not None:
             await self._delivery.close()
+        await self.webhook_clients.close()
         if self._journal is not None:
             await self._journal.close()
         if self._store is not None:
@@ -505,6 +514,15 @@ class Runtime:
         for line in lines:
             out.info("%s: %s", sink, line)
 
+    async def sink_secret(self, sink: str) -> str:
+        """The signing secret of a sink defined without one: generated once, then kept."""
+        stored = self.store.kv_all(KV_SINK_SECRETS).get(sink, {}).get("secret")
+        if isinstance(stored, str) and stored:
+            return stored
+        secret = new_secret()
+        await self.journal.call(lambda s: s.kv_put(KV_SINK_SECRETS, sink, {"secret": secret}))
+        return secret
+
     # -- sinks ----------------------------------------------------------------------------
 
     async def add_sink(self, item: SinkSpec | Sink | Mapping[str, Any]) -> SinkSpec:
@@ -529,7 +547,12 @@ class Runtime:
     async def remove_sink(self, name: str, *, reason: str = "removed by request") -> SinkSpec:
         spec = await self.registry.remove(name, reason=reason)
         if spec.origin is SinkOrigin.API:
-            await self.journal.call(lambda s: s.kv_delete(KV_SINKS, name))
+
+            def forget(store: Store) -> None:
+                store.kv_delete(KV_SINKS, name)
+                store.kv_delete(KV_SINK_SECRETS, name)  # a new sink of this name gets a new one
+
+            await self.journal.call(forget)
         return spec
 
     def sinks(self) -> list[SinkStatus]:

@@ -7,16 +7,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._exceptions import SinkError
 from ._patterns import Pattern, validate_patterns
 from .types import JSONObject
 
-__all__ = ["SECRET_OPTIONS", "SinkOrigin", "SinkSpec", "check_sink_name"]
+__all__ = ["SECRET_OPTIONS", "SinkOrigin", "SinkSpec", "check_sink_name", "masked_url"]
 
 _NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{1,63}")
 SECRET_OPTIONS = frozenset({"secret"})
 """Options never shown in logs or listings."""
+_SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|password|api[-_]?key", re.I)
+"""Header values (of a sink's `headers` option) redacted in listings, like secrets."""
 
 
 class SinkOrigin(StrEnum):
@@ -26,6 +29,18 @@ class SinkOrigin(StrEnum):
     CONFIG = "config"  # [[sinks]] in knot.toml, owned by the config watcher
     API = "api"  # created at run time, persisted in the store
     BUILTIN = "builtin"  # created in-process (tests, notebooks)
+
+
+def masked_url(url: str) -> str:
+    """`url` with the password of a `user:password@` part replaced by ********."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:********@{host}").geturl()
 
 
 def check_sink_name(name: object) -> str | None:
@@ -57,6 +72,15 @@ class SinkSpec:
             k: ("********" if redact and k in SECRET_OPTIONS and v else v)
             for k, v in self.options.items()
         }
+        url = options.get("url")
+        if redact and isinstance(url, str) and "@" in url:
+            options["url"] = masked_url(url)
+        headers = options.get("headers")
+        if redact and isinstance(headers, Mapping):
+            options["headers"] = {
+                name: "********" if _SECRET_HEADER.search(str(name)) else value
+                for name, value in headers.items()
+            }
         return {
             "name": self.name,
             "type": self.type,

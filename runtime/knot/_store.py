@@ -24,7 +24,7 @@ from typing import Any
 
 from ._audit import AuditEntry, AuditKind
 from ._events import Event
-from ._exceptions import StoreError
+from ._exceptions import StoreError, StoreLocked
 from ._patterns import Pattern, PatternKind
 from .types import JSONObject
 
@@ -126,7 +126,7 @@ class Store:
         except BlockingIOError:
             other = os.read(fd, 32).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise StoreError(
+            raise StoreLocked(
                 f"The store {self.path} is in use by another knot runtime (pid {other}); "
                 "stop it or use another --project or store path.",
                 path=str(self.path),

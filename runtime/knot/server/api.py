@@ -1,4 +1,4 @@
-"""Read routes under /api: events, sinks, audit, and the live event stream."""
+"""Read routes under /api: events, audit, and the live event stream (sinks: sinks.py)."""
 
 from __future__ import annotations
 
@@ -46,18 +46,6 @@ async def get_event(request: Request) -> Response:
     return JSONResponse(event.to_dict())
 
 
-async def list_sinks(request: Request) -> Response:
-    return JSONResponse({"sinks": [s.to_dict() for s in _runtime(request).sinks()]})
-
-
-async def get_sink(request: Request) -> Response:
-    name = request.path_params["name"]
-    for status in _runtime(request).sinks():
-        if status.name == name:
-            return JSONResponse(status.to_dict())
-    raise NotFound(f"There is no sink named {name!r}.", what=name)
-
-
 async def list_audit(request: Request) -> Response:
     limit = query_int(request, "n", 50)
     sink = request.query_params.get("sink") or None
@@ -103,7 +91,5 @@ routes = [
     Route("/api/events", list_events, methods=["GET"]),
     Route("/api/events/stream", stream_events, methods=["GET"]),
     Route("/api/events/{event_id}", get_event, methods=["GET"]),
-    Route("/api/sinks", list_sinks, methods=["GET"]),
-    Route("/api/sinks/{name}", get_sink, methods=["GET"]),
     Route("/api/audit", list_audit, methods=["GET"]),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import signal
 import socket
@@ -13,13 +14,15 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .._exceptions import KnotError
 from .._runtime import Runtime
-from . import agent, api, spaces
+from . import agent, api, sinks, spaces, users
+from .auth import AuthMiddleware
 from .common import error_response
 
 __all__ = ["create_app", "serve"]
@@ -49,12 +52,20 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(runtime: Runtime, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
-    """The HTTP API of a runtime. The runtime is started and stopped by its owner, not here."""
+def create_app(
+    runtime: Runtime, *, extra_routes: list[BaseRoute] | None = None, loopback: bool = True
+) -> Starlette:
+    """The HTTP API of a runtime. The runtime is started and stopped by its owner, not here.
+
+    `loopback`: whether the app is reachable only from this machine (then a runtime without
+    users lets every request act as the local user).
+    """
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         *agent.routes,
         *api.routes,
+        *sinks.routes,
+        *users.routes,
         *spaces.routes,
         *(extra_routes or []),
     ]
@@ -62,7 +73,8 @@ def create_app(runtime: Runtime, *, extra_routes: list[BaseRoute] | None = None)
         KnotError: _knot_error,
         Exception: _unexpected,
     }
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    middleware = [Middleware(AuthMiddleware, runtime=runtime, loopback=loopback)]
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
     app.state.runtime = runtime
     app.state.max_body_bytes = runtime.config.server.max_body_bytes
     return app
@@ -79,9 +91,17 @@ async def serve(
     await runtime.start()
     try:
         settings = runtime.config.server
-        sock = bind_socket(host or settings.host, settings.port if port is None else port)
+        host = host or settings.host
+        loopback = is_loopback(host)
+        if not loopback and not runtime.users:
+            raise KnotError(
+                f"Refusing to listen on {host}: with no users configured anyone who can reach "
+                "it could do everything; add one with `knot user add NAME` (or [users] in "
+                "knot.toml), or listen on 127.0.0.1."
+            )
+        sock = bind_socket(host, settings.port if port is None else port)
         config = uvicorn.Config(
-            create_app(runtime),
+            create_app(runtime, loopback=loopback),
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -97,6 +117,16 @@ async def serve(
         await task
     finally:
         await runtime.stop()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine (names other than localhost: no)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class _Server(uvicorn.Server):

@@ -1,18 +1,29 @@
-"""Who is calling: the identity every route acts for.
+"""Who is calling: bearer tokens in, a Caller out; the single seam for identity and permissions.
 
 With no users configured, a loopback-only runtime has one local user who may do everything.
-(Users, bearer tokens and permissions build on this seam: routes only ever ask `caller()`.)
+Once a user exists, every request but `GET /healthz` needs `Authorization: Bearer TOKEN` (401
+otherwise); routes then ask the Caller what it may do (403 otherwise). Routes only ever ask
+`caller()`, never the headers.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._events import LOCAL_ACTOR, Actor
+from .._exceptions import PermissionDenied
+from .._runtime import Runtime
+from .._users import User
 
-__all__ = ["LOCAL_CALLER", "Caller", "caller"]
+__all__ = ["LOCAL_CALLER", "AuthMiddleware", "Caller", "caller"]
+
+log = logging.getLogger("knot.server")
+OPEN_PATHS = frozenset({"/healthz"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,12 +32,131 @@ class Caller:
     owner: str  # the owner of events this caller raises ("" = not a registered user)
     manage_own_sinks: bool = True
     manage_global_sinks: bool = True
+    manage_users: bool = True
+
+    @classmethod
+    def for_user(cls, user: User) -> Caller:
+        return cls(
+            actor=user.actor,
+            owner=user.name,
+            manage_own_sinks=user.manage_own_sinks,
+            manage_global_sinks=user.manage_global_sinks,
+            manage_users=user.manage_users,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.actor.username
+
+    def may_see_sink(self, owner: str) -> bool:
+        """Global sinks and one's own; every sink for those who manage global sinks."""
+        return not owner or owner == self.owner or self.manage_global_sinks
+
+    def may_manage_sink(self, owner: str) -> bool:
+        if self.manage_global_sinks:
+            return True
+        return bool(owner) and owner == self.owner and self.manage_own_sinks
+
+    def require_sink(self, owner: str, doing: str) -> None:
+        """Raise 403 unless this caller may `doing` (e.g. "create the sink 'x'") for `owner`."""
+        if self.may_manage_sink(owner):
+            return
+        if not owner:
+            need = "Manage Global Event Sinks"
+            whose = "a global sink"
+        elif owner == self.owner:
+            need, whose = "Manage Own Event Sinks", "your own sink"
+        else:
+            need, whose = "Manage Global Event Sinks", f"a sink owned by {owner!r}"
+        raise PermissionDenied(
+            f"User {self.name!r} may not {doing}: it is {whose}, which needs the permission "
+            f'"{need}".'
+        )
+
+    def require_users(self, doing: str) -> None:
+        if not self.manage_users:
+            raise PermissionDenied(
+                f'User {self.name!r} may not {doing}: that needs the permission "Manage Users".'
+            )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "owner": self.owner,
+            "actor": self.actor.to_dict(),
+            "manage_own_sinks": self.manage_own_sinks,
+            "manage_global_sinks": self.manage_global_sinks,
+            "manage_users": self.manage_users,
+        }
 
 
 LOCAL_CALLER = Caller(actor=LOCAL_ACTOR, owner="")
 
 
 def caller(request: Request) -> Caller:
-    """The identity a request acts for."""
+    """The identity a request acts for (set by AuthMiddleware; the local user otherwise)."""
     found = getattr(request.state, "caller", None)
     return found if isinstance(found, Caller) else LOCAL_CALLER
+
+
+class AuthMiddleware:
+    """Turns `Authorization: Bearer TOKEN` into a Caller, or answers 401 (pure ASGI: cheap)."""
+
+    def __init__(self, app: ASGIApp, *, runtime: Runtime, loopback: bool) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.loopback = loopback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        users = self.runtime.users
+        if not users:
+            if self.loopback:  # the one local user, who may do everything
+                await self.app(scope, receive, send)
+                return
+            await self._deny(
+                scope,
+                receive,
+                send,
+                "This runtime listens beyond loopback and has "
+                "no users; add one with `knot user add NAME`.",
+            )
+            return
+        token = _bearer(scope)
+        if token is None:
+            await self._deny(
+                scope,
+                receive,
+                send,
+                "This runtime has users: send "
+                "`Authorization: Bearer TOKEN` (the CLI reads KNOT_TOKEN).",
+            )
+            return
+        user = users.authenticate(token)
+        if user is None:
+            await self._deny(
+                scope, receive, send, "The bearer token is not valid for this runtime."
+            )
+            return
+        scope.setdefault("state", {})["caller"] = Caller.for_user(user)
+        await self.app(scope, receive, send)
+
+    async def _deny(self, scope: Scope, receive: Receive, send: Send, message: str) -> None:
+        client = scope.get("client") or ("?", 0)
+        log.warning("401 %s %s from %s: %s", scope["method"], scope["path"], client[0], message)
+        response = JSONResponse(
+            {"error": message}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="knot"'}
+        )
+        await response(scope, receive, send)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .._exceptions import (
+    Conflict,
     InvalidInput,
     KnotError,
     NotFound,
@@ -37,7 +38,10 @@ def error_response(exc: KnotError) -> JSONResponse:
     if isinstance(exc, NotFound):
         return json_error(404, exc.message)
     if isinstance(exc, PermissionDenied):
-        return json_error(exc.status, exc.message)
+        headers = {"WWW-Authenticate": 'Bearer realm="knot"'} if exc.status == 401 else None
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+    if isinstance(exc, Conflict):
+        return json_error(409, exc.message)
     if isinstance(exc, RuntimeClosed | StoreError):
         return json_error(503, exc.message)
     return json_error(500, exc.message)

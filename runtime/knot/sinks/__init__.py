@@ -7,6 +7,7 @@ from .._sinkspec import SinkSpec
 from .base import BatchResult, DeliveryResult, Directive, Sink, SinkHost
 from .recording import RecordingSink
 from .script import ScriptSink
+from .webhook import WebhookSink
 
 __all__ = [
     "SINK_TYPES",
@@ -17,10 +18,15 @@ __all__ = [
     "ScriptSink",
     "Sink",
     "SinkHost",
+    "WebhookSink",
     "build_sink",
 ]
 
-SINK_TYPES: dict[str, type[Sink]] = {RecordingSink.type: RecordingSink, ScriptSink.type: ScriptSink}
+SINK_TYPES: dict[str, type[Sink]] = {
+    RecordingSink.type: RecordingSink,
+    ScriptSink.type: ScriptSink,
+    WebhookSink.type: WebhookSink,
+}
 
 
 def build_sink(spec: SinkSpec) -> Sink:

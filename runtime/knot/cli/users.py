@@ -1,0 +1,137 @@
+"""`knot user add|list|remove|whoami`: the users of a project's runtime.
+
+These act on the project's store (`--project`, default .) directly when no runtime has it open,
+and through the running runtime's API (KNOT_API_PORT, KNOT_TOKEN) when one does; so the first
+user can be created before `knot serve` listens beyond loopback, or through a loopback runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from .._client import Client
+from .._config import load_config
+from .._exceptions import NotFound, StoreLocked
+from .._users import User, offline_users
+from ..types import JSONObject
+from .common import Subparsers, add_command, print_table
+
+__all__ = ["register"]
+
+EXAMPLES = """\
+  knot user add alice --manage-global-sinks     prints alice's bearer token, once
+  export KNOT_TOKEN=$(knot user add bob)        the token is the only thing on stdout
+  knot user list
+  knot user remove bob
+  knot user whoami                              who KNOT_TOKEN is, for the running runtime
+"""
+
+
+def register(sub: Subparsers) -> None:
+    p = add_command(sub, "user", _help, "Add, list and remove users (bearer tokens).", EXAMPLES)
+    actions = p.add_subparsers(title="actions", metavar="ACTION")
+
+    q = actions.add_parser("add", help="Add a user and print its bearer token (once).")
+    q.set_defaults(handler=_add)
+    q.add_argument("--project", default=".", help="project folder (default: .)")
+    q.add_argument("name")
+    q.add_argument("--manage-global-sinks", action="store_true", help='"Manage Global Event Sinks"')
+    q.add_argument("--manage-users", action="store_true", help='"Manage Users" (add, remove)')
+    q.add_argument("--no-own-sinks", action="store_true", help='without "Manage Own Event Sinks"')
+
+    q = actions.add_parser("list", help="List the users (never their tokens).")
+    q.set_defaults(handler=_list)
+    q.add_argument("--project", default=".", help="project folder (default: .)")
+    q.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    q = actions.add_parser("remove", help="Remove a user; their token stops working at once.")
+    q.set_defaults(handler=_remove)
+    q.add_argument("--project", default=".", help="project folder (default: .)")
+    q.add_argument("name")
+
+    q = actions.add_parser("whoami", help="Who KNOT_TOKEN stands for at the running runtime.")
+    q.set_defaults(handler=_whoami)
+    q.add_argument("--project", default=".", help="ignored: whoami asks the running runtime")
+
+
+def _help(args: argparse.Namespace) -> int:
+    print("usage: knot user add|list|remove|whoami ... (knot user --help)", file=sys.stderr)
+    return 2
+
+
+def _store(args: argparse.Namespace) -> tuple[Path, tuple[User, ...]]:
+    project = Path(args.project)
+    config = load_config(project).raise_for_errors()
+    path = Path(config.store.path)
+    return (path if path.is_absolute() else project / path), config.users
+
+
+def _add(args: argparse.Namespace) -> int:
+    flags = {
+        "manage_own_sinks": not args.no_own_sinks,
+        "manage_global_sinks": args.manage_global_sinks,
+        "manage_users": args.manage_users,
+    }
+    path, config_users = _store(args)
+    try:
+        with offline_users(path, config_users) as users:
+            user, token = asyncio.run(users.add(args.name, **flags))
+        record, where = user.to_dict(), f"the store {path}"
+    except StoreLocked:
+        with Client() as client:
+            record, token = client.add_user(args.name, **flags)
+            where = f"the runtime at {client.url}"
+    permissions = ", ".join(record["permissions"]) or "no permissions"
+    print(f"Added user {record['name']} ({permissions}) to {where}.", file=sys.stderr)
+    print(
+        "Its bearer token follows; it is shown this once (use it as KNOT_TOKEN):", file=sys.stderr
+    )
+    print(token)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    path, config_users = _store(args)
+    rows: list[JSONObject]
+    try:
+        if not path.exists():
+            rows = [u.to_dict() for u in config_users]
+        else:
+            with offline_users(path, config_users) as users:
+                rows = [u.to_dict() for u in users.all()]
+    except StoreLocked:
+        with Client() as client:
+            rows = client.users()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    for row in rows:
+        row["permissions"] = ", ".join(row["permissions"])
+    print_table(rows, [("name", "NAME"), ("origin", "FROM"), ("permissions", "PERMISSIONS")])
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    path, config_users = _store(args)
+    try:
+        if not path.exists():
+            raise NotFound(f"There is no user named {args.name!r}.", what=args.name)
+        with offline_users(path, config_users) as users:
+            asyncio.run(users.remove(args.name))
+    except StoreLocked:
+        with Client() as client:
+            client.remove_user(args.name)
+    print(f"Removed user {args.name}; their token no longer works.")
+    return 0
+
+
+def _whoami(args: argparse.Namespace) -> int:
+    with Client() as client:
+        me = client.whoami()
+    print(json.dumps(me))
+    return 0

@@ -1,0 +1,202 @@
+"""Sinks over HTTP: `/api/event-sinks` (create, list, get, update, delete, test, secret).
+
+`/api/sinks` stays as an alias of the listing. Only sinks created at run time can be changed
+here: a sink defined in knot.toml or a script is changed where it is defined (409 says where).
+Each caller sees global sinks and their own, and changes only what their permissions allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._events import Event, check_type, new_event_id, now_rfc3339
+from .._exceptions import Conflict, DeliveryFailed, EventError, InvalidInput, NotFound
+from .._registry import SinkStatus
+from .._runtime import Runtime
+from .._sinkspec import SinkOrigin, SinkSpec
+from ..sinks import WebhookSink
+from .auth import Caller, caller
+from .common import read_json
+
+__all__ = ["routes"]
+
+TEST_EVENT_TYPE = "custom.knot.test"
+_WHERE = {
+    SinkOrigin.SCRIPT: "by a script in scripts/sinks/; change that file",
+    SinkOrigin.CONFIG: "in knot.toml ([[sinks]]); change it there",
+    SinkOrigin.BUILTIN: "in-process by the program that runs the runtime",
+}
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _visible(request: Request, who: Caller) -> list[SinkStatus]:
+    return [s for s in _runtime(request).sinks() if who.may_see_sink(s.spec.owner)]
+
+
+def _spec(request: Request, who: Caller, name: str) -> SinkSpec:
+    """The sink `name` as this caller may see it (404 for other users' sinks too)."""
+    spec = _runtime(request).registry.spec(name)
+    if not who.may_see_sink(spec.owner):
+        raise NotFound(f"There is no sink named {name!r}.", what=name)
+    return spec
+
+
+def _check_owner(runtime: Runtime, owner: object) -> None:
+    """Once users exist, a sink's owner must be one of them (or "" for global)."""
+    if isinstance(owner, str) and owner and runtime.users and runtime.users.get(owner) is None:
+        raise InvalidInput(f"There is no user named {owner!r} to own the sink.")
+
+
+def _changeable(spec: SinkSpec, doing: str) -> None:
+    if spec.origin is not SinkOrigin.API:
+        raise Conflict(
+            f"Cannot {doing} the sink {spec.name!r}: it is defined {_WHERE[spec.origin]}.",
+            what=spec.name,
+        )
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("The request body must be a JSON object describing the sink.")
+    return body
+
+
+def _status(request: Request, name: str) -> dict[str, Any]:
+    for status in _runtime(request).sinks():
+        if status.name == name:
+            return status.to_dict()
+    raise NotFound(f"There is no sink named {name!r}.", what=name)
+
+
+async def list_sinks(request: Request) -> Response:
+    return JSONResponse({"sinks": [s.to_dict() for s in _visible(request, caller(request))]})
+
+
+async def get_sink(request: Request) -> Response:
+    name = request.path_params["name"]
+    for status in _visible(request, caller(request)):
+        if status.name == name:
+            return JSONResponse(status.to_dict())
+    raise NotFound(f"There is no sink named {name!r}.", what=name)
+
+
+async def create_sink(request: Request) -> Response:
+    runtime, who = _runtime(request), caller(request)
+    body = await _body(request)
+    name = body.get("name")
+    if isinstance(name, str) and name in runtime.registry:
+        existing = runtime.registry.spec(name)
+        where = _WHERE.get(existing.origin, "through the API")
+        raise Conflict(f"A sink named {name!r} already exists (defined {where}).", what=name)
+    body.setdefault("owner", who.owner)  # a user's sinks are their own unless they say ""
+    owner = body["owner"] if isinstance(body["owner"], str) else ""
+    who.require_sink(owner, f"create the sink {name!r}")
+    _check_owner(runtime, body["owner"])
+    spec = await runtime.add_sink(body)
+    answer = _status(request, spec.name)
+    sink = runtime.sink(spec.name)
+    if isinstance(sink, WebhookSink):
+        answer["secret"] = sink.secret  # shown once, so the receiver can verify signatures
+    return JSONResponse(answer, status_code=201)
+
+
+async def update_sink(request: Request) -> Response:
+    runtime, who = _runtime(request), caller(request)
+    name = request.path_params["name"]
+    spec = _spec(request, who, name)
+    who.require_sink(spec.owner, f"change the sink {name!r}")
+    _changeable(spec, "change")
+    body = await _body(request)
+    if body.get("name", name) != name:
+        raise InvalidInput("A sink cannot be renamed; create a new one and remove this one.")
+    if "owner" in body:
+        owner = body["owner"] if isinstance(body["owner"], str) else ""
+        who.require_sink(owner, f"give the sink {name!r} to {owner or 'everyone (global)'}")
+        _check_owner(runtime, owner)
+    if request.method == "PUT":  # the whole definition, as for create
+        await runtime.add_sink({"owner": spec.owner, **body, "name": name})
+    else:
+        await runtime.update_sink(name, body)
+    return JSONResponse(_status(request, name))
+
+
+async def delete_sink(request: Request) -> Response:
+    runtime, who = _runtime(request), caller(request)
+    name = request.path_params["name"]
+    spec = _spec(request, who, name)
+    who.require_sink(spec.owner, f"remove the sink {name!r}")
+    _changeable(spec, "remove")
+    removed = await runtime.remove_sink(name, reason=f"removed through the API by {who.name}")
+    return JSONResponse({"removed": removed.to_dict()})
+
+
+async def test_sink(request: Request) -> Response:
+    """Deliver one test event straight to the sink (one attempt) and report what happened."""
+    runtime, who = _runtime(request), caller(request)
+    name = request.path_params["name"]
+    spec = _spec(request, who, name)
+    who.require_sink(spec.owner, f"test the sink {name!r}")
+    sent = request.headers.get("content-length") not in (None, "0")
+    body = await _body(request) if sent or "transfer-encoding" in request.headers else {}
+    event_type = body.get("type") or TEST_EVENT_TYPE
+    if (problem := check_type(event_type)) is not None:
+        raise EventError(problem, event_type=str(event_type))
+    payload = body.get("payload", {"test": True, "sink": name})
+    if not isinstance(payload, dict):
+        raise EventError("The test payload must be a JSON object.")
+    event = Event(
+        id=new_event_id(),
+        type=event_type,
+        data=payload,
+        ts=now_rfc3339(),
+        zone=runtime.config.zone,
+        owner=spec.owner,
+        actor=who.actor,
+    )
+    sink = runtime.sink(name)
+    answer: dict[str, Any] = {"sink": name, "event": event.to_dict()}
+    try:
+        async with asyncio.timeout(runtime.config.delivery.sync_timeout):
+            result = await sink.deliver(event)
+    except DeliveryFailed as exc:
+        return JSONResponse({**answer, "delivered": False, "error": exc.reason})
+    except TimeoutError:
+        error = f"The sink {name} did not finish within {runtime.config.delivery.sync_timeout:g} s."
+        return JSONResponse({**answer, "delivered": False, "error": error})
+    detail = result.detail if result is not None else ""
+    output = list(result.output) if result is not None else []
+    return JSONResponse({**answer, "delivered": True, "detail": detail, "output": output})
+
+
+async def get_secret(request: Request) -> Response:
+    runtime, who = _runtime(request), caller(request)
+    name = request.path_params["name"]
+    spec = _spec(request, who, name)
+    who.require_sink(spec.owner, f"read the secret of the sink {name!r}")
+    sink = runtime.sink(name)
+    if not isinstance(sink, WebhookSink):
+        raise NotFound(f"The sink {name!r} is not a webhook sink and has no secret.", what=name)
+    return JSONResponse({"sink": name, "secret": sink.secret})
+
+
+routes = [
+    Route("/api/sinks", list_sinks, methods=["GET"]),
+    Route("/api/sinks/{name}", get_sink, methods=["GET"]),
+    Route("/api/event-sinks", list_sinks, methods=["GET"]),
+    Route("/api/event-sinks", create_sink, methods=["POST"]),
+    Route("/api/event-sinks/{name}", get_sink, methods=["GET"]),
+    Route("/api/event-sinks/{name}", update_sink, methods=["PATCH", "PUT"]),
+    Route("/api/event-sinks/{name}", delete_sink, methods=["DELETE"]),
+    Route("/api/event-sinks/{name}/test", test_sink, methods=["POST"]),
+    Route("/api/event-sinks/{name}/secret", get_secret, methods=["GET"]),
+]
