@@ -154,7 +154,7 @@ def test_results_render_as_html_tables_and_plain_text(ip: InteractiveShell) -> N
         ("%knot tail '*.created'", "The pattern '*.created' is not supported"),
         ("%knot frobnicate", "%knot: argument COMMAND: invalid choice: 'frobnicate'"),
         ("%knot project no/such/folder", "The project folder 'no/such/folder' does not exist."),
-        ("%%knot sinks\n{}", "Only %%knot event TYPE (the cell is the payload) and %%knot sink"),
+        ("%%knot sinks\n{}", "Only %%knot event TYPE (the cell is the payload), %%knot sink NAME"),
         ("%%knot event tour.x '{}'\n{}", "on the %%knot line or in the cell, not both"),
     ],
 )

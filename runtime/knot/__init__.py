@@ -20,6 +20,7 @@ from ._exceptions import (
     EventError,
     InvalidInput,
     KnotError,
+    MethodFailed,
     NotFound,
     PatternError,
     PermissionDenied,
@@ -33,6 +34,7 @@ from ._exceptions import (
     TemplateError,
 )
 from ._health import HealthState
+from ._methods import CallResult, MethodInfo, Methods
 from ._patterns import Pattern, parse_patterns
 from ._registry import SinkStatus
 from ._runtime import EmitReport, Runtime
@@ -40,7 +42,16 @@ from ._sinkspec import SinkOrigin, SinkSpec
 from ._spacespec import OnRestart, SpaceInfo, SpaceState
 from ._sync import SyncRuntime
 from ._templates import Template
-from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink, WebhookSink
+from .sinks import (
+    DeliveryResult,
+    Directive,
+    JsonRpcSink,
+    MethodSink,
+    RecordingSink,
+    ScriptSink,
+    Sink,
+    WebhookSink,
+)
 from .spaces import Spaces
 
 if TYPE_CHECKING:
@@ -51,6 +62,7 @@ __all__ = [
     "ActorKind",
     "AuditEntry",
     "AuditKind",
+    "CallResult",
     "Client",
     "Config",
     "ConfigError",
@@ -65,7 +77,12 @@ __all__ = [
     "EventError",
     "HealthState",
     "InvalidInput",
+    "JsonRpcSink",
     "KnotError",
+    "MethodFailed",
+    "MethodInfo",
+    "MethodSink",
+    "Methods",
     "NotFound",
     "OnRestart",
     "Outcome",

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from .._exceptions import KnotError
 from .._runtime import Runtime
-from . import agent, api, sinks, spaces, users
+from . import agent, api, jsonrpc, sinks, spaces, users
 from .auth import AuthMiddleware
 from .common import error_response
 
@@ -67,6 +67,7 @@ def create_app(
         *sinks.routes,
         *users.routes,
         *spaces.routes,
+        *jsonrpc.routes,
         *(extra_routes or []),
     ]
     handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {
