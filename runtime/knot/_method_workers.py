@@ -239,8 +239,13 @@ class MethodWorkers:
     async def current(self, script: MethodScript, timeout: float) -> MethodProcess | None:
         """The worker new calls go to, waiting (up to `timeout`) while it restarts."""
         worker = script.worker
-        if worker is not None and worker.alive and script.state is ScriptState.RUNNING:
+        if worker is None:
+            return None
+        if worker.alive and script.state is ScriptState.RUNNING:
             return worker
+        if script.state is ScriptState.RUNNING:  # it just died: let its watcher see to it
+            await worker.exited
+            await asyncio.sleep(0)
         if script.state is ScriptState.RESTARTING:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(script.ready.wait(), timeout)

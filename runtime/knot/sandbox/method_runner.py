@@ -46,6 +46,8 @@ class CallCancelled(BaseException):
 class ThreadSleepBudget(SleepBudget):
     """`time.sleep` for method scripts: each thread sleeps against its own call's deadline."""
 
+    setting = "methods.timeout"
+
     def __init__(self) -> None:
         self._local = threading.local()
         super().__init__()
