@@ -15,8 +15,7 @@ from typing import Any
 from ._exceptions import PatternError
 from ._patterns import Pattern
 from ._sinkspec import check_sink_name
-from .sandbox.loader import ScriptProblem
-from .sandbox.policy import METHOD_SCRIPTS, check_source
+from .sandbox.loader import ScriptProblem, method_script_problems
 from .sandbox.process import RemoteError
 from .types import JSONObject
 
@@ -60,22 +59,7 @@ class MethodInfo:
 
 def static_problems(name: str, source: str, path: str) -> tuple[str, ...]:
     """What is wrong before anything runs: the file name, and the sandbox rules."""
-    problems: list[ScriptProblem] = []
-    if check_sink_name(name) is not None:
-        problems.append(
-            ScriptProblem(
-                path,
-                1,
-                1,
-                f"the file name {name!r} is not a valid method script name: it must start "
-                "with a letter and have 2 to 64 letters, digits or underscores",
-            )
-        )
-    problems.extend(
-        ScriptProblem(path, v.line, v.col, v.rule)
-        for v in check_source(source, path, kind=METHOD_SCRIPTS)
-    )
-    return tuple(str(p) for p in problems)
+    return tuple(str(p) for p in method_script_problems(source, path))
 
 
 def load_problems(path: str, exc: RemoteError) -> tuple[str, ...]:
