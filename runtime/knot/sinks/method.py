@@ -11,13 +11,16 @@ type is not in SINK_TYPES.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import ClassVar, Protocol
 
 from .._audit import AuditKind
 from .._events import Event
 from .._sinkspec import SinkSpec
+from ..types import JSONObject
 from .base import DeliveryResult, Sink
 from .jsonrpc import JsonRpcSink, default_params
+from .script import OUTPUT_KEPT
 
 __all__ = ["MethodHost", "MethodSink"]
 
@@ -44,6 +47,7 @@ class MethodSink(Sink):
         self.script = str(spec.options["script"])
         self.method = str(spec.options["method"])
         self.event_sinks = tuple(str(n) for n in spec.options.get("event_sinks") or ())
+        self.recent: deque[str] = deque(maxlen=OUTPUT_KEPT)
 
     def params(self, event: Event) -> str:
         for name in self.event_sinks:
@@ -53,4 +57,9 @@ class MethodSink(Sink):
         return default_params(event)
 
     async def deliver(self, event: Event) -> DeliveryResult | None:
-        return await self.methods.deliver(self, event, self.params(event))
+        result = await self.methods.deliver(self, event, self.params(event))
+        self.recent.extend(result.output)
+        return result
+
+    def status(self) -> JSONObject:
+        return {"output": list(self.recent)}
