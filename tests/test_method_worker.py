@@ -349,4 +349,44 @@ async def test_emit_goes_to_the_runtime_with_the_call_context() -> None:
     finally:
         await worker.process.close()
     assert answer == {"ok": True, "result": "event-1"}
-    assert seen == [("emit", {"call": 2, "type": "said", "payload": {"text": "hi"}}, "ctx")]
+    emitted = {"call": 2, "index": 0, "type": "said", "payload": {"text": "hi"}}
+    assert seen == [("emit", emitted, "ctx")]
+
+
+async def test_a_batch_runs_in_order_reports_progress_and_stops_at_the_first_failure() -> None:
+    emits: list[Any] = []
+
+    async def serve(method: str, params: Any, context: Any) -> Any:
+        emits.append((params["index"], params["payload"]))
+        return {"id": f"e{params['index']}"}
+
+    source = (
+        "import knot.methods, knot.event\n"
+        "@knot.methods.method\n"
+        "def take(p):\n"
+        "    if p == 3:\n"
+        "        raise ValueError('three')\n"
+        "    print('took', p, knot.event.id())\n"
+        "    return knot.event.emit('took', {'p': p})\n"
+    )
+    worker = await start(source, on_request=serve)
+    progress: list[int] = []
+    try:
+        await worker.process.load("batch", source, "batch.py", timeout=10)
+        items = [{"params": n, "event": {"id": f"ev{n}"}} for n in range(5)]
+        body = json.dumps({"method": "take", "batch": items, "timeout": 5})
+        answer = await worker.process.request(
+            "call", body, timeout=5, on_progress=lambda: progress.append(1)
+        )
+    finally:
+        await worker.process.close()
+    assert [r["ok"] for r in answer["results"]] == [True, True, True, False]
+    assert [r.get("result") for r in answer["results"][:3]] == ["e0", "e1", "e2"]
+    assert [r["output"] for r in answer["results"][:3]] == [
+        ["took 0 ev0"],
+        ["took 1 ev1"],
+        ["took 2 ev2"],
+    ]
+    assert answer["results"][3]["error"]["data"]["message"] == "three"
+    assert emits == [(0, {"p": 0}), (1, {"p": 1}), (2, {"p": 2})]  # each with its own event
+    assert len(progress) == 3

@@ -108,6 +108,29 @@ knot.event.emit("ping", {"hops": knot.event.get_int("hops") + 1})
 """
 
 
+BATCHED = """\
+import knot.methods
+import knot.event
+import time
+
+seen = []
+
+@knot.methods.method(events=["custom.batch.*"])
+def take(params):
+    n = params["data"]["n"]
+    if n == 0:
+        time.sleep(0.2)  # the others queue up meanwhile, and go to the worker together
+    if params["data"].get("fail"):
+        raise ValueError(f"not {n}")
+    seen.append(n)
+    knot.event.emit("child.of", {"n": n})
+
+@knot.methods.method
+def taken(params):
+    return seen
+"""
+
+
 def write_script(project: Path, folder: str, name: str, source: str) -> Path:
     path = project / "scripts" / folder / f"{name}.py"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,6 +341,31 @@ async def test_subscriptions_resume_after_a_restart_of_the_runtime(project: Path
         await rt.wait_idle()
         # The new worker has fresh state; the engine resumed the sink after its cursor.
         assert await rt.methods.call("deploys", "history") == [{"space": "", "version": "2"}]
+
+
+async def test_queued_events_go_to_a_method_together_in_order_with_their_own_parents(
+    project: Path,
+) -> None:
+    write_config(project, SETTINGS)
+    write_script(project, "methods", "batched", BATCHED)
+    async with Runtime(project) as rt:
+        ids = await asyncio.gather(
+            *(rt.emit("batch.x", {"n": n, "fail": n == 3}) for n in range(8))
+        )
+        await rt.wait_idle()
+        await rt.flush()
+        assert await rt.methods.call("batched", "taken") == [0, 1, 2, 4, 5, 6, 7]
+        children = [e for e in await rt.events("custom.child.of", limit=20)]
+        assert [(e.data["n"], e.parent, e.depth) for e in children] == [
+            (n, ids[n], 1) for n in (0, 1, 2, 4, 5, 6, 7)
+        ]
+        status = next(s for s in rt.sinks() if s.name == "batched.take")
+        assert (status.delivered, status.failed, status.retries) == (7, 1, 1)
+        (gave_up,) = [e for e in await rt.audit_entries() if e.kind is AuditKind.METHOD_FAILED]
+        assert gave_up.event_id == ids[3]
+        assert gave_up.message.endswith(
+            "The method batched.take raised ValueError: not 3 (scripts/methods/batched.py:13)."
+        )
 
 
 def test_methods_settings_are_validated() -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from ._method_declarations import MethodInfo
 from ._method_workers import MethodLoad, MethodScript, MethodWorkers
 from ._sinkspec import SinkOrigin, SinkSpec
 from .sandbox.process import RemoteError, WorkerDied, WorkerTimeout
-from .sinks import DeliveryResult, Directive, JsonRpcSink, MethodSink
+from .sinks import BatchResult, DeliveryResult, Directive, JsonRpcSink, MethodSink
 from .sinks.script import encode_event
 from .types import JSONObject
 
@@ -53,9 +53,9 @@ class CallResult:
 
 @dataclass(frozen=True, slots=True)
 class _CallContext:
-    """Who a call acts for: the event it handles, or the caller's identity."""
+    """Who a call acts for: the event(s) it handles (one per call of a batch), or the caller."""
 
-    event: Event | None
+    events: tuple[Event, ...]
     owner: str
     actor: Actor | None
 
@@ -192,6 +192,67 @@ class Methods:
         )
         return DeliveryResult(directives=directives, output=done.output)
 
+    async def deliver_batch(
+        self, sink: MethodSink, events: Sequence[Event], params: Sequence[str]
+    ) -> BatchResult:
+        """Subscribed calls for several queued events in one round trip (MethodHost).
+
+        The worker runs them in order and stops at the first that fails; the method's time
+        limit applies to each call.
+        """
+        script = self.workers.scripts.get(sink.script)
+        info = script.methods.get(sink.method) if script is not None else None
+        if script is None or info is None:
+            return BatchResult([], 0, f"The method {sink.name} is not loaded.")
+        timeout = self.runtime.config.methods.timeout
+        worker = await self.workers.current(script, timeout)
+        if worker is None:
+            return BatchResult([], 0, f"The method script {info.script} has no running worker.")
+        items = ",".join(
+            f'{{"params":{p},"event":{encode_event(e)}}}'
+            for p, e in zip(params, events, strict=True)
+        )
+        body = f'{{"method":{json.dumps(info.name)},"batch":[{items}],"timeout":{timeout!r}}}'
+        done = [0]
+
+        def progress() -> None:
+            done[0] += 1
+
+        script.calls += len(events)
+        context = _CallContext(tuple(events), "", None)
+        try:
+            answer = await worker.request(
+                "call", body, timeout=timeout, context=context, on_progress=progress
+            )
+        except (WorkerTimeout, WorkerDied, RemoteError) as exc:
+            script.errors += 1
+            failure = self._transport_failure(info, timeout, exc)
+            return BatchResult([None] * done[0], done[0], failure.message)
+        results: list[DeliveryResult | None] = []
+        for event, outcome in zip(events, answer.get("results") or (), strict=False):
+            output = tuple(str(line) for line in outcome.get("output") or ())
+            self._print(info.full_name, event, output)
+            if not outcome.get("ok"):
+                script.errors += 1
+                error = outcome.get("error") or {}
+                return BatchResult(results, len(results), str(error.get("message") or "failed"))
+            results.append(self._delivered(sink, outcome, output))
+        if len(results) < len(events):
+            return BatchResult(results, len(results), f"The worker of {info.script} stopped early.")
+        return BatchResult(results)
+
+    def _delivered(
+        self, sink: MethodSink, outcome: JSONObject, output: tuple[str, ...]
+    ) -> DeliveryResult | None:
+        directives = tuple(
+            Directive(str(d.get("name", "")), dict(d.get("options") or {}), sink=sink.name)
+            for d in outcome.get("directives") or ()
+            if isinstance(d, dict)
+        )
+        if not directives and not output:
+            return None
+        return DeliveryResult(directives=directives, output=output)
+
     # -- calling ----------------------------------------------------------------------------
 
     async def call(
@@ -249,30 +310,12 @@ class Methods:
             f'"timeout":{float(remaining)!r}{event_json}}}'
         )
         script.calls += 1
-        context = _CallContext(event, event.owner if event else owner, actor)
+        context = _CallContext((event,) if event else (), event.owner if event else owner, actor)
         try:
             answer = await worker.request("call", body, timeout=remaining, context=context)
-        except WorkerTimeout:
+        except (WorkerTimeout, WorkerDied, RemoteError) as exc:
             script.errors += 1
-            raise _failed(
-                info,
-                INTERNAL_ERROR,
-                f"The method {info.full_name} ran longer than {timeout:g} s (methods.timeout) "
-                "and was stopped.",
-                {"reason": "timeout", "timeout": timeout},
-            ) from None
-        except WorkerDied as exc:
-            script.errors += 1
-            raise _failed(
-                info,
-                INTERNAL_ERROR,
-                f"The worker of method script {info.script} stopped during the call to "
-                f"{info.full_name} ({exc.how}); it is being restarted.",
-                {"reason": "worker_stopped", "how": exc.how},
-            ) from None
-        except RemoteError as exc:
-            script.errors += 1
-            raise _failed(info, exc.code, exc.message, exc.data) from None
+            raise self._transport_failure(info, timeout, exc) from None
         output = tuple(str(line) for line in answer.get("output") or ())
         self._print(info.full_name, event, output)
         if not answer.get("ok"):
@@ -286,6 +329,27 @@ class Methods:
             )
         directives = tuple(d for d in answer.get("directives") or () if isinstance(d, dict))
         return CallResult(answer.get("result"), output, directives)
+
+    def _transport_failure(
+        self, info: MethodInfo, timeout: float, exc: WorkerTimeout | WorkerDied | RemoteError
+    ) -> MethodFailed:
+        if isinstance(exc, WorkerTimeout):
+            return _failed(
+                info,
+                INTERNAL_ERROR,
+                f"The method {info.full_name} ran longer than {timeout:g} s (methods.timeout) "
+                "and was stopped.",
+                {"reason": "timeout", "timeout": timeout},
+            )
+        if isinstance(exc, WorkerDied):
+            return _failed(
+                info,
+                INTERNAL_ERROR,
+                f"The worker of method script {info.script} stopped during the call to "
+                f"{info.full_name} ({exc.how}); it is being restarted.",
+                {"reason": "worker_stopped", "how": exc.how},
+            )
+        return _failed(info, exc.code, exc.message, exc.data)
 
     def rpc(self, *, owner: str = "", actor: Actor | None = None) -> Callable[[str], Handler]:
         """A JSON-RPC method lookup for `_jsonrpc.dispatch`, calling as this caller."""
@@ -321,8 +385,10 @@ class Methods:
         event_type = str(params.get("type"))
         payload = params.get("payload")
         payload = payload if isinstance(payload, dict) else {}
-        if context.event is not None:
-            event_id = await self.runtime.emit_child(context.event, event_type, payload)
+        index = params.get("index") or 0
+        if context.events and isinstance(index, int) and 0 <= index < len(context.events):
+            parent = context.events[index]
+            event_id = await self.runtime.emit_child(parent, event_type, payload)
         else:
             options: dict[str, Any] = {"owner": context.owner}
             if context.actor is not None:

@@ -3,7 +3,8 @@
 `MethodProcess` starts `knot.sandbox.method_worker`, loads the script into it, and makes
 requests to it concurrently: one reader task hands each answer to the request waiting for it
 and serves the worker's own requests (`emit`) as they come. A request that runs past its time
-fails at once with WorkerTimeout; the worker is told to cancel it and, if it has not let go
+(which starts over at each `progress` the worker reports for a batch) fails at once with
+WorkerTimeout; the worker is told to cancel it and, if it has not let go
 of it within `grace` seconds (one long C call), the worker is killed. `exited` resolves (with
 how the process ended) when the worker is gone, whoever ended it; every request still waiting
 then fails with WorkerDied.
@@ -41,6 +42,7 @@ class MethodProcess:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._contexts: dict[int, Any] = {}
         self._overdue: dict[int, asyncio.TimerHandle] = {}
+        self._clocks: dict[int, tuple[asyncio.Timeout, float, Callable[[], None] | None]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -78,9 +80,19 @@ class MethodProcess:
         return answer
 
     async def request(
-        self, method: str, params: str, *, timeout: float | None = None, context: Any = None
+        self,
+        method: str,
+        params: str,
+        *,
+        timeout: float | None = None,
+        context: Any = None,
+        on_progress: Callable[[], None] | None = None,
     ) -> Any:
-        """Send `method` with `params` (JSON text of an object) and wait for its answer."""
+        """Send `method` with `params` (JSON text of an object) and wait for its answer.
+
+        `timeout` starts over at each `progress` notification for this request (one call of a
+        batch done), which also calls `on_progress`.
+        """
         if not self.alive:
             raise WorkerDied(self._how())
         self._next_id += 1
@@ -93,7 +105,9 @@ class MethodProcess:
             self.worker.send(
                 f'{{"jsonrpc":"2.0","id":{request_id},"method":"{method}","params":{params}}}'
             )
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as clock:
+                if timeout is not None:
+                    self._clocks[request_id] = (clock, timeout, on_progress)
                 return await future
         except (TimeoutError, asyncio.CancelledError) as exc:
             if request_id in self._pending:  # still running in the worker: ask it to stop
@@ -107,6 +121,7 @@ class MethodProcess:
     def _forget(self, request_id: int) -> None:
         self._pending.pop(request_id, None)
         self._contexts.pop(request_id, None)
+        self._clocks.pop(request_id, None)
         if not self._pending and not self._overdue:
             self._idle.set()
 
@@ -114,6 +129,7 @@ class MethodProcess:
         """Nobody waits for this request any more: cancel it in the worker, with a deadline."""
         self._pending.pop(request_id, None)
         self._contexts.pop(request_id, None)
+        self._clocks.pop(request_id, None)
         if not self.alive:
             return
         loop = asyncio.get_running_loop()
@@ -139,6 +155,8 @@ class MethodProcess:
                         task = asyncio.create_task(self._serve(message))
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
+                    elif message["method"] == "progress":
+                        self._progress(message.get("params"))
                     continue
                 self._answered(message)
         except WorkerDied as exc:
@@ -172,6 +190,16 @@ class MethodProcess:
             )
         else:
             future.set_result(message.get("result"))
+
+    def _progress(self, params: Any) -> None:
+        request_id = params.get("call") if isinstance(params, dict) else None
+        entry = self._clocks.get(request_id)  # type: ignore[arg-type]
+        if entry is None:
+            return
+        clock, timeout, on_progress = entry
+        clock.reschedule(asyncio.get_running_loop().time() + timeout)
+        if on_progress is not None:
+            on_progress()
 
     async def _serve(self, message: JSONObject) -> None:
         params = message.get("params")

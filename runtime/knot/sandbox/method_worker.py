@@ -4,12 +4,16 @@ It speaks newline-delimited JSON-RPC 2.0 with the runtime over stdin/stdout, bot
 
   runtime → worker   load {name, source, filename, timeout}, once: compile the script and run
                      its top level (declaring its methods); call {method, params, event?,
-                     timeout}; ping; notification cancel {id}: call `id` ran out of time
-  worker → runtime   notification ready {pid}, once; request emit {call, type, payload} → {id}
+                     timeout}, or call {method, batch: [{params, event}, ...], timeout} (the
+                     calls of a subscription, in order); ping; notification cancel {id}: call
+                     `id` ran out of time
+  worker → runtime   notification ready {pid}, once; request emit {call, index, type, payload}
+                     → {id}; notification progress {call}: one call of a batch is done
 
 `load` answers {methods: [...], output} (or an error: -32001 with the broken rules as
 `file:line:col` data, -32003 with what the top level raised). `call` answers {ok, result |
-error: {code, message, data}, output?, directives?}: the method's own JSON-RPC outcome.
+error: {code, message, data}, output?, directives?}: the method's own JSON-RPC outcome; a batch
+answers {results: [outcome, ...]}, stopping after the first that failed.
 
 Threads: the main thread reads the pipe; calls run on a fixed set of threads started before
 the rlimits apply (RLIMIT_NPROC = 0 forbids new ones later). A serial method runs one call at a
@@ -31,7 +35,7 @@ import queue
 import sys
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +106,8 @@ class SharedChannel(Channel):
 class _Call:
     id: Any
     method: str
-    params: Any
-    event: JSONObject | None
+    items: list[tuple[Any, JSONObject | None]]  # (params, event) per call; several in a batch
+    batch: bool
     timeout: float
     serial: bool
     state: str = "queued"  # queued → running ⇄ talking → done; or cancelled / cancel_asked
@@ -160,7 +164,11 @@ class Calls:
             try:
                 self._run(call)
             except BaseException:  # a thread must survive whatever a call did
-                self._answer(call, CallOutcome(error=_internal(call, "the call failed")))
+                failed = CallOutcome(error=_internal(call, "the call failed"))
+                if call.batch:
+                    self._answer_batch(call, [failed])
+                else:
+                    self._answer(call, failed)
             self._next(call)
 
     def _run(self, call: _Call) -> None:
@@ -170,38 +178,56 @@ class Calls:
             if not cancelled:
                 call.state, call.thread = "running", me
         if cancelled:
-            self._answer(call, CallOutcome(error=timed_out(self._name(call), call.timeout)))
+            outcome = CallOutcome(error=timed_out(self._name(call), call.timeout))
+            if call.batch:
+                self._answer_batch(call, [outcome])
+            else:
+                self._answer(call, outcome)
             return
+        outcomes: list[CallOutcome] = []
         try:
             try:
-                outcome = self.module.call(
-                    call.method, call.params, call.event, self._emitter(call), timeout=call.timeout
-                )
+                for index, (params, event) in enumerate(call.items):
+                    emit = self._emitter(call, index)
+                    outcome = self.module.call(
+                        call.method, params, event, emit, timeout=call.timeout
+                    )
+                    outcomes.append(outcome)
+                    if outcome.error is not None or index == len(call.items) - 1:
+                        break
+                    # The runtime's clock for this call starts over for the next one.
+                    self._talk(call, lambda: self.channel.notify("progress", {"call": call.id}))
             finally:
                 with self.lock:
                     if call.state == "cancelled":
                         _raise_in(me, None)  # a cancel that came as the method returned
                     call.state = "done"
         except CallCancelled:
-            outcome = CallOutcome(error=timed_out(self._name(call), call.timeout))
-        self._answer(call, outcome)
+            outcomes.append(CallOutcome(error=timed_out(self._name(call), call.timeout)))
+        if call.batch:
+            self._answer_batch(call, outcomes)
+        else:
+            self._answer(call, outcomes[-1])
 
-    def _emitter(self, call: _Call) -> Any:
-        def emit(event_type: str, payload: JSONObject) -> str:
+    def _talk(self, call: _Call, say: Callable[[], Any]) -> Any:
+        """Talk to the runtime from a call's thread: a cancel waits until the pipe is free."""
+        with self.lock:
+            if call.state == "cancelled":  # cancelled just now: stop before the pipe
+                raise CallCancelled()
+            call.state = "talking"
+        try:
+            return say()
+        finally:
             with self.lock:
-                if call.state == "cancelled":  # cancelled just now: stop before the pipe
-                    raise CallCancelled()
-                call.state = "talking"
-            try:
-                answer = self.channel.call(
-                    "emit", {"call": call.id, "type": event_type, "payload": payload}
-                )
-            finally:
-                with self.lock:
-                    asked = call.state == "cancel_asked"
-                    call.state = "cancelled" if asked else "running"
-                if asked:
-                    raise CallCancelled()
+                asked = call.state == "cancel_asked"
+                call.state = "cancelled" if asked else "running"
+            if asked:
+                raise CallCancelled()
+
+    def _emitter(self, call: _Call, index: int) -> Any:
+        def emit(event_type: str, payload: JSONObject) -> str:
+            params = {"call": call.id, "index": index, "type": event_type, "payload": payload}
+            answer = self._talk(call, lambda: self.channel.call("emit", params))
             return str(answer["id"])
 
         return emit
@@ -217,6 +243,20 @@ class Calls:
             failed = CallOutcome(None, _internal(call, problem), outcome.output, [])
             text = _response(call.id, failed.to_dict())
         self.channel.send_text(text)
+
+    def _answer_batch(self, call: _Call, outcomes: list[CallOutcome]) -> None:
+        encoded: list[str] = []
+        for outcome in outcomes:
+            try:
+                encoded.append(_encode(outcome.to_dict()))
+            except Exception as exc:
+                problem = f"its result cannot be sent as JSON ({exc})"
+                failed = CallOutcome(None, _internal(call, problem), outcome.output, [])
+                encoded.append(_encode(failed.to_dict()))
+                break
+        self.channel.send_text(
+            f'{{"jsonrpc":"2.0","id":{_encode(call.id)},"result":{{"results":[{",".join(encoded)}]}}}}\n'
+        )
 
     def _next(self, call: _Call) -> None:
         with self.lock:
@@ -235,9 +275,12 @@ def _internal(call: _Call, problem: str) -> JSONObject:
     return {"code": INTERNAL_ERROR, "message": f"The method {call.method} failed: {problem}."}
 
 
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _response(request_id: Any, result: JSONObject) -> str:
-    message = {"jsonrpc": "2.0", "id": request_id, "result": result}
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n"
+    return _encode({"jsonrpc": "2.0", "id": request_id, "result": result}) + "\n"
 
 
 class MethodWorker:
@@ -264,12 +307,18 @@ class MethodWorker:
             params = message.get("params") or {}
             try:
                 if method == "call":
+                    batch = params.get("batch")
+                    items = (
+                        [(item.get("params"), item.get("event")) for item in batch]
+                        if isinstance(batch, list) and batch
+                        else [(params.get("params"), params.get("event"))]
+                    )
                     self.calls.submit(
                         _Call(
                             request_id,
                             str(params["method"]),
-                            params.get("params"),
-                            params.get("event"),
+                            items,
+                            isinstance(batch, list) and bool(batch),
                             float(params.get("timeout", 30.0)),
                             params["method"] in self.serial,
                         )

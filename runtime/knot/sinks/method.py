@@ -12,13 +12,15 @@ type is not in SINK_TYPES.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
 from .._audit import AuditKind
 from .._events import Event
+from .._exceptions import DeliveryFailed
 from .._sinkspec import SinkSpec
 from ..types import JSONObject
-from .base import DeliveryResult, Sink
+from .base import BatchResult, DeliveryResult, Sink
 from .jsonrpc import JsonRpcSink, default_params
 from .script import OUTPUT_KEPT
 
@@ -36,10 +38,17 @@ class MethodHost(Protocol):
         """Call the sink's method with `params` (JSON text) for `event`; DeliveryFailed if not."""
         ...
 
+    async def deliver_batch(
+        self, sink: MethodSink, events: Sequence[Event], params: Sequence[str]
+    ) -> BatchResult:
+        """The calls for several events in one round trip, in order, up to the first failure."""
+        ...
+
 
 class MethodSink(Sink):
     type: ClassVar[str] = "method"
     failure_kind: ClassVar[AuditKind] = AuditKind.METHOD_FAILED
+    max_batch = 64  # queued events go to the worker in one round trip (retries go one by one)
 
     def __init__(self, spec: SinkSpec, *, methods: MethodHost) -> None:
         super().__init__(spec)
@@ -60,6 +69,25 @@ class MethodSink(Sink):
         result = await self.methods.deliver(self, event, self.params(event))
         self.recent.extend(result.output)
         return result
+
+    async def deliver_batch(self, events: Sequence[Event]) -> BatchResult:
+        params: list[str] = []
+        unformatted = ""  # why the event after the formatted ones could not be formatted
+        for event in events:
+            try:
+                params.append(self.params(event))
+            except DeliveryFailed as exc:
+                unformatted = exc.reason
+                break
+        if not params:
+            return BatchResult([], 0, unformatted)
+        outcome = await self.methods.deliver_batch(self, events[: len(params)], params)
+        for result in outcome.results:
+            if result is not None:
+                self.recent.extend(result.output)
+        if outcome.failed_at is None and unformatted:
+            return BatchResult(outcome.results, len(params), unformatted)
+        return outcome
 
     def status(self) -> JSONObject:
         return {"output": list(self.recent)}
