@@ -167,6 +167,19 @@ async def test_a_script_broken_from_the_start_is_listed_with_its_problem(project
         assert rt.methods.all() == []
 
 
+async def test_a_top_level_that_never_ends_is_stopped_and_refused(project: Path) -> None:
+    write_config(project, SETTINGS.replace("timeout = 5", "timeout = 0.5"))
+    folder = project / "scripts" / "methods"
+    folder.mkdir(parents=True)
+    (folder / "stuck.py").write_text("import knot.methods\nwhile True:\n    pass\n")
+    async with Runtime(project) as rt:
+        (status,) = rt.methods.statuses()
+        assert status["state"] == "broken"
+        assert status["problem"] == (
+            "scripts/methods/stuck.py:1:1: its top level ran longer than 0.5 s (methods.timeout)"
+        )
+
+
 async def test_a_crashed_worker_fails_its_calls_and_restarts_with_an_audit_entry(
     live: Live,
 ) -> None:

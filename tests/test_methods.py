@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from knot import (
+    Actor,
+    ActorKind,
     AuditKind,
     DeliveryStatus,
     MethodFailed,
@@ -252,6 +254,21 @@ async def test_a_json_rpc_sink_can_be_added_through_the_api(rt: Runtime) -> None
     assert formatter.accepts(event)
     assert formatter.params(event) == '{"v":"3","upper":"CUSTOM.DEPLOY.STARTED"}'
     assert rt.methods.formatter("deploys.record") is None  # not a json-rpc sink
+
+
+async def test_testing_a_json_rpc_sink_shows_what_it_renders(rt: Runtime) -> None:
+    event = rt.make_event("deploy.done", {"version": "7"}, space=Space("sp-2", "api"))
+    result = await rt.sink("deploy_params").deliver(event)
+    assert result is not None
+    assert result.detail == '{"space":"api","version":"7"}'
+
+
+async def test_a_direct_call_emits_as_its_caller(rt: Runtime) -> None:
+    alice = Actor("u-1", "alice", ActorKind.USER)
+    answer = await rt.methods.call_name("deploys.whoami", {}, owner="alice", actor=alice)
+    event = await rt.get_event(answer["emitted"])
+    assert event is not None
+    assert (event.owner, event.actor) == ("alice", alice)
 
 
 async def test_bad_json_rpc_sinks_are_refused(rt: Runtime) -> None:
