@@ -258,9 +258,17 @@ async def test_deleting_the_script_stops_its_worker_and_its_subscriptions(live: 
     assert "counter.handle" in rt.registry
     report = await rt.emit_and_wait("app.x", {}, timeout=10)
     assert report.outcomes["counter.handle"].status is DeliveryStatus.DELIVERED
+    in_flight = asyncio.create_task(rt.methods.call("counter", "busy", {"seconds": 4}))
+    await asyncio.sleep(0.2)
     live.path.unlink()
     reload = await live.reloads.named("counter", timeout=10)
     assert reload.status is ReloadStatus.REMOVED
+    with pytest.raises(MethodFailed) as stopped:
+        await in_flight
+    assert str(stopped.value) == (
+        "The worker of method script counter stopped during the call to counter.busy (the "
+        "runtime stopped it)."
+    )
     assert "counter.handle" not in rt.registry
     assert rt.methods.scripts() == []
     await wait_for(lambda: not pid_alive(pid))

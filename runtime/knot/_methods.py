@@ -226,7 +226,7 @@ class Methods:
             )
         except (WorkerTimeout, WorkerDied, RemoteError) as exc:
             script.errors += 1
-            failure = self._transport_failure(info, timeout, exc)
+            failure = self._transport_failure(info, timeout, exc, stopping=worker.closing)
             return BatchResult([None] * done[0], done[0], failure.message)
         results: list[DeliveryResult | None] = []
         for event, outcome in zip(events, answer.get("results") or (), strict=False):
@@ -315,7 +315,7 @@ class Methods:
             answer = await worker.request("call", body, timeout=remaining, context=context)
         except (WorkerTimeout, WorkerDied, RemoteError) as exc:
             script.errors += 1
-            raise self._transport_failure(info, timeout, exc) from None
+            raise self._transport_failure(info, timeout, exc, stopping=worker.closing) from None
         output = tuple(str(line) for line in answer.get("output") or ())
         self._print(info.full_name, event, output)
         if not answer.get("ok"):
@@ -331,7 +331,12 @@ class Methods:
         return CallResult(answer.get("result"), output, directives)
 
     def _transport_failure(
-        self, info: MethodInfo, timeout: float, exc: WorkerTimeout | WorkerDied | RemoteError
+        self,
+        info: MethodInfo,
+        timeout: float,
+        exc: WorkerTimeout | WorkerDied | RemoteError,
+        *,
+        stopping: bool,
     ) -> MethodFailed:
         if isinstance(exc, WorkerTimeout):
             return _failed(
@@ -342,12 +347,16 @@ class Methods:
                 {"reason": "timeout", "timeout": timeout},
             )
         if isinstance(exc, WorkerDied):
+            if stopping:  # the script was removed, or the runtime stops
+                how, then = "the runtime stopped it", ""
+            else:
+                how, then = exc.how, "; it is being restarted"
             return _failed(
                 info,
                 INTERNAL_ERROR,
                 f"The worker of method script {info.script} stopped during the call to "
-                f"{info.full_name} ({exc.how}); it is being restarted.",
-                {"reason": "worker_stopped", "how": exc.how},
+                f"{info.full_name} ({how}){then}.",
+                {"reason": "worker_stopped", "how": how},
             )
         return _failed(info, exc.code, exc.message, exc.data)
 

@@ -110,7 +110,7 @@ class MethodProcess:
                     self._clocks[request_id] = (clock, timeout, on_progress)
                 return await future
         except (TimeoutError, asyncio.CancelledError) as exc:
-            if request_id in self._pending:  # still running in the worker: ask it to stop
+            if request_id in self._pending:  # not answered: still running in the worker
                 self._abandon(request_id)
             if isinstance(exc, TimeoutError):
                 raise WorkerTimeout() from None
@@ -179,7 +179,7 @@ class MethodProcess:
             if not self._pending and not self._overdue:
                 self._idle.set()
             return
-        future = self._pending.get(request_id)
+        future = self._pending.pop(request_id, None)  # answered: nothing left to cancel
         if future is None or future.done():
             return
         error = message.get("error")
@@ -197,6 +197,8 @@ class MethodProcess:
         if entry is None:
             return
         clock, timeout, on_progress = entry
+        if clock.expired():  # too late: the request is failing with WorkerTimeout already
+            return
         clock.reschedule(asyncio.get_running_loop().time() + timeout)
         if on_progress is not None:
             on_progress()
