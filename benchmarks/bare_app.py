@@ -7,19 +7,17 @@ method anywhere. The ratio against it is the cost of everything knot does per re
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 
 import uuid_utils
-import uvicorn
 import uvloop
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from knot.server.app import bind_socket
+from .common import serve_asgi
 
 
 async def post_event(request: Request) -> Response:
@@ -37,20 +35,11 @@ async def post_jsonrpc(request: Request) -> Response:
 
 
 async def main() -> None:
-    app = Starlette(
-        routes=[
-            Route("/event", post_event, methods=["POST"]),
-            Route("/json-rpc", post_jsonrpc, methods=["POST"]),
-        ]
-    )
-    sock = bind_socket("127.0.0.1", 0)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not task.done():
-        await asyncio.sleep(0.01)
-    print(f"ready on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-    await task
+    routes = [
+        Route("/event", post_event, methods=["POST"]),
+        Route("/json-rpc", post_jsonrpc, methods=["POST"]),
+    ]
+    await serve_asgi(Starlette(routes=routes))
 
 
 if __name__ == "__main__":

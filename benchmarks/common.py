@@ -12,12 +12,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "Result",
     "ServerProcess",
     "machine",
     "percentile",
+    "serve_asgi",
 ]
 
 
@@ -124,6 +126,25 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+async def serve_asgi(app: Any) -> None:
+    """Serve a baseline app the way `knot serve` serves ours: uvicorn on a socket bound first,
+    same settings, then `ready on http://127.0.0.1:PORT` for ServerProcess to read."""
+    import asyncio
+
+    import uvicorn
+
+    from knot.server.app import bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    print(f"ready on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    await task
 
 
 def python() -> str:

@@ -6,15 +6,13 @@ how many arrived out of order, `POST /reset` starts over.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import Any
 
-import uvicorn
 import uvloop
 
-from knot.server.app import bind_socket
+from .common import serve_asgi
 
 counts: dict[str, int] = {}
 last: dict[str, int] = {}
@@ -55,14 +53,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def main() -> None:
-    sock = bind_socket("127.0.0.1", 0)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not task.done():
-        await asyncio.sleep(0.01)
-    print(f"ready on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-    await task
+    await serve_asgi(app)
 
 
 if __name__ == "__main__":

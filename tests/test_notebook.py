@@ -266,3 +266,35 @@ def test_kernel_install_failure_is_one_line(
     assert captured.err.startswith("knot: cannot install the kernelspec: ")
     assert captured.err.count("\n") == 1
     assert "Traceback" not in captured.err
+
+
+def test_sky_tour(jupyter_home: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(NOTEBOOKS / "sky.ipynb", work)
+    nb = read_notebook(work / "sky.ipynb")
+    execute(nb, kernel_name="python3", cwd=work)
+
+    assert stream(code_cell(nb, "import knot\n"), "stdout").strip() == "eci: tour-channel"
+    path_form = stream(code_cell(nb, "import httpx, json"), "stdout")
+    assert path_form.startswith("200\n")
+    directives = json.loads(path_form.split("\n", 1)[1])
+    assert directives == [
+        {
+            "type": "directive",
+            "name": "say",
+            "options": {"message": "Hello, Ada!"},
+            "meta": {"rid": "greeter", "eid": "greet-1"},
+        }
+    ]
+    query_form = stream(code_cell(nb, "answer = sky.post("), "stdout").splitlines()
+    assert query_form == ["200 greet-2", "greeter say Hello, Grace!"]
+    statuses = stream(code_cell(nb, "print(sky.get("), "stdout").splitlines()
+    assert statuses[0] == "202"
+    assert statuses[1].startswith("404 ")
+    assert "nope" in statuses[1]
+    assert statuses[2].startswith("400 ")
+    events = result(code_cell(nb, "%knot events"))
+    assert events.count("custom.greeting.hello") == 3
+    assert "Lin" in events
+    assert stream(code_cell(nb, "sky.close()"), "stdout").strip() == "exit code 0"

@@ -26,10 +26,14 @@ def acting_as_header_user(app: ASGIApp) -> ASGIApp:
     """What the users layer does for real: set request.state.caller for a known user."""
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        user = dict(scope.get("headers", [])).get(b"x-test-user")
+        headers = dict(scope.get("headers", []))
+        user = headers.get(b"x-test-user")
         if scope["type"] == "http" and user:
             name = user.decode()
-            scope.setdefault("state", {})["caller"] = Caller(Actor(name, name), owner=name)
+            only_own = headers.get(b"x-test-only-own-sinks") == b"1"
+            scope.setdefault("state", {})["caller"] = Caller(
+                Actor(name, name), owner=name, manage_global_sinks=not only_own
+            )
         await app(scope, receive, send)
 
     return wrapped
@@ -113,6 +117,26 @@ async def test_a_space_belongs_to_the_user_who_creates_it(
         "space.deleted",
     ]
     assert {e.owner for e in alices.events} == {"alice"}
+
+
+async def test_running_commands_needs_the_global_sinks_permission(
+    rt: Runtime, http: httpx.AsyncClient
+) -> None:
+    carol = {"X-Test-User": "carol", "X-Test-Only-Own-Sinks": "1"}
+    for body in (
+        {"name": "c1", "cmd": "sleep 60"},
+        {"name": "c2", "health": "test -f /etc/hostname"},
+    ):
+        r = await http.post("/api/spaces", json=body, headers=carol)
+        assert r.status_code == 403, body
+        assert "Manage Global Event Sinks" in r.json()["error"]
+    assert rt.spaces.list() == []
+    # A record, or an HTTP health check, runs nothing here: allowed.
+    r = await http.post(
+        "/api/spaces", json={"name": "c3", "health": "http://127.0.0.1:9/"}, headers=carol
+    )
+    assert r.status_code == 201, r.text
+    assert [s.name for s in rt.spaces.list()] == ["c3"]
 
 
 @pytest.mark.parametrize(

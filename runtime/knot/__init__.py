@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._audit import AuditEntry, AuditKind
+from ._channels import Channel, ChannelPolicy, Channels
 from ._client import Client
 from ._config import Config, ConfigResult, load_config, parse_config
 from ._delivery import DeliveryStatus, Outcome
@@ -63,6 +64,9 @@ __all__ = [
     "AuditEntry",
     "AuditKind",
     "CallResult",
+    "Channel",
+    "ChannelPolicy",
+    "Channels",
     "Client",
     "Config",
     "ConfigError",

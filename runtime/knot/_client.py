@@ -112,6 +112,31 @@ class Client:
     def sinks(self) -> list[JSONObject]:
         return list(self.request("GET", "/api/sinks")["sinks"])
 
+    # -- Sky channels ----------------------------------------------------------------------
+
+    def channels(self) -> list[JSONObject]:
+        return list(self.request("GET", "/api/channels")["channels"])
+
+    def create_channel(
+        self,
+        *,
+        owner: str | None = None,
+        name: str = "",
+        allow: list[str] | None = None,
+        deny: list[str] | None = None,
+        eci: str | None = None,
+    ) -> JSONObject:
+        body: JSONObject = {"name": name}
+        for key, value in (("owner", owner), ("allow", allow), ("deny", deny), ("eci", eci)):
+            if value is not None:
+                body[key] = value
+        answer: JSONObject = self.request("POST", "/api/channels", json_body=body, expect=(201,))
+        return answer
+
+    def delete_channel(self, eci: str) -> JSONObject:
+        answer: JSONObject = self.request("DELETE", f"/api/channels/{quote(eci, safe='')}")
+        return answer
+
     # -- sinks and users -----------------------------------------------------------------
 
     def sink(self, name: str) -> JSONObject:

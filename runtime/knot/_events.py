@@ -26,7 +26,9 @@ __all__ = [
     "Space",
     "as_custom_type",
     "check_type",
+    "decode_json",
     "encode_payload",
+    "json_kind",
     "new_event_id",
     "now_rfc3339",
 ]
@@ -286,7 +288,7 @@ def encode_payload(
         return {}, "{}"
     if not isinstance(payload, dict):
         raise EventError(
-            f"The payload must be a JSON object, not {_json_kind(payload)}.",
+            f"The payload must be a JSON object, not {json_kind(payload)}.",
             event_type=event_type,
         )
     try:
@@ -311,7 +313,8 @@ def check_event_id(value: object) -> str:
     return value.lower()
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """How a sentence names a JSON value's kind: 'an array', 'a string', 'null'..."""
     if isinstance(value, list):
         return "an array"
     if isinstance(value, str):
@@ -320,4 +323,20 @@ def _json_kind(value: Any) -> str:
         return "a boolean"
     if isinstance(value, int | float):
         return "a number"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
     return f"a {type(value).__name__}"
+
+
+def decode_json(body: bytes, *, what: str = "The request body") -> Any:
+    """Decode UTF-8 JSON (never another encoding json.loads would guess), or EventError why not."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise EventError(f"{what} is not UTF-8 text.") from None
+    except json.JSONDecodeError as exc:
+        raise EventError(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None

@@ -18,7 +18,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+import httpx
+
 from ._audit import AuditEntry, AuditKind
+from ._channels import KV_CHANNELS, Channels
 from ._config import CONFIG_FILE, RESTART_SETTINGS, Config, changed_settings, load_config
 from ._delivery import DeliveryEngine, Outcome, Tracker
 from ._events import (
@@ -96,6 +99,7 @@ class Runtime:
         config: Config | None = None,
         store_path: str | Path | None = None,
         parts: Iterable[RuntimePart] = (),
+        http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.project = Path(project).resolve()
         self._config_arg = config
@@ -107,6 +111,7 @@ class Runtime:
         self._delivery: DeliveryEngine | None = None
         self._registry: SinkRegistry | None = None
         self.router = Router()
+        self.channels = Channels(self)  # Sky event channels (ecis), loaded from the store
         self._listeners: list[Callable[[Event, tuple[str, ...]], None]] = []
         self._outcome_listeners: list[Callable[[Event, Outcome], None]] = []
         self._housekeeping: asyncio.Task[None] | None = None
@@ -114,7 +119,8 @@ class Runtime:
         self._routing_scheduled = False
         self._started = False
         self._stopping = False
-        self.webhook_clients = WebhookClients()  # the HTTP pool all webhook sinks share
+        # The HTTP pool all webhook sinks share; `http_transport` replaces its transport.
+        self.webhook_clients = WebhookClients(transport=http_transport)
         self.methods = Methods(self)  # method scripts: workers, calls, subscriptions
         self.users = UserDirectory(
             config_users=lambda: self.config.users, persist=lambda fn: self.journal.call(fn)
@@ -222,6 +228,8 @@ class Runtime:
             self.router, self._delivery, self, cursors=store.load_cursors(), backlog=store.backlog
         )
         self._journal.start()
+        for problem in self.channels.load(store.kv_all(KV_CHANNELS)):
+            log.error("%s", problem)
         self.users.load(store.kv_all(KV_USERS))
         for spec in self.config.sinks:
             await self._install_at_start(spec)

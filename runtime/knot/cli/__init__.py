@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from .._exceptions import KnotError
-from . import events, kernel, methods, scripts, serve, sinks, spaces, users
+from . import channels, events, kernel, methods, scripts, serve, sinks, spaces, users
 from .common import Formatter, Handler
 
 __all__ = ["build_parser", "main"]
 
 # One line per command group; each module's register() adds its subcommands.
-_GROUPS = (serve, events, sinks, scripts, methods, spaces, users, kernel)
+_GROUPS = (serve, events, sinks, scripts, methods, spaces, channels, users, kernel)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from .._exceptions import KnotError
 from .._runtime import Runtime
-from . import agent, api, jsonrpc, sinks, spaces, users
+from . import agent, api, channels, jsonrpc, sinks, sky, spaces, users
 from .auth import AuthMiddleware
 from .common import error_response
 
@@ -61,13 +61,16 @@ def create_app(
     users lets every request act as the local user).
     """
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
+        # Starlette tries routes in order: the hot ingress paths go first.
+        *sky.routes,
         *agent.routes,
+        *jsonrpc.routes,
+        Route("/healthz", healthz, methods=["GET"]),
         *api.routes,
+        *channels.routes,
         *sinks.routes,
         *users.routes,
         *spaces.routes,
-        *jsonrpc.routes,
         *(extra_routes or []),
     ]
     handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {

@@ -1,7 +1,10 @@
 """/api/spaces: create, list, get, start, stop and delete local spaces, and read their logs.
 
 A space belongs to the user who creates it (`caller(request).owner`); a caller who is a
-registered user sees and changes only their own spaces.
+registered user sees and changes only their own spaces. A space that runs something on this
+machine (a `cmd`, or a command as its health check) runs it as the runtime's own user, so only
+callers with "Manage Global Event Sinks" may create one; anyone may create a record-only space
+or one with an HTTP health check.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from starlette.routing import Route
 
 from .._exceptions import InvalidInput, PermissionDenied
 from .._runtime import Runtime
+from .._spacespec import HealthKind, SpaceSpec
 from ..spaces import Spaces
 from .auth import caller
 from .common import query_int, read_json
@@ -41,11 +45,21 @@ async def create_space(request: Request) -> Response:
     start = body.pop("start", False)
     if not isinstance(start, bool):
         raise InvalidInput("The field 'start' must be true or false.")
-    owner = caller(request).owner
+    who = caller(request)
+    owner = who.owner
     if owner:
         if body.get("owner", owner) != owner:
             raise PermissionDenied("You may only create spaces you own.")
         body["owner"] = owner
+    spec = SpaceSpec.from_dict(body)  # SpaceError (400) listing every problem
+    runs_commands = bool(spec.cmd) or (
+        spec.health is not None and spec.health.kind is HealthKind.COMMAND
+    )
+    if runs_commands and not who.manage_global_sinks:
+        raise PermissionDenied(
+            "Creating a space that runs a command on this machine (cmd, or a command health "
+            "check) needs the Manage Global Event Sinks permission."
+        )
     info = await _spaces(request).create_from(body, start=start)
     return JSONResponse(info.to_dict(), status_code=201)
 
