@@ -370,6 +370,17 @@ def test_the_methods_listing(http: httpx.Client) -> None:
     }
 
 
+def test_a_body_that_is_not_utf8_is_a_parse_error(http: httpx.Client) -> None:
+    body = '{"jsonrpc": "2.0", "method": "spec.get_data", "id": 1}'.encode("utf-16")
+    response = http.post("/json-rpc", content=body)
+    assert response.status_code == 200
+    assert response.json() == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32700, "message": "Parse error"},
+        "id": None,
+    }
+
+
 def test_a_body_over_the_limit_is_413(http: httpx.Client) -> None:
     response = rpc(
         http, '{"jsonrpc": "2.0", "method": "sum", "params": ["' + "x" * (3 << 20) + '"]}'

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .._jsonrpc import dispatch
+from .._jsonrpc import PARSE_ERROR, dispatch, error_response
 from .._runtime import Runtime
 from .auth import caller
 from .common import read_body
@@ -26,7 +26,11 @@ async def post_jsonrpc(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     body = await read_body(request)
     who = caller(request)
-    answer = await dispatch(body, runtime.methods.rpc(owner=who.owner, actor=who.actor))
+    try:
+        text = body.decode("utf-8")  # JSON on the wire is UTF-8; no guessing from a BOM
+    except UnicodeDecodeError:
+        return JSONResponse(error_response(PARSE_ERROR))
+    answer = await dispatch(text, runtime.methods.rpc(owner=who.owner, actor=who.actor))
     if answer is None:
         return Response(status_code=204)
     return JSONResponse(answer)
