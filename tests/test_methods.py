@@ -406,3 +406,29 @@ async def test_concurrent_callers_share_one_worker_and_its_state(rt: Runtime) ->
     )
     assert results == [0] * 20
     assert rt.methods.worker_pid("deploys") == pid
+
+
+def test_plain_python_knot_methods_records_declarations_and_keeps_the_function() -> None:
+    import knot.methods
+
+    @knot.methods.method(events="custom.deploy.*, space.started", mode="concurrent")
+    def record(params: dict[str, int]) -> int:
+        return params["n"] + 1
+
+    @knot.methods.method
+    def count(params: object) -> int:
+        return 0
+
+    assert record({"n": 1}) == 2  # still the function itself
+    declared = getattr(record, "knot_method")  # noqa: B009 - set by the decorator at run time
+    assert (declared.name, declared.events, declared.mode) == (
+        "record",
+        ("custom.deploy.*", "space.started"),
+        "concurrent",
+    )
+    assert getattr(count, "knot_method").name == "count"  # noqa: B009
+    with pytest.raises(ValueError, match="mode must be 'serial' or 'concurrent'"):
+        knot.methods.method(mode="sometimes")(len)
+    error = knot.methods.error(-32602, "nope", {"field": "x"})
+    assert isinstance(error, knot.methods.JSONRPCError)
+    assert error.to_dict() == {"code": -32602, "message": "nope", "data": {"field": "x"}}

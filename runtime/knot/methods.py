@@ -12,7 +12,7 @@ the `knot serve` at KNOT_URL / 127.0.0.1:KNOT_API_PORT).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
 from . import event as _event
 from ._exceptions import InvalidInput
@@ -36,9 +36,28 @@ __all__ = [
 ]
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
 @runtime_checkable
 class MethodCaller(Protocol):
     def call_method(self, method: str, params: Any = None) -> Any: ...
+
+
+@overload
+def method(fn: F) -> F: ...
+
+
+@overload
+def method(
+    fn: None = None,
+    *,
+    events: object = None,
+    event_sinks: object = None,
+    mode: object = DEFAULT_MODE,
+    name: object = None,
+    params: object = None,
+) -> Callable[[F], F]: ...
 
 
 def method(
