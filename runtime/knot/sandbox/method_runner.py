@@ -219,7 +219,9 @@ class MethodModule:
         where = f"{self.filename}:{error.line}" if error.line else self.filename
         detail = f": {error.message}" if error.message else ""
         if error.kind == "memory":
-            message = f"The method {self.name}.{method} ran out of memory ({where})."
+            message = (
+                f"The method {self.name}.{method} ran out of memory ({where}; methods.memory_mb)."
+            )
         elif error.kind == "recursion":
             message = f"The method {self.name}.{method} recursed too deeply ({where})."
         else:
