@@ -19,7 +19,7 @@ from .api import EventContext, build_knot_module
 from .modules import SleepBudget, build_modules, warm_up
 from .policy import PrintCollector, Violation, compile_script, script_globals
 
-__all__ = ["RunOutcome", "ScriptError", "ScriptRunner"]
+__all__ = ["RunOutcome", "ScriptError", "ScriptRunner", "describe_failure"]
 
 EmitFunction = Callable[[str, JSONObject], str]
 
@@ -93,7 +93,7 @@ class ScriptRunner:
         try:
             exec(loaded.code, namespace)
         except BaseException as exc:  # the script's failure is data, whatever it raised
-            error = _describe(exc, loaded.filename)
+            error = describe_failure(exc, loaded.filename)
         finally:
             self.budget.deadline = float("inf")
         directives = self.context.directives
@@ -105,7 +105,8 @@ def _unbound_emit(event_type: str, payload: JSONObject) -> str:
     raise RuntimeError("knot.event.emit() is only available while a script handles an event")
 
 
-def _describe(exc: BaseException, filename: str) -> ScriptError:
+def describe_failure(exc: BaseException, filename: str) -> ScriptError:
+    """What a script raised, as data: its kind, type, message and the script line."""
     line = _script_line(exc.__traceback__, filename)
     if isinstance(exc, MemoryError):
         kind = "memory"
