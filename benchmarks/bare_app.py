@@ -1,7 +1,8 @@
-"""The baseline for the HTTP benchmark: a bare starlette + uvicorn app started like `knot serve`.
+"""The baseline for the HTTP benchmarks: a bare starlette + uvicorn app started like `knot serve`.
 
-It parses the same JSON body and answers the same 202 `{"id": ...}`, but journals and routes
-nothing: the ratio against it is the cost of everything knot does per request.
+`POST /event` parses the same JSON body and answers the same 202 `{"id": ...}`, but journals and
+routes nothing; `POST /json-rpc` echoes a single request's params as its result, calling no
+method anywhere. The ratio against it is the cost of everything knot does per request.
 """
 
 from __future__ import annotations
@@ -26,8 +27,19 @@ async def post_event(request: Request) -> Response:
     return JSONResponse({"id": str(uuid_utils.uuid7())}, status_code=202)
 
 
+async def post_jsonrpc(request: Request) -> Response:
+    body = json.loads(await request.body())
+    if not isinstance(body, dict):
+        return JSONResponse({"jsonrpc": "2.0", "error": {"code": -32600}, "id": None})
+    return JSONResponse({"jsonrpc": "2.0", "result": body.get("params"), "id": body.get("id")})
+
+
 async def main() -> None:
-    await serve_asgi(Starlette(routes=[Route("/event", post_event, methods=["POST"])]))
+    routes = [
+        Route("/event", post_event, methods=["POST"]),
+        Route("/json-rpc", post_jsonrpc, methods=["POST"]),
+    ]
+    await serve_asgi(Starlette(routes=routes))
 
 
 if __name__ == "__main__":

@@ -173,6 +173,58 @@ def test_quickstart_tour(jupyter_home: Path, tmp_path: Path) -> None:
     )
 
 
+def test_methods_tour(jupyter_home: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(NOTEBOOKS / "methods.ipynb", work)
+    nb = read_notebook(work / "methods.ipynb")
+    execute(nb, kernel_name="python3", cwd=work)
+
+    project = work / "methods_tour"
+    assert result(code_cell(nb, "from pathlib import Path")) == (
+        f"embedded runtime on {project} (store {project / '.knot' / 'knot.db'})"
+    )
+    saves = [result(cell) for cell in code_cells(nb, "%%knot method deploys")]
+    assert saves == [
+        "loaded method script deploys (scripts/methods/deploys.py): record, count, summary",
+        "reloaded method script deploys (scripts/methods/deploys.py): record, count, busiest, "
+        "summary",
+        "kept the last good version of method script deploys (scripts/methods/deploys.py): "
+        "scripts/methods/deploys.py:2:8: import of 'os' is not allowed",
+    ]
+    assert result(code_cell(nb, "%knot call deploys.count '{")) == "0"
+    # Three events became three calls to deploys.record, in order, before the summary.
+    assert result(code_cell(nb, "%knot call deploys.summary")) == (
+        "{'deploys': 3, 'by_space': {'web': 2, 'api': 1}}"
+    )
+    assert result(code_cell(nb, "%knot call count")) == "2"
+    shares = result(code_cell(nb, "import knot.methods"))
+    assert shares == "{'web': 0.6666666666666666, 'api': 0.3333333333333333}"
+    sinks = result(code_cell(nb, "%knot sinks")).splitlines()
+    assert sinks[2].split() == [
+        "deploy_params", "json-rpc", "custom.deploy.*", "config", "0", "0", "0", "0"
+    ]  # fmt: skip
+    record = sinks[3].split()
+    counts = ["0", "3", "0", "0"]  # pending, delivered, failed, dropped
+    assert record[:8] == ["deploys.record", "method", "custom.deploy.*", "method", *counts]
+    assert sinks[3].rstrip().endswith("api: deploy #1 of 0.9")  # its last printed line
+    assert stream(code_cell(nb, "%knot call deploys.count '["), "stderr") == (
+        "knot: deploys.count takes 1 params (space); got 2\n"
+    )
+    assert stream(code_cell(nb, "%knot call deploys.nope"), "stderr") == (
+        "knot: There is no method named 'deploys.nope'.\n"
+    )
+    # The reloaded worker started with fresh state: only the event after the reload counted.
+    busiest = code_cells(nb, "%knot call deploys.busiest")
+    assert result(code_cell(nb, '%knot event deploy.finished \'{"space": "api"')) == "'api'"
+    assert [result(cell) for cell in busiest] == ["'api'"]
+    audit = result(code_cell(nb, "%knot audit")).splitlines()
+    assert "Method Script Rejected  deploys" in audit[2]
+    assert (project / "scripts" / "methods" / "deploys.py").read_text() == (
+        "import knot.methods\nimport os\n"
+    )
+
+
 def test_knot_kernelspec_preloads_the_extension(
     jupyter_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

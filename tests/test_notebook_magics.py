@@ -16,6 +16,7 @@ from IPython.utils.capture import capture_output
 
 import knot.event
 import knot.ipython
+import knot.methods
 from knot import SyncRuntime
 from knot._display import DryRunReport, LiveTail, Message, Raised, Table
 
@@ -154,7 +155,7 @@ def test_results_render_as_html_tables_and_plain_text(ip: InteractiveShell) -> N
         ("%knot tail '*.created'", "The pattern '*.created' is not supported"),
         ("%knot frobnicate", "%knot: argument COMMAND: invalid choice: 'frobnicate'"),
         ("%knot project no/such/folder", "The project folder 'no/such/folder' does not exist."),
-        ("%%knot sinks\n{}", "Only %%knot event TYPE (the cell is the payload) and %%knot sink"),
+        ("%%knot sinks\n{}", "Only %%knot event TYPE (the cell is the payload), %%knot sink NAME"),
         ("%%knot event tour.x '{}'\n{}", "on the %%knot line or in the cell, not both"),
     ],
 )
@@ -422,3 +423,73 @@ def test_sink_cell_in_connected_mode_says_where_the_scripts_are(
         "scripts/sinks/greeter.py there and it reloads the sink by itself.\n"
     )
     assert not (served / "scripts").exists()
+
+
+COUNTER = """\
+import knot.methods
+
+counts = {}
+
+@knot.methods.method(events=["custom.tour.*"])
+def seen(params):
+    counts[params["event_type"]] = counts.get(params["event_type"], 0) + 1
+
+@knot.methods.method(params=["kind"])
+def count(params):
+    return counts.get(params["kind"], 0)
+"""
+
+
+def test_method_cell_and_call_in_the_embedded_runtime(
+    ip: InteractiveShell, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = knot_cell(ip, "method counter", COUNTER)
+    assert saved.text == "loaded method script counter (scripts/methods/counter.py): seen, count"
+    assert (project / "scripts" / "methods" / "counter.py").read_text() == COUNTER
+    knot_magic(ip, """event tour.hello '{"name": "Ada"}'""")
+    knot_magic(ip, """event tour.hello '{"name": "Bo"}'""")
+    knot_magic(ip, "wait")
+    # The result is the method's result, as Python: a notebook can compute with it.
+    assert knot_magic(ip, """call counter.count '{"kind": "custom.tour.hello"}'""") == 2
+    assert knot_magic(ip, """call count '["custom.tour.hello"]'""") == 2
+    assert knot.methods.call("counter.count", ["custom.tour.nothing"]) == 0
+    broken = knot_cell(ip, "method counter", COUNTER + "import os\n")
+    assert broken.text == (
+        "kept the last good version of method script counter (scripts/methods/counter.py): "
+        "scripts/methods/counter.py:12:8: import of 'os' is not allowed"
+    )
+    for source in [
+        "%knot call counter.count '[1, 2]'",
+        "%knot call counter.nope",
+        "%knot call counter.count '{'",
+    ]:
+        assert run_cell(ip, source).success
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [
+        "knot: counter.count takes 1 params (kind); got 2",
+        "knot: There is no method named 'counter.nope'.",
+        "knot: The params are not valid JSON: Expecting property name enclosed in double "
+        "quotes at line 1 column 2.",
+    ]
+
+
+def test_call_in_connected_mode_goes_to_the_server(
+    ip: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = tmp_path / "served"
+    (served / "scripts" / "methods").mkdir(parents=True)
+    (served / "scripts" / "methods" / "counter.py").write_text(COUNTER)
+    server = KnotServer(served, quiet=True)
+    try:
+        knot_magic(ip, f"connect {server.url}")
+        knot_magic(ip, "event tour.x '{}'")
+        knot_magic(ip, "wait")
+        assert knot_magic(ip, """call counter.count '{"kind": "custom.tour.x"}'""") == 1
+        assert knot.methods.call("count", {"kind": "custom.tour.x"}) == 1
+        assert run_cell(ip, "%%knot method counter\n" + COUNTER).success
+    finally:
+        server.kill()
+    assert capsys.readouterr().err == (
+        f"knot: The scripts folder belongs to the knot serve at {server.url}: save "
+        "scripts/methods/counter.py there and it reloads the method script by itself.\n"
+    )

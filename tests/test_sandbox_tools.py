@@ -68,17 +68,28 @@ async def test_dry_run_works_inside_a_running_event_loop(tmp_path: Path) -> None
     assert blocking.output == awaited.output == ("total 0 for ",)
 
 
-def test_check_paths_walks_folders_but_not_method_scripts(tmp_path: Path) -> None:
+def test_check_paths_walks_folders_and_checks_method_scripts_by_their_rules(
+    tmp_path: Path,
+) -> None:
     write(tmp_path / "sinks", "ok.py", "# events: *\nx = 1\n")
     write(tmp_path / "sinks", "bad.py", "# events: *\nimport os\n")
-    write(tmp_path / "methods", "m.py", "import knot.methods\n")
+    write(tmp_path / "methods", "mm.py", "import knot.methods\n")  # no header: a method script
+    write(tmp_path / "methods", "worse.py", "import knot.methods\nimport socket\n")
     write(tmp_path / "sinks" / "__pycache__", "junk.py", "garbage(\n")
     report = check_paths([tmp_path, tmp_path / "nope"])
     assert not report.ok
-    assert [load.name for load in report.loads] == ["bad", "ok"]
+    assert [load.name for load in report.loads] == ["mm", "worse", "bad", "ok"]
+    assert [str(p) for p in report.problems] == [
+        f"{tmp_path / 'methods' / 'worse.py'}:2:8: import of 'socket' is not allowed",
+        f"{tmp_path / 'sinks' / 'bad.py'}:2:8: import of 'os' is not allowed",
+    ]
     assert report.missing == (str(tmp_path / "nope"),)
-    assert report.summary() == "1 of 2 scripts broke the sandbox rules (1 problem)."
+    assert report.summary() == "2 of 4 scripts broke the sandbox rules (2 problems)."
     assert check_paths([tmp_path / "sinks" / "ok.py"]).ok
+    assert check_paths([tmp_path / "methods" / "mm.py"]).ok
+    # knot.methods is a method script's module, not a sink script's.
+    write(tmp_path / "sinks", "mm.py", "# events: *\nimport knot.methods\n")
+    assert not check_paths([tmp_path / "sinks" / "mm.py"]).ok
 
 
 def test_scripts_workers_setting_is_validated() -> None:

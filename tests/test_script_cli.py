@@ -35,7 +35,7 @@ def test_check_lists_every_violation_and_exits_1(tmp_path: Path) -> None:
         sinks, "bad.py", "# events: *\nimport json\ndef f():\n    import os\n    eval('1')\n"
     )
     nohead = write(sinks, "nohead.py", "x = 1\n")
-    write(tmp_path / "scripts" / "methods", "worker.py", "import knot.methods\n")  # not a sink
+    write(tmp_path / "scripts" / "methods", "worker.py", "import knot.methods\n")  # a method
     result = knot("check", str(tmp_path / "scripts"))
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
@@ -44,7 +44,7 @@ def test_check_lists_every_violation_and_exits_1(tmp_path: Path) -> None:
         f"{nohead}:1:1: missing '# events:' header: add a comment like "
         "'# events: custom.myapp.*' before the first statement",
     ]
-    assert "2 of 3 scripts broke the sandbox rules (3 problems)." in result.stderr
+    assert "2 of 4 scripts broke the sandbox rules (3 problems)." in result.stderr
 
 
 def test_check_reports_a_missing_path(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from ._exceptions import (
     EventError,
     InvalidInput,
     KnotError,
+    MethodFailed,
     NotFound,
     PatternError,
     PermissionDenied,
@@ -34,6 +35,7 @@ from ._exceptions import (
     TemplateError,
 )
 from ._health import HealthState
+from ._methods import CallResult, MethodInfo, Methods
 from ._patterns import Pattern, parse_patterns
 from ._registry import SinkStatus
 from ._runtime import EmitReport, Runtime
@@ -41,7 +43,16 @@ from ._sinkspec import SinkOrigin, SinkSpec
 from ._spacespec import OnRestart, SpaceInfo, SpaceState
 from ._sync import SyncRuntime
 from ._templates import Template
-from .sinks import DeliveryResult, Directive, RecordingSink, ScriptSink, Sink, WebhookSink
+from .sinks import (
+    DeliveryResult,
+    Directive,
+    JsonRpcSink,
+    MethodSink,
+    RecordingSink,
+    ScriptSink,
+    Sink,
+    WebhookSink,
+)
 from .spaces import Spaces
 
 if TYPE_CHECKING:
@@ -52,6 +63,7 @@ __all__ = [
     "ActorKind",
     "AuditEntry",
     "AuditKind",
+    "CallResult",
     "Channel",
     "ChannelPolicy",
     "Channels",
@@ -69,7 +81,12 @@ __all__ = [
     "EventError",
     "HealthState",
     "InvalidInput",
+    "JsonRpcSink",
     "KnotError",
+    "MethodFailed",
+    "MethodInfo",
+    "MethodSink",
+    "Methods",
     "NotFound",
     "OnRestart",
     "Outcome",

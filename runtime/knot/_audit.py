@@ -22,6 +22,8 @@ class AuditKind(Enum):
     SINK_REMOVED = "Event Sink Removed"
     CONFIG_REJECTED = "Configuration Rejected"
     WORKER_RESTARTED = "Method Worker Restarted"
+    METHOD_FAILED = "Event Sink Method Failed"
+    METHOD_REJECTED = "Method Script Rejected"
     SECURITY = "Access Denied"
 
 

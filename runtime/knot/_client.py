@@ -16,6 +16,7 @@ from ._exceptions import (
     Conflict,
     InvalidInput,
     KnotError,
+    MethodFailed,
     NotFound,
     PermissionDenied,
     RuntimeClosed,
@@ -180,6 +181,38 @@ class Client:
 
     def whoami(self) -> JSONObject:
         return dict(self.request("GET", "/api/whoami"))
+
+    # -- methods -------------------------------------------------------------------------
+
+    def call(self, method: str, params: Any = None) -> Any:
+        """Call a method script's method (`POST /json-rpc`) and return its result.
+
+        A JSON-RPC error answer raises NotFound (-32601) or MethodFailed (with .code, .data).
+        """
+        body: JSONObject = {"jsonrpc": "2.0", "method": method, "id": 1}
+        if params is not None:
+            body["params"] = params
+        answer = self.request("POST", "/json-rpc", json_body=body, expect=(200,))
+        if not isinstance(answer, dict):
+            raise KnotError(f"The runtime at {self.url} answered the call with {answer!r}.")
+        error = answer.get("error")
+        if isinstance(error, dict):
+            code = int(error.get("code", -32603))
+            data = error.get("data")
+            message = str(error.get("message") or "The call failed.")
+            if code == -32601:
+                detail = data.get("detail") if isinstance(data, dict) else None
+                raise NotFound(str(detail or f"There is no method named {method!r}."), what=method)
+            raise MethodFailed(message, method=method, code=code, data=data)
+        return answer.get("result")
+
+    def call_method(self, method: str, params: Any = None) -> Any:
+        """`knot.methods.call` through this client (same as `call`)."""
+        return self.call(method, params)
+
+    def methods(self) -> JSONObject:
+        """The methods and method scripts of the runtime (`GET /api/methods`)."""
+        return dict(self.request("GET", "/api/methods"))
 
     # -- spaces --------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ __all__ = [
     "Config",
     "ConfigResult",
     "DeliverySettings",
+    "MethodSettings",
     "ScriptSettings",
     "ServerSettings",
     "SpaceSettings",
@@ -69,6 +70,14 @@ class ScriptSettings:
 
 
 @dataclass(frozen=True)
+class MethodSettings:
+    timeout: float = 30.0  # seconds per call (and for a method script's top-level code)
+    memory_mb: int = 256  # per method-script worker
+    threads: int = 8  # calls one worker runs at once (concurrent methods; serial: one each)
+    restart_backoff: tuple[float, ...] = (0.1, 1.0, 5.0, 30.0)  # between restarts of a worker
+
+
+@dataclass(frozen=True)
 class SpaceSettings:
     stop_grace: float = 5.0  # seconds between SIGTERM and SIGKILL when a space stops
 
@@ -81,6 +90,7 @@ class Config:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     scripts: ScriptSettings = field(default_factory=ScriptSettings)
     spaces: SpaceSettings = field(default_factory=SpaceSettings)
+    methods: MethodSettings = field(default_factory=MethodSettings)
     sinks: tuple[SinkSpec, ...] = ()
     users: tuple[User, ...] = ()  # [users.NAME]; more can be added to the store at run time
     extra: Mapping[str, Any] = field(default_factory=dict)  # tables later issues own
@@ -228,9 +238,18 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
         {"dir": _string, "timeout": _number(0.001), "memory_mb": _int(16), "workers": _int(0)},
     ),
     "spaces": (SpaceSettings, {"stop_grace": _number(0)}),
+    "methods": (
+        MethodSettings,
+        {
+            "timeout": _number(0.001),
+            "memory_mb": _int(16),
+            "threads": _int(1),
+            "restart_backoff": _backoff,
+        },
+    ),
 }
 _TOP_LEVEL = {"zone", "sinks", "users", *_SECTIONS}
-_EXTRA_TABLES = {"methods", "sky"}  # owned by later parts; passed through
+_EXTRA_TABLES = {"sky"}  # owned by later parts; passed through
 
 
 def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
@@ -273,7 +292,7 @@ def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
             if problem is not None:
                 errors.append(f"{where(section, key)} {problem}, not {value!r}.")
                 continue
-            if key == "backoff":
+            if key in ("backoff", "restart_backoff"):
                 value = tuple(float(x) for x in value) if isinstance(value, list) else (value,)
             values[key] = value
         kwargs[section] = model(**values)

@@ -13,6 +13,7 @@
     ├── Conflict                      the name is taken, or the thing is defined elsewhere (.what)
     ├── DeliveryFailed                one failed delivery attempt (.sink, .event, .reason)
     │   └── ScriptFailed              a script raised, hit a limit or broke a rule (.script)
+    ├── MethodFailed                  a method call ended in a JSON-RPC error (.method, .code)
     ├── StoreError                    the SQLite store cannot be opened or written (.path)
     │   └── StoreLocked               another runtime holds the store (go through its API)
     ├── RuntimeUnavailable            no runtime answers at the address a client used (.url)
@@ -33,6 +34,7 @@ __all__ = [
     "EventError",
     "InvalidInput",
     "KnotError",
+    "MethodFailed",
     "NotFound",
     "PatternError",
     "PermissionDenied",
@@ -134,6 +136,22 @@ class ScriptFailed(DeliveryFailed):
     def __init__(self, reason: str, *, script: str = "", sink: str = "", event: str = "") -> None:
         super().__init__(reason, sink=sink, event=event)
         self.script = script
+
+
+class MethodFailed(KnotError):
+    """A method call ended in a JSON-RPC error: the method raised, timed out, or its worker died.
+
+    `code` is the JSON-RPC error code (-32602 invalid params, -32603 internal: timeout or a dead
+    worker, -32000 the method raised, or the code a method chose), `data` its structured detail.
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", code: int = -32000, data: object = None
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.code = code
+        self.data = data
 
 
 class StoreError(KnotError):

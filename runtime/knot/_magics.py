@@ -27,6 +27,7 @@ from ._events import as_custom_type
 from ._exceptions import InvalidInput, KnotError
 from ._patterns import Pattern
 from .cli.common import parse_json_object
+from .cli.methods import parse_params
 from .sandbox.tools import dry_run
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         '  %knot event myapp.deployed \'{"version": "1.2"}\'\n'
         "  %knot events 'custom.myapp.*' -n 5\n"
-        "  %knot tail 'custom.*'\n",
+        "  %knot tail 'custom.*'\n"
+        '  %knot call deploys.count \'{"space": "web"}\'\n',
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
@@ -121,6 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="the sink's name (the file name without .py)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p = command(
+        "method",
+        _method,
+        "As %%%%knot method NAME: save the cell as scripts/methods/NAME.py and wait for it.",
+        "As %%knot method NAME: save the cell as the embedded runtime's "
+        "scripts/methods/NAME.py and wait until its worker runs it (or it says why not).",
+    )
+    p.add_argument("name", help="the method script's name (the file name without .py)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p = command(
+        "call",
+        _call,
+        "Call a method of a method script; the result is the method's result (JSON as Python).",
+    )
+    p.add_argument("method", help="script.method, or a method name only one script declares")
+    p.add_argument("params", nargs="?", default=None, help="JSON object or array (default none)")
     return parser
 
 
@@ -192,7 +210,20 @@ def _sink(session: KnotSession, args: argparse.Namespace, cell: str | None) -> o
     return Message(reload.message)
 
 
-_TAKE_A_CELL = (_event, _sink)
+def _method(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    if cell is None:
+        raise InvalidInput("Use %%knot method NAME as a cell magic: the cell is the script.")
+    reload = session.backend.save_method(args.name, cell, timeout=args.timeout)
+    if reload is None:
+        return Message(f"method script {args.name} unchanged: the runtime already runs this text")
+    return Message(reload.message)
+
+
+def _call(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    return session.backend.call(args.method, parse_params(args.params))
+
+
+_TAKE_A_CELL = (_event, _sink, _method)
 
 
 @magics_class
@@ -221,8 +252,8 @@ class KnotMagics(Magics):
                 return None
             if cell is not None and handler not in _TAKE_A_CELL:
                 raise InvalidInput(
-                    "Only %%knot event TYPE (the cell is the payload) and %%knot sink NAME (the "
-                    "cell is the script) take a cell."
+                    "Only %%knot event TYPE (the cell is the payload), %%knot sink NAME and "
+                    "%%knot method NAME (the cell is the script) take a cell."
                 )
             return handler(self.session, args, cell)
         except _HelpShown:

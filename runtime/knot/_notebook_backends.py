@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._client import Client
 from ._config import ScriptSettings, load_config
@@ -50,6 +50,10 @@ class Backend(Protocol):
     def follow(self, pattern: Pattern) -> Feed: ...
 
     def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None: ...
+
+    def save_method(self, name: str, source: str, *, timeout: float) -> Reload | None: ...
+
+    def call(self, method: str, params: Any = None) -> Any: ...
 
     def script_settings(self) -> ScriptSettings: ...
 
@@ -93,13 +97,23 @@ class EmbeddedBackend:
 
     def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None:
         """Save `scripts/sinks/NAME.py` and wait for the reloader to apply it (None: unchanged)."""
+        return self._save("sinks", name, source, timeout=timeout)
+
+    def save_method(self, name: str, source: str, *, timeout: float) -> Reload | None:
+        """Save `scripts/methods/NAME.py` and wait until its worker runs it (None: unchanged)."""
+        return self._save("methods", name, source, timeout=timeout)
+
+    def call(self, method: str, params: Any = None) -> Any:
+        return self.sync.call(self.sync.runtime.methods.call_name(method, params))
+
+    def _save(self, folder: str, name: str, source: str, *, timeout: float) -> Reload | None:
         if (problem := check_sink_name(name)) is not None:
             raise SinkError(problem, sink=name)
         runtime = self.sync.runtime
         reloader = next((p for p in runtime.parts if isinstance(p, Reloader)), None)
         if reloader is None:
             raise InvalidInput("This runtime does not watch its scripts folder.")
-        path = runtime.resolve(runtime.config.scripts.dir) / "sinks" / f"{name}.py"
+        path = runtime.resolve(runtime.config.scripts.dir) / folder / f"{name}.py"
         if path.is_file() and path.read_text(encoding="utf-8") == source:
             return None  # the reloader compares contents: it would not report anything
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,6 +224,15 @@ class ConnectedBackend:
             f"The scripts folder belongs to the knot serve at {self.url}: save "
             f"scripts/sinks/{name}.py there and it reloads the sink by itself."
         )
+
+    def save_method(self, name: str, source: str, *, timeout: float) -> Reload | None:
+        raise InvalidInput(
+            f"The scripts folder belongs to the knot serve at {self.url}: save "
+            f"scripts/methods/{name}.py there and it reloads the method script by itself."
+        )
+
+    def call(self, method: str, params: Any = None) -> Any:
+        return self.client.call(method, params)
 
     def script_settings(self) -> ScriptSettings:
         return load_config(Path.cwd()).raise_for_errors().scripts

@@ -125,7 +125,7 @@ class SinkRegistry:
         worker = delivery.attach(sink, cursor=cursor)
         self._specs[spec.name] = spec
         self._problems.pop(spec.name, None)
-        if spec.active:
+        if spec.active and sink.routed:
             self._router.set(spec.name, spec.events, owner=spec.owner)
         else:
             self._router.discard(spec.name)
@@ -220,4 +220,5 @@ def _where(spec: SinkSpec) -> str:
         SinkOrigin.CONFIG: "a [[sinks]] table in knot.toml",
         SinkOrigin.API: "created through the API",
         SinkOrigin.BUILTIN: "created in-process",
+        SinkOrigin.METHOD: "a subscribed method in scripts/methods/",
     }[spec.origin]

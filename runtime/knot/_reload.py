@@ -8,7 +8,7 @@ Two steps, kept apart (like matching and handling in a router):
    in many ways (write in place, temp file + rename, vim's backup dance); comparing contents
    instead of trusting the kind of notification makes them all the same case.
 2. applying — the Reloader, a RuntimePart, runs the steps through the loader of each folder
-   (`scripts/sinks/` → script sinks; issue 5 adds `scripts/methods/`) and through
+   (`scripts/sinks/` → script sinks, `scripts/methods/` → method scripts) and through
    `Runtime.apply_config` for knot.toml, logging one line per reload.
 
 Two watchers run: the project folder, not recursively (knot.toml, and the scripts folder coming
@@ -77,7 +77,7 @@ class Reload:
 
     status: ReloadStatus
     kind: str  # "sinks", "config", ...
-    name: str  # the sink (or later, method script) name; "knot.toml" for the settings
+    name: str  # the sink or method script name; "knot.toml" for the settings
     path: Path
     message: str  # the log line
     problems: tuple[str, ...] = ()

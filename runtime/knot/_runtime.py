@@ -39,6 +39,8 @@ from ._events import (
 )
 from ._exceptions import EventError, RuntimeClosed
 from ._journal import Journal
+from ._method_scripts import MethodScripts
+from ._methods import Methods
 from ._patterns import Pattern
 from ._registry import SinkRegistry, SinkStatus
 from ._reload import Reloader
@@ -119,6 +121,7 @@ class Runtime:
         self._stopping = False
         # The HTTP pool all webhook sinks share; `http_transport` replaces its transport.
         self.webhook_clients = WebhookClients(transport=http_transport)
+        self.methods = Methods(self)  # method scripts: workers, calls, subscriptions
         self.users = UserDirectory(
             config_users=lambda: self.config.users, persist=lambda fn: self.journal.call(fn)
         )
@@ -126,7 +129,10 @@ class Runtime:
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
         # Script sinks first: system events raised while spaces come back reach them.
-        return [Reloader(folders={"sinks": ScriptSinks()}), SpacesPart()]
+        return [
+            Reloader(folders={"sinks": ScriptSinks(), "methods": MethodScripts()}),
+            SpacesPart(),
+        ]
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -264,6 +270,7 @@ class Runtime:
                 await self._housekeeping
         if self._delivery is not None:
             await self._delivery.close()
+        await self.methods.close()
         await self.webhook_clients.close()
         if self._journal is not None:
             await self._journal.close()

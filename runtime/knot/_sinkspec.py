@@ -29,6 +29,7 @@ class SinkOrigin(StrEnum):
     CONFIG = "config"  # [[sinks]] in knot.toml, owned by the config watcher
     API = "api"  # created at run time, persisted in the store
     BUILTIN = "builtin"  # created in-process (tests, notebooks)
+    METHOD = "method"  # a method with `events` in scripts/methods/, named SCRIPT.METHOD
 
 
 def masked_url(url: str) -> str:

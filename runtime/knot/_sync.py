@@ -131,5 +131,9 @@ class SyncRuntime:
     def remove_sink(self, name: str) -> SinkSpec:
         return self.call(self.runtime.remove_sink(name))
 
+    def call_method(self, method: str, params: Any = None) -> Any:
+        """Call a method script's method (`script.method` or an unambiguous `method`)."""
+        return self.call(self.runtime.methods.call_name(method, params))
+
     def wait_idle(self, timeout: float = 30.0) -> None:
         self.call(self.runtime.wait_idle(timeout))

@@ -13,7 +13,7 @@ import atexit
 import contextlib
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import event as knot_event
 from ._config import ScriptSettings, load_config
@@ -86,6 +86,10 @@ class KnotSession:
     def emit(self, event_type: str, payload: JSONObject | None = None) -> str:
         """`knot.event.emit` in this kernel lands here."""
         return self.backend.emit(event_type, payload)
+
+    def call_method(self, method: str, params: Any = None) -> Any:
+        """`knot.methods.call` in this kernel lands here."""
+        return self.backend.call(method, params)
 
     def add_tail(self, tail: LiveTail) -> None:
         with self._lock:

@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from .._exceptions import KnotError
-from . import channels, events, kernel, scripts, serve, sinks, spaces, users
+from . import channels, events, kernel, methods, scripts, serve, sinks, spaces, users
 from .common import Formatter, Handler, Parser, choose_action, printable
 
 __all__ = ["build_parser", "main"]
 
 # One line per command group; each module's register() adds its subcommands.
-_GROUPS = (serve, events, sinks, scripts, spaces, channels, users, kernel)
+_GROUPS = (serve, events, sinks, scripts, methods, spaces, channels, users, kernel)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  knot audit                          what was dropped or given up, and why\n"
             "  knot check scripts/                 check sink scripts against the sandbox rules\n"
             "  knot run scripts/sinks/x.py --event myapp.deployed   dry-run a sink script\n"
+            '  knot call deploys.count \'{"space": "web"}\'   call a method script\'s method\n'
             "  knot space create web --cmd CMD --start   run a local space\n"
             "  knot sinks add hook --events 'custom.*' --url URL   a webhook sink\n"
             "  knot user add alice                 a user; prints the bearer token once\n\n"

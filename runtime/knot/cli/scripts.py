@@ -1,4 +1,4 @@
-"""`knot check` and `knot run`: sink scripts checked and tried without a runtime."""
+"""`knot check` and `knot run`: scripts checked, and sink scripts tried, without a runtime."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ def register(sub: Subparsers) -> None:
         sub,
         "check",
         _check,
-        "Check sink scripts against the sandbox rules (nothing runs); exit 1 on any violation.",
+        "Check scripts against the sandbox rules (nothing runs); exit 1 on any violation. "
+        "Scripts in a methods/ folder are checked as method scripts.",
         "  knot check scripts/sinks/deploy_notify.py\n"
-        "  knot check scripts/                  every *.py below, except methods/\n",
+        "  knot check scripts/                  every *.py below, sinks and methods\n",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="script files or folders")
 

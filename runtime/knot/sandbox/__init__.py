@@ -7,8 +7,13 @@
     worker.py    the worker process: rlimits + JSON-RPC over stdin/stdout
     process.py   the parent's side of one worker: requests, deadlines, SIGKILL
     pool.py      workers shared by a runtime's script sinks
-    loader.py    a sink script's header and name, checked: `load_script`
+    loader.py    a sink script's header and name, checked: `load_script` (and method scripts')
     tools.py     `check_paths` and `dry_run`, behind `knot check` and `knot run`
+
+    method_api.py      `knot.methods` and Scriptling's `runtime.jsonrpc` as method scripts see them
+    method_runner.py   one method script in its worker: loaded once, called on threads
+    method_worker.py   the method-script worker process: threads, serial/concurrent, cancel
+    method_process.py  the parent's side of one method worker: concurrent requests, deadlines
 
 Exports resolve lazily: a worker process imports only what it runs, not the whole runtime.
 """

@@ -1,20 +1,23 @@
 """`knot.event` as sink scripts see it: the event being handled, `emit` and `directive`.
 
 The module is built once per worker; `EventContext` is pointed at each event before the
-script runs. Accessors return plain JSON values (dicts, lists, strings), never runtime objects,
-so nothing a script gets from here leads back into the worker.
+script runs. Method scripts run several calls at once on threads of one worker: their
+`ThreadEventContext` keeps one binding per thread. Accessors return plain JSON values (dicts,
+lists, strings), never runtime objects, so nothing a script gets from here leads back into the
+worker.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from ..types import JSONObject
 
-__all__ = ["EventContext", "build_knot_module"]
+__all__ = ["EventBinding", "EventContext", "ThreadEventContext", "build_knot_module"]
 
 EmitFunction = Callable[[str, JSONObject], str]
 
@@ -39,11 +42,31 @@ class EventContext:
         self.directives = []
 
 
+class ThreadEventContext(threading.local):
+    """An EventContext per thread: each method call sees its own event, emit and directives."""
+
+    def __init__(self) -> None:
+        self.event: JSONObject = {}
+        self.emit: EmitFunction = _no_emit
+        self.directives: list[JSONObject] = []
+
+    def bind(self, event: JSONObject, emit: EmitFunction) -> None:
+        self.event = event
+        self.emit = emit
+        self.directives = []
+
+
+class EventBinding(Protocol):
+    event: JSONObject
+    emit: EmitFunction
+    directives: list[JSONObject]
+
+
 def _empty_space() -> JSONObject:
     return {"id": "", "name": "", "urls": []}
 
 
-def build_knot_module(ctx: EventContext) -> ModuleType:
+def build_knot_module(ctx: EventBinding) -> ModuleType:
     """The `knot` package for scripts, with `knot.event` bound to `ctx`."""
 
     def data() -> JSONObject:

@@ -1,4 +1,4 @@
-"""Loading a sink script: its header, its name, and a sandbox compile, as data.
+"""Loading a script: a sink script's header and name, and a sandbox compile, as data.
 
 A sink script is `scripts/sinks/<name>.py`. Before its first statement it carries a header:
 
@@ -7,7 +7,8 @@ A sink script is `scripts/sinks/<name>.py`. Before its first statement it carrie
 
 `load_script` never raises for bad input: a missing or bad header, a file name that is not a
 sink name, or a broken sandbox rule all come back as `ScriptProblem`s (`file:line:col: rule`)
-for that file alone.
+for that file alone. Method scripts (`scripts/methods/<name>.py`) have no header and their own
+modules (`knot.methods`): `method_script_problems` checks them before anything runs.
 """
 
 from __future__ import annotations
@@ -20,9 +21,17 @@ from pathlib import Path
 from .._exceptions import PatternError
 from .._patterns import Pattern
 from .._sinkspec import SinkOrigin, SinkSpec, check_sink_name
-from .policy import check_source
+from .policy import METHOD_SCRIPTS, check_source
 
-__all__ = ["ScriptHeader", "ScriptLoad", "ScriptProblem", "load_script", "parse_header"]
+__all__ = [
+    "ScriptHeader",
+    "ScriptLoad",
+    "ScriptProblem",
+    "load_method_script",
+    "load_script",
+    "method_script_problems",
+    "parse_header",
+]
 
 _HEADER_LINE = re.compile(r"\s*#\s*([A-Za-z][A-Za-z_-]*)\s*:(.*)")
 _HEADER_KEYS = ("events", "description")
@@ -44,13 +53,14 @@ class ScriptLoad:
     """The result of loading one script: a spec to install, or the problems that stop it."""
 
     path: Path
-    spec: SinkSpec | None
+    spec: SinkSpec | None  # None for a method script (its methods are known once it runs)
     problems: tuple[ScriptProblem, ...] = ()
     warnings: tuple[str, ...] = ()
+    method: bool = False  # a method script
 
     @property
     def ok(self) -> bool:
-        return self.spec is not None and not self.problems
+        return (self.spec is not None or self.method) and not self.problems
 
     @property
     def name(self) -> str:
@@ -131,6 +141,46 @@ def _parse_events(text: str, first_col: int) -> tuple[tuple[Pattern, ...], list[
         except PatternError as exc:
             problems.append((col, exc.message.rstrip(".")))
     return tuple(patterns), problems
+
+
+def _read(path: Path) -> tuple[str | None, ScriptProblem | None]:
+    try:
+        return path.read_text(encoding="utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, ScriptProblem(str(path), 1, 1, f"not UTF-8 text: {exc}")
+    except OSError as exc:
+        return None, ScriptProblem(str(path), 1, 1, f"cannot be read: {exc.strerror or exc}")
+
+
+def method_script_problems(source: str, shown: str) -> tuple[ScriptProblem, ...]:
+    """What is wrong with a method script before it runs: its file name and the sandbox rules."""
+    problems: list[ScriptProblem] = []
+    name = Path(shown).stem
+    if check_sink_name(name) is not None:
+        problems.append(
+            ScriptProblem(
+                shown,
+                1,
+                1,
+                f"the file name {name!r} is not a valid method script name: it must start "
+                "with a letter and have 2 to 64 letters, digits or underscores",
+            )
+        )
+    problems.extend(
+        ScriptProblem(shown, v.line, v.col, v.rule)
+        for v in check_source(source, shown, kind=METHOD_SCRIPTS)
+    )
+    return tuple(problems)
+
+
+def load_method_script(path: Path) -> ScriptLoad:
+    """Read and check a method script (nothing runs); never raises."""
+    path = Path(path)
+    source, problem = _read(path)
+    if source is None:
+        assert problem is not None
+        return ScriptLoad(path, None, (problem,), method=True)
+    return ScriptLoad(path, None, method_script_problems(source, str(path)), method=True)
 
 
 def load_script(path: Path, *, source: str | None = None) -> ScriptLoad:

@@ -56,6 +56,8 @@ def _public(source: ModuleType) -> list[str]:
 class SleepBudget:
     """`time.sleep` for scripts: a sleep that would outlast the run's deadline fails at once."""
 
+    setting = "scripts.timeout"  # the limit a refused sleep names
+
     def __init__(self) -> None:
         self.deadline = float("inf")
 
@@ -66,7 +68,7 @@ class SleepBudget:
             raise ValueError("sleep length must be non-negative")
         if time.monotonic() + seconds > self.deadline:
             raise RuntimeError(
-                f"time.sleep({seconds}) would run past the script's time limit (scripts.timeout)"
+                f"time.sleep({seconds}) would run past the script's time limit ({self.setting})"
             )
         time.sleep(seconds)
 

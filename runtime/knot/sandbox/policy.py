@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import builtins
 import operator
+import sys
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -35,7 +36,11 @@ from RestrictedPython.transformer import INSPECT_ATTRIBUTES, RestrictingNodeTran
 
 __all__ = [
     "ALLOWED_MODULES",
+    "METHOD_MODULES",
+    "METHOD_SCRIPTS",
+    "SINK_SCRIPTS",
     "CompiledScript",
+    "ScriptKind",
     "Violation",
     "check_source",
     "compile_script",
@@ -65,6 +70,21 @@ ALLOWED_MODULES = frozenset(
         "uuid",
     }
 )
+
+METHOD_MODULES = ALLOWED_MODULES | {"knot.methods", "scriptling", "scriptling.runtime"}
+"""Method scripts also declare methods: `knot.methods`, and Scriptling's `runtime.jsonrpc`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptKind:
+    """Which scripts a compile is for: the modules they may import, and how to name them."""
+
+    modules: frozenset[str]
+    noun: str  # "sink scripts", for messages
+
+
+SINK_SCRIPTS = ScriptKind(ALLOWED_MODULES, "sink scripts")
+METHOD_SCRIPTS = ScriptKind(frozenset(METHOD_MODULES), "method scripts")
 
 # Builtins a script might reach for that the sandbox does not have, and why; refused at load
 # time so the author learns it before the first event, not from a NameError in the log.
@@ -106,6 +126,7 @@ class ScriptPolicy(RestrictingNodeTransformer):
     """RestrictedPython's transformer plus the rules of knot scripts, with columns."""
 
     bound_names: ClassVar[frozenset[str]] = frozenset()
+    kind: ClassVar[ScriptKind] = SINK_SCRIPTS
 
     def error(self, node: ast.AST, info: str) -> None:
         line = getattr(node, "lineno", 0) or 0
@@ -126,14 +147,15 @@ class ScriptPolicy(RestrictingNodeTransformer):
             self.error(node, "relative imports are not allowed")
         elif node.module is not None:
             self._check_module(node, node.module)
-            if node.module == "knot":
+            if node.module in ("knot", "scriptling"):
                 for alias in node.names:
-                    if alias.name != "event":
-                        self.error(alias, f"'knot.{alias.name}' is not available to sink scripts")
+                    full = f"{node.module}.{alias.name}"
+                    if full not in self.kind.modules:
+                        self.error(alias, f"'{full}' is not available to {self.kind.noun}")
         return super().visit_ImportFrom(node)
 
     def _check_module(self, node: ast.AST, name: str) -> None:
-        if name not in ALLOWED_MODULES:
+        if name not in self.kind.modules:
             self.error(node, f"import of {name!r} is not allowed")
 
     def visit_Name(self, node: ast.Name) -> Any:
@@ -180,8 +202,27 @@ class CompiledScript:
         return self.code is not None
 
 
-def compile_script(source: str, filename: str) -> CompiledScript:
-    """Parse, check and compile a script; never raises for bad input."""
+def compile_script(
+    source: str, filename: str, *, kind: ScriptKind = SINK_SCRIPTS
+) -> CompiledScript:
+    """Parse, check and compile a script; never raises for bad input.
+
+    Compiling recurses once per nesting level of the script, so it runs under at least
+    CPython's default recursion limit, also inside a sandbox worker (whose own limit, for the
+    scripts it runs, is much lower): a script `knot check` and the runtime accept compiles in
+    every worker too.
+    """
+    limit = sys.getrecursionlimit()
+    if limit < COMPILE_RECURSION_LIMIT:
+        sys.setrecursionlimit(COMPILE_RECURSION_LIMIT)
+    try:
+        return _compile(source, filename, kind)
+    finally:
+        if limit < COMPILE_RECURSION_LIMIT:
+            sys.setrecursionlimit(limit)
+
+
+def _compile(source: str, filename: str, kind: ScriptKind) -> CompiledScript:
     try:
         tree = ast.parse(source, filename, "exec")
     except SyntaxError as exc:
@@ -190,7 +231,9 @@ def compile_script(source: str, filename: str) -> CompiledScript:
         return CompiledScript(None, (Violation(1, 1, f"the script cannot be parsed: {exc}"),))
     except (RecursionError, MemoryError):
         return CompiledScript(None, (_TOO_DEEP,))
-    policy = type("BoundScriptPolicy", (ScriptPolicy,), {"bound_names": _bound_names(tree)})
+    policy = type(
+        "BoundScriptPolicy", (ScriptPolicy,), {"bound_names": _bound_names(tree), "kind": kind}
+    )
     try:
         result = compile_restricted_exec(tree, filename, policy=policy)
     except SyntaxError as exc:  # raised by compile() itself: `return` outside a function, ...
@@ -209,6 +252,7 @@ def compile_script(source: str, filename: str) -> CompiledScript:
     return CompiledScript(result.code, ())
 
 
+COMPILE_RECURSION_LIMIT = 1000  # CPython's default
 _TOO_DEEP = Violation(
     1,
     1,
@@ -217,9 +261,11 @@ _TOO_DEEP = Violation(
 )
 
 
-def check_source(source: str, filename: str = "<script>") -> tuple[Violation, ...]:
+def check_source(
+    source: str, filename: str = "<script>", *, kind: ScriptKind = SINK_SCRIPTS
+) -> tuple[Violation, ...]:
     """Every rule `source` breaks; empty when it may run in the sandbox."""
-    return compile_script(source, filename).violations
+    return compile_script(source, filename, kind=kind).violations
 
 
 def _decode(raw: str) -> Violation:

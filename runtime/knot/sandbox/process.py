@@ -33,8 +33,9 @@ _KNOT_DIR = str(Path(__file__).resolve().parent.parent)
 # Boot the worker without executing knot/__init__.py (which imports the whole runtime, HTTP
 # client included): a bare package object pointing at the source folder is enough.
 _BOOT = (
-    "import sys, types; pkg = types.ModuleType('knot'); pkg.__path__ = [sys.argv[1]]; "
-    "sys.modules['knot'] = pkg; from knot.sandbox.worker import main; sys.exit(main(sys.argv[2:]))"
+    "import sys, types, importlib; pkg = types.ModuleType('knot'); pkg.__path__ = [sys.argv[1]]; "
+    "sys.modules['knot'] = pkg; "
+    "sys.exit(importlib.import_module(sys.argv[2]).main(sys.argv[3:]))"
 )
 
 RequestHandler = Callable[[str, JSONObject], Awaitable[Any]]
@@ -86,17 +87,22 @@ class WorkerProcess:
         return not self.broken and self.proc.returncode is None
 
     @classmethod
-    async def spawn(cls, *, memory_mb: int) -> WorkerProcess:
+    async def spawn(
+        cls, *, memory_mb: int, module: str = "worker", args: tuple[str, ...] = ()
+    ) -> WorkerProcess:
+        """Start `knot.sandbox.<module>` (`worker`, or `method_worker` for method scripts)."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-I",
             "-c",
             _BOOT,
             _KNOT_DIR,
+            f"knot.sandbox.{module}",  # in the command line, so `ps` tells workers apart
             "--memory-mb",
             str(memory_mb),
             "--parent",
             str(os.getpid()),
+            *args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -123,6 +129,17 @@ class WorkerProcess:
             while chunk := await stream.read(1 << 14):
                 for line in chunk.decode(errors="replace").splitlines():
                     log.warning("sandbox worker %d: %s", self.pid, line.rstrip())
+
+    async def receive(self) -> JSONObject:
+        """The next message from the worker (for callers that run their own reader)."""
+        return await self._read()
+
+    def send(self, message: JSONObject | str) -> None:
+        """Write one message (a dict, or one already encoded as JSON text without newlines)."""
+        if isinstance(message, str):
+            self._write_text(message)
+        else:
+            self._write(message)
 
     def _write(self, message: JSONObject) -> None:
         self._write_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False))

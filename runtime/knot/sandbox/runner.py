@@ -19,10 +19,9 @@ from .api import EventContext, build_knot_module
 from .modules import SleepBudget, build_modules, warm_up
 from .policy import PrintCollector, Violation, compile_script, script_globals
 
-__all__ = ["RunOutcome", "ScriptError", "ScriptRunner"]
+__all__ = ["RunOutcome", "ScriptError", "ScriptRunner", "describe_failure"]
 
 EmitFunction = Callable[[str, JSONObject], str]
-COMPILE_RECURSION_LIMIT = 1000  # CPython's default: what `knot check` and the runtime compile at
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +73,8 @@ class ScriptRunner:
         return loaded is not None and loaded.digest == digest
 
     def load(self, name: str, digest: str, source: str, filename: str) -> tuple[Violation, ...]:
-        """Compile and keep `source` as the current version of `name`.
-
-        Compiling recurses once per nesting level of the script; it runs under the standard
-        recursion limit (not the worker's low one for scripts), so a script the runtime
-        accepted when it loaded it also compiles here.
-        """
-        limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(limit, COMPILE_RECURSION_LIMIT))
-        try:
-            compiled = compile_script(source, filename)
-        finally:
-            sys.setrecursionlimit(limit)
+        """Compile and keep `source` as the current version of `name`."""
+        compiled = compile_script(source, filename)
         if compiled.code is None:
             return compiled.violations
         self.scripts[name] = _Loaded(digest, compiled.code, filename)
@@ -104,7 +93,7 @@ class ScriptRunner:
         try:
             exec(loaded.code, namespace)
         except BaseException as exc:  # the script's failure is data, whatever it raised
-            error = _describe(exc, loaded.filename)
+            error = describe_failure(exc, loaded.filename)
         finally:
             self.budget.deadline = float("inf")
         directives = self.context.directives
@@ -116,7 +105,8 @@ def _unbound_emit(event_type: str, payload: JSONObject) -> str:
     raise RuntimeError("knot.event.emit() is only available while a script handles an event")
 
 
-def _describe(exc: BaseException, filename: str) -> ScriptError:
+def describe_failure(exc: BaseException, filename: str) -> ScriptError:
+    """What a script raised, as data: its kind, type, message and the script line."""
     line = _script_line(exc.__traceback__, filename)
     if isinstance(exc, MemoryError):
         kind = "memory"

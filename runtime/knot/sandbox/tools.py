@@ -27,11 +27,12 @@ from .._events import (
 )
 from .._exceptions import EventError
 from ..types import JSONObject
-from .loader import ScriptLoad, ScriptProblem, load_script
+from .loader import ScriptLoad, ScriptProblem, load_method_script, load_script
 
 __all__ = ["CheckReport", "DryRun", "EmittedEvent", "check_paths", "dry_run", "dry_run_async"]
 
-_SKIP_DIRS = {"methods", "__pycache__"}
+_SKIP_DIRS = {"__pycache__"}
+METHODS_FOLDER = "methods"  # scripts in a folder of this name are method scripts
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,11 @@ def _script_files(path: Path) -> list[Path]:
 
 
 def check_paths(paths: Iterable[str | Path]) -> CheckReport:
-    """Check sink scripts (files, or folders searched for `*.py` outside `methods/`)."""
+    """Check scripts (files, or folders searched for `*.py`); nothing runs.
+
+    A script in a folder named `methods/` is a method script (no header, `knot.methods`);
+    any other is a sink script.
+    """
     loads: list[ScriptLoad] = []
     missing: list[str] = []
     for raw in paths:
@@ -91,7 +96,10 @@ def check_paths(paths: Iterable[str | Path]) -> CheckReport:
             files = _script_files(path)
         except OSError:  # a name too long for the file system, ...: load_script says why
             files = [path]
-        loads.extend(load_script(file) for file in files)
+        loads.extend(
+            load_method_script(file) if file.parent.name == METHODS_FOLDER else load_script(file)
+            for file in files
+        )
     return CheckReport(tuple(loads), tuple(missing))
 
 

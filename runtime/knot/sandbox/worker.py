@@ -3,7 +3,7 @@
 It speaks newline-delimited JSON-RPC 2.0 over stdin/stdout with its parent, both ways:
 
   parent → worker   ping; load {name, hash, source, filename}; run {name, hash, source?,
-                    filename?, events: [...], timeout}; (room for `call`: method scripts)
+                    filename?, events: [...], timeout}
   worker → parent   notification `ready` {pid} once, notification `result` {index, output,
                     directives} after each event of a `run`, request `emit` {index, type,
                     payload} → {id} while a script runs.
@@ -16,6 +16,8 @@ with rlimits: address space (`--memory-mb` above what it already uses), no file 
 file descriptors, no core dumps, no child processes, a low recursion limit. Time is limited
 by the parent, which SIGKILLs a worker that overruns; that is the only way to stop a single C
 call such as `7 ** (10 ** 8)`. The worker also dies with its parent (PR_SET_PDEATHSIG).
+
+Method scripts run in workers of their own (`method_worker.py`), built from the same parts.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 from ..types import JSONObject
 from .runner import ScriptRunner, set_recursion_limit
 
-__all__ = ["RECURSION_LIMIT", "main"]
+__all__ = ["RECURSION_LIMIT", "Channel", "apply_limits", "isolate", "main"]
 
 RECURSION_LIMIT = 400  # frames, the worker's own few included
 MAX_OPEN_FILES = 16
@@ -208,12 +210,9 @@ def apply_limits(memory_mb: int) -> None:
     set_recursion_limit(RECURSION_LIMIT)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m knot.sandbox.worker")
-    parser.add_argument("--memory-mb", type=int, default=256)
-    parser.add_argument("--parent", type=int, default=0)
-    args = parser.parse_args(argv)
-    _die_with_parent(args.parent)
+def isolate(parent: int) -> int:
+    """Tie this process to its parent and keep fd 1 for the protocol; return that fd."""
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over RLIMIT_FSIZE fails, not kills
@@ -223,6 +222,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.dup2(devnull, 1)
     os.close(devnull)
     sys.stdout = sys.stderr
+    return out_fd
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m knot.sandbox.worker")
+    parser.add_argument("--memory-mb", type=int, default=256)
+    parser.add_argument("--parent", type=int, default=0)
+    args = parser.parse_args(argv)
+    out_fd = isolate(args.parent)
     runner = ScriptRunner()
     runner.warm_up()
     channel = Channel(out_fd)

@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from .._exceptions import KnotError
 from .._runtime import Runtime
-from . import agent, api, channels, sinks, sky, spaces, users
+from . import agent, api, channels, jsonrpc, sinks, sky, spaces, users
 from .auth import AuthMiddleware
 from .common import BodyLimit, error_response
 
@@ -78,6 +78,7 @@ def create_app(
         # Starlette tries routes in order: the hot ingress paths go first.
         *sky.routes,
         *agent.routes,
+        *jsonrpc.routes,
         Route("/healthz", healthz, methods=["GET"]),
         *api.routes,
         *channels.routes,

@@ -30,6 +30,7 @@ _WHERE = {
     SinkOrigin.SCRIPT: "by a script in scripts/sinks/; change that file",
     SinkOrigin.CONFIG: "in knot.toml ([[sinks]]); change it there",
     SinkOrigin.BUILTIN: "in-process by the program that runs the runtime",
+    SinkOrigin.METHOD: "by a method script in scripts/methods/; change that file",
 }
 
 

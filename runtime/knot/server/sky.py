@@ -1,5 +1,6 @@
-"""Sky Event API routes: `/sky/event/...` raises an event on a channel and answers with the
-directives its sinks produced.
+"""Sky routes: `/sky/event/...` raises an event on a channel and answers with the directives
+its sinks produced; `/sky/cloud/<eci>/<script>/<function>` (the Sky Cloud API) calls a method
+of a method script and answers its result.
 
 Parsing and cleaning live in `_sky.py`, channels in `_channels.py`; this module only reads the
 request, applies the caller's rights and the channel's policy, raises the event and answers.
@@ -12,13 +13,14 @@ from __future__ import annotations
 import json
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .._audit import AuditEntry, AuditKind
 from .._channels import Channel
-from .._exceptions import KnotError, NotFound, PermissionDenied
+from .._exceptions import KnotError, MethodFailed, NotFound, PermissionDenied
+from .._jsonrpc import INVALID_PARAMS
 from .._runtime import Runtime
 from .._sky import (
     BodyKind,
@@ -32,7 +34,7 @@ from ..types import JSONObject
 from .auth import Caller, caller
 from .common import UnsupportedMediaType, error_response, json_error, read_body
 
-__all__ = ["SkyEvents", "may_raise_on", "routes"]
+__all__ = ["SkyEvents", "may_raise_on", "routes", "sky_cloud"]
 
 PREFIX = "/sky/event/"
 ALLOW_METHODS = "GET, POST, OPTIONS"
@@ -162,9 +164,59 @@ def _refuse(runtime: Runtime, message: str) -> None:
     raise PermissionDenied(message, status=403)
 
 
+async def sky_cloud(request: Request) -> Response:
+    """Call `script.function` for a channel: args from the query string and a JSON body.
+
+    Reserved `_` keys are not arguments. The channel decides whose call it is (its owner, as
+    for events) and who may make it (the same rule as raising events on it). The answer is the
+    method's result as JSON; a failing method answers 400 (invalid params) or 502 (it raised,
+    timed out or its worker died) with the JSON-RPC error code in `code`.
+    """
+    if request.method == "OPTIONS":
+        return _preflight(request)
+    try:
+        response: Response = await _cloud_call(request)
+    except KnotError as exc:
+        response = error_response(exc)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+async def _cloud_call(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    channel = runtime.channels.find(request.path_params["eci"])
+    who = caller(request)
+    refusal = may_raise_on(who, channel)
+    if refusal is not None:
+        _refuse(runtime, refusal.replace("raise events on", "query"))
+    body = await read_body(request)
+    kind = body_kind(request.headers.get("content-type"), body)
+    if kind is BodyKind.UNSUPPORTED:
+        raise UnsupportedMediaType(
+            "Send Sky Cloud arguments in the query string or as a JSON (or form) body."
+        )
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    args = {k: v for k, v in read_attributes(query, body, kind).items() if not k.startswith("_")}
+    script, function = request.path_params["script"], request.path_params["function"]
+    try:
+        info = runtime.methods.find(f"{script}.{function}")
+    except NotFound:
+        raise NotFound(
+            f"There is no function {function!r} in method script {script!r} "
+            "(scripts/methods/<script>.py)."
+        ) from None
+    try:
+        result = await runtime.methods.invoke(info, args, owner=channel.owner, actor=who.actor)
+    except MethodFailed as exc:
+        status = 400 if exc.code == INVALID_PARAMS else 502
+        return json_error(status, exc.message, code=exc.code, data=exc.data)
+    return JSONResponse(result.result)
+
+
 _METHODS = ["GET", "POST", "OPTIONS"]
 _APP = SkyEvents()
 routes = [
     Route("/sky/event", _APP, methods=_METHODS),
     Route("/sky/event/{rest:path}", _APP, methods=_METHODS),
+    Route("/sky/cloud/{eci}/{script}/{function}", sky_cloud, methods=_METHODS),
 ]

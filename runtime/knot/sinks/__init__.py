@@ -5,6 +5,8 @@ from __future__ import annotations
 from .._exceptions import SinkError
 from .._sinkspec import SinkSpec
 from .base import BatchResult, DeliveryResult, Directive, Sink, SinkHost
+from .jsonrpc import JsonRpcSink
+from .method import MethodSink
 from .recording import RecordingSink
 from .script import ScriptSink
 from .webhook import WebhookSink
@@ -14,6 +16,8 @@ __all__ = [
     "BatchResult",
     "DeliveryResult",
     "Directive",
+    "JsonRpcSink",
+    "MethodSink",
     "RecordingSink",
     "ScriptSink",
     "Sink",
@@ -22,7 +26,9 @@ __all__ = [
     "build_sink",
 ]
 
+# Method sinks are made by the method scripts' part, never from a definition: not listed here.
 SINK_TYPES: dict[str, type[Sink]] = {
+    JsonRpcSink.type: JsonRpcSink,
     RecordingSink.type: RecordingSink,
     ScriptSink.type: ScriptSink,
     WebhookSink.type: WebhookSink,

@@ -79,6 +79,7 @@ class Sink(abc.ABC):
 
     type: ClassVar[str]
     failure_kind: ClassVar[AuditKind] = AuditKind.DELIVERY_FAILED
+    routed: ClassVar[bool] = True  # False: never routed to (a json-rpc sink is only a formatter)
     max_batch: int = 1
 
     def __init__(self, spec: SinkSpec) -> None:

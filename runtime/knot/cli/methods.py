@@ -1,0 +1,81 @@
+"""`knot call METHOD [JSON]` and `knot methods`: call and list a running runtime's methods."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .._client import Client
+from .._exceptions import InvalidInput, MethodFailed
+from .common import Subparsers, add_command, print_table
+
+__all__ = ["parse_params", "register"]
+
+
+def register(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "call",
+        _call,
+        "Call a method of a method script (JSON-RPC); prints its result as JSON.",
+        '  knot call deploys.count \'{"space": "web"}\'\n'
+        '  knot call count \'{"space": "web"}\'      a plain name, when one script has it\n'
+        "  knot call calc.subtract '[42, 23]'\n"
+        '  echo \'{"space": "web"}\' | knot call deploys.count\n',
+    )
+    p.add_argument("method", help="script.method, or a method name only one script declares")
+    p.add_argument(
+        "params", nargs="?", help="JSON object or array (default: read stdin if piped, else none)"
+    )
+    p = add_command(sub, "methods", _methods, "List the methods of the method scripts.")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def parse_params(raw: str | None) -> Any:
+    """JSON-RPC params from the command line: an object or an array (None: no params)."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"The params are not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    if not isinstance(value, dict | list):
+        raise InvalidInput("The params must be a JSON object or array, like '{\"key\": 1}'.")
+    return value
+
+
+def _call(args: argparse.Namespace) -> int:
+    raw = args.params
+    if raw is None and not sys.stdin.isatty():
+        raw = sys.stdin.read()
+    params = parse_params(raw)
+    with Client() as client:
+        try:
+            result = client.call(args.method, params)
+        except MethodFailed as exc:
+            if exc.data is not None:
+                print(json.dumps({"code": exc.code, "data": exc.data}), file=sys.stderr)
+            raise
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    with Client() as client:
+        answer = client.methods()
+    if args.json:
+        for method in answer.get("methods", []):
+            print(json.dumps(method))
+        return 0
+    print_table(
+        answer.get("methods", []),
+        [("name", "METHOD"), ("mode", "MODE"), ("events", "EVENTS"), ("where", "WHERE")],
+    )
+    for script in answer.get("scripts", []):
+        if script.get("problem"):
+            print(f"{script['script']}: {script['problem']}", file=sys.stderr)
+    return 0

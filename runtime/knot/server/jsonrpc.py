@@ -1,0 +1,48 @@
+"""`POST /json-rpc`: call method scripts' methods, JSON-RPC 2.0 over HTTP; `GET /api/methods`.
+
+The body is one request or a batch, answered by the runtime's one dispatcher (`_jsonrpc.py`):
+200 with the response (or the array of them), or 204 with no body when nothing is to be
+returned (a notification, or a batch of only notifications). Protocol errors are JSON-RPC
+errors in a 200, as the specification has them; only a body over `server.max_body_bytes`
+(413) or a missing token (401) are HTTP errors. Methods run as the caller: events they emit
+belong to the caller.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._jsonrpc import PARSE_ERROR, dispatch, error_response
+from .._runtime import Runtime
+from .auth import caller
+from .common import read_body
+
+__all__ = ["routes"]
+
+
+async def post_jsonrpc(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    body = await read_body(request)
+    who = caller(request)
+    try:
+        text = body.decode("utf-8")  # JSON on the wire is UTF-8; no guessing from a BOM
+    except UnicodeDecodeError:
+        return JSONResponse(error_response(PARSE_ERROR))
+    answer = await dispatch(text, runtime.methods.rpc(owner=who.owner, actor=who.actor))
+    if answer is None:
+        return Response(status_code=204)
+    return JSONResponse(answer)
+
+
+async def list_methods(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    methods = [m.to_dict() for m in runtime.methods.all()]
+    return JSONResponse({"methods": methods, "scripts": runtime.methods.statuses()})
+
+
+routes = [
+    Route("/json-rpc", post_jsonrpc, methods=["POST"]),
+    Route("/api/methods", list_methods, methods=["GET"]),
+]

@@ -1,0 +1,101 @@
+"""JSON-RPC sinks: named templates that format events as the params of subscribed methods.
+
+A json-rpc sink (`type = "json-rpc"` in knot.toml, or through the API) has a name, `events`
+patterns and a `body_template`; it has no destination and is never routed to by itself. A
+method script names it in `event_sinks=[...]`: for each event, the first named json-rpc sink
+whose patterns (and owner) match renders the method's params; when none does, the default
+template does. `knot sinks test NAME` shows what it renders.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from .._events import Event
+from .._exceptions import DeliveryFailed, TemplateError
+from .._sinkspec import SinkSpec
+from .._templates import DEFAULT_TEMPLATE, Template
+from .base import DeliveryResult, Sink
+
+__all__ = ["JsonRpcSink", "default_params"]
+
+OPTIONS = ("body_template",)
+
+
+def default_params(event: Event) -> str:
+    """The default template's rendering, built directly (it is on every subscribed call)."""
+    data = event.data_json or json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
+    return (
+        f'{{"event_id":{json.dumps(event.id)},"event_type":{json.dumps(event.type)},'
+        f'"event_ts":{json.dumps(event.ts)},"data":{data}}}'
+    )
+
+
+class JsonRpcSink(Sink):
+    type: ClassVar[str] = "json-rpc"
+    routed: ClassVar[bool] = False  # a formatter for methods, not a destination
+
+    def __init__(self, spec: SinkSpec) -> None:
+        super().__init__(spec)
+        self.template = Template.parse(str(spec.options.get("body_template") or DEFAULT_TEMPLATE))
+
+    @classmethod
+    def validate(cls, spec: SinkSpec) -> list[str]:
+        opts = spec.options
+        problems: list[str] = []
+        for key in opts:
+            if key in ("url", "secret", "headers"):
+                problems.append(
+                    f"json-rpc sinks have no destination ({key!r}): they format events for "
+                    "method scripts that name them in event_sinks=[...]."
+                )
+            elif key not in OPTIONS:
+                problems.append(
+                    f"The option {key!r} is not known; json-rpc sinks take body_template."
+                )
+        template = opts.get("body_template")
+        if template not in (None, ""):
+            problem = Template.check(template)
+            if problem is not None:
+                problems.append(f"The body_template is not valid: {problem}")
+        return problems
+
+    def accepts(self, event: Event) -> bool:
+        """Whether this sink formats `event` (its patterns match; owner as for routing)."""
+        spec = self.spec
+        if not spec.active or (spec.owner and spec.owner != event.owner):
+            return False
+        return any(p.matches(event.type) for p in spec.events)
+
+    def params(self, event: Event) -> str:
+        """The method params for `event`: compact JSON of an object or array."""
+        try:
+            text = self.template.render(event)
+        except TemplateError as exc:
+            raise DeliveryFailed(
+                f"The json-rpc sink {self.name} could not format event {event.id}: {exc.message}",
+                sink=self.name,
+                event=event.id,
+            ) from None
+        try:
+            value: Any = json.loads(text)
+        except ValueError as exc:
+            raise DeliveryFailed(
+                f"The json-rpc sink {self.name} rendered params that are not JSON ({exc}): "
+                f"{text[:200]}",
+                sink=self.name,
+                event=event.id,
+            ) from None
+        if not isinstance(value, dict | list):
+            raise DeliveryFailed(
+                f"The json-rpc sink {self.name} rendered {type(value).__name__} params; JSON-RPC "
+                "params are an object or an array.",
+                sink=self.name,
+                event=event.id,
+            )
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    async def deliver(self, event: Event) -> DeliveryResult | None:
+        """Never routed; a test delivery (`knot sinks test`) shows the params it renders."""
+        return DeliveryResult(detail=self.params(event))
