@@ -1,8 +1,9 @@
 """The real `knot serve` the HTTP and CLI fuzz suites aim at, and how they read its state.
 
 One server per test module (started by the `fuzz_target` fixture in conftest.py): a recording
-sink, a script sink that answers Sky events with a directive, an open channel and a channel
-that lets only `custom.fuzz.*` in, and a small body limit so 413s are cheap to provoke.
+sink, a script sink that answers Sky events with a directive, a method script (`fuzzm`: echo,
+count, boom), an open channel and a channel that lets only `custom.fuzz.*` in, and a small body
+limit so 413s are cheap to provoke.
 
 It has users (from knot.toml, so no request can remove them): `admin` may do everything and
 is who the client is by default; `bob` manages only his own sinks. Once users exist every
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from .helpers import KnotServer
+from .helpers import KnotServer, wait_until
 
 __all__ = [
     "ADMIN_TOKEN",
@@ -45,6 +46,10 @@ sync_timeout = 2.0
 timeout = 2.0
 memory_mb = 64
 workers = 1
+[methods]
+timeout = 2.0
+memory_mb = 64
+threads = 2
 [users.admin]
 token = "{ADMIN_TOKEN}"
 manage_global_sinks = true
@@ -60,6 +65,23 @@ limit = 100
 SCRIPT = """# events: custom.fuzz.*
 import knot.event
 knot.event.directive("seen", {"type": knot.event.type(), "n": len(knot.event.data())})
+"""
+METHODS = """import knot.methods
+
+
+@knot.methods.method
+def echo(params):
+    return params
+
+
+@knot.methods.method(params=["space"])
+def count(params):
+    return len(str(params["space"]))
+
+
+@knot.methods.method
+def boom(params):
+    raise ValueError("boom")
 """
 BARRIER = "knot-fuzz-barrier.sent"  # not a type the strategies make
 _PROBLEMS = ("Traceback", "unhandled error", "Exception in ASGI")
@@ -112,6 +134,8 @@ def start_fuzz_target(project: Path) -> FuzzTarget:
     (project / "knot.toml").write_text(CONFIG)
     (project / "scripts" / "sinks").mkdir(parents=True)
     (project / "scripts" / "sinks" / "echo.py").write_text(SCRIPT)
+    (project / "scripts" / "methods").mkdir(parents=True)
+    (project / "scripts" / "methods" / "fuzzm.py").write_text(METHODS)
     server = KnotServer(project, quiet=True)
     client = server.client()
     client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
@@ -122,6 +146,8 @@ def start_fuzz_target(project: Path) -> FuzzTarget:
         ).json()["eci"]
         first = client.post("/event", json={"type": "fuzz.seed", "payload": {"a": 1}})
         event_id = first.json()["id"]
+        call = {"jsonrpc": "2.0", "method": "fuzzm.echo", "params": {}, "id": 1}
+        wait_until(lambda: "result" in client.post("/json-rpc", json=call).json(), timeout=30)
     except BaseException:
         client.close()
         server.kill()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -93,18 +93,19 @@ attempts = 1
 timeout = 5.0
 memory_mb = 128
 """
-SCRIPT = "# events: custom.stream.*\nimport knot.event\nprint('got', knot.event.id(), 'v{n}')\n"
-GOT = re.compile(r"tick: got (\S+) v(\d+)$")
+# Each run journals what it did (an emit is durable when it returns), so every run of the
+# script is on record, even one whose result the kill lost.
+SCRIPT = (
+    "# events: custom.stream.*\nimport knot.event\n"
+    "knot.event.emit('seen', {{'id': knot.event.id(), 'v': {n}}})\n"
+)
 
 
-def script_deliveries(lines: list[str], seqs: dict[str, int]) -> list[tuple[Delivery, int]]:
-    """(delivery, script version) for each line the script sink printed, in order."""
-    out = []
-    for line in list(lines):
-        match = GOT.search(line)
-        if match:
-            out.append((Delivery(match[1], seqs.get(match[1], 0)), int(match[2])))
-    return out
+def script_runs(store: Path) -> list[tuple[str, int]]:
+    """(event id, script version) of every run of the script, in the order they ran."""
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT data FROM events WHERE type = 'custom.seen' ORDER BY seq")
+        return [(d["id"], d["v"]) for d in (json.loads(data) for (data,) in rows)]
 
 
 def save(path: Path, text: str, *, atomic: bool) -> None:
@@ -125,7 +126,8 @@ def test_sigkill_during_script_reloads_loses_nothing(tmp_path: Path) -> None:
     script = tmp_path / "scripts" / "sinks" / "tick.py"
     script.parent.mkdir(parents=True)
     script.write_text(SCRIPT.format(n=0))
-    server = KnotServer(tmp_path)
+    store = tmp_path / ".knot" / "knot.db"
+    server = KnotServer(tmp_path, quiet=True)
     stream = Stream(server.url, threads=2)
     saves = threading.Event()
     version = 0
@@ -139,44 +141,38 @@ def test_sigkill_during_script_reloads_loses_nothing(tmp_path: Path) -> None:
 
     saving = threading.Thread(target=saver)
     saving.start()
-    wait_until(lambda: len(server.lines) > 0 and version >= 10, timeout=30)
-    wait_until(lambda: len([ln for ln in server.lines if GOT.search(ln)]) >= 200, timeout=60)
+    wait_until(lambda: version >= 10 and len(script_runs(store)) >= 200, timeout=60)
     server.kill()  # saves go on while the runtime is dead
     first = stream.stop()
     time.sleep(0.2)
     saves.set()
     saving.join(10)
     save(script, "# events: custom.stream.*\nprint('broken'\n", atomic=True)
-    store = tmp_path / ".knot" / "knot.db"
     cursor = committed_cursors(store)["tick"]
-    before_lines = list(server.lines)
+    ran_before = script_runs(store)
 
-    server = KnotServer(tmp_path)
+    server = KnotServer(tmp_path, quiet=True)
     try:
         server.wait_for_line(r"could not load sink tick")
         late = Stream(server.url, threads=1)
         wait_until(lambda: len(late.acked) >= 50, timeout=30)
         second = late.stop()
-        assert not [ln for ln in server.lines if GOT.search(ln)], "a broken script ran"
+        assert len(script_runs(store)) == len(ran_before), "a broken script ran"
         final = version + 1
         save(script, SCRIPT.format(n=final), atomic=True)
         wanted = {*first, *second}
-        earlier = {match[1] for line in before_lines if (match := GOT.search(line))}
-        wait_until(
-            lambda: wanted <= earlier | {m[1] for ln in server.lines if (m := GOT.search(ln))},
-            timeout=60,
-        )
+        wait_until(lambda: wanted <= {i for i, _ in script_runs(store)}, timeout=60)
     finally:
         server.kill()
     seqs = event_seqs(store)
-    before = [d for d, _ in script_deliveries(before_lines, seqs)]
-    after_with_version = script_deliveries(server.lines, seqs)
-    assert {v for _, v in after_with_version} == {final}, "the restart ran an old version"
-    after = [d for d, _ in after_with_version]
+    ran_after = script_runs(store)[len(ran_before) :]
+    assert {v for _, v in ran_after} == {final}, "the restart ran an old version"
+    before = [Delivery(i, seqs[i]) for i, _ in ran_before]
+    after = [Delivery(i, seqs[i]) for i, _ in ran_after]
     repeated = check_at_least_once("tick", wanted, before, after, cursor)
     print(
         f"tick: {len(wanted)} acknowledged ({len(second)} while the script was broken), "
-        f"{len(before) + len(after)} deliveries over {version} saves, {repeated} repeated"
+        f"{len(before) + len(after)} runs over {version} saves, {repeated} repeated"
     )
 
 
@@ -239,4 +235,66 @@ def test_sigkill_while_a_webhook_delivery_is_retrying_loses_nothing(
     print(
         f"hook: {len(acked)} acknowledged, {len(answered)} requests ({FAILURES} answered 500, "
         f"{killed_at} before the kill), {len(accepted)} accepted, {repeated} repeated"
+    )
+
+
+METHOD_CONFIG = """
+[delivery]
+queue_size = 100000
+attempts = 1
+[methods]
+timeout = 10.0
+memory_mb = 128
+"""
+METHOD_SCRIPT = """import time
+import knot.event
+import knot.methods
+
+
+@knot.methods.method(events=["custom.stream.*"])
+def record(params):
+    # What the method did is journaled before the call goes on (an emit is durable when it
+    # returns), so every call that ran is on record, even one whose answer the kill lost.
+    knot.event.emit("seen", {"id": params["event_id"]})
+    time.sleep(0.01)
+    return {}
+"""
+
+
+def method_calls(store: Path) -> list[str]:
+    """The ids the method was called with, in the order it ran (its `seen` events)."""
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT data FROM events WHERE type = 'custom.seen' ORDER BY seq")
+        return [json.loads(data)["id"] for (data,) in rows]
+
+
+def test_sigkill_while_a_method_worker_is_mid_call_loses_nothing(tmp_path: Path) -> None:
+    (tmp_path / "knot.toml").write_text(METHOD_CONFIG)
+    script = tmp_path / "scripts" / "methods" / "tracker.py"
+    script.parent.mkdir(parents=True)
+    script.write_text(METHOD_SCRIPT)
+    store = tmp_path / ".knot" / "knot.db"
+    server = KnotServer(tmp_path, quiet=True)
+    with server.client() as client:
+        acked = [
+            client.post("/event", json={"type": "stream.x", "payload": {"i": i}}).json()["id"]
+            for i in range(300)
+        ]
+    wait_until(lambda: len(method_calls(store)) >= 40, timeout=60)
+    server.kill()  # the worker is in the middle of a call (and of a batch of them)
+    cursor = committed_cursors(store)["tracker.record"]
+    seqs = event_seqs(store)
+    before = [Delivery(i, seqs[i]) for i in method_calls(store)]
+    assert len(before) < len(acked), "the kill should leave a backlog"
+
+    server = KnotServer(tmp_path, quiet=True)
+    try:
+        wait_until(lambda: set(acked) <= set(method_calls(store)), timeout=60)
+    finally:
+        server.kill()
+    after = [Delivery(i, seqs[i]) for i in method_calls(store)[len(before) :]]
+    repeated = check_at_least_once("tracker.record", acked, before, after, cursor)
+    print(
+        f"tracker.record: {len(acked)} acknowledged, {len(before) + len(after)} calls "
+        f"({len(before)} before the kill), {repeated} repeated"
     )

@@ -30,7 +30,7 @@ from knot import Runtime
 from knot.server import create_app
 
 from .fuzz_server import MAX_BODY, TOKENS, FuzzTarget
-from .fuzzing import bodies, event_types, fuzz, queries, texts
+from .fuzzing import bodies, event_types, fuzz, json_objects, json_values, queries, texts
 
 
 def app_routes() -> list[Route]:
@@ -65,6 +65,8 @@ def path_values(target: FuzzTarget, param: str) -> st.SearchStrategy[str]:
         "event_id": [target.event_id],
         "name": ["rec", "echo"],
         "eci": [target.eci, target.strict_eci],
+        "script": ["fuzzm"],
+        "function": ["echo", "count", "boom"],
     }.get(param, [])
     return st.one_of(st.sampled_from(known), texts) if known else texts
 
@@ -92,6 +94,11 @@ def fill_path(target: FuzzTarget, template: str, data: st.DataObject) -> str:
 def check_answer(target: FuzzTarget, response: httpx.Response, body: bytes) -> None:
     status = response.status_code
     where = f"{response.request.method} {response.request.url} -> {status}: {body[:300]!r}"
+    if status == 502 and response.request.url.path.startswith("/sky/cloud/"):
+        # The method itself failed (it raised): the Sky Cloud API's "bad gateway", with the
+        # JSON-RPC error code of the failure.
+        assert isinstance(json.loads(body).get("code"), int), where
+        return
     assert status < 500, where
     if status >= 400:
         assert response.headers.get("content-type", "").startswith("application/json"), where
@@ -208,6 +215,8 @@ def known_path(target: FuzzTarget, template: str) -> str:
         ("{name}", "rec"),
         ("{eci}", target.eci),
         ("{rest:path}", f"{target.eci}/none/fuzz/probe"),
+        ("{script}", "fuzzm"),
+        ("{function}", "echo"),
     ]:
         path = path.replace(param, value)
     return path
@@ -240,3 +249,61 @@ def test_a_body_over_the_limit_is_413_and_changes_nothing(
         f"the limit is {MAX_BODY} bytes" in response.json()["error"]
     )
     assert target.state() == before
+
+
+rpc_ids = st.one_of(st.none(), st.integers(), st.text(max_size=8), st.floats(), st.lists(st.none()))
+rpc_calls = st.fixed_dictionaries(
+    {},
+    optional={
+        "jsonrpc": st.sampled_from(["2.0", "2.0", "1.0", 2]),
+        "method": st.one_of(
+            st.sampled_from(["fuzzm.echo", "fuzzm.count", "fuzzm.boom", "fuzzm.nope", "rpc.x"]),
+            texts,
+        ),
+        "params": st.one_of(json_values, json_objects, st.just({"space": "web"})),
+        "id": rpc_ids,
+    },
+)
+rpc_bodies = st.one_of(
+    rpc_calls.map(json.dumps),
+    st.lists(rpc_calls, max_size=4).map(json.dumps),
+    st.sampled_from(["", "[]", "[1]", "{", "null", '{"jsonrpc": "2.0", "method": 1}']),
+)
+
+
+def check_rpc_response(answer: object, where: str) -> None:
+    assert isinstance(answer, dict), where
+    assert answer.get("jsonrpc") == "2.0", where
+    assert "id" in answer, where
+    assert ("result" in answer) != ("error" in answer), where
+    if "error" in answer:
+        error = answer["error"]
+        assert isinstance(error["code"], int), where
+        assert isinstance(error["message"], str), where
+        assert error["message"], where
+
+
+@fuzz(60)
+@given(body=rpc_bodies, who=st.sampled_from(["admin", "bob"]))
+def test_json_rpc_answers_every_call_by_the_specification(
+    fuzz_target: FuzzTarget, body: str, who: str
+) -> None:
+    """200 with a response (or a batch of them), or 204 for notifications only; a call refused
+    by the protocol (parse, invalid request, no such method, bad params) changes nothing."""
+    target = fuzz_target
+    before = target.state()
+    response, raw = send(target, "POST", "/json-rpc", body.encode(), "application/json", who)
+    where = f"{body!r} -> {response.status_code}: {raw[:300]!r}"
+    assert response.status_code in (200, 204), where
+    if response.status_code == 204:
+        assert raw == b"", where
+        return
+    answer = json.loads(raw)
+    answers = answer if isinstance(answer, list) else [answer]
+    assert answers, where
+    for one in answers:
+        check_rpc_response(one, where)
+    refused = {-32700, -32600, -32601, -32602}
+    if all(one.get("error", {}).get("code") in refused for one in answers):
+        assert target.state() == before, where
+    assert target.log_problems() == []
