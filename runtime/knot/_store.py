@@ -94,13 +94,24 @@ class Store:
         self._lock_file: int | None = None
         self._read_lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The store holds webhook secrets and the spaces' logs sit beside it: a folder
+            # and a file the runtime creates are its user's alone (SQLite gives the -wal and
+            # -shm files the database's mode). Existing ones keep the mode they have.
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StoreError(
                 f"The store folder {self.path.parent} cannot be created: {exc.strerror}.",
                 path=str(self.path),
             ) from None
         self._acquire_process_lock()
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            self._release_process_lock()
+            raise StoreError(
+                f"The store {self.path} cannot be created: {exc.strerror}.", path=str(self.path)
+            ) from None
         try:
             self._writer = self._connect(synchronous)
             self._migrate()
