@@ -126,8 +126,15 @@ class FuzzTarget:
                 created = self.client.post("/api/channels", json={"eci": eci, **extra})
                 assert created.status_code == 201, created.text
 
-    def log_problems(self) -> list[str]:
-        return [line for line in self.server.lines if any(p in line for p in _PROBLEMS)]
+    def log_mark(self) -> int:
+        return len(self.server.lines)
+
+    def log_problems(self, since: int = 0) -> list[str]:
+        """What knot serve logged since `since` (a log_mark), if it holds a traceback."""
+        lines = self.server.lines[since:]
+        if any(p in line for line in lines for p in _PROBLEMS):
+            return lines
+        return []
 
 
 def start_fuzz_target(project: Path) -> FuzzTarget:
