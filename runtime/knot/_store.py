@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -395,12 +395,23 @@ class Store:
             ).fetchone()
         return Event.from_row(*row) if row else None
 
-    def audit_entries(self, *, limit: int = 50, sink: str | None = None) -> list[AuditEntry]:
+    def audit_entries(
+        self, *, limit: int = 50, sink: str | None = None, sinks: Collection[str] | None = None
+    ) -> list[AuditEntry]:
+        """The newest `limit` entries (oldest first): of `sink`, of any of `sinks`, or all."""
         sql = "SELECT id, ts, kind, message, sink, event_id FROM audit"
+        where: list[str] = []
         params: list[Any] = []
         if sink is not None:
-            sql += " WHERE sink = ?"
+            where.append("sink = ?")
             params.append(sink)
+        if sinks is not None:
+            if not sinks:
+                return []
+            where.append(f"sink IN ({','.join('?' * len(sinks))})")
+            params.extend(sinks)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         with self._read_lock:
             rows = self._reader.execute(sql, [*params, limit]).fetchall()
