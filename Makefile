@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test check bench soak clean
+.PHONY: setup run test check bench fuzz soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The fuzz suites with 40 times the examples `make test` gives them (several minutes).
+fuzz: $(STAMP)
+	KNOT_FUZZ=deep $(BIN)/python -m pytest tests/test_fuzz_http.py tests/test_fuzz_inputs.py \
+		tests/test_fuzz_templates.py \
+		tests/test_fuzz_cli.py -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .knot .mypy_cache .pytest_cache .ruff_cache

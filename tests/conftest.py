@@ -6,11 +6,19 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from knot import RecordingSink, Runtime, SinkOrigin, SinkSpec, parse_patterns
 
+from .fuzz_server import FuzzTarget, start_fuzz_target, stop_fuzz_target
 from .helpers import KnotServer, start_server
 from .receiver import Receiver
+
+# Fuzz budgets (tests/fuzzing.py scales each test's examples from max_examples): "ci" keeps
+# the suite quick; KNOT_FUZZ=deep, or pytest --hypothesis-profile=deep, digs 40 times deeper.
+settings.register_profile("ci", max_examples=100, deadline=None)
+settings.register_profile("deep", max_examples=4000, deadline=None)
+settings.load_profile("deep" if os.environ.get("KNOT_FUZZ", "") == "deep" else "ci")
 
 
 @pytest.fixture
@@ -72,6 +80,14 @@ def knot_server(project: Path) -> Iterator[KnotServer]:
     server = start_server(project)
     yield server
     server.kill()
+
+
+@pytest.fixture(scope="module")
+def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
+    """A real `knot serve` for the fuzz suites, shared by the tests of one module."""
+    target = start_fuzz_target(tmp_path_factory.mktemp("fuzz"))
+    yield target
+    stop_fuzz_target(target)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,12 @@ class KnotServer:
     """`knot serve --port 0` in a subprocess; `url` is known once it is listening."""
 
     def __init__(
-        self, project: Path, *, env: dict[str, str] | None = None, quiet: bool = False
+        self,
+        project: Path,
+        *,
+        env: dict[str, str] | None = None,
+        quiet: bool = False,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.project = project
         self.lines: list[str] = []
@@ -34,6 +40,7 @@ class KnotServer:
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            preexec_fn=preexec_fn,  # e.g. resource limits for the store-fault tests
         )
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)

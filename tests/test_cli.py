@@ -132,3 +132,32 @@ def test_serve_on_a_corrupt_store_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "not a valid SQLite database" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "prog", "words"),
+    [
+        (("events", "-n", "x"), "knot events", "argument -n: invalid int value: 'x'"),
+        (("sinks", "nope"), "knot sinks", "invalid choice: 'nope'"),
+        (("events", "a", "b\nc\x1b[31m"), "knot", "unrecognized arguments: b\\nc\\x1b[31m"),
+    ],
+)
+def test_usage_errors_are_one_line_with_control_characters_escaped(
+    args: tuple[str, ...], prog: str, words: str
+) -> None:
+    """Found by fuzzing: argparse printed a usage block and echoed arguments raw, so a newline
+    or an escape sequence in an argument spread the error over lines or into the terminal."""
+    result = knot(*args)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"{prog}: error: ")
+    assert words in line
+    assert line.endswith(f"see '{prog} --help'.")
+
+
+@pytest.mark.parametrize("group", ["space", "channel", "kernel", "user"])
+def test_a_group_without_its_action_shows_help_and_says_so(group: str) -> None:
+    result = knot(group)
+    assert result.returncode == 2
+    assert "actions:" in result.stdout
+    assert result.stderr.strip() == f"knot {group}: choose one of the actions above."

@@ -176,3 +176,17 @@ def test_other_sink_types_with_options(server: KnotServer) -> None:
     assert row["limit"] == 5
     assert row["active"] is False
     assert "Signing secret" not in out
+
+
+@pytest.mark.parametrize("name", ["../users/admin", "..", "\x1f", "a/b"])
+def test_a_sink_name_is_one_path_segment(server: KnotServer, name: str) -> None:
+    """Found by fuzzing: names went into the URL as given, so `knot sinks remove ../users/x`
+    became DELETE /api/users/x (httpx resolves dot segments) and a control character crashed
+    the client with a traceback."""
+    code, _, err = knot(server, "sinks", "remove", name)
+    assert code == 1
+    (line,) = err.splitlines()
+    # The runtime decodes %2F before routing: "a/b" then matches no route, and is not a sink.
+    assert line.startswith(
+        ("knot: There is no sink named", "knot: There is no route /api/event-sinks/")
+    ), line

@@ -194,3 +194,24 @@ def test_knot_serve_log_line_per_routed_event(server: KnotServer, http: httpx.Cl
 
 def test_store_lives_under_the_project(server: KnotServer) -> None:
     assert (Path(server.project) / ".knot" / "knot.db").exists()
+
+
+def test_unknown_routes_and_methods_are_json_errors(http: httpx.Client) -> None:
+    """Found by fuzzing: starlette answered these in plain text."""
+    missing = http.get("/api/nothing")
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": "There is no route /api/nothing; see the HTTP API in README.md."
+    }
+    wrong = http.put("/event", json={})
+    assert wrong.status_code == 405
+    assert wrong.json() == {"error": "/event does not take PUT requests."}
+    assert wrong.headers["allow"] == "POST"
+
+
+def test_a_declared_body_over_the_limit_is_413_on_any_route(http: httpx.Client) -> None:
+    big = b"x" * (3 * 1024 * 1024)
+    for method, path in [("POST", "/api/spaces/nope/start"), ("GET", "/healthz")]:
+        r = http.request(method, path, content=big)
+        assert r.status_code == 413, (path, r.text)
+        assert "the limit is 2097152 bytes (server.max_body_bytes)" in r.json()["error"]

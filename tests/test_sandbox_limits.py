@@ -202,3 +202,19 @@ async def test_changed_script_settings_apply_to_the_next_delivery(tmp_path: Path
         outcome = report.outcomes["sleeper"]
         assert outcome.status is DeliveryStatus.FAILED
         assert "time.sleep(0.4) would run past the script's time limit" in outcome.error
+
+
+async def test_a_long_expression_compiles_in_the_worker_as_it_did_at_load(tmp_path: Path) -> None:
+    """Found by fuzzing: the worker compiled under its low recursion limit (for scripts), so a
+    script `knot check` accepted (a 150-term sum) killed every worker it was sent to."""
+    body = "x = " + " + ".join(["1"] * 150) + "\nprint(x)\n"
+    async with Runtime(tmp_path, config=limits_config(workers=1)) as rt:
+        await rt.add_sink(script_spec(tmp_path, "longsum", "*", body))
+        pool = shared_pool(rt)
+        assert pool is not None
+        report = await rt.emit_and_wait("x", {})
+        outcome = report.outcomes["longsum"]
+        assert outcome.status is DeliveryStatus.DELIVERED, outcome.error
+        assert outcome.result is not None
+        assert outcome.result.output == ("150",)
+        assert pool.started == 1  # the worker survived

@@ -231,3 +231,12 @@ def test_a_busy_worker_dies_with_a_killed_runtime(
         for pid in workers:  # never leave a spinning orphan behind, even when this fails
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_check_a_name_too_long_for_the_file_system(tmp_path: Path) -> None:
+    """Found by fuzzing: Path.exists() raised ENAMETOOLONG and `knot check` crashed."""
+    name = "a" * 300 + ".py"
+    result = knot("check", name)
+    assert result.returncode == 1
+    assert f"{name}:1:1: cannot be read: File name too long" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -130,3 +130,21 @@ def test_a_threshold_counts_failures_before_the_flip() -> None:
     assert tracker.observe(OK, "t6") is None  # ... and a success resets the count
     assert tracker.consecutive_failures == 0
     assert tracker.state is HealthState.HEALTHY
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"on_restart": [1]}, "on_restart must be 'start' or 'stop'"),
+        ({"on_restart": {"a": 1}}, "on_restart must be 'start' or 'stop'"),
+        ({"urls": ["http://["]}, "is not an http:// or https:// URL"),
+        ({"health": "http://[::1"}, "is not a valid URL"),
+    ],
+)
+def test_unhashable_or_unparsable_fields_are_problems_not_crashes(
+    fields: dict[str, object], words: str
+) -> None:
+    """Found by fuzzing: these raised TypeError / ValueError (a 500 from POST /api/spaces)."""
+    result = check_space({"name": "web", **fields})
+    assert result.spec is None
+    assert any(words in e for e in result.errors), result.errors

@@ -134,23 +134,23 @@ class Client:
         return answer
 
     def delete_channel(self, eci: str) -> JSONObject:
-        answer: JSONObject = self.request("DELETE", f"/api/channels/{quote(eci, safe='')}")
+        answer: JSONObject = self.request("DELETE", f"/api/channels/{_segment(eci)}")
         return answer
 
     # -- sinks and users -----------------------------------------------------------------
 
     def sink(self, name: str) -> JSONObject:
-        return dict(self.request("GET", f"/api/event-sinks/{name}"))
+        return dict(self.request("GET", f"/api/event-sinks/{_segment(name)}"))
 
     def add_sink(self, definition: JSONObject) -> JSONObject:
         """Create a sink; a webhook sink's answer holds its `secret`, this once."""
         return dict(self.request("POST", "/api/event-sinks", json_body=definition, expect=(201,)))
 
     def update_sink(self, name: str, changes: JSONObject) -> JSONObject:
-        return dict(self.request("PATCH", f"/api/event-sinks/{name}", json_body=changes))
+        return dict(self.request("PATCH", f"/api/event-sinks/{_segment(name)}", json_body=changes))
 
     def remove_sink(self, name: str) -> JSONObject:
-        return dict(self.request("DELETE", f"/api/event-sinks/{name}")["removed"])
+        return dict(self.request("DELETE", f"/api/event-sinks/{_segment(name)}")["removed"])
 
     def test_sink(
         self, name: str, *, event_type: str | None = None, payload: JSONObject | None = None
@@ -161,10 +161,10 @@ class Client:
             body["type"] = event_type
         if payload is not None:
             body["payload"] = payload
-        return dict(self.request("POST", f"/api/event-sinks/{name}/test", json_body=body))
+        return dict(self.request("POST", f"/api/event-sinks/{_segment(name)}/test", json_body=body))
 
     def sink_secret(self, name: str) -> str:
-        return str(self.request("GET", f"/api/event-sinks/{name}/secret")["secret"])
+        return str(self.request("GET", f"/api/event-sinks/{_segment(name)}/secret")["secret"])
 
     def users(self) -> list[JSONObject]:
         return list(self.request("GET", "/api/users")["users"])
@@ -177,7 +177,7 @@ class Client:
         return dict(answer["user"]), str(answer["token"])
 
     def remove_user(self, name: str) -> JSONObject:
-        return dict(self.request("DELETE", f"/api/users/{name}")["removed"])
+        return dict(self.request("DELETE", f"/api/users/{_segment(name)}")["removed"])
 
     def whoami(self) -> JSONObject:
         return dict(self.request("GET", "/api/whoami"))
@@ -220,20 +220,20 @@ class Client:
         return list(self.request("GET", "/api/spaces")["spaces"])
 
     def space(self, name: str) -> JSONObject:
-        return dict(self.request("GET", f"/api/spaces/{quote(name, safe='')}"))
+        return dict(self.request("GET", f"/api/spaces/{_segment(name)}"))
 
     def create_space(self, fields: JSONObject) -> JSONObject:
         return dict(self.request("POST", "/api/spaces", json_body=fields, expect=(201,)))
 
     def space_action(self, name: str, action: str) -> JSONObject:
         """`start` or `stop` a space."""
-        return dict(self.request("POST", f"/api/spaces/{quote(name, safe='')}/{action}"))
+        return dict(self.request("POST", f"/api/spaces/{_segment(name)}/{action}"))
 
     def delete_space(self, name: str) -> JSONObject:
-        return dict(self.request("DELETE", f"/api/spaces/{quote(name, safe='')}"))
+        return dict(self.request("DELETE", f"/api/spaces/{_segment(name)}"))
 
     def space_log(self, name: str, *, n: int = 100) -> list[str]:
-        answer = self.request("GET", f"/api/spaces/{quote(name, safe='')}/log", params={"n": n})
+        answer = self.request("GET", f"/api/spaces/{_segment(name)}/log", params={"n": n})
         return list(answer["lines"])
 
     def follow(
@@ -293,3 +293,10 @@ def _error_from(response: httpx.Response) -> KnotError:
     if status == 503:
         return RuntimeClosed(message)
     return KnotError(f"{message} (HTTP {status})")
+
+
+def _segment(name: str) -> str:
+    """`name` as one URL path segment: a name like `../users/bob` (or `..`) must not turn the
+    request into another route's (httpx resolves dot segments before sending)."""
+    quoted = quote(name, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ __all__ = ["Journal"]
 
 log = logging.getLogger("knot.store")
 T = TypeVar("T")
+FAILURE_LOG_EVERY = 10.0  # seconds between "still failing" lines while commits keep failing
 CommitCallback = Callable[[list[Event], list[bool]], None]
 _Call = tuple[Callable[[Store], Any], "asyncio.Future[Any]"]
 _Item = tuple[WriteBatch, list["asyncio.Future[bool]"]] | _Call
@@ -48,6 +50,11 @@ class Journal:
         self._closing = False
         self._next_seq = store.head_seq() + 1
         self.commits = 0
+        # Writer side: the store's health. A failed commit refuses its writes (emitters get
+        # the error, nothing is acknowledged); the next one that succeeds clears it.
+        self.failure = ""
+        self._failed_commits = 0
+        self._failure_logged = 0.0
 
     @property
     def head(self) -> int:
@@ -164,12 +171,30 @@ class Journal:
         try:
             flags = self.store.write(batches)
         except Exception as exc:
-            log.error("%s", exc)
+            self._note_failure(exc)
             self._post(self._failed, waiters, exc)
             return
+        if self.failure:
+            log.warning(
+                "the store accepts writes again, after %d failed commit%s (their writes were "
+                "refused, never acknowledged)",
+                self._failed_commits,
+                "" if self._failed_commits == 1 else "s",
+            )
+            self.failure, self._failed_commits = "", 0
         self.commits += 1
         events = [e for b in batches for e in b.events]
         self._post(self._committed, events, flags, waiters)
+
+    def _note_failure(self, exc: Exception) -> None:
+        """Log the first failed commit, then at most one line per FAILURE_LOG_EVERY seconds."""
+        self._failed_commits += 1
+        now = time.monotonic()
+        if not self.failure or now - self._failure_logged >= FAILURE_LOG_EVERY:
+            more = f" ({self._failed_commits} failed commits so far)" if self.failure else ""
+            log.error("%s Writes are refused until it works again%s.", exc, more)
+            self._failure_logged = now
+        self.failure = str(exc)
 
     def _run_call(self, item: _Call) -> None:
         fn, future = item

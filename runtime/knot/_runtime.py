@@ -136,6 +136,11 @@ class Runtime:
         return self._started and not self._stopping
 
     @property
+    def store_failure(self) -> str:
+        """Why the store refused the last commit ("" while it works)."""
+        return self._journal.failure if self._journal is not None else ""
+
+    @property
     def store(self) -> Store:
         if self._store is None:
             raise RuntimeClosed("The runtime is not running.")

@@ -263,7 +263,7 @@ def check_space(raw: Mapping[str, Any]) -> SpaceCheck:
     urls = _check_urls(raw.get("urls") or (), errors)
     health = _check_health(raw, errors)
     on_restart = raw.get("on_restart") or OnRestart.START.value
-    if on_restart not in {p.value for p in OnRestart}:
+    if not isinstance(on_restart, str) or on_restart not in {p.value for p in OnRestart}:
         errors.append(f"The space's on_restart must be 'start' or 'stop', not {on_restart!r}.")
     if errors:
         return SpaceCheck(None, tuple(errors))
@@ -288,7 +288,10 @@ def _check_urls(value: object, errors: list[str]) -> tuple[str, ...]:
         errors.append("The space's urls must be a list of URL strings.")
         return ()
     for url in value:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # "http://[" and friends
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             errors.append(f"The space URL {url!r} is not an http:// or https:// URL.")
     return tuple(value)
@@ -330,7 +333,10 @@ def _positive(raw: Mapping[str, Any], key: str, default: float, errors: list[str
 def _check_loopback(url: str) -> str | None:
     """Health URLs must point at this machine: a space is local, and the runtime must not be
     a way to probe other hosts on behalf of whoever may create spaces."""
-    host = urlsplit(url).hostname or ""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:  # "http://[" and friends
+        return f"The health URL {url!r} is not a valid URL."
     if host == "localhost":
         return None
     try:

@@ -131,9 +131,17 @@ class Store:
                 "stop it or use another --project or store path.",
                 path=str(self.path),
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
         self._lock_file = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as exc:  # a full disk or a read-only file system, met at the lock file
+            self._release_process_lock()
+            raise StoreError(
+                f"The store {self.path} cannot be written: {exc.strerror} ({lock_path}) (is "
+                "its disk full, or read-only?).",
+                path=str(self.path),
+            ) from None
 
     def _release_process_lock(self) -> None:
         if self._lock_file is not None:
@@ -164,6 +172,11 @@ class Store:
             return f"The store {self.path} is locked by another program; close it and retry."
         if "unable to open" in text:
             return f"The store {self.path} cannot be opened; check the path and permissions."
+        if "disk is full" in text or "disk I/O error" in text:
+            return (
+                f"The store {self.path} cannot be written: {text} (is its disk full, or "
+                "read-only?)."
+            )
         return f"The store {self.path} cannot be used: {text}."
 
     def _migrate(self) -> None:

@@ -17,10 +17,13 @@ from ._events import Event
 
 __all__ = [
     "FUNCTIONS",
+    "MAX_OUTPUT_CHARS",
+    "MAX_RANGE_STEPS",
     "Emit",
     "Eval",
     "Failed",
     "Function",
+    "Output",
     "RenderError",
     "Root",
     "Value",
@@ -41,16 +44,42 @@ Value = Any
 Eval = Callable[[Value, "Root"], Value]  # (dot, root) -> value
 Emit = Callable[[Value, "Root", list[str]], None]  # (dot, root, output)
 
+# What one rendering may cost. Rendering runs on the event loop, and a template comes from
+# whoever may create a sink while the data comes from whoever raises events: without a bound,
+# `range` nested over a list from the payload (or many `json .event.data`) would stall the
+# runtime or fill its memory. A body is far below these; a bomb fails that delivery.
+MAX_OUTPUT_CHARS = 8 * 1024 * 1024
+MAX_RANGE_STEPS = 100_000
+
 
 class Root(dict[str, Any]):
-    """The root data of one rendering, plus the event's ready-made data JSON."""
+    """The root data of one rendering, plus the event's ready-made data JSON and what is
+    left of the rendering's budget of `range` iterations."""
 
-    __slots__ = ("data_json",)
+    __slots__ = ("data_json", "steps")
     data_json: str
+    steps: int
 
     def __init__(self, *args: Any, data_json: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.data_json = data_json
+        self.steps = MAX_RANGE_STEPS
+
+
+class Output(list[str]):
+    """The pieces a rendering writes, refusing to grow past MAX_OUTPUT_CHARS."""
+
+    __slots__ = ("room",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.room = MAX_OUTPUT_CHARS
+
+    def append(self, text: str) -> None:
+        self.room -= len(text)
+        if self.room < 0:
+            raise Failed(f"the rendered body is over {MAX_OUTPUT_CHARS} characters", 0)
+        super().append(text)
 
 
 def template_context(event: Event, *, custom: Mapping[str, Any] | None = None) -> Root:
@@ -326,6 +355,13 @@ def block_node(word: str, cond: Eval, body: list[Emit], otherwise: list[Emit], p
             items = []
         else:
             raise Failed(f"range needs a list or a map, not {kind_of(value)}", pos)
+        root.steps -= len(items) or 1
+        if root.steps < 0:
+            raise Failed(
+                f"range ran more than {MAX_RANGE_STEPS} times in one rendering (nested "
+                "loops over the event's data?)",
+                pos,
+            )
         for item in items:
             for node in body:
                 node(item, root, out)

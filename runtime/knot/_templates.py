@@ -29,10 +29,12 @@ from ._events import Event
 from ._exceptions import TemplateError
 from ._template_eval import (
     FUNCTIONS,
+    MAX_RANGE_STEPS,
     Emit,
     Eval,
     Failed,
     Function,
+    Output,
     Root,
     Value,
     action_node,
@@ -485,7 +487,8 @@ class Template:
 
     def render_context(self, root: Mapping[str, Any]) -> str:
         data = root if isinstance(root, Root) else Root(root)
-        out: list[str] = []
+        data.steps = MAX_RANGE_STEPS
+        out = Output()
         try:
             for node in self._nodes:
                 node(data, data, out)

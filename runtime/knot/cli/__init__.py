@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .._exceptions import KnotError
 from . import channels, events, kernel, methods, scripts, serve, sinks, spaces, users
-from .common import Formatter, Handler
+from .common import Formatter, Handler, Parser, choose_action, printable
 
 __all__ = ["build_parser", "main"]
 
@@ -22,7 +22,7 @@ _GROUPS = (serve, events, sinks, scripts, methods, spaces, channels, users, kern
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="knot",
         description="A local runtime for Knot-style events: scripts, webhooks and JSON-RPC sinks.",
         epilog=(
@@ -51,14 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler: Handler | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return 2
+    handler: Handler = getattr(args, "handler", None) or choose_action(parser)
     try:
         return handler(args)
     except KnotError as exc:
-        print(f"knot: {exc}", file=sys.stderr)
+        print(f"knot: {printable(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

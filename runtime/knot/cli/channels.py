@@ -7,7 +7,7 @@ import json
 
 from .._client import Client
 from ..types import JSONObject
-from .common import Handler, Subparsers, add_command, print_table
+from .common import Subparsers, add_command, choose_action, print_table
 
 __all__ = ["register"]
 
@@ -23,7 +23,7 @@ def register(sub: Subparsers) -> None:
         "  knot channel list\n"
         "  knot channel delete ECI\n",
     )
-    p.set_defaults(handler=_help(p))
+    p.set_defaults(handler=choose_action(p))
     actions = p.add_subparsers(title="actions", metavar="ACTION")
 
     c = add_command(
@@ -58,14 +58,6 @@ def register(sub: Subparsers) -> None:
 
     d = add_command(actions, "delete", _delete, "Delete a channel.", "  knot channel delete ECI\n")
     d.add_argument("eci")
-
-
-def _help(parser: argparse.ArgumentParser) -> Handler:
-    def show(args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    return show
 
 
 def _create(args: argparse.Namespace) -> int:

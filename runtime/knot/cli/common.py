@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import NoReturn, TypeAlias
 
 from .._exceptions import InvalidInput
 from ..types import JSONObject
 
-__all__ = ["Formatter", "Handler", "Subparsers", "add_command", "parse_json_object", "print_table"]
+__all__ = [
+    "Formatter",
+    "Handler",
+    "Parser",
+    "Subparsers",
+    "add_command",
+    "choose_action",
+    "parse_json_object",
+    "print_table",
+    "printable",
+]
 
 Handler = Callable[[argparse.Namespace], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -18,6 +29,33 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
     pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line on stderr (the CLI's rule for every error).
+
+    argparse would print the usage block and echo arguments as given; an argument holding a
+    newline or an escape sequence then spreads the error over lines or into the terminal.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {printable(message)}; see '{self.prog} --help'.\n")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped, so it stays on one line and inert."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def choose_action(parser: argparse.ArgumentParser) -> Handler:
+    """The handler of a command group called without an action: its help, and exit 2."""
+
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help()
+        print(f"{parser.prog}: choose one of the actions above.", file=sys.stderr)
+        return 2
+
+    return show
 
 
 def add_command(

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .common import Subparsers, add_command
+from .common import Subparsers, add_command, choose_action
 
 __all__ = ["DISPLAY_NAME", "KERNEL_NAME", "register"]
 
@@ -17,7 +17,7 @@ DISPLAY_NAME = "Knot (Python)"
 
 def register(sub: Subparsers) -> None:
     kernel = sub.add_parser("kernel", help="Jupyter kernel for notebooks (`knot kernel install`).")
-    kernel.set_defaults(handler=lambda args: _usage(kernel))
+    kernel.set_defaults(handler=choose_action(kernel))
     actions = kernel.add_subparsers(title="actions", metavar="ACTION")
     p = add_command(
         actions,
@@ -30,11 +30,6 @@ def register(sub: Subparsers) -> None:
     where.add_argument("--user", action="store_true", help="for this user only")
     where.add_argument("--prefix", default=None, help="under PREFIX/share/jupyter (a venv)")
     p.add_argument("--name", default=KERNEL_NAME, help=f"kernelspec name (default {KERNEL_NAME})")
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _install(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import json
 
 from .._client import Client
 from ..types import JSONObject
-from .common import Subparsers, add_command, print_table
+from .common import Subparsers, add_command, choose_action, print_table
 
 __all__ = ["register"]
 
@@ -16,7 +16,7 @@ def register(sub: Subparsers) -> None:
     group = add_command(
         sub,
         "space",
-        lambda args: _help(group),
+        lambda args: choose_action(group)(args),
         "Create, start, stop and delete local spaces (each change raises a space.* event).",
         "  knot space create web --cmd 'python -m http.server 8000' \\\n"
         "      --url http://127.0.0.1:8000 --health http://127.0.0.1:8000/ --start\n"
@@ -72,11 +72,6 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("name", help="the space's name or id")
     p.add_argument("-n", type=int, default=50, help="how many lines (default 50)")
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _create(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from .._config import load_config
 from .._exceptions import NotFound, StoreLocked
 from .._users import User, offline_users
 from ..types import JSONObject
-from .common import Subparsers, add_command, print_table
+from .common import Subparsers, add_command, choose_action, print_table
 
 __all__ = ["register"]
 
@@ -32,7 +32,8 @@ EXAMPLES = """\
 
 
 def register(sub: Subparsers) -> None:
-    p = add_command(sub, "user", _help, "Add, list and remove users (bearer tokens).", EXAMPLES)
+    p = add_command(sub, "user", _list, "Add, list and remove users (bearer tokens).", EXAMPLES)
+    p.set_defaults(handler=choose_action(p))
     actions = p.add_subparsers(title="actions", metavar="ACTION")
 
     q = actions.add_parser("add", help="Add a user and print its bearer token (once).")
@@ -56,11 +57,6 @@ def register(sub: Subparsers) -> None:
     q = actions.add_parser("whoami", help="Who KNOT_TOKEN stands for at the running runtime.")
     q.set_defaults(handler=_whoami)
     q.add_argument("--project", default=".", help="ignored: whoami asks the running runtime")
-
-
-def _help(args: argparse.Namespace) -> int:
-    print("usage: knot user add|list|remove|whoami ... (knot user --help)", file=sys.stderr)
-    return 2
 
 
 def _store(args: argparse.Namespace) -> tuple[Path, tuple[User, ...]]:

@@ -28,7 +28,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
@@ -160,6 +160,41 @@ def _re_module() -> ModuleType:
 # -- the rest ---------------------------------------------------------------------------------
 
 
+class TextWrapper(textwrap.TextWrapper):
+    """textwrap.TextWrapper without its one class-level mutable: a script could rewrite the
+    shared whitespace table (and so every other script's output in that worker)."""
+
+    unicode_whitespace_trans = MappingProxyType(  # type: ignore[assignment]
+        dict(textwrap.TextWrapper.unicode_whitespace_trans)
+    )
+
+
+def _wrapper(**kwargs: Any) -> TextWrapper:
+    return TextWrapper(**kwargs)
+
+
+def _textwrap_module() -> ModuleType:
+    # wrap/fill/shorten as textwrap writes them, over the wrapper above.
+    def wrap(text: str, width: int = 70, **kwargs: Any) -> list[str]:
+        return _wrapper(width=width, **kwargs).wrap(text)
+
+    def fill(text: str, width: int = 70, **kwargs: Any) -> str:
+        return _wrapper(width=width, **kwargs).fill(text)
+
+    def shorten(text: str, width: int, **kwargs: Any) -> str:
+        return _wrapper(width=width, max_lines=1, **kwargs).fill(" ".join(text.strip().split()))
+
+    return _module(
+        "textwrap",
+        textwrap,
+        ("dedent", "indent"),
+        wrap=wrap,
+        fill=fill,
+        shorten=shorten,
+        TextWrapper=TextWrapper,
+    )
+
+
 def _random_module() -> ModuleType:
     # No `seed`: a worker's generator is shared by every script it runs, and one script must
     # not make another's randomness predictable.
@@ -276,9 +311,11 @@ def build_modules(knot: ModuleType, budget: SleepBudget) -> dict[str, ModuleType
                 "blake2b",
                 "blake2s",
                 "new",
-                "algorithms_available",
-                "algorithms_guaranteed",
             ],
+            # Frozen copies: the real ones are sets any script could fill, a place to leave
+            # data for the next script the worker runs.
+            algorithms_available=frozenset(hashlib.algorithms_available),
+            algorithms_guaranteed=frozenset(hashlib.algorithms_guaranteed),
         ),
         "hmac": _module("hmac", hmac, ("new", "compare_digest", "digest")),
         "string": _module(
@@ -333,9 +370,7 @@ def build_modules(knot: ModuleType, budget: SleepBudget) -> dict[str, ModuleType
                 "StatisticsError",
             ],
         ),
-        "textwrap": _module(
-            "textwrap", textwrap, ("wrap", "fill", "dedent", "indent", "shorten", "TextWrapper")
-        ),
+        "textwrap": _textwrap_module(),
         "knot": knot,
     }
     event = getattr(knot, "event", None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import builtins
 import operator
+import sys
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -204,13 +205,32 @@ class CompiledScript:
 def compile_script(
     source: str, filename: str, *, kind: ScriptKind = SINK_SCRIPTS
 ) -> CompiledScript:
-    """Parse, check and compile a script; never raises for bad input."""
+    """Parse, check and compile a script; never raises for bad input.
+
+    Compiling recurses once per nesting level of the script, so it runs under at least
+    CPython's default recursion limit, also inside a sandbox worker (whose own limit, for the
+    scripts it runs, is much lower): a script `knot check` and the runtime accept compiles in
+    every worker too.
+    """
+    limit = sys.getrecursionlimit()
+    if limit < COMPILE_RECURSION_LIMIT:
+        sys.setrecursionlimit(COMPILE_RECURSION_LIMIT)
+    try:
+        return _compile(source, filename, kind)
+    finally:
+        if limit < COMPILE_RECURSION_LIMIT:
+            sys.setrecursionlimit(limit)
+
+
+def _compile(source: str, filename: str, kind: ScriptKind) -> CompiledScript:
     try:
         tree = ast.parse(source, filename, "exec")
     except SyntaxError as exc:
         return CompiledScript(None, (_syntax_violation(exc),))
     except ValueError as exc:  # e.g. source with NUL bytes
         return CompiledScript(None, (Violation(1, 1, f"the script cannot be parsed: {exc}"),))
+    except (RecursionError, MemoryError):
+        return CompiledScript(None, (_TOO_DEEP,))
     policy = type(
         "BoundScriptPolicy", (ScriptPolicy,), {"bound_names": _bound_names(tree), "kind": kind}
     )
@@ -218,6 +238,10 @@ def compile_script(
         result = compile_restricted_exec(tree, filename, policy=policy)
     except SyntaxError as exc:  # raised by compile() itself: `return` outside a function, ...
         return CompiledScript(None, (_syntax_violation(exc),))
+    except (RecursionError, MemoryError):
+        # The parser, RestrictedPython's transformer and compile() all recurse per nesting
+        # level: `1 + 1 + ... + 1` with thousands of terms is a load error, not a crash.
+        return CompiledScript(None, (_TOO_DEEP,))
     if result.errors:
         # One violation per position: `eval(...)` is refused both by RestrictedPython and by
         # our missing-builtin rule; the user needs to hear it once.
@@ -226,6 +250,15 @@ def compile_script(
             violations.setdefault((v.line, v.col), v)
         return CompiledScript(None, tuple(violations.values()))
     return CompiledScript(result.code, ())
+
+
+COMPILE_RECURSION_LIMIT = 1000  # CPython's default
+_TOO_DEEP = Violation(
+    1,
+    1,
+    "the script is nested too deeply to compile (a very long chained expression or deeply "
+    "nested brackets); split it into several statements",
+)
 
 
 def check_source(

@@ -89,12 +89,16 @@ def check_paths(paths: Iterable[str | Path]) -> CheckReport:
     missing: list[str] = []
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
-            missing.append(str(raw))
-            continue
+        try:
+            if not path.exists():
+                missing.append(str(raw))
+                continue
+            files = _script_files(path)
+        except OSError:  # a name too long for the file system, ...: load_script says why
+            files = [path]
         loads.extend(
             load_method_script(file) if file.parent.name == METHODS_FOLDER else load_script(file)
-            for file in _script_files(path)
+            for file in files
         )
     return CheckReport(tuple(loads), tuple(missing))
 

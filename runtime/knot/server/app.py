@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,7 +24,7 @@ from .._exceptions import KnotError
 from .._runtime import Runtime
 from . import agent, api, channels, jsonrpc, sinks, sky, spaces, users
 from .auth import AuthMiddleware
-from .common import error_response
+from .common import BodyLimit, error_response
 
 __all__ = ["create_app", "serve"]
 
@@ -33,15 +34,28 @@ log = logging.getLogger("knot.server")
 async def healthz(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     ok = runtime.running
-    return JSONResponse(
-        {"status": "ok" if ok else "stopping", "zone": runtime.config.zone},
-        status_code=200 if ok else 503,
-    )
+    answer: dict[str, object] = {"status": "ok" if ok else "stopping", "zone": runtime.config.zone}
+    failure = runtime.store_failure if ok else ""
+    if failure:  # the last commit failed: nothing new can be acknowledged until one succeeds
+        answer.update(status="store failing", error=failure)
+    return JSONResponse(answer, status_code=200 if ok and not failure else 503)
 
 
 async def _knot_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KnotError)
     return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, method not allowed) as JSON errors too."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"There is no route {request.url.path}; see the HTTP API in README.md."
+    elif exc.status_code == 405:
+        message = f"{request.url.path} does not take {request.method} requests."
+    else:
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -75,12 +89,18 @@ def create_app(
     ]
     handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {
         KnotError: _knot_error,
+        HTTPException: _http_error,
         Exception: _unexpected,
     }
-    middleware = [Middleware(AuthMiddleware, runtime=runtime, loopback=loopback)]
+    limit = runtime.config.server.max_body_bytes
+    # Outermost first: who is calling (401 whatever the body), then the declared body size.
+    middleware = [
+        Middleware(AuthMiddleware, runtime=runtime, loopback=loopback),
+        Middleware(BodyLimit, limit=limit),
+    ]
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
     app.state.runtime = runtime
-    app.state.max_body_bytes = runtime.config.server.max_body_bytes
+    app.state.max_body_bytes = limit
     return app
 
 
