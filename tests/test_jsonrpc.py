@@ -221,3 +221,9 @@ async def test_reserved_rpc_prefix_is_not_found() -> None:
 async def test_null_and_string_ids_are_echoed() -> None:
     got = await rpc('{"jsonrpc": "2.0", "method": "get_data", "id": null}')
     assert got == {"jsonrpc": "2.0", "result": ["hello", 5], "id": None}
+
+
+async def test_nan_and_infinity_are_not_json() -> None:
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        got = await rpc(f'{{"jsonrpc": "2.0", "method": "get_data", "id": {constant}}}')
+        assert got["error"]["code"] == -32700

@@ -330,12 +330,22 @@ def json_kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+class _NotJson(ValueError):
+    pass
+
+
+def _reject_constant(constant: str) -> Any:
+    raise _NotJson(f"{constant} is not a JSON value")
+
+
 def decode_json(body: bytes, *, what: str = "The request body") -> Any:
     """Decode UTF-8 JSON (never another encoding json.loads would guess), or EventError why not."""
     try:
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise EventError(f"{what} is not UTF-8 text.") from None
+    except _NotJson as exc:
+        raise EventError(f"{what} is not valid JSON: {exc}.") from None
     except json.JSONDecodeError as exc:
         raise EventError(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."

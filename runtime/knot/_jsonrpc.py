@@ -73,7 +73,7 @@ def error_response(
 async def dispatch(body: bytes | str, lookup: Lookup) -> Any:
     """Answer a raw JSON-RPC body: a response object, a list of them, or None (nothing)."""
     try:
-        decoded = json.loads(body)
+        decoded = json.loads(body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError):
         return error_response(PARSE_ERROR)
     return await handle(decoded, lookup)
@@ -88,6 +88,11 @@ async def handle(decoded: Any, lookup: Lookup) -> Any:
         responses = [a for a in answers if a is not None]
         return responses or None
     return await _one(decoded, lookup)
+
+
+def _not_json(constant: str) -> Any:
+    """Python's json reads NaN and Infinity; JSON has neither, and they cannot be answered."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _valid_id(value: Any) -> bool:
