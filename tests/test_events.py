@@ -11,6 +11,7 @@ from knot._events import (
     SYSTEM_EVENT_TYPES,
     as_custom_type,
     check_type,
+    decode_json,
     encode_payload,
     new_event_id,
     now_rfc3339,
@@ -112,3 +113,9 @@ async def test_duplicate_ingress_of_an_id_is_ignored(runtime: Runtime) -> None:
     assert second.duplicate
     events = await runtime.events("custom.dup")
     assert [e.data for e in events] == [{"n": 1}]
+
+
+def test_request_bodies_with_nan_are_not_json() -> None:
+    with pytest.raises(EventError, match="NaN is not a JSON value"):
+        decode_json(b'{"x": NaN}')
+    assert decode_json(b'{"x": 1.5}') == {"x": 1.5}

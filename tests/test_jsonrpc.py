@@ -245,3 +245,9 @@ async def test_a_result_holding_nan_is_32603() -> None:
 
     got = await dispatch('{"jsonrpc": "2.0", "method": "nan", "id": 1}', {"nan": nan}.get)
     assert got["error"]["code"] == -32603
+
+
+async def test_nan_and_infinity_ids_are_parse_errors() -> None:
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        got = await rpc(f'{{"jsonrpc": "2.0", "method": "get_data", "id": {constant}}}')
+        assert got["error"]["code"] == -32700

@@ -12,7 +12,7 @@ from ._audit import AuditEntry, AuditKind
 from ._channels import Channel, ChannelPolicy, Channels
 from ._client import Client
 from ._config import Config, ConfigResult, load_config, parse_config
-from ._delivery import DeliveryStatus, Outcome
+from ._delivery import DeliveryStatus, EmitReport, Outcome
 from ._events import Actor, ActorKind, Event, Space
 from ._exceptions import (
     ConfigError,
@@ -38,7 +38,7 @@ from ._health import HealthState
 from ._methods import CallResult, MethodInfo, Methods
 from ._patterns import Pattern, parse_patterns
 from ._registry import SinkStatus
-from ._runtime import EmitReport, Runtime
+from ._runtime import Runtime
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._spacespec import OnRestart, SpaceInfo, SpaceState
 from ._sync import SyncRuntime

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -25,7 +25,7 @@ from ._journal import Journal
 from .sinks.base import DeliveryResult, Sink
 from .types import JSONObject
 
-__all__ = ["DeliveryEngine", "DeliveryStatus", "Outcome", "SinkWorker", "Tracker"]
+__all__ = ["DeliveryEngine", "DeliveryStatus", "EmitReport", "Outcome", "SinkWorker", "Tracker"]
 
 log = logging.getLogger("knot.delivery")
 
@@ -58,6 +58,20 @@ class Outcome:
         if self.result is not None and self.result.output:
             out["output"] = list(self.result.output)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class EmitReport:
+    """What happened to one event at its sinks, for synchronous callers (Sky, dry runs)."""
+
+    event: Event
+    outcomes: Mapping[str, Outcome]
+    pending: tuple[str, ...]  # sinks that had not finished when the wait ended
+    duplicate: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.event.id
 
 
 class Tracker:

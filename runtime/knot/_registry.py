@@ -8,7 +8,7 @@ engine in step. A replaced sink keeps its queue, so events waiting for it surviv
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,12 +17,16 @@ from ._events import Event
 from ._exceptions import NotFound, SinkError
 from ._router import Router
 from ._sinkspec import SinkOrigin, SinkSpec
+from ._store import Store
 from .sinks import Sink, SinkHost, build_sink
+from .sinks.webhook import new_secret
 from .types import JSONObject
 
-__all__ = ["SinkRegistry", "SinkStatus"]
+__all__ = ["KV_SINKS", "KV_SINK_SECRETS", "SinkRegistry", "SinkStatus"]
 
 log = logging.getLogger("knot.sinks")
+KV_SINKS = "sinks"  # sinks created at run time (origin API), kept across restarts
+KV_SINK_SECRETS = "sink_secrets"  # generated webhook secrets, stable across restarts
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +161,58 @@ class SinkRegistry:
         spec = SinkSpec.from_dict(merged, origin=current.origin)
         await self.install(spec)
         return spec
+
+    # -- sinks created at run time: persisted in the store ---------------------------------
+
+    def stored_specs(self) -> list[SinkSpec]:
+        """The sinks an earlier run created through the API (start-up only)."""
+        specs = []
+        for raw in self._delivery.journal.store.kv_all(KV_SINKS).values():
+            try:
+                specs.append(SinkSpec.from_dict(raw, origin=SinkOrigin.API))
+            except SinkError as exc:  # a stored sink gone bad must not stop start-up
+                log.error("a stored sink could not be loaded: %s", exc.message)
+        return specs
+
+    async def add(self, item: SinkSpec | Sink | Mapping[str, Any]) -> SinkSpec:
+        """Install a sink; one given as data is an API sink and is persisted."""
+        if isinstance(item, Mapping):
+            item = SinkSpec.from_dict(item, origin=SinkOrigin.API)
+        await self.install(item)
+        spec = item.spec if isinstance(item, Sink) else item
+        await self._persist(spec)
+        return spec
+
+    async def change(self, name: str, changes: Mapping[str, Any]) -> SinkSpec:
+        spec = await self.update(name, dict(changes))
+        await self._persist(spec)
+        return spec
+
+    async def delete(self, name: str, *, reason: str) -> SinkSpec:
+        spec = await self.remove(name, reason=reason)
+        if spec.origin is SinkOrigin.API:
+
+            def forget(store: Store) -> None:
+                store.kv_delete(KV_SINKS, name)
+                store.kv_delete(KV_SINK_SECRETS, name)  # a new sink of this name gets a new one
+
+            await self._delivery.journal.call(forget)
+        return spec
+
+    async def secret(self, sink: str) -> str:
+        """The signing secret of a sink defined without one: generated once, then kept."""
+        journal = self._delivery.journal
+        stored = journal.store.kv_all(KV_SINK_SECRETS).get(sink, {}).get("secret")
+        if isinstance(stored, str) and stored:
+            return stored
+        secret = new_secret()
+        await journal.call(lambda s: s.kv_put(KV_SINK_SECRETS, sink, {"secret": secret}))
+        return secret
+
+    async def _persist(self, spec: SinkSpec) -> None:
+        if spec.origin is SinkOrigin.API:
+            data = spec.to_dict(redact=False)
+            await self._delivery.journal.call(lambda s: s.kv_put(KV_SINKS, spec.name, data))
 
     def set_problem(self, name: str, spec: SinkSpec | None, problem: str) -> None:
         """Record why a definition of `name` is not in use (a broken save keeps the old one)."""

@@ -11,9 +11,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -23,7 +22,8 @@ import httpx
 from ._audit import AuditEntry, AuditKind
 from ._channels import KV_CHANNELS, Channels
 from ._config import CONFIG_FILE, RESTART_SETTINGS, Config, changed_settings, load_config
-from ._delivery import DeliveryEngine, Outcome, Tracker
+from ._delivery import DeliveryEngine, EmitReport, Outcome, Tracker
+from ._dispatch import Dispatcher, EventListener
 from ._events import (
     LOCAL_ACTOR,
     SYSTEM_ACTOR,
@@ -50,31 +50,15 @@ from ._sinkspec import SinkOrigin, SinkSpec
 from ._store import Store
 from ._users import KV_USERS, UserDirectory
 from .sinks import Sink
-from .sinks.webhook import WebhookClients, new_secret
+from .sinks.webhook import WebhookClients
 from .spaces import Spaces, SpacesPart
 from .types import JSONObject
 
 __all__ = ["EmitReport", "Runtime", "RuntimePart"]
 
 log = logging.getLogger("knot.events")
-KV_SINKS = "sinks"
-KV_SINK_SECRETS = "sink_secrets"  # generated webhook secrets, stable across restarts
 HOUSEKEEPING_INTERVAL = 0.5
 PRUNE_EVERY = 60  # housekeeping rounds between retention passes
-
-
-@dataclass(frozen=True, slots=True)
-class EmitReport:
-    """What happened to one event at its sinks, for synchronous callers (Sky, dry runs)."""
-
-    event: Event
-    outcomes: Mapping[str, Outcome]
-    pending: tuple[str, ...]  # sinks that had not finished when the wait ended
-    duplicate: bool = False
-
-    @property
-    def id(self) -> str:
-        return self.event.id
 
 
 class RuntimePart(Protocol):
@@ -112,11 +96,10 @@ class Runtime:
         self._registry: SinkRegistry | None = None
         self.router = Router()
         self.channels = Channels(self)  # Sky event channels (ecis), loaded from the store
-        self._listeners: list[Callable[[Event, tuple[str, ...]], None]] = []
+        self._listeners: list[EventListener] = []  # shared with the dispatcher
         self._outcome_listeners: list[Callable[[Event, Outcome], None]] = []
         self._housekeeping: asyncio.Task[None] | None = None
-        self._unrouted: deque[Event] = deque()
-        self._routing_scheduled = False
+        self._dispatcher: Dispatcher | None = None
         self._started = False
         self._stopping = False
         # The HTTP pool all webhook sinks share; `http_transport` replaces its transport.
@@ -227,6 +210,8 @@ class Runtime:
         self._journal = Journal(store, on_commit=self._on_commit)
         self._delivery = DeliveryEngine(self._journal, self.config.delivery)
         self._delivery.outcome_listeners = self._outcome_listeners
+        self._dispatcher = Dispatcher(self.router, self._delivery, self.config.delivery)
+        self._dispatcher.listeners = self._listeners
         # Sinks known from an earlier run resume right after their stored cursor, whenever
         # (and from whichever source) they are installed again.
         self._registry = SinkRegistry(
@@ -238,12 +223,7 @@ class Runtime:
         self.users.load(store.kv_all(KV_USERS))
         for spec in self.config.sinks:
             await self._install_at_start(spec)
-        for raw in store.kv_all(KV_SINKS).values():
-            try:
-                spec = SinkSpec.from_dict(raw, origin=SinkOrigin.API)
-            except Exception as exc:
-                log.error("a stored sink could not be loaded: %s", exc)
-                continue
+        for spec in self.registry.stored_specs():
             await self._install_at_start(spec)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="knot-housekeeping")
 
@@ -320,6 +300,8 @@ class Runtime:
         )
         self.config = config
         self.delivery.settings = config.delivery
+        if self._dispatcher is not None:
+            self._dispatcher.settings = config.delivery
         await self.registry.sync(SinkOrigin.CONFIG, config.sinks, reason="removed from knot.toml")
         return pending
 
@@ -462,48 +444,18 @@ class Runtime:
             raise RuntimeClosed("The runtime is not running; start it before raising events.")
 
     def _on_commit(self, events: list[Event], flags: list[bool]) -> None:
-        """Queue freshly journaled events for routing, in journal order (on the event loop)."""
-        self._unrouted.extend(e for e, inserted in zip(events, flags, strict=True) if inserted)
-        if not self._routing_scheduled:
-            self._route_some()
+        if self._dispatcher is not None:
+            self._dispatcher.on_commit(events, flags)
 
-    def _route_some(self) -> None:
-        """Route at most half a sink queue's worth of events, then let the sinks run.
-
-        A group commit can hold thousands of events; routing them all at once would overflow
-        every sink's bounded queue even when the sink is fast. Yielding between slices lets
-        fast sinks drain, so only sinks that really fall behind drop events.
-        """
-        self._routing_scheduled = False
-        delivery = self._delivery
-        if delivery is None:
-            self._unrouted.clear()
-            return
-        backlog = self._unrouted
-        route = self.router.route
-        trackers = delivery.trackers
-        listeners = self._listeners
-        info = log.isEnabledFor(logging.INFO)
-        for _ in range(min(len(backlog), max(1, self.config.delivery.queue_size // 2))):
-            event = backlog.popleft()
-            names = route(event)
-            if trackers:
-                tracker = trackers.get(event.id)
-                if tracker is not None:
-                    tracker.expect(names)
-            delivery.dispatch(event, names)
-            if info:
-                log.info("%s %s → %s", event.type, event.id, ", ".join(names) or "(no sinks)")
-            for listener in listeners:
-                listener(event, names)
-        if backlog:
-            self._routing_scheduled = True
-            asyncio.get_running_loop().call_soon(self._route_some)
-
-    def on_event(self, listener: Callable[[Event, tuple[str, ...]], None]) -> Callable[[], None]:
+    def on_event(self, listener: EventListener) -> Callable[[], None]:
         """Call `listener(event, sink_names)` for each routed event; returns an unsubscribe."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
     def on_outcome(self, listener: Callable[[Event, Outcome], None]) -> Callable[[], None]:
         """Call `listener(event, outcome)` when a sink finishes with an event."""
@@ -519,7 +471,7 @@ class Runtime:
         """Wait until everything emitted so far is journaled, routed and handled by its sinks."""
         async with asyncio.timeout(timeout):
             await self.flush()
-            while self._unrouted:
+            while self._dispatcher is not None and self._dispatcher.pending:
                 await asyncio.sleep(0)
             await self.delivery.wait_idle(timeout)
 
@@ -536,44 +488,20 @@ class Runtime:
 
     async def sink_secret(self, sink: str) -> str:
         """The signing secret of a sink defined without one: generated once, then kept."""
-        stored = self.store.kv_all(KV_SINK_SECRETS).get(sink, {}).get("secret")
-        if isinstance(stored, str) and stored:
-            return stored
-        secret = new_secret()
-        await self.journal.call(lambda s: s.kv_put(KV_SINK_SECRETS, sink, {"secret": secret}))
-        return secret
+        return await self.registry.secret(sink)
 
     # -- sinks ----------------------------------------------------------------------------
 
     async def add_sink(self, item: SinkSpec | Sink | Mapping[str, Any]) -> SinkSpec:
         """Add (or replace) a sink; sinks given as data are persisted in the store."""
         self._check_running()
-        if isinstance(item, Mapping):
-            item = SinkSpec.from_dict(item, origin=SinkOrigin.API)
-        await self.registry.install(item)
-        spec = item.spec if isinstance(item, Sink) else item
-        if spec.origin is SinkOrigin.API:
-            data = spec.to_dict(redact=False)
-            await self.journal.call(lambda s: s.kv_put(KV_SINKS, spec.name, data))
-        return spec
+        return await self.registry.add(item)
 
     async def update_sink(self, name: str, changes: Mapping[str, Any]) -> SinkSpec:
-        spec = await self.registry.update(name, dict(changes))
-        if spec.origin is SinkOrigin.API:
-            data = spec.to_dict(redact=False)
-            await self.journal.call(lambda s: s.kv_put(KV_SINKS, spec.name, data))
-        return spec
+        return await self.registry.change(name, changes)
 
     async def remove_sink(self, name: str, *, reason: str = "removed by request") -> SinkSpec:
-        spec = await self.registry.remove(name, reason=reason)
-        if spec.origin is SinkOrigin.API:
-
-            def forget(store: Store) -> None:
-                store.kv_delete(KV_SINKS, name)
-                store.kv_delete(KV_SINK_SECRETS, name)  # a new sink of this name gets a new one
-
-            await self.journal.call(forget)
-        return spec
+        return await self.registry.delete(name, reason=reason)
 
     def sinks(self) -> list[SinkStatus]:
         return self.registry.statuses()

@@ -23,10 +23,9 @@ from enum import Enum
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from ._delivery import DeliveryStatus
+from ._delivery import DeliveryStatus, EmitReport
 from ._events import CUSTOM_PREFIX, MAX_TYPE_LENGTH, check_type, decode_json, json_kind
 from ._exceptions import EventError
-from ._runtime import EmitReport
 from .types import JSONObject
 
 __all__ = [
