@@ -29,6 +29,12 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# Mixed load on one knot serve for MINUTES (default 10), sampling its memory and descriptors;
+# prints the samples and a verdict (flat or growing). Not part of `make test`.
+MINUTES ?= 10
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --minutes $(MINUTES)
+
 # The fuzz suites with 40 times the examples `make test` gives them (several minutes).
 fuzz: $(STAMP)
 	KNOT_FUZZ=deep $(BIN)/python -m pytest tests/test_fuzz_http.py tests/test_fuzz_inputs.py \

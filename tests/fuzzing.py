@@ -110,7 +110,6 @@ def safe_for_spaces(value: Any) -> Any:
 # -- request bodies ----------------------------------------------------------------------------
 
 KNOWN_FIELDS = {
-    "type": event_types,
     "payload": json_values,
     "id": st.one_of(texts, st.uuids().map(str)),
     "owner": texts,
@@ -131,6 +130,19 @@ KNOWN_FIELDS = {
     "threshold": json_scalars,
     "on_restart": st.one_of(json_values, st.sampled_from(["start", "stop"])),
     "events": st.one_of(patterns, st.lists(patterns, max_size=3)),
+    "type": st.one_of(event_types, st.sampled_from(["webhook", "json-rpc", "script", "recording"])),
+    "url": st.one_of(
+        texts,
+        st.sampled_from(
+            ["http://[", "http://[::1", "http://127.0.0.1:1/x", "ftp://x", "http://a:99999/"]
+        ),
+    ),
+    "headers": st.one_of(json_values, st.dictionaries(texts, texts, max_size=2)),
+    "body_template": st.one_of(texts, st.sampled_from(["${{ json .event.data }}", "${{"])),
+    "secret": json_scalars,
+    "skip_tls_verify": json_scalars,
+    "manage_global_sinks": json_scalars,
+    "manage_users": json_scalars,
     "description": texts,
     "active": json_scalars,
     "_domain": texts,

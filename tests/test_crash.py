@@ -48,10 +48,10 @@ def delivered(path: Path) -> list[str]:
     return [str(r["id"]) for r in records(path)]
 
 
-def test_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
+def test_sigkill_mid_stream_loses_nothing(server_factory: type[KnotServer], tmp_path: Path) -> None:
     slow_log, fast_log = tmp_path / "slow.jsonl", tmp_path / "fast.jsonl"
     (tmp_path / "knot.toml").write_text(CONFIG.format(path=slow_log, fast=fast_log))
-    server = KnotServer(tmp_path, quiet=True)
+    server = server_factory(tmp_path, quiet=True)
     stream = Stream(server.url)
     wait_until(lambda: len(stream.acked) >= 1500 and len(delivered(slow_log)) >= 200, timeout=60)
     server.kill()
@@ -60,7 +60,7 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
     cursors = committed_cursors(tmp_path / ".knot" / "knot.db")
     assert len(set(delivered(slow_log))) < len(acked), "the crash should leave a backlog"
 
-    server = KnotServer(tmp_path, quiet=True)
+    server = server_factory(tmp_path, quiet=True)
     try:
         wanted = set(acked)
         wait_until(lambda: wanted <= set(delivered(slow_log)), timeout=60)
@@ -118,7 +118,9 @@ def save(path: Path, text: str, *, atomic: bool) -> None:
         path.write_text(text)
 
 
-def test_sigkill_during_script_reloads_loses_nothing(tmp_path: Path) -> None:
+def test_sigkill_during_script_reloads_loses_nothing(
+    server_factory: type[KnotServer], tmp_path: Path
+) -> None:
     """Saves keep arriving while the runtime is killed; one of them is broken. The restarted
     runtime holds the sink back until the script is fixed, then delivers its whole backlog
     (including what arrived meanwhile) with the newest code."""
@@ -127,7 +129,7 @@ def test_sigkill_during_script_reloads_loses_nothing(tmp_path: Path) -> None:
     script.parent.mkdir(parents=True)
     script.write_text(SCRIPT.format(n=0))
     store = tmp_path / ".knot" / "knot.db"
-    server = KnotServer(tmp_path, quiet=True)
+    server = server_factory(tmp_path, quiet=True)
     stream = Stream(server.url, threads=2)
     saves = threading.Event()
     version = 0
@@ -151,7 +153,7 @@ def test_sigkill_during_script_reloads_loses_nothing(tmp_path: Path) -> None:
     cursor = committed_cursors(store)["tick"]
     ran_before = script_runs(store)
 
-    server = KnotServer(tmp_path, quiet=True)
+    server = server_factory(tmp_path, quiet=True)
     try:
         server.wait_for_line(r"could not load sink tick")
         late = Stream(server.url, threads=1)
@@ -197,14 +199,14 @@ FAILURES = 6  # the receiver answers 500 to its first requests, then 200
 
 
 def test_sigkill_while_a_webhook_delivery_is_retrying_loses_nothing(
-    tmp_path: Path, receiver: Receiver
+    server_factory: type[KnotServer], tmp_path: Path, receiver: Receiver
 ) -> None:
     rec_log = tmp_path / "rec.jsonl"
     (tmp_path / "knot.toml").write_text(
         WEBHOOK_CONFIG.format(url=receiver.url("/hook"), rec=rec_log)
     )
     receiver.plan("/hook", [500] * FAILURES)
-    server = KnotServer(tmp_path, quiet=True)
+    server = server_factory(tmp_path, quiet=True)
     with server.client() as client:
         acked = [
             client.post("/event", json={"type": "crash.hook", "payload": {"i": i}}).json()["id"]
@@ -217,7 +219,7 @@ def test_sigkill_while_a_webhook_delivery_is_retrying_loses_nothing(
     killed_at = len(receiver.requests)
     assert killed_at < FAILURES, "the kill should come while the first event is retrying"
 
-    server = KnotServer(tmp_path, quiet=True)
+    server = server_factory(tmp_path, quiet=True)
     try:
         receiver.wait_for(len(acked) + FAILURES, "/hook", timeout=30)
         wait_until(lambda: set(acked) <= {d.id for d in jsonl_deliveries(rec_log)}, timeout=30)
@@ -268,13 +270,15 @@ def method_calls(store: Path) -> list[str]:
         return [json.loads(data)["id"] for (data,) in rows]
 
 
-def test_sigkill_while_a_method_worker_is_mid_call_loses_nothing(tmp_path: Path) -> None:
+def test_sigkill_while_a_method_worker_is_mid_call_loses_nothing(
+    server_factory: type[KnotServer], tmp_path: Path
+) -> None:
     (tmp_path / "knot.toml").write_text(METHOD_CONFIG)
     script = tmp_path / "scripts" / "methods" / "tracker.py"
     script.parent.mkdir(parents=True)
     script.write_text(METHOD_SCRIPT)
     store = tmp_path / ".knot" / "knot.db"
-    server = KnotServer(tmp_path, quiet=True)
+    server = server_factory(tmp_path, quiet=True)
     with server.client() as client:
         acked = [
             client.post("/event", json={"type": "stream.x", "payload": {"i": i}}).json()["id"]
@@ -287,7 +291,7 @@ def test_sigkill_while_a_method_worker_is_mid_call_loses_nothing(tmp_path: Path)
     before = [Delivery(i, seqs[i]) for i in method_calls(store)]
     assert len(before) < len(acked), "the kill should leave a backlog"
 
-    server = KnotServer(tmp_path, quiet=True)
+    server = server_factory(tmp_path, quiet=True)
     try:
         wait_until(lambda: set(acked) <= set(method_calls(store)), timeout=60)
     finally:

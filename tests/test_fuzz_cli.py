@@ -172,11 +172,12 @@ def test_command_survives_fuzzed_arguments(
             assert "Traceback" not in err.getvalue()
             return
         before = fuzz_target.state()
+        mark = fuzz_target.log_mark()
         code, _, stderr = run_cli(argv)
         check_outcome(argv, code, stderr)
         if code != 0:
             assert fuzz_target.state() == before, argv
-        assert fuzz_target.log_problems() == []
+        assert fuzz_target.log_problems(mark) == [], argv
 
     one()
 

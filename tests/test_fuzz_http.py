@@ -151,6 +151,7 @@ def test_route_survives_fuzzed_requests(
         who = data.draw(st.sampled_from(["admin", "admin", "admin", "bob", "none", "wrong"]))
         url = f"{path}?{query}" if query else path
         before = target.state()
+        mark = target.log_mark()
         response, raw = send(target, method, url, body, content_type, who)
         check_answer(target, response, raw)
         if who in ("none", "wrong") and template != "/healthz":
@@ -164,7 +165,7 @@ def test_route_survives_fuzzed_requests(
                 allowed["audit"] += grown
                 allowed["security_audit"] += grown
             assert after == allowed, (method, url, body, who, before, after)
-        assert target.log_problems() == []
+        assert target.log_problems(mark) == []
 
     one()
 
@@ -292,6 +293,7 @@ def test_json_rpc_answers_every_call_by_the_specification(
     by the protocol (parse, invalid request, no such method, bad params) changes nothing."""
     target = fuzz_target
     before = target.state()
+    mark = target.log_mark()
     response, raw = send(target, "POST", "/json-rpc", body.encode(), "application/json", who)
     where = f"{body!r} -> {response.status_code}: {raw[:300]!r}"
     assert response.status_code in (200, 204), where
@@ -306,4 +308,4 @@ def test_json_rpc_answers_every_call_by_the_specification(
     refused = {-32700, -32600, -32601, -32602}
     if all(one.get("error", {}).get("code") in refused for one in answers):
         assert target.state() == before, where
-    assert target.log_problems() == []
+    assert target.log_problems(mark) == [], where

@@ -30,6 +30,7 @@ from knot._spacespec import check_space
 from knot.sandbox import load_script
 from knot.sandbox.loader import parse_header
 from knot.sandbox.policy import compile_script
+from knot.sinks import build_sink
 
 from .fuzzing import event_types, fuzz, json_objects, json_values, patterns, texts
 
@@ -223,7 +224,7 @@ sink_fields = st.fixed_dictionaries(
         "description": json_values,
         "owner": json_values,
         "active": json_values,
-        "url": json_values,
+        "url": st.one_of(json_values, st.sampled_from(["http://[", "http://[::1", "ftp://x"])),
         "secret": json_values,
         "headers": json_values,
         "body_template": json_values,
@@ -234,9 +235,12 @@ sink_fields = st.fixed_dictionaries(
 
 @fuzz(200)
 @given(raw=st.one_of(sink_fields, json_objects))
+@example(raw={"name": "hook", "type": "webhook", "events": "*", "url": "http://["})
 def test_sink_specs(raw: dict[str, Any]) -> None:
+    """A definition is refused with a SinkError or builds (its type's checks included)."""
     spec = raises_only_knot_errors(SinkSpec.from_dict, raw, origin=SinkOrigin.API)
     if spec is not None:
+        raises_only_knot_errors(build_sink, spec)
         again = SinkSpec.from_dict(spec.to_dict(redact=False), origin=SinkOrigin.API)
         assert (again.name, again.events) == (spec.name, spec.events)
 

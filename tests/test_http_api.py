@@ -215,3 +215,9 @@ def test_a_declared_body_over_the_limit_is_413_on_any_route(http: httpx.Client) 
         r = http.request(method, path, content=big)
         assert r.status_code == 413, (path, r.text)
         assert "the limit is 2097152 bytes (server.max_body_bytes)" in r.json()["error"]
+
+
+def test_nan_in_a_body_is_not_json(http: httpx.Client) -> None:
+    r = http.post("/event", content=b'{"type": "x", "payload": {"n": NaN}}')
+    assert r.status_code == 400
+    assert r.json() == {"error": "The request body is not valid JSON: NaN is not a JSON value."}

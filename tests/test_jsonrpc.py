@@ -223,7 +223,31 @@ async def test_null_and_string_ids_are_echoed() -> None:
     assert got == {"jsonrpc": "2.0", "result": ["hello", 5], "id": None}
 
 
-async def test_nan_and_infinity_are_not_json() -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"jsonrpc": "2.0", "method": "sum", "params": [1], "id": Infinity}',
+        '{"jsonrpc": "2.0", "method": "sum", "params": [NaN], "id": 1}',
+        '[{"jsonrpc": "2.0", "method": "sum", "params": [-Infinity], "id": 1}]',
+    ],
+)
+async def test_nan_and_infinity_are_not_json(body: str) -> None:
+    """Found by fuzzing: json.loads took `"id": Infinity`, and the answer (which echoes the
+    id) could not be encoded: POST /json-rpc answered 500."""
+    got = await rpc(body)
+    assert got["error"]["code"] == -32700
+    json.dumps(got, allow_nan=False)
+
+
+async def test_a_result_holding_nan_is_32603() -> None:
+    async def nan(params: Any) -> Any:
+        return float("nan")
+
+    got = await dispatch('{"jsonrpc": "2.0", "method": "nan", "id": 1}', {"nan": nan}.get)
+    assert got["error"]["code"] == -32603
+
+
+async def test_nan_and_infinity_ids_are_parse_errors() -> None:
     for constant in ("NaN", "Infinity", "-Infinity"):
         got = await rpc(f'{{"jsonrpc": "2.0", "method": "get_data", "id": {constant}}}')
         assert got["error"]["code"] == -32700

@@ -391,7 +391,9 @@ async def test_an_app_beyond_loopback_without_users_admits_nobody(tmp_path: Path
     async with Runtime(tmp_path) as rt:
         for loopback, expected in ((False, 401), (True, 200)):
             transport = httpx.ASGITransport(app=create_app(rt, loopback=loopback))
-            async with httpx.AsyncClient(transport=transport, base_url="http://knot") as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1"
+            ) as client:
                 assert (await client.get("/healthz")).status_code == 200
                 answer = await client.get("/api/whoami")
                 assert answer.status_code == expected
@@ -417,3 +419,49 @@ def test_users_added_to_knot_toml_apply_without_a_restart(
         assert me.json()["name"] == "hot"
         (project / "knot.toml").write_text("")
         wait_until(lambda: http.get("/api/sinks").status_code == 200)
+
+
+def test_a_user_reads_only_their_own_events_and_audit(setup: Setup, sinks: dict[str, str]) -> None:
+    """Found in review: /api/events, /api/events/{id}, the live stream and /api/audit answered
+    everyone's events (payloads included) and the whole audit log to any token holder."""
+    setup.receiver.plan("/own_sink", [500] * 3)
+    setup.receiver.plan("/glob_sink", [500] * 3)
+    mine = setup.call("own", "POST", "/event", {"type": "owned.read", "payload": {"n": 1}})
+    theirs = setup.call("glob", "POST", "/event", {"type": "owned.read", "payload": {"n": 2}})
+    mine_id, theirs_id = mine.json()["id"], theirs.json()["id"]
+
+    def listed(who: str) -> set[str]:
+        answer = setup.call(who, "GET", "/api/events?pattern=custom.owned.read&n=100").json()
+        return {e["id"] for e in answer["events"]}
+
+    assert listed("own") == {mine_id}
+    assert listed("glob") >= {mine_id, theirs_id}
+    assert setup.call("own", "GET", f"/api/events/{theirs_id}").status_code == 404
+    assert setup.call("glob", "GET", f"/api/events/{mine_id}").status_code == 200
+
+    def audited(who: str) -> list[dict[str, Any]]:
+        return list(setup.call(who, "GET", "/api/audit?n=1000").json()["audit"])
+
+    wait_until(lambda: {"own_sink", "glob_sink"} <= {e["sink"] for e in audited("glob")})
+    assert {e["sink"] for e in audited("own")} == {"own_sink"}
+    assert setup.call("own", "GET", "/api/audit?sink=glob_sink").json()["audit"] == []
+
+
+def test_the_live_stream_shows_a_user_only_their_own_events(setup: Setup) -> None:
+    headers = {"Authorization": f"Bearer {setup.tokens['own']}"}
+    with (
+        httpx.Client(base_url=setup.server.url, timeout=10) as client,
+        client.stream("GET", "/api/events/stream?pattern=custom.owned.*", headers=headers) as r,
+    ):
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        assert next(lines) == ": connected"
+        theirs = setup.call("glob", "POST", "/event", {"type": "owned.live", "payload": {}})
+        mine = setup.call("own", "POST", "/event", {"type": "owned.live", "payload": {}})
+        seen = []
+        for line in lines:
+            if line.startswith("data: "):
+                seen.append(json.loads(line[6:])["id"])
+                if seen[-1] == mine.json()["id"]:
+                    break
+    assert theirs.json()["id"] not in seen

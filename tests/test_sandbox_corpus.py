@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import sys
 import textwrap
 import types
 from pathlib import Path
@@ -26,6 +27,7 @@ import pytest
 from knot import Config, DeliveryStatus, Runtime, SinkSpec
 from knot._config import DeliverySettings, ScriptSettings
 from knot.sandbox import load_script
+from knot.sandbox.method_runner import MethodModule
 from knot.sandbox.policy import _refuse_attribute, check_source
 from knot.sandbox.pool import shared_pool
 from knot.sandbox.runner import RunOutcome, ScriptRunner
@@ -33,6 +35,7 @@ from knot.sandbox.runner import RunOutcome, ScriptRunner
 from .conftest import recording
 
 RUNNER = ScriptRunner()
+METHOD_MODULES = MethodModule()  # what method scripts import (knot.methods, scriptling...)
 
 
 def run(source: str) -> RunOutcome:
@@ -261,13 +264,23 @@ def reachable(roots: dict[str, Any]) -> dict[int, tuple[str, Any]]:
 
 
 def script_roots() -> dict[str, Any]:
+    """What sink scripts and method scripts can name: builtins and importable modules."""
     roots: dict[str, Any] = dict(RUNNER.namespace["__builtins__"])
     roots.update({f"import {name}": module for name, module in RUNNER.modules.items()})
+    roots.update({f"method import {n}": m for n, m in METHOD_MODULES.modules.items()})
     return roots
 
 
 def test_nothing_reachable_leads_out_of_the_sandbox() -> None:
-    sandbox_modules = {id(m) for m in RUNNER.modules.values()}
+    built = [*RUNNER.modules.values(), *METHOD_MODULES.modules.values()]
+    # The purpose-built modules and their submodules (knot.event, scriptling.runtime.jsonrpc):
+    # module objects made for scripts, never the interpreter's own (those are in sys.modules).
+    sandbox_modules = {id(m) for m in built} | {
+        id(v)
+        for m in built
+        for v in vars(m).values()
+        if isinstance(v, types.ModuleType) and sys.modules.get(v.__name__) is not v
+    }
     import builtins
 
     dangerous = {id(getattr(builtins, n)) for n in DANGEROUS_BUILTINS}

@@ -48,7 +48,7 @@ async def rt(project: Path) -> AsyncIterator[Runtime]:
 @pytest.fixture
 async def http(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=acting_as_header_user(create_app(rt)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://knot") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         yield client
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,21 @@ async def test_retention_never_deletes_past_the_slowest_cursor(project: Path) ->
             lambda s: s.prune(keep_events=1, keep_audit=100, active_sinks=["a"])
         )
         assert deleted == 10
+
+
+def test_a_new_store_is_private_to_its_user(tmp_path: Path) -> None:
+    """It holds webhook secrets (and the spaces' logs sit in its folder)."""
+    path = tmp_path / ".knot" / "knot.db"
+    store = Store(path)
+    try:
+        store.kv_put("sinks", "hook", {"secret": "s3cret"})
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        for name in ("knot.db", "knot.db-wal", "knot.db-shm", "knot.db.lock"):
+            assert stat.S_IMODE((path.parent / name).stat().st_mode) == 0o600, name
+    finally:
+        store.close()
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    Store(shared / "k.db").close()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # an existing folder is left alone

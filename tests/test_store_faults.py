@@ -86,8 +86,10 @@ def test_a_store_locked_by_another_program_is_one_line_at_start_up(tmp_path: Pat
     assert line == (f"knot: The store {store} is locked by another program; close it and retry.")
 
 
-def test_a_store_in_use_by_another_runtime_is_one_line_at_start_up(tmp_path: Path) -> None:
-    first = KnotServer(tmp_path, quiet=True)
+def test_a_store_in_use_by_another_runtime_is_one_line_at_start_up(
+    server_factory: type[KnotServer], tmp_path: Path
+) -> None:
+    first = server_factory(tmp_path, quiet=True)
     try:
         line = serve_fails(tmp_path)
     finally:
@@ -132,11 +134,12 @@ def set_room(pid: int, size: int) -> None:
 
 
 def test_a_store_that_fills_up_while_running_loses_no_acknowledged_event(
+    server_factory: type[KnotServer],
     tmp_path: Path,
 ) -> None:
     log = tmp_path / "rec.jsonl"
     (tmp_path / "knot.toml").write_text(FULL_CONFIG.format(path=log))
-    server = KnotServer(tmp_path, quiet=True, preexec_fn=ignore_sigxfsz)
+    server = server_factory(tmp_path, quiet=True, preexec_fn=ignore_sigxfsz)
     acked: list[str] = []
     refused: list[str] = []
     with server.client() as client:
@@ -171,7 +174,7 @@ def test_a_store_that_fills_up_while_running_loses_no_acknowledged_event(
             assert post().status_code == 202
     server.kill()
 
-    server = KnotServer(tmp_path, quiet=True)
+    server = server_factory(tmp_path, quiet=True)
     try:
         wait_until(lambda: set(acked) <= {d.id for d in jsonl_deliveries(log)}, timeout=30)
     finally:

@@ -23,12 +23,14 @@ __all__ = [
     "Actor",
     "ActorKind",
     "Event",
+    "NotJSON",
     "Space",
     "as_custom_type",
     "check_type",
     "decode_json",
     "encode_payload",
     "json_kind",
+    "loads_json",
     "new_event_id",
     "now_rfc3339",
 ]
@@ -330,21 +332,28 @@ def json_kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-class _NotJson(ValueError):
-    pass
+class NotJSON(ValueError):
+    """NaN, Infinity or -Infinity in a document (json.loads takes them; JSON does not)."""
 
 
-def _reject_constant(constant: str) -> Any:
-    raise _NotJson(f"{constant} is not a JSON value")
+def _not_json(constant: str) -> Any:
+    raise NotJSON(f"{constant} is not a JSON value")
+
+
+def loads_json(text: str | bytes) -> Any:
+    """json.loads, minus Python's extensions: NaN, Infinity and -Infinity are not JSON, and a
+    value holding one could not be sent on (encoders refuse them) nor stored as JSON.
+    Raises json.JSONDecodeError or NotJSON (both ValueErrors)."""
+    return json.loads(text, parse_constant=_not_json)
 
 
 def decode_json(body: bytes, *, what: str = "The request body") -> Any:
     """Decode UTF-8 JSON (never another encoding json.loads would guess), or EventError why not."""
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        return loads_json(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise EventError(f"{what} is not UTF-8 text.") from None
-    except _NotJson as exc:
+    except NotJSON as exc:
         raise EventError(f"{what} is not valid JSON: {exc}.") from None
     except json.JSONDecodeError as exc:
         raise EventError(

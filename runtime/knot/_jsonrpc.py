@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from ._events import loads_json
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -73,8 +76,8 @@ def error_response(
 async def dispatch(body: bytes | str, lookup: Lookup) -> Any:
     """Answer a raw JSON-RPC body: a response object, a list of them, or None (nothing)."""
     try:
-        decoded = json.loads(body, parse_constant=_not_json)
-    except (ValueError, UnicodeDecodeError):
+        decoded = loads_json(body)
+    except (ValueError, UnicodeDecodeError):  # not JSON, or NaN / Infinity in it
         return error_response(PARSE_ERROR)
     return await handle(decoded, lookup)
 
@@ -90,16 +93,12 @@ async def handle(decoded: Any, lookup: Lookup) -> Any:
     return await _one(decoded, lookup)
 
 
-def _not_json(constant: str) -> Any:
-    """Python's json reads NaN and Infinity; JSON has neither, and they cannot be answered."""
-    raise ValueError(f"{constant} is not a JSON value")
-
-
 def _valid_id(value: Any) -> bool:
     return (
         value is None
         or isinstance(value, str)
-        or (isinstance(value, int | float) and not isinstance(value, bool))
+        or (isinstance(value, int) and not isinstance(value, bool))
+        or (isinstance(value, float) and math.isfinite(value))
     )
 
 
@@ -134,7 +133,7 @@ async def _one(request: Any, lookup: Lookup) -> dict[str, Any] | None:
     if not has_id:
         return None
     try:
-        json.dumps(result)
+        json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:  # a result that cannot be sent is our failure
         return error_response(
             INTERNAL_ERROR, request_id, data={"message": f"The result cannot be sent: {exc}."}

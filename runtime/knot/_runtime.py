@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -523,8 +523,13 @@ class Runtime:
     async def get_event(self, event_id: str) -> Event | None:
         return await asyncio.to_thread(self.store.get_event, event_id)
 
-    async def audit_entries(self, *, limit: int = 50, sink: str | None = None) -> list[AuditEntry]:
-        return await asyncio.to_thread(self.store.audit_entries, limit=limit, sink=sink)
+    async def audit_entries(
+        self, *, limit: int = 50, sink: str | None = None, sinks: Collection[str] | None = None
+    ) -> list[AuditEntry]:
+        """The newest `limit` audit entries: of `sink`, of any of `sinks`, or all of them."""
+        return await asyncio.to_thread(
+            self.store.audit_entries, limit=limit, sink=sink, sinks=sinks
+        )
 
     async def flush(self) -> None:
         """Wait until everything written so far (events, cursors, audit) is committed."""

@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,13 +94,24 @@ class Store:
         self._lock_file: int | None = None
         self._read_lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The store holds webhook secrets and the spaces' logs sit beside it: a folder
+            # and a file the runtime creates are its user's alone (SQLite gives the -wal and
+            # -shm files the database's mode). Existing ones keep the mode they have.
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StoreError(
                 f"The store folder {self.path.parent} cannot be created: {exc.strerror}.",
                 path=str(self.path),
             ) from None
         self._acquire_process_lock()
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            self._release_process_lock()
+            raise StoreError(
+                f"The store {self.path} cannot be created: {exc.strerror}.", path=str(self.path)
+            ) from None
         try:
             self._writer = self._connect(synchronous)
             self._migrate()
@@ -384,12 +395,23 @@ class Store:
             ).fetchone()
         return Event.from_row(*row) if row else None
 
-    def audit_entries(self, *, limit: int = 50, sink: str | None = None) -> list[AuditEntry]:
+    def audit_entries(
+        self, *, limit: int = 50, sink: str | None = None, sinks: Collection[str] | None = None
+    ) -> list[AuditEntry]:
+        """The newest `limit` entries (oldest first): of `sink`, of any of `sinks`, or all."""
         sql = "SELECT id, ts, kind, message, sink, event_id FROM audit"
+        where: list[str] = []
         params: list[Any] = []
         if sink is not None:
-            sql += " WHERE sink = ?"
+            where.append("sink = ?")
             params.append(sink)
+        if sinks is not None:
+            if not sinks:
+                return []
+            where.append(f"sink IN ({','.join('?' * len(sinks))})")
+            params.extend(sinks)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         with self._read_lock:
             rows = self._reader.execute(sql, [*params, limit]).fetchall()

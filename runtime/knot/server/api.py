@@ -1,4 +1,9 @@
-"""Read routes under /api: events, audit, and the live event stream (sinks: sinks.py)."""
+"""Read routes under /api: events, audit, and the live event stream (sinks: sinks.py).
+
+A caller with Manage Global Event Sinks (the local user of a runtime without users has it)
+reads everything; any other user reads their own events (the only ones their sinks get) and
+the audit entries of their own sinks.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from .._events import Event
 from .._exceptions import NotFound
 from .._patterns import Pattern
 from .._runtime import Runtime
+from .auth import caller
 from .common import query_int
 
 __all__ = ["routes"]
@@ -28,28 +34,43 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
+def _readable_owner(request: Request) -> str | None:
+    """Whose events this caller may read: everyone's (None) with Manage Global Event Sinks
+    (the local user of a runtime without users has it), else only the caller's own, as only
+    their own events reach their sinks."""
+    who = caller(request)
+    return None if who.manage_global_sinks else who.owner
+
+
 async def list_events(request: Request) -> Response:
     runtime = _runtime(request)
     pattern = request.query_params.get("pattern") or None
     if pattern:
         Pattern.parse(pattern)  # a bad pattern is a 400 with its name
     limit = query_int(request, "n", 50)
-    events = await runtime.events(pattern, limit=limit)
+    events = await runtime.events(pattern, limit=limit, owner=_readable_owner(request))
     return JSONResponse({"events": [e.to_dict() for e in events]})
 
 
 async def get_event(request: Request) -> Response:
     event_id = request.path_params["event_id"]
     event = await _runtime(request).get_event(event_id)
-    if event is None:
+    owner = _readable_owner(request)
+    if event is None or (owner is not None and event.owner != owner):
         raise NotFound(f"There is no event with id {event_id!r}.", what=event_id)
     return JSONResponse(event.to_dict())
 
 
 async def list_audit(request: Request) -> Response:
+    """The audit log; a caller without Manage Global Event Sinks sees their own sinks' entries."""
+    runtime = _runtime(request)
     limit = query_int(request, "n", 50)
     sink = request.query_params.get("sink") or None
-    entries = await _runtime(request).audit_entries(limit=limit, sink=sink)
+    owner = _readable_owner(request)
+    own = None
+    if owner is not None:
+        own = [s.name for s in runtime.sinks() if owner and s.spec.owner == owner]
+    entries = await runtime.audit_entries(limit=limit, sink=sink, sinks=own)
     return JSONResponse({"audit": [e.to_dict() for e in entries]})
 
 
@@ -58,10 +79,11 @@ async def stream_events(request: Request) -> Response:
     runtime = _runtime(request)
     raw = request.query_params.get("pattern") or "*"
     pattern = Pattern.parse(raw)
+    owner = _readable_owner(request)
     queue: asyncio.Queue[tuple[Event, tuple[str, ...]]] = asyncio.Queue(STREAM_BUFFER)
 
     def listener(event: Event, sinks: tuple[str, ...]) -> None:
-        if pattern.matches(event.type):
+        if pattern.matches(event.type) and (owner is None or event.owner == owner):
             with contextlib.suppress(asyncio.QueueFull):  # a slow client misses events
                 queue.put_nowait((event, sinks))
 

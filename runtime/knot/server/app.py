@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import logging
 import signal
 import socket
@@ -25,6 +24,7 @@ from .._runtime import Runtime
 from . import agent, api, channels, jsonrpc, sinks, sky, spaces, users
 from .auth import AuthMiddleware
 from .common import BodyLimit, error_response
+from .guard import BrowserGuard, is_loopback_host
 
 __all__ = ["create_app", "serve"]
 
@@ -93,8 +93,10 @@ def create_app(
         Exception: _unexpected,
     }
     limit = runtime.config.server.max_body_bytes
-    # Outermost first: who is calling (401 whatever the body), then the declared body size.
+    # Outermost first: no web page through a browser, then who is calling (401 whatever the
+    # body), then the declared body size.
     middleware = [
+        Middleware(BrowserGuard, loopback=loopback),
         Middleware(AuthMiddleware, runtime=runtime, loopback=loopback),
         Middleware(BodyLimit, limit=limit),
     ]
@@ -143,14 +145,7 @@ async def serve(
         await runtime.stop()
 
 
-def is_loopback(host: str) -> bool:
-    """Whether `host` is reachable only from this machine (names other than localhost: no)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+is_loopback = is_loopback_host
 
 
 class _Server(uvicorn.Server):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from .._events import Event
+from .._events import Event, loads_json
 from .._exceptions import DeliveryFailed, TemplateError
 from .._sinkspec import SinkSpec
 from .._templates import DEFAULT_TEMPLATE, Template
@@ -79,7 +79,7 @@ class JsonRpcSink(Sink):
                 event=event.id,
             ) from None
         try:
-            value: Any = json.loads(text)
+            value: Any = loads_json(text)
         except ValueError as exc:
             raise DeliveryFailed(
                 f"The json-rpc sink {self.name} rendered params that are not JSON ({exc}): "

@@ -288,7 +288,10 @@ class WebhookSink(Sink):
 def _url_problems(url: object) -> list[str]:
     if not isinstance(url, str) or not url:
         return ["A webhook sink needs a url (http:// or https://)."]
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[" and friends
+        return [f"The url {url!r} is not a valid URL."]
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return [f"The url {url!r} is not an http:// or https:// URL with a host."]
     try:
