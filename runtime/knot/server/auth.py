@@ -95,7 +95,8 @@ LOCAL_CALLER = Caller(actor=LOCAL_ACTOR, owner="")
 
 def caller(request: Request) -> Caller:
     """The identity a request acts for (set by AuthMiddleware; the local user otherwise)."""
-    found = getattr(request.state, "caller", None)
+    # From the scope directly: `request.state` builds a State object on every call.
+    found = request.scope.get("state", {}).get("caller")
     return found if isinstance(found, Caller) else LOCAL_CALLER
 
 

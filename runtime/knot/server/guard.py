@@ -19,6 +19,7 @@ Clients that are not browsers (the CLI, httpx, curl, the notebook's kernel) send
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ __all__ = ["BrowserGuard", "is_loopback_host"]
 BROWSER_ROUTES = ("/sky/",)  # meant to be called from web pages (CORS *)
 
 
+@functools.lru_cache(maxsize=256)  # a server sees a handful of Host values, on every request
 def is_loopback_host(host: str) -> bool:
     """Whether `host` (no port) is reachable only from this machine: a loopback address or
     `localhost` (any other name could resolve anywhere)."""
