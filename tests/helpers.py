@@ -111,10 +111,16 @@ def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.02)
 
 
 def run_knot(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+    *args: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The `knot` command in a subprocess, with no KNOT_* variables but those in `env`."""
+    """The `knot` command in a subprocess, with no KNOT_* variables but those in `env` (and
+    KNOT_API_PORT when `port` is given)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("KNOT_")}
+    if port is not None:
+        base["KNOT_API_PORT"] = str(port)
     return subprocess.run(
         [sys.executable, "-m", "knot.cli", *args],
         input=stdin,

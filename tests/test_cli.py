@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .helpers import KnotServer
-
-
-def knot(
-    *args: str, port: int | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KNOT_")}
-    if port is not None:
-        env["KNOT_API_PORT"] = str(port)
-    return subprocess.run(
-        [sys.executable, "-m", "knot.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+from .helpers import run_knot as knot
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from .helpers import KnotServer, wait_until
-from .test_cli import knot
+from .helpers import run_knot as knot
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "methods"

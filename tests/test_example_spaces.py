@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 
 from .helpers import KnotServer
+from .helpers import run_knot as knot
 from .spacehelpers import free_port, process_alive
-from .test_cli import knot
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "spaces"
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ import httpx
 import pytest
 
 from .helpers import KnotServer
+from .helpers import run_knot as knot
 
 SPEC = """\
 import knot.methods
@@ -81,22 +80,6 @@ def busy(params):
 def get_data(params):
     return "the other get_data"
 """
-
-
-def knot(
-    *args: str, port: int | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KNOT_")}
-    if port is not None:
-        env["KNOT_API_PORT"] = str(port)
-    return subprocess.run(
-        [sys.executable, "-m", "knot.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 from .helpers import KnotServer, wait_until
-from .test_cli import knot
+from .helpers import run_knot as knot
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "scripts" / "sinks"
 

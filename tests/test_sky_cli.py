@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from .helpers import KnotServer
-
-
-def knot(*args: str, port: int) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KNOT_")}
-    env["KNOT_API_PORT"] = str(port)
-    return subprocess.run(
-        [sys.executable, "-m", "knot.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+from .helpers import run_knot as knot
 
 
 def test_channel_create_list_delete(knot_server: KnotServer) -> None:

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from .helpers import KnotServer, wait_until
+from .helpers import run_knot as knot
 from .spacehelpers import KNOT_FIELDS, free_port, group_members, process_alive
-from .test_cli import knot
 
 CONFIG = """
 [spaces]
