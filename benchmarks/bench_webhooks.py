@@ -1,9 +1,11 @@
-"""Webhook deliveries/s to a loopback receiver, 10 sinks, order checked (issue 4; no target).
+"""Webhook deliveries/s to a loopback receiver, 10 sinks, order checked (issue 4: >= 3,000/s).
 
 Each event goes to all ten webhook sinks (each POSTs to its own path of one receiver on the
-other core, which checks that every path sees `data.i` in order). Baseline, same receiver:
-ten bare `httpx.AsyncClient` loops POSTing ready-made bodies, so the ratio is what the pipeline
-adds (journal, routing, templates, two HMACs per request) on top of the HTTP client itself.
+other core, which checks that every path sees `data.i` in order). Baselines, same receiver:
+ten bare loops POSTing ready-made bodies through the same client the sinks use (`httpx` over
+the aiohttp transport), so the ratio is what the pipeline adds (journal, routing, templates,
+two HMACs per request); and the same loops through httpx's own transport (httpcore), which is
+what bounded the sinks before the aiohttp transport.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import uvloop
 
 from knot import Runtime
 from knot._config import Config, DeliverySettings
+from knot.sinks.webhook_http import WebhookClients
 
 from .common import Result, ServerProcess
 
@@ -65,10 +68,11 @@ def _body(i: int) -> bytes:
     return json.dumps({"event_id": "x", "data": {"i": i, "note": "a small payload"}}).encode()
 
 
-async def _bare(url: str, events: int) -> float:
+async def _bare(url: str, events: int, *, httpcore: bool = False) -> float:
     bodies = [_body(i) for i in range(events)]
     headers = {"Content-Type": "application/json"}
-    http = httpx.AsyncClient(timeout=30)
+    clients = WebhookClients()
+    http = httpx.AsyncClient(timeout=30) if httpcore else clients.client()
 
     async def send(target: str, body: bytes) -> int:
         return (await http.post(target, content=body, headers=headers)).status_code
@@ -92,7 +96,7 @@ def run(quick: bool = False) -> list[Result]:
     if pinned:
         os.sched_setaffinity(0, {0})  # this process on one core, the receiver on the other
     try:
-        ours, bares = [], []
+        ours, bares, plain = [], [], []
         with tempfile.TemporaryDirectory() as tmp:
             for round_ in range(3):  # alternating rounds; the best of each side is compared
                 _stats(receiver.url, reset=True)
@@ -101,18 +105,29 @@ def run(quick: bool = False) -> list[Result]:
                 _stats(receiver.url, reset=True)
                 bares.append(uvloop.run(_bare(receiver.url, events)))
                 _check(receiver.url, events)
+                _stats(receiver.url, reset=True)
+                plain.append(uvloop.run(_bare(receiver.url, events, httpcore=True)))
+                _check(receiver.url, events)
     finally:
         if pinned:
             os.sched_setaffinity(0, cores)
         receiver.stop()
-    best, bare = max(ours), max(bares)
+    best, bare, httpcore = max(ours), max(bares), max(plain)
     return [
         Result(
             f"webhook deliveries, {SINKS} sinks, order checked",
             best,
             "deliveries/s",
+            ">= 3000",
             baseline=bare,
-            baseline_name="bare httpx loops",
+            baseline_name="bare loops, same client",
             note=f"{events:,} events x {SINKS} sinks; best of 3 alternating rounds",
-        )
+        ),
+        Result(
+            "  bare loops through httpx's own transport (httpcore)",
+            httpcore,
+            "requests/s",
+            baseline=bare,
+            baseline_name="over aiohttp",
+        ),
     ]

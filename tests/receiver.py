@@ -37,6 +37,7 @@ class Receiver:
         self._lock = threading.Condition()
         self._release = threading.Event()
         self._connections = 0
+        self.set_cookie: str | None = None  # sent as Set-Cookie with every answer when set
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,6 +74,8 @@ class Receiver:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
+                if receiver.set_cookie is not None:
+                    self.send_header("Set-Cookie", receiver.set_cookie)
                 self.end_headers()
                 self.wfile.write(reply)
                 if answer == CLOSE:

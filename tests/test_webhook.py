@@ -204,6 +204,36 @@ async def test_stale_keep_alive_connections_are_not_failures(
     assert len({r.connection for r in receiver.at("/hook")}) == 30
 
 
+async def test_no_cookie_is_kept_between_deliveries(project: Path, receiver: Receiver) -> None:
+    receiver.set_cookie = "session=secret-of-sink-a; Path=/"
+    # By name, not address: cookie jars ignore cookies from bare IP addresses anyway.
+    by_name = f"http://localhost:{receiver.port}"
+    async with Runtime(project, config=fast()) as rt:
+        await rt.add_sink(hook(receiver, "sink_a", url=f"{by_name}/a"))
+        await rt.add_sink(hook(receiver, "sink_b", url=f"{by_name}/b"))
+        for i in range(3):
+            await rt.emit_and_wait("x.cookie", {"i": i})
+    assert len(receiver.requests) == 6
+    assert [r.headers.get("cookie") for r in receiver.requests] == [None] * 6
+
+
+async def test_proxies_from_the_environment_are_not_used(
+    project: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:  # a proxy address where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with Runtime(project, config=fast(attempts=1)) as rt:
+        await rt.add_sink(hook(receiver))
+        report = await rt.emit_and_wait("x.direct", {})
+    assert report.outcomes["hook"].status is DeliveryStatus.DELIVERED
+    assert len(receiver.at("/hook")) == 1
+
+
 @pytest.fixture
 def tls_receiver() -> Iterator[Receiver]:
     ca = trustme.CA()  # a CA nobody trusts: the receiver's certificate is "self-signed"

@@ -7,8 +7,8 @@ id.timestamp.body>`; then the sink's own headers, which may not replace any of t
 a 2xx within the sink's `timeout` (10 s); anything else is one failed attempt for the engine to
 retry, with a reason that says what the receiver did.
 
-All webhook sinks of a runtime share one pooled `httpx.AsyncClient` (`WebhookClients`, owned
-and closed by the runtime; a second one for sinks with `skip_tls_verify`). Its transport is the
+All webhook sinks of a runtime share one pooled `httpx.AsyncClient` (`webhook_http`; owned
+and closed by the runtime, a second one for sinks with `skip_tls_verify`). Its transport is the
 seam: `Runtime(..., http_transport=...)` hands every webhook request to another transport.
 """
 
@@ -25,7 +25,6 @@ import secrets
 import ssl
 import time
 from collections.abc import Mapping
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -37,6 +36,7 @@ from .._sinkspec import SinkSpec, masked_url
 from .._templates import DEFAULT_TEMPLATE, Template
 from ..types import JSONObject
 from .base import DeliveryResult, Sink, SinkHost
+from .webhook_http import WebhookClients
 
 __all__ = [
     "RESERVED_HEADERS",
@@ -69,7 +69,6 @@ RESERVED_HEADERS = frozenset(
     }
 )
 OPTIONS = ("url", "secret", "headers", "body_template", "skip_tls_verify", "timeout")
-USER_AGENT = "knot-runtime"
 
 
 def new_secret() -> str:
@@ -90,35 +89,6 @@ def standard_webhooks_key(secret: str) -> bytes:
     return secret.encode()
 
 
-class WebhookClients:
-    """The connection pools every webhook sink of one runtime shares (created on first use)."""
-
-    def __init__(self, *, limit: int = 512, transport: httpx.AsyncBaseTransport | None = None):
-        self.limit = limit
-        self.transport = transport
-        self._clients: dict[bool, httpx.AsyncClient] = {}
-
-    def client(self, *, verify: bool = True) -> httpx.AsyncClient:
-        client = self._clients.get(verify)
-        if client is None or client.is_closed:
-            client = self._clients[verify] = httpx.AsyncClient(
-                verify=verify,
-                transport=self.transport,
-                limits=httpx.Limits(max_connections=self.limit, max_keepalive_connections=64),
-                # Sinks must not share cookies: a jar whose policy accepts none.
-                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-                headers={"User-Agent": USER_AGENT},
-                follow_redirects=False,
-                trust_env=False,  # never route a sink through a proxy from the environment
-            )
-        return client
-
-    async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
-
-
 @runtime_checkable
 class WebhookHost(Protocol):
     """What a runtime offers webhook sinks beyond SinkHost: the pool and persisted secrets."""
@@ -137,6 +107,7 @@ class WebhookSink(Sink):
         self.url = str(opts["url"])
         self.shown_url = masked_url(self.url)  # for messages: never a password
         self._password = urlsplit(self.url).password or ""
+        self._target = httpx.URL(self.url)  # parsed once: httpx re-parses a str per request
         self.template = Template.parse(str(opts.get("body_template") or DEFAULT_TEMPLATE))
         self.headers = {str(k): str(v) for k, v in dict(opts.get("headers") or {}).items()}
         self.timeout = float(opts.get("timeout", DEFAULT_TIMEOUT))
@@ -267,7 +238,7 @@ class WebhookSink(Sink):
     ) -> tuple[int, str, bytes]:
         """POST and read at most READ_LIMIT bytes of the answer (a huge one is not waited for)."""
         async with client.stream(
-            "POST", self.url, content=body, headers=headers, timeout=self.timeout
+            "POST", self._target, content=body, headers=headers, timeout=self.timeout
         ) as response:
             answer = bytearray()
             async for chunk in response.aiter_bytes():
