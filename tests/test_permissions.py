@@ -119,6 +119,9 @@ def every_route() -> list[tuple[str, str]]:
 
 
 EVERY_ROUTE = every_route()
+# A CORS preflight on a Sky route is open (browsers send it without credentials).
+SKY_PREFLIGHTS = [(m, p) for m, p in EVERY_ROUTE if m == "OPTIONS" and p.startswith("/sky/")]
+GUARDED_ROUTES = [route for route in EVERY_ROUTE if route not in SKY_PREFLIGHTS]
 
 
 def test_the_route_list_covers_the_api() -> None:
@@ -136,7 +139,7 @@ def test_the_route_list_covers_the_api() -> None:
         assert expected in routes
 
 
-@pytest.mark.parametrize(("method", "path"), EVERY_ROUTE)
+@pytest.mark.parametrize(("method", "path"), GUARDED_ROUTES)
 @pytest.mark.parametrize("token", [None, "knot_not-a-real-token", "Basic dXNlcjpwYXNz"])
 def test_every_route_needs_a_valid_token(
     setup: Setup, sinks: dict[str, str], method: str, path: str, token: str | None
@@ -152,8 +155,41 @@ def test_every_route_needs_a_valid_token(
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == 'Bearer realm="knot"'
     assert "Bearer" in r.json()["error"] or "not valid" in r.json()["error"]
+    # A web page calling a Sky route must be able to read the 401 (README: every Sky answer,
+    # errors included, carries CORS); the rest of the API is not for web pages.
+    cors = r.headers.get("access-control-allow-origin")
+    assert cors == ("*" if path.startswith("/sky/") else None)
     assert state(setup) == before
     assert len(setup.receiver.requests) == received
+
+
+def test_sky_preflights_need_no_token_and_act_on_nothing(setup: Setup) -> None:
+    assert {p for _, p in SKY_PREFLIGHTS} >= {
+        "/sky/event/g_sink",
+        "/sky/cloud/g_sink/g_sink/g_sink",
+    }
+    events_before = setup.call("glob", "GET", "/api/events?n=1000").json()["events"]
+    before = state(setup)
+    assert setup.http is not None
+    for _, path in SKY_PREFLIGHTS:
+        r = setup.http.options(
+            path,
+            headers={
+                "Origin": "https://generator.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert r.status_code == 204, r.text
+        assert r.headers["access-control-allow-origin"] == "*"
+        assert r.headers["access-control-allow-headers"] == "authorization, content-type"
+        assert "POST" in r.headers["access-control-allow-methods"]
+    assert state(setup) == before
+    assert setup.call("glob", "GET", "/api/events?n=1000").json()["events"] == events_before
+    # The real request still needs its token, and a web page can read why it was refused.
+    r = setup.http.post("/sky/event/some-eci/e1/a/b", headers={"Origin": "https://x.example"})
+    assert r.status_code == 401
+    assert r.headers["access-control-allow-origin"] == "*"
 
 
 def test_healthz_is_open(setup: Setup) -> None:

@@ -1,9 +1,10 @@
 """Who is calling: bearer tokens in, a Caller out; the single seam for identity and permissions.
 
 With no users configured, a loopback-only runtime has one local user who may do everything.
-Once a user exists, every request but `GET /healthz` needs `Authorization: Bearer TOKEN` (401
-otherwise); routes then ask the Caller what it may do (403 otherwise). Routes only ever ask
-`caller()`, never the headers.
+Once a user exists, every request but `GET /healthz` and a CORS preflight on the Sky routes
+(`OPTIONS /sky/...`, which browsers send without credentials and which acts on nothing) needs
+`Authorization: Bearer TOKEN` (401 otherwise); routes then ask the Caller what it may do (403
+otherwise). Routes only ever ask `caller()`, never the headers.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from .._exceptions import PermissionDenied
 from .._runtime import Runtime
 from .._users import User
 
-__all__ = ["LOCAL_CALLER", "AuthMiddleware", "Caller", "caller"]
+__all__ = ["ANONYMOUS_CALLER", "LOCAL_CALLER", "AuthMiddleware", "Caller", "caller"]
 
 log = logging.getLogger("knot.server")
 OPEN_PATHS = frozenset({"/healthz"})
+SKY_PREFIX = "/sky/"  # browser routes: their preflight is open, their 401 carries CORS
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,15 @@ class Caller:
 
 
 LOCAL_CALLER = Caller(actor=LOCAL_ACTOR, owner="")
+# Who an unauthenticated Sky preflight acts as once users exist: nobody, with no rights (the
+# preflight answers without asking; this only keeps a route from defaulting to LOCAL_CALLER).
+ANONYMOUS_CALLER = Caller(
+    actor=Actor("", ""),
+    owner="",
+    manage_own_sinks=False,
+    manage_global_sinks=False,
+    manage_users=False,
+)
 
 
 def caller(request: Request) -> Caller:
@@ -110,6 +121,11 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS" and scope["path"].startswith(SKY_PREFIX):
+            # A CORS preflight: browsers never send credentials with it, and it acts on nothing.
+            scope.setdefault("state", {})["caller"] = ANONYMOUS_CALLER
             await self.app(scope, receive, send)
             return
         users = self.runtime.users
@@ -147,9 +163,10 @@ class AuthMiddleware:
     async def _deny(self, scope: Scope, receive: Receive, send: Send, message: str) -> None:
         client = scope.get("client") or ("?", 0)
         log.warning("401 %s %s from %s: %s", scope["method"], scope["path"], client[0], message)
-        response = JSONResponse(
-            {"error": message}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="knot"'}
-        )
+        headers = {"WWW-Authenticate": 'Bearer realm="knot"'}
+        if scope["path"].startswith(SKY_PREFIX):  # a web page must be able to read why
+            headers["Access-Control-Allow-Origin"] = "*"
+        response = JSONResponse({"error": message}, status_code=401, headers=headers)
         await response(scope, receive, send)
 
 
