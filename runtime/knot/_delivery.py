@@ -22,6 +22,7 @@ from ._config import DeliverySettings
 from ._events import Event
 from ._exceptions import DeliveryFailed
 from ._journal import Journal
+from ._logtext import loggable
 from .sinks.base import DeliveryResult, Sink
 from .types import JSONObject
 
@@ -275,7 +276,7 @@ class SinkWorker:
                 event.id,
                 attempt,
                 attempts,
-                error,
+                loggable(error),  # may quote a receiver's answer or a script's exception
             )
             if attempt < attempts:
                 self.stats.retries += 1

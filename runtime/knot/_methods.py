@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._events import Actor, Event
 from ._exceptions import DeliveryFailed, KnotError, MethodFailed, NotFound
 from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, Handler, RpcError
+from ._logtext import loggable
 from ._method_declarations import MethodInfo
 from ._method_workers import MethodLoad, MethodScript, MethodWorkers
 from ._sinkspec import SinkOrigin, SinkSpec
@@ -413,7 +414,7 @@ class Methods:
             return
         out = logging.getLogger(f"knot.method.{name}")
         for line in lines:
-            out.info("%s: %s", name, line)
+            out.info("%s: %s", name, loggable(line))
 
 
 def _failed(info: MethodInfo, code: int, message: str, data: Any) -> MethodFailed:

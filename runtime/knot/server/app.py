@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .._exceptions import KnotError
+from .._logtext import loggable
 from .._runtime import Runtime
 from . import agent, api, channels, jsonrpc, sinks, sky, spaces, users
 from .auth import AuthMiddleware
@@ -59,7 +60,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.exception("unhandled error on %s %s", loggable(request.method), loggable(request.url.path))
     return JSONResponse(
         {"error": f"The runtime hit an internal error ({type(exc).__name__}); see its log."},
         status_code=500,

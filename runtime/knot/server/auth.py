@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._events import LOCAL_ACTOR, Actor
 from .._exceptions import PermissionDenied
+from .._logtext import loggable
 from .._runtime import Runtime
 from .._users import User
 
@@ -162,7 +163,14 @@ class AuthMiddleware:
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, message: str) -> None:
         client = scope.get("client") or ("?", 0)
-        log.warning("401 %s %s from %s: %s", scope["method"], scope["path"], client[0], message)
+        # The path arrives percent-decoded: `%0A` in it must not start a forged log line.
+        log.warning(
+            "401 %s %s from %s: %s",
+            loggable(scope["method"]),
+            loggable(scope["path"]),
+            loggable(str(client[0])),
+            message,
+        )
         headers = {"WWW-Authenticate": 'Bearer realm="knot"'}
         if scope["path"].startswith(SKY_PREFIX):  # a web page must be able to read why
             headers["Access-Control-Allow-Origin"] = "*"

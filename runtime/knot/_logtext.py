@@ -1,0 +1,18 @@
+"""Untrusted text (request paths, remote error messages) made safe to put in one log line.
+
+`knot serve` writes one log line per record; a percent-encoded `%0A` in a request path decodes
+to a real newline, and logged as is it would start a line of the attacker's choosing (a forged
+"INFO: ..." record). Control characters are escaped the way Python writes them (`\\n`, `\\x1b`)
+so the text stays on its line and inert; a tab is kept, as it cannot start a line.
+"""
+
+from __future__ import annotations
+
+__all__ = ["loggable"]
+
+
+def loggable(text: str) -> str:
+    """`text` with every non-printable character but the tab escaped (`\\n`, `\\r`, `\\x1b`)."""
+    if text.isprintable():  # the common case costs one scan
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
