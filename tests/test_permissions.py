@@ -225,6 +225,9 @@ MATRIX = [
     ("own", "PATCH", "/api/event-sinks/own_sink", {"owner": "glob"}, 403),
     ("glob", "PATCH", "/api/event-sinks/own_sink", {"owner": "ghost"}, 400),
     ("glob", "POST", "/api/event-sinks", "for:ghost", 400),
+    # channels: an owner must be a user, as for sinks
+    ("glob", "POST", "/api/channels", {"owner": "ghost"}, 400),
+    ("glob", "POST", "/api/channels", {"owner": "own"}, 201),
     ("own", "POST", "/api/event-sinks/own_sink/test", None, 200),
     ("own", "GET", "/api/event-sinks/own_sink/secret", None, 200),
     ("bare", "GET", "/api/event-sinks/g_sink", None, 200),
@@ -265,6 +268,21 @@ def test_permission_matrix(
     if method == "POST" and path == "/api/event-sinks" and expected == 201:
         assert r.json()["owner"] == (body.get("owner", who))
         setup.call("glob", "DELETE", f"/api/event-sinks/{r.json()['name']}")
+
+
+def test_a_channel_for_a_user_who_does_not_exist_is_refused(setup: Setup) -> None:
+    def owners() -> list[str]:
+        return [c["owner"] for c in setup.call("glob", "GET", "/api/channels").json()["channels"]]
+
+    before = owners()
+    env = {"KNOT_TOKEN": setup.tokens["glob"]}
+    done = knot("channel", "create", "--owner", "ghost", port=setup.server.port, env=env)
+    assert done.returncode == 1, done.stdout
+    assert "There is no user named 'ghost' to own the channel." in done.stderr
+    assert owners() == before
+    done = knot("channel", "create", "--owner", "own", "-q", port=setup.server.port, env=env)
+    assert done.returncode == 0, done.stderr
+    assert owners() == [*before, "own"]
 
 
 def test_listings_show_global_and_own_sinks_only(setup: Setup, sinks: dict[str, str]) -> None:

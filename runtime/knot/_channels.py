@@ -183,8 +183,15 @@ class Channels:
         deny: str | Iterable[str] | None = None,
         eci: str | None = None,
     ) -> Channel:
-        """Make (and persist) a channel; the eci is generated unless given."""
+        """Make (and persist) a channel; the eci is generated unless given.
+
+        Once users exist, the owner must be one of them (or "" for global), as for sinks: a
+        channel of a user who does not exist would raise events no user's sinks ever get.
+        """
         problems = [p for p in (check_owner(owner),) if p]
+        users = self._runtime.users
+        if not problems and owner and users and users.get(owner) is None:
+            problems.append(f"There is no user named {owner!r} to own the channel.")
         if eci is not None:
             if (problem := check_eci(eci)) is not None:
                 problems.append(problem)
