@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .helpers import KnotServer
@@ -17,3 +19,26 @@ def test_a_signal_stops_the_runtime_and_exits_cleanly(tmp_path: Path, sig: signa
     # uvicorn re-raises the signal after its own shutdown; with the default handler back that
     # would end the process (exit -15) before the runtime and its spaces were stopped.
     assert server.proc.wait(15) == 0
+
+
+def test_sigterm_ends_an_open_event_stream_at_once_and_cleanly(tmp_path: Path) -> None:
+    # `knot events --follow` holds /api/events/stream open; an answer that never ends by itself
+    # used to hold the shutdown for uvicorn's 3 s graceful timeout, then be cancelled mid-wait
+    # ("Exception in ASGI application" and a CancelledError traceback in the log).
+    server = KnotServer(tmp_path)
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as http,
+        http.stream("GET", "/api/events/stream") as stream,
+    ):
+        lines = stream.iter_lines()
+        assert next(lines) == ": connected"
+        server.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        rest = list(lines)  # the server ends the answer: a complete, chunked body
+        ended = time.monotonic() - signalled
+    assert server.terminate() == 0
+    assert ended < 2.0, f"the stream ended {ended:.1f} s after SIGTERM"
+    assert all(line.startswith(":") or not line for line in rest)
+    output = server.output()
+    for bad in ("Traceback", "Exception in ASGI application", "graceful shutdown exceeded"):
+        assert bad not in output, output

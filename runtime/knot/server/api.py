@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -23,10 +23,36 @@ from .._runtime import Runtime
 from .auth import caller
 from .common import query_int
 
-__all__ = ["routes"]
+__all__ = ["EventStreams", "routes"]
 
 STREAM_BUFFER = 1000
 HEARTBEAT_SECONDS = 15.0
+
+
+class EventStreams:
+    """The open `/api/events/stream` answers, so a server that is shutting down can end them.
+
+    A stream never ends by itself; left open, uvicorn waits out its graceful-shutdown timeout
+    and then cancels it mid-wait, which logs "Exception in ASGI application" with a traceback.
+    """
+
+    def __init__(self) -> None:
+        self._stops: set[Callable[[], None]] = set()
+        self.closed = False
+
+    def add(self, stop: Callable[[], None]) -> None:
+        self._stops.add(stop)
+        if self.closed:  # opened while the server was already shutting down
+            stop()
+
+    def discard(self, stop: Callable[[], None]) -> None:
+        self._stops.discard(stop)
+
+    def close(self) -> None:
+        """End every open stream (each finishes its answer cleanly) and any opened later."""
+        self.closed = True
+        for stop in list(self._stops):
+            stop()
 
 
 def _runtime(request: Request) -> Runtime:
@@ -75,31 +101,46 @@ async def list_audit(request: Request) -> Response:
 
 
 async def stream_events(request: Request) -> Response:
-    """Server-sent events: one `event` message per routed event matching `pattern`."""
+    """Server-sent events: one `event` message per routed event matching `pattern`, until the
+    client leaves or the server shuts down (then the answer simply ends)."""
     runtime = _runtime(request)
     raw = request.query_params.get("pattern") or "*"
     pattern = Pattern.parse(raw)
     owner = _readable_owner(request)
-    queue: asyncio.Queue[tuple[Event, tuple[str, ...]]] = asyncio.Queue(STREAM_BUFFER)
+    streams: EventStreams = request.app.state.streams
+    # None is the server's "stop" (it wakes the wait); `stopped` holds even when the queue is full.
+    queue: asyncio.Queue[tuple[Event, tuple[str, ...]] | None] = asyncio.Queue(STREAM_BUFFER)
+    stopped = False
 
     def listener(event: Event, sinks: tuple[str, ...]) -> None:
         if pattern.matches(event.type) and (owner is None or event.owner == owner):
             with contextlib.suppress(asyncio.QueueFull):  # a slow client misses events
                 queue.put_nowait((event, sinks))
 
+    def stop() -> None:
+        nonlocal stopped
+        stopped = True
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(None)
+
     async def body() -> AsyncIterator[str]:
         unsubscribe = runtime.on_event(listener)
+        streams.add(stop)
         try:
             yield ": connected\n\n"
-            while True:
+            while not stopped:
                 try:
-                    event, sinks = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+                    item = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
                 except TimeoutError:
                     yield ": heartbeat\n\n"
                     continue
+                if item is None or stopped:
+                    break
+                event, sinks = item
                 payload = json.dumps({**event.to_dict(), "sinks": list(sinks)})
                 yield f"id: {event.seq}\nevent: event\ndata: {payload}\n\n"
         finally:
+            streams.discard(stop)
             unsubscribe()
 
     return StreamingResponse(

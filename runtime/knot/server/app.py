@@ -103,6 +103,7 @@ def create_app(
     ]
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
     app.state.runtime = runtime
+    app.state.streams = api.EventStreams()
     app.state.max_body_bytes = limit
     return app
 
@@ -127,14 +128,15 @@ async def serve(
                 "knot.toml), or listen on 127.0.0.1."
             )
         sock = bind_socket(host, settings.port if port is None else port)
+        app = create_app(runtime, loopback=loopback)
         config = uvicorn.Config(
-            create_app(runtime, loopback=loopback),
+            app,
             log_level="warning",
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=3,
         )
-        server = _Server(config)
+        server = _Server(config, on_shutdown=app.state.streams.close)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
@@ -150,12 +152,23 @@ is_loopback = is_loopback_host
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, minus re-raising SIGINT/SIGTERM once it has shut down.
+    """uvicorn, minus re-raising SIGINT/SIGTERM once it has shut down, plus ending the answers
+    that never end by themselves (event streams) as its shutdown begins.
 
     uvicorn re-raises the signal that stopped it, and with the default handler back in place
     SIGTERM ends the process on the spot: the runtime would never stop, and the processes of
-    its spaces (each in a session of its own) would be left running.
+    its spaces (each in a session of its own) would be left running. An open event stream
+    would hold the shutdown for its whole graceful timeout and then be cancelled, which logs a
+    traceback.
     """
+
+    def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.on_shutdown()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
