@@ -106,6 +106,18 @@ def test_errors_have_real_status_codes(
     assert answer.headers["access-control-allow-origin"] == "*"
 
 
+def test_a_body_we_do_not_read_is_400_naming_the_accepted_types(http: httpx.Client) -> None:
+    answer = http.post(
+        "/sky/cloud/bank/accounts/balance",
+        content=b"<xml/>",
+        headers={"Content-Type": "application/xml"},
+    )
+    assert answer.status_code == 400
+    assert "application/xml" in answer.json()["error"]
+    assert "application/json" in answer.json()["error"]
+    assert answer.headers["access-control-allow-origin"] == "*"
+
+
 def test_rpc_error_codes_travel_with_method_failures(http: httpx.Client) -> None:
     assert http.get("/sky/cloud/bank/accounts/strict").json()["code"] == -32602
     assert http.get("/sky/cloud/bank/accounts/broken").json()["code"] == -32000

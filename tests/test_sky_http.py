@@ -232,12 +232,19 @@ def test_bad_json_body_is_400_with_position(http: httpx.Client, eci: str) -> Non
     assert "line 1" in r.json()["error"]
 
 
-def test_unsupported_body_type_is_415(http: httpx.Client, eci: str) -> None:
+def test_unsupported_body_type_is_400_naming_the_accepted_types(
+    http: httpx.Client, eci: str
+) -> None:
+    # DESIGN.md (Sky): "bad body → 400". The answer names what we read, and a web page can read it.
     r = http.post(
         f"/sky/event/{eci}/bad/foo/bar", content=b"hello", headers={"Content-Type": "text/plain"}
     )
-    assert r.status_code == 415
-    assert "application/json" in r.json()["error"]
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert "text/plain" in error
+    assert "application/json" in error
+    assert "application/x-www-form-urlencoded" in error
+    assert r.headers["access-control-allow-origin"] == "*"
 
 
 def test_body_over_the_limit_is_413(http: httpx.Client, eci: str) -> None:

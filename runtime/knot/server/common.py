@@ -22,7 +22,6 @@ from .._exceptions import (
 __all__ = [
     "BodyLimit",
     "BodyTooLarge",
-    "UnsupportedMediaType",
     "error_response",
     "json_error",
     "query_int",
@@ -35,10 +34,6 @@ class BodyTooLarge(InvalidInput):
     """The request body is over `server.max_body_bytes` (answered 413)."""
 
 
-class UnsupportedMediaType(InvalidInput):
-    """The request body is in a format the route does not read (answered 415)."""
-
-
 def json_error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
@@ -47,8 +42,6 @@ def error_response(exc: KnotError) -> JSONResponse:
     """The one mapping from the error tree to HTTP statuses."""
     if isinstance(exc, BodyTooLarge):
         return json_error(413, exc.message)
-    if isinstance(exc, UnsupportedMediaType):
-        return json_error(415, exc.message)
     if isinstance(exc, InvalidInput):
         return json_error(400, exc.message)
     if isinstance(exc, NotFound):

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._audit import AuditEntry, AuditKind
 from .._channels import Channel
-from .._exceptions import KnotError, MethodFailed, NotFound, PermissionDenied
+from .._exceptions import InvalidInput, KnotError, MethodFailed, NotFound, PermissionDenied
 from .._jsonrpc import INVALID_PARAMS
 from .._runtime import Runtime
 from .._sky import (
@@ -32,7 +32,7 @@ from .._sky import (
 )
 from ..types import JSONObject
 from .auth import Caller, caller
-from .common import UnsupportedMediaType, error_response, json_error, read_body
+from .common import error_response, json_error, read_body
 
 __all__ = ["SkyEvents", "may_raise_on", "routes", "sky_cloud"]
 
@@ -129,8 +129,8 @@ async def _raise_event(request: Request) -> tuple[int, JSONObject]:
         _refuse(runtime, refusal)
     body = await read_body(request)
     kind = body_kind(request.headers.get("content-type"), body)
-    if kind is BodyKind.UNSUPPORTED:
-        raise UnsupportedMediaType(
+    if kind is BodyKind.UNSUPPORTED:  # a bad body: 400, as DESIGN.md's Sky section says
+        raise InvalidInput(
             f"The request body is {request.headers.get('content-type')}; send the attributes "
             "as application/json (or any application/*+json) or as "
             "application/x-www-form-urlencoded."
@@ -191,9 +191,11 @@ async def _cloud_call(request: Request) -> Response:
         _refuse(runtime, refusal.replace("raise events on", "query"))
     body = await read_body(request)
     kind = body_kind(request.headers.get("content-type"), body)
-    if kind is BodyKind.UNSUPPORTED:
-        raise UnsupportedMediaType(
-            "Send Sky Cloud arguments in the query string or as a JSON (or form) body."
+    if kind is BodyKind.UNSUPPORTED:  # 400, as for /sky/event
+        raise InvalidInput(
+            f"The request body is {request.headers.get('content-type')}; send Sky Cloud "
+            "arguments in the query string or as an application/json (or any "
+            "application/*+json) or application/x-www-form-urlencoded body."
         )
     query = request.scope.get("query_string", b"").decode("latin-1")
     args = {k: v for k, v in read_attributes(query, body, kind).items() if not k.startswith("_")}
