@@ -3,6 +3,8 @@ serve.py, and the client that raises by both encodings and prints the directives
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -14,13 +16,20 @@ from .helpers import KnotServer
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sky"
 
 
-def client(url: str, name: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLE / "client.py"), "--url", url, name],
+def run_client(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """client.py with no KNOT_* variables but those in `env`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("KNOT_")}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE / "client.py"), *args],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**base, **(env or {})},
     )
+
+
+def client(url: str, name: str) -> list[str]:
+    done = run_client("--url", url, name)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.splitlines()
 
@@ -41,6 +50,37 @@ def test_script_sink_answers_both_encodings(tmp_path: Path) -> None:
         server.kill()
     say = '  greeter: say {"text": "Hello, Ada!", "event": "custom.greet.hello"}'
     assert lines == [
+        "path encoding (GET): eid client-1, 1 directive(s)",
+        say,
+        "query encoding (POST, JSON body): eid client-2, 1 directive(s)",
+        say,
+    ]
+
+
+def test_the_client_finds_the_runtime_and_its_token_in_the_environment(tmp_path: Path) -> None:
+    # With users, knowing the eci is not enough: the client sends KNOT_TOKEN, like the CLI.
+    project = copy_example(tmp_path)
+    token = "example-token-0123456789abcdef"
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    (project / "knot.toml").write_text(f'[users.ada]\ntoken_sha256 = "{digest}"\n')
+    server = KnotServer(project, quiet=True)
+    try:
+        with server.client() as http:
+            made = http.post(
+                "/api/channels", json={"eci": "demo"}, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert made.status_code == 201, made.text
+            assert made.json()["owner"] == "ada"
+        port = str(server.port)
+        refused = run_client("Ada", env={"KNOT_API_PORT": port})
+        done = run_client("Ada", env={"KNOT_API_PORT": port, "KNOT_TOKEN": token})
+    finally:
+        server.kill()
+    assert refused.returncode == 1
+    assert refused.stdout.startswith("path encoding (GET): HTTP 401: "), refused.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+    say = '  greeter: say {"text": "Hello, Ada!", "event": "custom.greet.hello"}'
+    assert done.stdout.splitlines() == [
         "path encoding (GET): eid client-1, 1 directive(s)",
         say,
         "query encoding (POST, JSON body): eid client-2, 1 directive(s)",

@@ -5,6 +5,10 @@
 The first event uses the path encoding (`/sky/event/<eci>/<eid>/<domain>/<type>`, a GET with
 the attribute in the query string), the second the KRE encoding (`/sky/event/<eci>/<eid>?
 _domain=...&_type=...`, a POST with a JSON body). Both become `custom.greet.hello` events.
+
+Like the `knot` commands, it finds the runtime at KNOT_URL, else 127.0.0.1:KNOT_API_PORT
+(default 12201), and sends KNOT_TOKEN as a bearer token: once the runtime has users, raising
+on a channel takes the token of its owner (or of a user who manages global sinks).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import json
 import sys
 
 import httpx
+
+from knot._env import api_token_from_env, api_url_from_env
 
 
 def show(label: str, response: httpx.Response) -> bool:
@@ -33,10 +39,15 @@ def show(label: str, response: httpx.Response) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", nargs="?", default="Ada", help="who to greet")
-    parser.add_argument("--url", default="http://127.0.0.1:12201", help="the knot runtime")
+    parser.add_argument(
+        "--url", default=None, help="the knot runtime (default: KNOT_URL or KNOT_API_PORT)"
+    )
     parser.add_argument("--eci", default="demo", help="the channel (knot channel create)")
     args = parser.parse_args()
-    with httpx.Client(base_url=args.url, timeout=15) as http:
+    token = api_token_from_env()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = args.url or api_url_from_env()
+    with httpx.Client(base_url=url, headers=headers, timeout=15) as http:
         ok = show(
             "path encoding (GET)",
             http.get(f"/sky/event/{args.eci}/client-1/greet/hello", params={"name": args.name}),
