@@ -154,7 +154,9 @@ def test_route_survives_fuzzed_requests(
         mark = target.log_mark()
         response, raw = send(target, method, url, body, content_type, who)
         check_answer(target, response, raw)
-        if who in ("none", "wrong") and template != "/healthz":
+        # Open without a token: /healthz, and a Sky CORS preflight (it acts on nothing).
+        preflight = method == "OPTIONS" and template.startswith("/sky/")
+        if who in ("none", "wrong") and template != "/healthz" and not preflight:
             assert response.status_code == 401, (who, url, raw)
         if response.status_code >= 400:
             after = target.state()
