@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,9 +72,14 @@ async def test_per_sink_order_over_thousands_of_events(project: Path) -> None:
         assert ax == list(range(1500))
 
 
-async def test_queue_full_drops_new_events_and_audits(project: Path) -> None:
+async def test_queue_full_drops_new_events_and_audits(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="knot.events")
     async with Runtime(project, config=fast_config(queue_size=3)) as rt:
         gate = asyncio.Event()
+        heard: dict[str, tuple[str, ...]] = {}
+        rt.on_event(lambda event, names: heard.__setitem__(event.id, names))
 
         class Blocked(RecordingSink):
             async def deliver(self, event: Event) -> None:
@@ -101,6 +107,11 @@ async def test_queue_full_drops_new_events_and_audits(project: Path) -> None:
         assert audit[0].event_id == ids[4]
         assert "queue full, dropped event" in audit[0].message
         assert rt.sinks()[1].dropped == 4
+    # Listeners and the routed-event log line name only the sinks that will get the event.
+    assert [heard[i] for i in ids] == [("slow", "fast")] * 4 + [("fast",)] * 4
+    lines = [r.getMessage() for r in caplog.records if r.name == "knot.events"]
+    assert f"custom.burst {ids[7]} → fast (dropped for slow: queue full)" in lines
+    assert f"custom.burst {ids[0]} → slow, fast" in lines
 
 
 async def test_retries_then_succeeds(project: Path) -> None:
