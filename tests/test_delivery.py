@@ -18,6 +18,7 @@ from knot import (
     Event,
     RecordingSink,
     Runtime,
+    SinkError,
     SinkOrigin,
     SinkSpec,
     parse_patterns,
@@ -432,3 +433,22 @@ async def test_batched_sinks_keep_order_and_retry_the_failed_event_first(project
         ]
         assert sink.executed == [*range(6), *range(5, 14), *range(13, 20)]
         assert rt.sinks()[0].retries == 2
+
+
+@pytest.mark.parametrize(
+    ("definition", "words"),
+    [
+        ({"type": "recording", "options": {"delay": 3}}, "The option 'options' is not known"),
+        ({"type": "recording", "dealy": 3}, "The option 'dealy' is not known"),
+        ({"type": "recording", "delay": -1}, "delay must be a number of seconds >= 0"),
+        ({"type": "script", "source": "x = 1", "timeout": 3}, "The option 'timeout' is not known"),
+    ],
+)
+async def test_unknown_sink_options_are_refused_not_ignored(
+    project: Path, definition: dict[str, object], words: str
+) -> None:
+    async with Runtime(project) as rt:
+        with pytest.raises(SinkError) as info:
+            await rt.add_sink({"name": "typo", "events": "*", **definition})
+        assert words in info.value.message
+        assert rt.sinks() == []

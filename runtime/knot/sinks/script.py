@@ -73,6 +73,12 @@ class ScriptSink(Sink):
 
     @classmethod
     def validate(cls, spec: SinkSpec) -> list[str]:
+        unknown = [key for key in spec.options if key not in ("source", "path")]
+        if unknown:
+            return [
+                f"The option {key!r} is not known; script sinks take source and path."
+                for key in unknown
+            ]
         source = spec.options.get("source")
         if not isinstance(source, str):
             return ["The option source must be the script's text."]
