@@ -7,6 +7,7 @@ mistake or any KnotError prints one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from collections.abc import Callable
@@ -56,6 +57,28 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown
 
 
+def _positive_int(raw: str) -> int:
+    """A count such as `-n`: a whole number of at least 1 (`-n -5` must not read "newest -5")."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {raw!r}")
+    return value
+
+
+def _positive_seconds(raw: str) -> float:
+    """A duration in seconds: a number above 0."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {raw!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="%knot",
@@ -93,15 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("payload", nargs="?", default=None, help="JSON object (default {})")
     p = command("events", _events, "Recent events, optionally filtered by a pattern.")
     p.add_argument("pattern", nargs="?", default=None, help="'*', 'prefix.*' or an exact type")
-    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("-n", type=_positive_int, default=20, help="how many (default 20)")
     command("sinks", _sinks, "The sinks, with their delivery counts and problems.")
     p = command("audit", _audit, "The audit log: drops, give-ups, rejected scripts.")
-    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("-n", type=_positive_int, default=20, help="how many (default 20)")
     p = command("wait", _wait, "Wait until the sinks have handled every event raised so far.")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    p.add_argument("--timeout", type=_positive_seconds, default=30.0, help="seconds (default 30)")
     p = command("tail", _tail, "A live view of events as they are routed (updates in place).")
     p.add_argument("pattern", nargs="?", default="*", help="'*', 'prefix.*' or an exact type")
-    p.add_argument("-n", type=int, default=10, help="rows to keep (default 10)")
+    p.add_argument("-n", type=_positive_int, default=10, help="rows to keep (default 10)")
     p.add_argument("--stop", action="store_true", help="stop every live tail")
     p = command(
         "run",
@@ -122,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and wait until it has loaded it (or said why not).",
     )
     p.add_argument("name", help="the sink's name (the file name without .py)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--timeout", type=_positive_seconds, default=10.0, help="seconds (default 10)")
     p = command(
         "method",
         _method,
@@ -131,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scripts/methods/NAME.py and wait until its worker runs it (or it says why not).",
     )
     p.add_argument("name", help="the method script's name (the file name without .py)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--timeout", type=_positive_seconds, default=10.0, help="seconds (default 10)")
     p = command(
         "call",
         _call,
@@ -165,7 +188,7 @@ def _event(session: KnotSession, args: argparse.Namespace, cell: str | None) -> 
 
 
 def _events(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
-    rows = session.backend.events(args.pattern, max(args.n, 0))
+    rows = session.backend.events(args.pattern, args.n)
     return event_table(f"events {args.pattern or '*'} (newest {args.n})", rows)
 
 
@@ -174,7 +197,7 @@ def _sinks(session: KnotSession, args: argparse.Namespace, cell: str | None) -> 
 
 
 def _audit(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
-    return audit_table(session.backend.audit(max(args.n, 0)))
+    return audit_table(session.backend.audit(args.n))
 
 
 def _wait(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
@@ -186,8 +209,6 @@ def _tail(session: KnotSession, args: argparse.Namespace, cell: str | None) -> o
     if args.stop:
         stopped = session.stop_tails()
         return Message(f"stopped {stopped} live tail{'s' if stopped != 1 else ''}")
-    if args.n < 1:
-        raise InvalidInput("%knot tail: -n must be at least 1.")
     pattern = Pattern.parse(args.pattern)
     tail = LiveTail(pattern.text, session.backend.follow(pattern), keep=args.n)
     session.add_tail(tail.start())
