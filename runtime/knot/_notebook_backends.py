@@ -19,8 +19,9 @@ from typing import Any, Protocol
 from ._client import Client
 from ._config import ScriptSettings, load_config
 from ._display import Feed
+from ._env import api_token_from_env
 from ._events import Event
-from ._exceptions import InvalidInput, KnotError, RuntimeClosed, SinkError
+from ._exceptions import InvalidInput, KnotError, PermissionDenied, RuntimeClosed, SinkError
 from ._patterns import Pattern
 from ._reload import Reload, Reloader
 from ._sinkspec import check_sink_name
@@ -176,14 +177,56 @@ class _ListenerFeed:
         self._queue.put(None)
 
 
+class _NotebookClient(Client):
+    """The HTTP client, saying in a 401 how a notebook passes a token (the server's own
+    message names the CLI's way)."""
+
+    def __init__(self, url: str | None, *, token: str | None) -> None:
+        super().__init__(url, token=token)
+        self.has_token = bool(token)
+
+    def request(self, method: str, path: str, **options: Any) -> Any:
+        try:
+            return super().request(method, path, **options)
+        except PermissionDenied as exc:
+            raise self._explain(exc) from None
+
+    def follow(
+        self, pattern: str | None = None, *, on_open: Callable[[], None] | None = None
+    ) -> Iterator[JSONObject]:
+        try:
+            yield from super().follow(pattern, on_open=on_open)
+        except PermissionDenied as exc:
+            raise self._explain(exc) from None
+
+    def _explain(self, exc: PermissionDenied) -> PermissionDenied:
+        if exc.status != 401:
+            return exc  # a 403 says which permission is missing: nothing to add
+        how = (
+            f"connect with `%knot connect {self.url} --token TOKEN` (or run "
+            f"`%env KNOT_TOKEN=TOKEN` before `%knot connect {self.url}`)"
+        )
+        if self.has_token:
+            message = (
+                f"The knot serve at {self.url} did not accept the token: {how}, with a token "
+                "`knot user add` gave."
+            )
+        else:
+            message = f"The knot serve at {self.url} has users and needs a token: {how}."
+        return PermissionDenied(message, status=401)
+
+
 class ConnectedBackend:
     """A `knot serve` reached over its HTTP API."""
 
     def __init__(self, url: str | None = None, *, token: str | None = None) -> None:
-        self.client = Client(url, token=token)
-        self._token = token
+        self._token = token if token is not None else api_token_from_env()
+        self.client = _NotebookClient(url, token=self._token)
         try:
             self.client.request("GET", "/healthz")
+            # /healthz is open to all; an authenticated read finds a missing or wrong token
+            # now rather than at the next magic.
+            self.client.whoami()
         except KnotError:
             self.client.close()
             raise
@@ -217,7 +260,7 @@ class ConnectedBackend:
 
     def follow(self, pattern: Pattern) -> _StreamFeed:
         # A client of its own: closing it is how a blocked stream read is interrupted.
-        return _StreamFeed(Client(self.client.url, token=self._token), pattern)
+        return _StreamFeed(_NotebookClient(self.client.url, token=self._token), pattern)
 
     def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None:
         raise InvalidInput(
