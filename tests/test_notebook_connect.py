@@ -4,11 +4,14 @@ a knot serve already holds (real servers, a real in-process IPython shell)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+
+from knot import SyncRuntime
 
 from .conftest import write_config
 from .helpers import KnotServer
@@ -86,3 +89,47 @@ def test_connect_with_a_token_from_the_line_or_the_environment(
     knot_magic(ip, f"connect {url}")
     assert [r["id"] for r in knot_magic(ip, "events").rows] == [raised.id]
     assert capsys.readouterr().err == ""
+
+
+def test_a_project_a_knot_serve_runs_points_to_connect(
+    ip: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    server = KnotServer(served, quiet=True)
+    try:
+        assert run_cell(ip, f"%knot project {served}").success
+        store = served / ".knot" / "knot.db"
+        hint = (
+            f"The knot serve at {server.url} (pid {server.proc.pid}) already runs on this "
+            f"project (store {store}); use it with `%knot connect {server.url}` instead of a "
+            "second runtime."
+        )
+        assert _one_error(capsys) == hint
+        assert "--project" not in hint
+        assert knot_magic(ip, "status").text.startswith("no runtime started yet")
+        # The embedded runtime started at first use in the kernel's folder says the same.
+        ip.run_line_magic("cd", str(served))
+        assert run_cell(ip, "%knot event tour.hello").success
+        assert _one_error(capsys) == hint
+        # Following the hint works.
+        assert knot_magic(ip, f"connect {server.url}").text.endswith(server.url)
+        raised = knot_magic(ip, "event tour.hello")
+        assert [r["id"] for r in knot_magic(ip, "events").rows] == [raised.id]
+    finally:
+        server.kill()
+
+
+def test_a_project_another_embedded_runtime_holds_says_so(
+    ip: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    with SyncRuntime(other):  # as another kernel's embedded runtime would: no HTTP API
+        assert run_cell(ip, f"%knot project {other}").success
+    assert _one_error(capsys) == (
+        f"The store {other / '.knot' / 'knot.db'} is in use by another knot runtime (pid "
+        f"{os.getpid()}) that answers no HTTP here (another kernel's embedded runtime?); stop "
+        "it, or use `%knot connect URL` if it is a knot serve, or `%knot project DIR` for "
+        "another folder."
+    )

@@ -16,12 +16,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
+import psutil
+
 from ._client import Client
 from ._config import ScriptSettings, load_config
 from ._display import Feed
 from ._env import api_token_from_env
 from ._events import Event
-from ._exceptions import InvalidInput, KnotError, PermissionDenied, RuntimeClosed, SinkError
+from ._exceptions import (
+    InvalidInput,
+    KnotError,
+    PermissionDenied,
+    RuntimeClosed,
+    SinkError,
+    StoreLocked,
+)
 from ._patterns import Pattern
 from ._reload import Reload, Reloader
 from ._sinkspec import check_sink_name
@@ -31,6 +41,7 @@ from .types import JSONObject
 __all__ = ["Backend", "ConnectedBackend", "EmbeddedBackend"]
 
 WAIT_POLL_SECONDS = 0.02
+PROBE_SECONDS = 1.0  # asking a local process whether it is a knot serve
 
 
 class Backend(Protocol):
@@ -65,7 +76,10 @@ class EmbeddedBackend:
     """A Runtime on a background loop inside this process (the kernel)."""
 
     def __init__(self, project: str | Path) -> None:
-        self.sync = SyncRuntime(project).start()
+        try:
+            self.sync = SyncRuntime(project).start()
+        except StoreLocked as exc:
+            raise StoreLocked(_locked_message(exc), path=exc.path, pid=exc.pid) from None
 
     @property
     def project(self) -> Path:
@@ -146,6 +160,52 @@ class EmbeddedBackend:
 
     def close(self) -> None:
         self.sync.close()
+
+
+def _locked_message(exc: StoreLocked) -> str:
+    """The notebook's answer to a store another runtime holds: attach to it, if it serves."""
+    url = serve_url(exc.pid)
+    if url:
+        return (
+            f"The knot serve at {url} (pid {exc.pid}) already runs on this project (store "
+            f"{exc.path}); use it with `%knot connect {url}` instead of a second runtime."
+        )
+    return (
+        f"The store {exc.path} is in use by another knot runtime (pid {exc.pid or 'unknown'}) "
+        "that answers no HTTP here (another kernel's embedded runtime?); stop it, or use "
+        "`%knot connect URL` if it is a knot serve, or `%knot project DIR` for another folder."
+    )
+
+
+def serve_url(pid: int) -> str | None:
+    """The URL of the knot serve running as process `pid`, if it is one and answers.
+
+    `knot serve` records its address nowhere, so look at the sockets the process listens on
+    and ask each for /healthz (a kernel listens too, for Jupyter: only a knot answer counts).
+    """
+    if pid <= 0:
+        return None
+    try:
+        sockets = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return None
+    for conn in sockets:
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr:
+            continue
+        host = conn.laddr.ip
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = "[::1]" if host == "::" else f"[{host}]"
+        url = f"http://{host}:{conn.laddr.port}"
+        try:
+            answer = httpx.get(f"{url}/healthz", timeout=PROBE_SECONDS, trust_env=False)
+            body = answer.json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        if isinstance(body, dict) and "status" in body and "zone" in body:
+            return url
+    return None
 
 
 class _ListenerFeed:
