@@ -20,9 +20,11 @@ from ._display import (
     LiveTail,
     Message,
     Raised,
+    TextLines,
     audit_table,
     event_table,
     sink_table,
+    space_table,
 )
 from ._events import as_custom_type
 from ._exceptions import InvalidInput, KnotError
@@ -30,6 +32,7 @@ from ._patterns import Pattern
 from .cli.common import parse_json_object
 from .cli.methods import parse_params
 from .sandbox.tools import dry_run
+from .types import JSONObject
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -89,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         '  %knot event myapp.deployed \'{"version": "1.2"}\'\n'
         "  %knot events 'custom.myapp.*' -n 5\n"
         "  %knot tail 'custom.*'\n"
-        '  %knot call deploys.count \'{"space": "web"}\'\n',
+        '  %knot call deploys.count \'{"space": "web"}\'\n'
+        "  %knot space create web --cmd 'python -m http.server 8000' --start\n",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
@@ -162,7 +166,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("method", help="script.method, or a method name only one script declares")
     p.add_argument("params", nargs="?", default=None, help="JSON object or array (default none)")
+    _add_space_commands(command)
     return parser
+
+
+def _add_space_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """`%knot space ACTION`, as `knot space ACTION` (cli/spaces.py) with the same options."""
+    group = command(
+        "space",
+        _space_without_action,
+        "Create, start, stop, delete and list local spaces, and read their logs.",
+        "Create, start, stop, delete and list local spaces (each change raises a space.* "
+        "event), and read what their processes print.",
+    )
+    actions = group.add_subparsers(title="actions", metavar="ACTION", parser_class=_Parser)
+
+    def action(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler, space_action=name)
+        if name != "list":
+            p.add_argument("name", help="the space's name" + (" or id" if name != "create" else ""))
+        return p
+
+    p = action("create", _space_create, "Create a space (raises space.created).")
+    p.add_argument("--cmd", default="", help="shell command the space runs (default: none)")
+    p.add_argument("--url", action="append", default=[], help="a URL of the space (repeatable)")
+    p.add_argument("--health", default="", help="health check: a loopback URL or a command")
+    p.add_argument(
+        "--interval", type=_positive_seconds, default=None, help="seconds between checks (10)"
+    )
+    p.add_argument("--timeout", type=_positive_seconds, default=None, help="seconds per check (5)")
+    p.add_argument(
+        "--threshold",
+        type=_positive_int,
+        default=1,
+        help="failures in a row that make it unhealthy",
+    )
+    p.add_argument("--template-id", default="", help="carried in space.created")
+    p.add_argument("--startup-script-id", default="", help="carried in space.created")
+    p.add_argument(
+        "--on-restart",
+        choices=["start", "stop"],
+        default="start",
+        help="when the runtime restarts, start it again if it was running, or leave it stopped",
+    )
+    p.add_argument("--start", action="store_true", help="start it right away")
+    action("start", _space_act, "Start a space (raises space.started).")
+    action("stop", _space_act, "Stop a space: SIGTERM, then SIGKILL (raises space.stopped).")
+    action("delete", _space_act, "Delete a space, stopping it first (raises space.deleted).")
+    action("list", _space_list, "The spaces, with their state, health and process.")
+    p = action("logs", _space_logs, "What a space's process printed (stdout and stderr).")
+    p.add_argument("-n", type=_positive_int, default=50, help="how many lines (default 50)")
 
 
 def _status(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
@@ -242,6 +296,52 @@ def _method(session: KnotSession, args: argparse.Namespace, cell: str | None) ->
 
 def _call(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
     return session.backend.call(args.method, parse_params(args.params))
+
+
+def _space_without_action(
+    session: KnotSession, args: argparse.Namespace, cell: str | None
+) -> object:
+    raise InvalidInput(
+        "%knot space: choose an action: create, start, stop, delete, list or logs "
+        "(see `%knot space -h`)."
+    )
+
+
+def _space_create(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    fields: JSONObject = {
+        "name": args.name,
+        "cmd": args.cmd,
+        "urls": args.url,
+        "health": args.health,
+        "threshold": args.threshold,
+        "template_id": args.template_id,
+        "startup_script_id": args.startup_script_id,
+        "on_restart": args.on_restart,
+    }
+    if args.interval is not None:
+        fields["interval"] = args.interval
+    if args.timeout is not None:
+        fields["timeout"] = args.timeout
+    space = session.backend.create_space(fields, start=args.start)
+    return space_table(f"space {space['name']} created", [space])
+
+
+_DONE = {"start": "started", "stop": "stopped", "delete": "deleted"}
+
+
+def _space_act(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    action = args.space_action
+    space = session.backend.space_action(args.name, action)
+    return space_table(f"space {space['name']} {_DONE[action]}", [space])
+
+
+def _space_list(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    return space_table("spaces", session.backend.spaces())
+
+
+def _space_logs(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    lines = session.backend.space_log(args.name, args.n)
+    return TextLines(f"log of space {args.name} (last {args.n} lines)", tuple(lines))
 
 
 _TAKE_A_CELL = (_event, _sink, _method)

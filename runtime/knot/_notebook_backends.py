@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 import psutil
@@ -38,8 +38,9 @@ from ._sinkspec import check_sink_name
 from ._sync import SyncRuntime
 from .types import JSONObject
 
-__all__ = ["Backend", "ConnectedBackend", "EmbeddedBackend"]
+__all__ = ["Backend", "ConnectedBackend", "EmbeddedBackend", "SpaceAction", "serve_url"]
 
+SpaceAction = Literal["start", "stop", "delete"]
 WAIT_POLL_SECONDS = 0.02
 PROBE_SECONDS = 1.0  # asking a local process whether it is a knot serve
 
@@ -66,6 +67,14 @@ class Backend(Protocol):
     def save_method(self, name: str, source: str, *, timeout: float) -> Reload | None: ...
 
     def call(self, method: str, params: Any = None) -> Any: ...
+
+    def spaces(self) -> list[JSONObject]: ...
+
+    def create_space(self, fields: JSONObject, *, start: bool) -> JSONObject: ...
+
+    def space_action(self, name: str, action: SpaceAction) -> JSONObject: ...
+
+    def space_log(self, name: str, n: int) -> list[str]: ...
 
     def script_settings(self) -> ScriptSettings: ...
 
@@ -120,6 +129,24 @@ class EmbeddedBackend:
 
     def call(self, method: str, params: Any = None) -> Any:
         return self.sync.call(self.sync.runtime.methods.call_name(method, params))
+
+    def spaces(self) -> list[JSONObject]:
+        async def snapshot() -> list[JSONObject]:  # read on the loop that changes them
+            return [info.to_dict() for info in self.sync.runtime.spaces.list()]
+
+        return self.sync.call(snapshot())
+
+    def create_space(self, fields: JSONObject, *, start: bool) -> JSONObject:
+        spaces = self.sync.runtime.spaces
+        return self.sync.call(spaces.create_from(fields, start=start)).to_dict()
+
+    def space_action(self, name: str, action: SpaceAction) -> JSONObject:
+        spaces = self.sync.runtime.spaces
+        act = {"start": spaces.start, "stop": spaces.stop, "delete": spaces.delete}[action]
+        return self.sync.call(act(name)).to_dict()
+
+    def space_log(self, name: str, n: int) -> list[str]:
+        return self.sync.call(self.sync.runtime.spaces.logs(name, lines=n))
 
     def _save(self, folder: str, name: str, source: str, *, timeout: float) -> Reload | None:
         if (problem := check_sink_name(name)) is not None:
@@ -336,6 +363,20 @@ class ConnectedBackend:
 
     def call(self, method: str, params: Any = None) -> Any:
         return self.client.call(method, params)
+
+    def spaces(self) -> list[JSONObject]:
+        return self.client.spaces()
+
+    def create_space(self, fields: JSONObject, *, start: bool) -> JSONObject:
+        return self.client.create_space({**fields, "start": start})
+
+    def space_action(self, name: str, action: SpaceAction) -> JSONObject:
+        if action == "delete":
+            return self.client.delete_space(name)
+        return self.client.space_action(name, action)
+
+    def space_log(self, name: str, n: int) -> list[str]:
+        return self.client.space_log(name, n=n)
 
     def script_settings(self) -> ScriptSettings:
         return load_config(Path.cwd()).raise_for_errors().scripts
