@@ -1,0 +1,79 @@
+"""Method scripts' limits in real workers: memory_mb held by every call thread, emits capped,
+and a call held up by another call's stuck C operation reported as such."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from knot import MethodFailed, Runtime
+
+from .conftest import write_config
+
+pytestmark = pytest.mark.anyio
+
+HUNGRY = """\
+import knot.methods
+import time
+
+@knot.methods.method(mode="concurrent")
+def hog(params):
+    held = []
+    while True:
+        held.append("x" * (1024 * 1024 - 64) + str(len(held)))
+
+@knot.methods.method
+def hog_serially(params):
+    held = []
+    while True:
+        held.append("x" * (1024 * 1024 - 64) + str(len(held)))
+
+@knot.methods.method(mode="concurrent")
+def hello(params):
+    return "hello"
+"""
+
+
+def peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def methods_project(project: Path, settings: str, source: str) -> None:
+    write_config(project, settings)
+    folder = project / "scripts" / "methods"
+    folder.mkdir(parents=True)
+    (folder / "sl.py").write_text(source, encoding="utf-8")
+
+
+async def test_memory_mb_holds_for_every_call_thread_serial_and_concurrent(
+    project: Path,
+) -> None:
+    # Each call thread used to have a 64 MB malloc arena reserved before RLIMIT_AS applied:
+    # eight concurrent calls held ~545 MB at memory_mb = 64.
+    methods_project(project, "[methods]\nmemory_mb = 64\nthreads = 8\ntimeout = 20\n", HUNGRY)
+    async with Runtime(project) as rt:
+        pid = rt.methods.worker_pid("sl")
+        assert pid is not None
+        baseline = peak_rss_kb(pid)
+        with pytest.raises(MethodFailed) as serial:
+            await rt.methods.call("sl", "hog_serially")
+        assert str(serial.value) == (
+            "The method sl.hog_serially ran out of memory (scripts/methods/sl.py:14; "
+            "methods.memory_mb)."
+        )
+        calls = [rt.methods.call("sl", "hog") for _ in range(8)]
+        failures = await asyncio.gather(*calls, return_exceptions=True)
+        for failure in failures:
+            assert isinstance(failure, MethodFailed)
+            assert "The method sl.hog ran out of memory" in str(failure)
+            assert "methods.memory_mb" in str(failure)
+        assert rt.methods.worker_pid("sl") == pid  # a MemoryError fails the call, not the worker
+        assert await rt.methods.call("sl", "hello") == "hello"
+        # Everything the calls held together stayed within the limit (plus what the interpreter
+        # had mapped but not touched when the limit was set).
+        assert peak_rss_kb(pid) - baseline < (64 + 24) * 1024
