@@ -77,3 +77,42 @@ async def test_memory_mb_holds_for_every_call_thread_serial_and_concurrent(
         # Everything the calls held together stayed within the limit (plus what the interpreter
         # had mapped but not touched when the limit was set).
         assert peak_rss_kb(pid) - baseline < (64 + 24) * 1024
+
+
+STUCK = """\
+import knot.methods
+
+@knot.methods.method(mode="concurrent")
+def stuck(params):
+    return 7 ** (10 ** 8)
+
+@knot.methods.method(mode="concurrent")
+def hello(params):
+    return "hello"
+"""
+
+
+async def test_a_call_held_up_by_a_stuck_one_is_not_blamed_for_its_timeout(
+    project: Path,
+) -> None:
+    methods_project(project, "[methods]\ntimeout = 1\nrestart_backoff = [0.05]\n", STUCK)
+    async with Runtime(project) as rt:
+        pid = rt.methods.worker_pid("sl")
+        with pytest.raises(MethodFailed) as stuck:
+            await rt.methods.call("sl", "stuck")
+        assert stuck.value.data == {"reason": "timeout", "timeout": 1.0}
+        await asyncio.sleep(0.5)  # the stuck call holds the worker until its grace runs out
+        with pytest.raises(MethodFailed) as held:
+            await rt.methods.call("sl", "hello")
+        how = "another call ran past its time and holds the worker in one long operation"
+        assert str(held.value) == (
+            f"The call to sl.hello could not finish: the worker of method script sl is blocked "
+            f"({how}); it is being restarted."
+        )
+        assert held.value.code == -32603
+        assert held.value.data == {"reason": "worker_stopped", "how": how}
+        # The grace ran out: the worker is replaced, and calls work again.
+        async with asyncio.timeout(10):
+            while rt.methods.worker_pid("sl") in (None, pid):
+                await asyncio.sleep(0.05)
+        assert await rt.methods.call("sl", "hello") == "hello"

@@ -29,7 +29,7 @@ from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, Handler,
 from ._method_declarations import MethodInfo
 from ._method_workers import MethodLoad, MethodScript, MethodWorkers
 from ._sinkspec import SinkOrigin, SinkSpec
-from .sandbox.process import RemoteError, WorkerDied, WorkerTimeout
+from .sandbox.process import RemoteError, WorkerBlocked, WorkerDied, WorkerTimeout
 from .sinks import BatchResult, DeliveryResult, Directive, JsonRpcSink, MethodSink
 from .sinks.script import encode_event
 from .types import JSONObject
@@ -345,6 +345,14 @@ class Methods:
                 f"The method {info.full_name} ran longer than {timeout:g} s (methods.timeout) "
                 "and was stopped.",
                 {"reason": "timeout", "timeout": timeout},
+            )
+        if isinstance(exc, WorkerBlocked):
+            return _failed(
+                info,
+                INTERNAL_ERROR,
+                f"The call to {info.full_name} could not finish: the worker of method script "
+                f"{info.script} is blocked ({exc.how}); it is being restarted.",
+                {"reason": "worker_stopped", "how": exc.how},
             )
         if isinstance(exc, WorkerDied):
             if stopping:  # the script was removed, or the runtime stops
