@@ -116,3 +116,49 @@ async def test_a_call_held_up_by_a_stuck_one_is_not_blamed_for_its_timeout(
             while rt.methods.worker_pid("sl") in (None, pid):
                 await asyncio.sleep(0.05)
         assert await rt.methods.call("sl", "hello") == "hello"
+
+
+EMITTER = """\
+import knot.methods
+import knot.event
+
+@knot.methods.method(mode="concurrent")
+def flood(params):
+    while True:
+        knot.event.emit("flood.x", {})
+
+@knot.methods.method(mode="concurrent")
+def sly(params):
+    for n in range(50):
+        try:
+            knot.event.emit("flood.x", {"n": n})
+        except Exception as e:
+            last = str(e)
+    return last
+
+@knot.methods.method(mode="concurrent")
+def some(params):
+    for n in range(params["n"]):
+        knot.event.emit("ok.x", {"n": n})
+    return params["n"]
+"""
+
+
+async def test_a_call_may_emit_at_most_max_emits_events(project: Path) -> None:
+    methods_project(project, "[methods]\nmax_emits = 20\n", EMITTER)
+    async with Runtime(project) as rt:
+        with pytest.raises(MethodFailed) as flood:
+            await rt.methods.call("sl", "flood")
+        assert str(flood.value) == (
+            "The method sl.flood tried to emit more than 20 events in one call "
+            "(methods.max_emits = 20)."
+        )
+        assert flood.value.code == -32000
+        assert flood.value.data == {"reason": "max_emits", "max_emits": 20}
+        # Catching the error does not make the call a success.
+        with pytest.raises(MethodFailed, match="tried to emit more than 20 events"):
+            await rt.methods.call("sl", "sly")
+        await rt.wait_idle()
+        assert len(await rt.events("custom.flood.x")) == 40
+        assert await rt.methods.call("sl", "some", {"n": 20}) == 20
+        assert await rt.methods.call("sl", "some", {"n": 20}) == 20  # the limit is per call
