@@ -26,6 +26,7 @@ __all__ = ["WorkerPool", "acquire_shared_pool", "release_shared_pool", "shared_p
 log = logging.getLogger("knot.sandbox")
 
 GROW_AFTER = 0.5  # seconds every worker must have been busy before the pool grows past size
+RECHECK = 0.05  # seconds between looks while workers are starting
 
 
 class WorkerPool:
@@ -127,8 +128,10 @@ class WorkerPool:
 
     def _grow_in(self) -> float | None:
         """Seconds until the pool may grow past `size` (None: not while things stay as they are)."""
-        if self._count >= 2 * self.size or not self._busy or self._count > len(self._busy):
-            return None
+        if self._count >= 2 * self.size:
+            return None  # released or retired workers wake us
+        if not self._busy or self._count > len(self._busy):
+            return RECHECK  # workers on their way: look again once they have started
         youngest = max(self._busy.values())
         return max(0.0, youngest + GROW_AFTER - time.monotonic())
 
