@@ -4,9 +4,12 @@ import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing import globalipapp
 
 from knot import RecordingSink, Runtime, SinkOrigin, SinkSpec, parse_patterns
 
@@ -104,6 +107,19 @@ def jupyter_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(name, str(home / sub))
     monkeypatch.setenv("JUPYTER_PATH", str(home / "prefix" / "share" / "jupyter"))
     return home
+
+
+@pytest.fixture(scope="module")
+def shell(tmp_path_factory: pytest.TempPathFactory) -> InteractiveShell:
+    """IPython's own test shell (history in a temp file, profile in a temp IPYTHONDIR)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IPYTHONDIR", str(tmp_path_factory.mktemp("ipython")))
+        globalipapp.start_ipython()  # type: ignore[no-untyped-call]
+    shell = InteractiveShell.instance()
+    # A terminal shows text only; a Jupyter kernel asks for HTML too, as here.
+    formatter: Any = shell.display_formatter
+    formatter.formatters["text/html"].enabled = True
+    return shell
 
 
 @pytest.fixture

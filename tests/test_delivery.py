@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from knot import (
     Event,
     RecordingSink,
     Runtime,
+    SinkError,
     SinkOrigin,
     SinkSpec,
     parse_patterns,
@@ -71,9 +73,14 @@ async def test_per_sink_order_over_thousands_of_events(project: Path) -> None:
         assert ax == list(range(1500))
 
 
-async def test_queue_full_drops_new_events_and_audits(project: Path) -> None:
+async def test_queue_full_drops_new_events_and_audits(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="knot.events")
     async with Runtime(project, config=fast_config(queue_size=3)) as rt:
         gate = asyncio.Event()
+        heard: dict[str, tuple[str, ...]] = {}
+        rt.on_event(lambda event, names: heard.__setitem__(event.id, names))
 
         class Blocked(RecordingSink):
             async def deliver(self, event: Event) -> None:
@@ -101,6 +108,11 @@ async def test_queue_full_drops_new_events_and_audits(project: Path) -> None:
         assert audit[0].event_id == ids[4]
         assert "queue full, dropped event" in audit[0].message
         assert rt.sinks()[1].dropped == 4
+    # Listeners and the routed-event log line name only the sinks that will get the event.
+    assert [heard[i] for i in ids] == [("slow", "fast")] * 4 + [("fast",)] * 4
+    lines = [r.getMessage() for r in caplog.records if r.name == "knot.events"]
+    assert f"custom.burst {ids[7]} → fast (dropped for slow: queue full)" in lines
+    assert f"custom.burst {ids[0]} → slow, fast" in lines
 
 
 async def test_retries_then_succeeds(project: Path) -> None:
@@ -421,3 +433,22 @@ async def test_batched_sinks_keep_order_and_retry_the_failed_event_first(project
         ]
         assert sink.executed == [*range(6), *range(5, 14), *range(13, 20)]
         assert rt.sinks()[0].retries == 2
+
+
+@pytest.mark.parametrize(
+    ("definition", "words"),
+    [
+        ({"type": "recording", "options": {"delay": 3}}, "The option 'options' is not known"),
+        ({"type": "recording", "dealy": 3}, "The option 'dealy' is not known"),
+        ({"type": "recording", "delay": -1}, "delay must be a number of seconds >= 0"),
+        ({"type": "script", "source": "x = 1", "timeout": 3}, "The option 'timeout' is not known"),
+    ],
+)
+async def test_unknown_sink_options_are_refused_not_ignored(
+    project: Path, definition: dict[str, object], words: str
+) -> None:
+    async with Runtime(project) as rt:
+        with pytest.raises(SinkError) as info:
+            await rt.add_sink({"name": "typo", "events": "*", **definition})
+        assert words in info.value.message
+        assert rt.sinks() == []

@@ -19,6 +19,7 @@ from knot.cli import main
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL_TIMEOUT = 120
+FLOOD = 2000  # events: their log lines are far more than a 64 KiB pipe buffer
 
 
 def read_notebook(path: Path) -> Any:
@@ -273,7 +274,15 @@ def test_sky_tour(jupyter_home: Path, tmp_path: Path) -> None:
     work.mkdir()
     shutil.copy(NOTEBOOKS / "sky.ipynb", work)
     nb = read_notebook(work / "sky.ipynb")
+    # The server logs a line per event: more than a pipe holds must not make it stop answering.
+    flood = nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
+        f"for i in range({FLOOD}):\n    client.emit('load.tick', {{'i': i}})\n"
+        "print('answering after', i + 1)"
+    )
+    nb.cells.insert(nb.cells.index(code_cell(nb, "%knot wait")), flood)
     execute(nb, kernel_name="python3", cwd=work)
+    assert stream(flood, "stdout") == f"answering after {FLOOD}\n"
+    assert (work / "sky-tour-serve.log").stat().st_size > 64 * 1024  # more than a pipe holds
 
     assert stream(code_cell(nb, "import knot\n"), "stdout").strip() == "eci: tour-channel"
     path_form = stream(code_cell(nb, "import httpx, json"), "stdout")

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
+from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import display
-from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 import knot.event
@@ -22,6 +21,7 @@ from knot._display import DryRunReport, LiveTail, Message, Raised, Table
 
 from .conftest import write_config
 from .helpers import KnotServer
+from .notebookhelpers import formats, knot_cell, knot_magic, run_cell
 
 TOUR_CONFIG = """
 [delivery]
@@ -40,19 +40,6 @@ fail_attempts = 1
 """
 
 
-@pytest.fixture(scope="module")
-def shell(tmp_path_factory: pytest.TempPathFactory) -> InteractiveShell:
-    """IPython's own test shell (history in a temp file, profile in a temp IPYTHONDIR)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("IPYTHONDIR", str(tmp_path_factory.mktemp("ipython")))
-        globalipapp.start_ipython()  # type: ignore[no-untyped-call]
-    shell = InteractiveShell.instance()
-    # A terminal shows text only; a Jupyter kernel asks for HTML too, as here.
-    formatter: Any = shell.display_formatter
-    formatter.formatters["text/html"].enabled = True
-    return shell
-
-
 @pytest.fixture
 def ip(
     shell: InteractiveShell, project: Path, monkeypatch: pytest.MonkeyPatch
@@ -63,25 +50,6 @@ def ip(
     shell.run_line_magic("load_ext", "knot")
     yield shell
     shell.run_line_magic("unload_ext", "knot")
-
-
-def knot_magic(ip: InteractiveShell, line: str) -> Any:
-    return ip.run_line_magic("knot", line)
-
-
-def knot_cell(ip: InteractiveShell, line: str, cell: str) -> Any:
-    return ip.run_cell_magic("knot", line, cell)  # type: ignore[no-untyped-call]
-
-
-def run_cell(ip: InteractiveShell, source: str) -> ExecutionResult:
-    result: ExecutionResult = ip.run_cell(source)  # type: ignore[no-untyped-call]
-    return result
-
-
-def formats(ip: InteractiveShell, obj: object) -> dict[str, str]:
-    formatter: Any = ip.display_formatter  # IPython leaves DisplayFormatter.format untyped
-    data, _ = formatter.format(obj)
-    return dict(data)
 
 
 def test_the_embedded_runtime_starts_at_first_use_in_the_kernel_folder(
@@ -150,11 +118,24 @@ def test_results_render_as_html_tables_and_plain_text(ip: InteractiveShell) -> N
         ("%knot event tour.x '{\"a\": }'", "The payload is not valid JSON"),
         ("%knot event tour.x '[1, 2]'", "The payload must be a JSON object"),
         ('%knot event tour.x \'{"a": 1}', "the %knot line does not parse (No closing quotation)"),
-        ("%knot events -n many", "%knot events: argument -n: invalid int value: 'many'"),
+        (
+            "%knot events -n many",
+            "%knot events: argument -n: expected a whole number of at least 1, not 'many'",
+        ),
+        ("%knot events -n -5", "argument -n: expected a whole number of at least 1, not '-5'"),
+        ("%knot audit -n 0", "argument -n: expected a whole number of at least 1, not '0'"),
+        ("%knot tail -n -1", "argument -n: expected a whole number of at least 1, not '-1'"),
+        ("%knot wait --timeout -1", "--timeout: expected a number of seconds above 0, not '-1'"),
+        ("%knot wait --timeout nan", "--timeout: expected a number of seconds above 0, not 'nan'"),
+        (
+            "%%knot sink s --timeout 0\nprint(1)",
+            "--timeout: expected a number of seconds above 0, not '0'",
+        ),
         ("%knot events 'a*b'", "The pattern 'a*b' is not supported"),
         ("%knot tail '*.created'", "The pattern '*.created' is not supported"),
         ("%knot frobnicate", "%knot: argument COMMAND: invalid choice: 'frobnicate'"),
         ("%knot project no/such/folder", "The project folder 'no/such/folder' does not exist."),
+        ("%knot project knot.toml", "'knot.toml' is not a folder: give %knot project the"),
         ("%%knot sinks\n{}", "Only %%knot event TYPE (the cell is the payload), %%knot sink NAME"),
         ("%%knot event tour.x '{}'\n{}", "on the %%knot line or in the cell, not both"),
     ],

@@ -153,6 +153,27 @@ def test_run_applies_the_project_limits(tmp_path: Path) -> None:
     assert "ran longer than 0.3 s (scripts.timeout)" in result.stderr
 
 
+def test_run_shows_a_flood_of_emits_truncated_and_failed_at_max_emits(tmp_path: Path) -> None:
+    (tmp_path / "knot.toml").write_text("[scripts]\nmax_emits = 50\n")
+    flood = write(
+        tmp_path,
+        "flood.py",
+        "# events: *\nimport knot.event\nwhile True:\n    knot.event.emit('flood.x', {})\n",
+    )
+    result = knot("run", str(flood), "--event", "custom.x", "--project", str(tmp_path))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "--- emitted (50 events, not delivered)" in lines
+    assert lines.count("custom.flood.x {}") == 20
+    assert "... 30 more not shown (--json lists them all)" in lines
+    assert (
+        f"error: The script {flood}:4 tried to emit more than 50 events while handling one "
+        "event (scripts.max_emits = 50)." in result.stderr
+    )
+    listed = knot("run", str(flood), "--event", "x", "--json", "--project", str(tmp_path))
+    assert len(json.loads(listed.stdout)["emitted"]) == 50
+
+
 def test_serve_runs_script_sinks_and_shows_their_output(
     project: Path, server_factory: type[KnotServer]
 ) -> None:

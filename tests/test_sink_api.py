@@ -144,6 +144,25 @@ def test_sinks_created_at_run_time_survive_a_restart(
             {"name": "bad_type", "type": "carrier-pigeon", "events": "*"},
             "unknown type 'carrier-pigeon'",
         ),
+        (
+            {
+                "name": "rpc_str",
+                "type": "json-rpc",
+                "events": "*",
+                "body_template": '"just a string"',
+            },
+            'The body_template renders str params ("just a string" for a test event); '
+            "JSON-RPC params are an object or an array.",
+        ),
+        (
+            {
+                "name": "rpc_num",
+                "type": "json-rpc",
+                "events": "*",
+                "body_template": "${{ json .event.data.test }}",
+            },
+            "renders bool params (true for a test event)",
+        ),
     ],
 )
 def test_invalid_definitions_are_400_and_change_nothing(
@@ -154,6 +173,14 @@ def test_invalid_definitions_are_400_and_change_nothing(
     assert r.status_code == 400
     assert words in r.json()["error"]
     assert names(http) == before
+
+
+def test_json_rpc_templates_that_depend_on_the_event_are_accepted(http: httpx.Client) -> None:
+    # The test event has no data.params: null (or no JSON at all) is the data's doing.
+    for name, template in (("rpc_data", "${{ json .event.data.params }}"), ("rpc_obj", "[1]")):
+        definition = {"name": name, "type": "json-rpc", "events": "*", "body_template": template}
+        assert http.post("/api/event-sinks", json=definition).status_code == 201
+        http.delete(f"/api/event-sinks/{name}")
 
 
 def test_duplicates_and_config_sinks_are_409(http: httpx.Client, module_receiver: Receiver) -> None:

@@ -87,6 +87,13 @@ def test_design_and_knot_examples(text: str, expected: str) -> None:
     assert render(text, GITHUB_REPO="me/repo") == expected
 
 
+def test_custom_is_the_payload_of_a_custom_event_and_empty_for_a_system_event() -> None:
+    template = Template.parse("${{ .custom.version }}|${{ json .custom }}")
+    assert template.render(make_event()) == f"1.2|{json.dumps(DATA, separators=(',', ':'))}"
+    system = make_event()._replace(type="space.started")
+    assert template.render(system) == "|{}"
+
+
 def test_quote_escapes_double_quotes_only() -> None:
     # Knot's quote escapes `"` and nothing else; json is the fully escaped form.
     event = make_event({"s": 'a"b\\c\nd'})

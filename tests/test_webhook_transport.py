@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import json
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 from knot import Config, DeliveryStatus, Runtime
 from knot._config import DeliverySettings
-from knot.sinks.webhook_http import httpx_error
+from knot.sinks.webhook_aiohttp import httpx_error
 
 pytestmark = pytest.mark.anyio
 
@@ -109,3 +111,11 @@ async def test_a_receiver_that_breaks_http_is_a_failed_attempt_with_a_reason(
         thread.join(5)
     assert report.outcomes["hook"].status is DeliveryStatus.FAILED
     assert status.last_error.startswith(f"The connection to {url} broke before an answer came")
+
+
+def test_import_knot_leaves_aiohttp_for_the_first_webhook() -> None:
+    # Every CLI command imports knot; aiohttp (and the TLS contexts it makes on import) costs
+    # about 0.1 s, needed only once a webhook is delivered.
+    code = "import sys, knot, knot.cli; print('aiohttp' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"

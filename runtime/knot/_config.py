@@ -67,6 +67,7 @@ class ScriptSettings:
     timeout: float = 5.0
     memory_mb: int = 256
     workers: int = 0  # sandbox worker processes shared by script sinks; 0 = one per core
+    max_emits: int = 1000  # events one run of a script (one event handled) may emit
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class MethodSettings:
     timeout: float = 30.0  # seconds per call (and for a method script's top-level code)
     memory_mb: int = 256  # per method-script worker
     threads: int = 8  # calls one worker runs at once (concurrent methods; serial: one each)
+    max_emits: int = 1000  # events one call may emit
     restart_backoff: tuple[float, ...] = (0.1, 1.0, 5.0, 30.0)  # between restarts of a worker
 
 
@@ -235,7 +237,13 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
     ),
     "scripts": (
         ScriptSettings,
-        {"dir": _string, "timeout": _number(0.001), "memory_mb": _int(16), "workers": _int(0)},
+        {
+            "dir": _string,
+            "timeout": _number(0.001),
+            "memory_mb": _int(16),
+            "workers": _int(0),
+            "max_emits": _int(0),
+        },
     ),
     "spaces": (SpaceSettings, {"stop_grace": _number(0)}),
     "methods": (
@@ -244,6 +252,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
             "timeout": _number(0.001),
             "memory_mb": _int(16),
             "threads": _int(1),
+            "max_emits": _int(0),
             "restart_backoff": _backoff,
         },
     ),

@@ -368,10 +368,12 @@ class DeliveryEngine:
 
     # -- events ---------------------------------------------------------------------------
 
-    def dispatch(self, event: Event, names: Iterable[str]) -> None:
-        """Queue a freshly journaled event for each named sink, in journal order."""
+    def dispatch(self, event: Event, names: Iterable[str]) -> list[str]:
+        """Queue a freshly journaled event for each named sink, in journal order; the names of
+        the sinks whose queue was full (the event was dropped for them)."""
         self.last_routed = event.seq
         workers = self.workers
+        dropped: list[str] = []
         for name in names:
             worker = workers.get(name)
             if worker is None:
@@ -382,6 +384,8 @@ class DeliveryEngine:
                     waker.set_result(None)
             else:
                 self._drop(worker, event)
+                dropped.append(name)
+        return dropped
 
     def restore(self, worker: SinkWorker, event: Event) -> None:
         """Re-queue an event found undelivered at start-up (no bound: nothing is lost)."""

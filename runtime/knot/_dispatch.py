@@ -65,9 +65,17 @@ class Dispatcher:
                 tracker = trackers.get(event.id)
                 if tracker is not None:
                     tracker.expect(names)
-            delivery.dispatch(event, names)
+            dropped = delivery.dispatch(event, names)
+            if dropped:  # listeners and the log name only the sinks that will get the event
+                names = tuple(n for n in names if n not in dropped)
             if info:
-                log.info("%s %s → %s", event.type, event.id, ", ".join(names) or "(no sinks)")
+                log.info(
+                    "%s %s → %s%s",
+                    event.type,
+                    event.id,
+                    ", ".join(names) or "(no sinks)",
+                    f" (dropped for {', '.join(dropped)}: queue full)" if dropped else "",
+                )
             for listener in listeners:
                 listener(event, names)
         if backlog:

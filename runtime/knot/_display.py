@@ -31,10 +31,12 @@ __all__ = [
     "Message",
     "Raised",
     "Table",
+    "TextLines",
     "audit_table",
     "display_handle",
     "event_table",
     "sink_table",
+    "space_table",
 ]
 
 TEXT_CELL_WIDTH = 60  # longer cells are cut in the text form; HTML shows them whole
@@ -145,6 +147,18 @@ AUDIT_COLUMNS = _columns(
 )
 
 
+SPACE_COLUMNS = _columns(
+    ("name", "name"),
+    ("state", "state"),
+    ("health_state", "health"),
+    ("running_pid", "pid"),
+    ("urls", "urls"),
+    ("cmd", "cmd"),
+    ("owner", "owner"),
+    ("id", "id"),
+)
+
+
 def event_table(title: str, events: Iterable[JSONObject], *, sinks: bool = False) -> Table:
     extra = _columns(("sinks", "sinks")) if sinks else ()
     columns = (*EVENT_COLUMNS, *extra, Column("data", "data"))
@@ -155,6 +169,19 @@ def sink_table(sinks: Iterable[JSONObject]) -> Table:
     # Script sinks keep their last printed lines in `output`; the newest says the most.
     rows = tuple({**s, "last_output": (s.get("output") or [""])[-1]} for s in sinks)
     return Table("sinks", SINK_COLUMNS, rows, empty="(no sinks)")
+
+
+def space_table(title: str, spaces: Iterable[JSONObject]) -> Table:
+    # The health check's settings and state travel as one object; the table shows its state.
+    rows = tuple(
+        {
+            **s,
+            "health_state": h.get("state") if isinstance(h := s.get("health"), dict) else None,
+            "running_pid": s.get("pid") or None,
+        }
+        for s in spaces
+    )
+    return Table(title, SPACE_COLUMNS, rows, empty="(no spaces)")
 
 
 def audit_table(entries: Iterable[JSONObject]) -> Table:
@@ -172,6 +199,28 @@ class Message:
 
     def _repr_pretty_(self, p: _Pretty, cycle: bool) -> None:
         p.text(self.text)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class TextLines:
+    """Lines a process printed (a space's log), under a title; shown as they are."""
+
+    title: str
+    lines: tuple[str, ...]
+    empty: str = "(nothing yet)"
+
+    def text(self) -> str:
+        return "\n".join([self.title, *(self.lines or (self.empty,))])
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_pretty_(self, p: _Pretty, cycle: bool) -> None:
+        p.text(self.text())
+
+    def _repr_html_(self) -> str:
+        body = "\n".join(self.lines) if self.lines else self.empty
+        return f"<p><b>{html.escape(self.title)}</b></p><pre>{html.escape(body)}</pre>"
 
 
 @dataclass(frozen=True, slots=True, repr=False)

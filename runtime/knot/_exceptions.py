@@ -15,7 +15,7 @@
     │   └── ScriptFailed              a script raised, hit a limit or broke a rule (.script)
     ├── MethodFailed                  a method call ended in a JSON-RPC error (.method, .code)
     ├── StoreError                    the SQLite store cannot be opened or written (.path)
-    │   └── StoreLocked               another runtime holds the store (go through its API)
+    │   └── StoreLocked               another runtime holds the store (.pid; use its API)
     ├── RuntimeUnavailable            no runtime answers at the address a client used (.url)
     └── RuntimeClosed                 the runtime was used after it stopped
 
@@ -162,6 +162,10 @@ class StoreError(KnotError):
 
 class StoreLocked(StoreError):
     """Another knot runtime has the store open; talk to that runtime instead."""
+
+    def __init__(self, message: str, *, path: str = "", pid: int = 0) -> None:
+        super().__init__(message, path=path)
+        self.pid = pid  # the process holding the store (0: unknown)
 
 
 class RuntimeUnavailable(KnotError):

@@ -7,6 +7,7 @@ mistake or any KnotError prints one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from collections.abc import Callable
@@ -19,9 +20,11 @@ from ._display import (
     LiveTail,
     Message,
     Raised,
+    TextLines,
     audit_table,
     event_table,
     sink_table,
+    space_table,
 )
 from ._events import as_custom_type
 from ._exceptions import InvalidInput, KnotError
@@ -29,6 +32,7 @@ from ._patterns import Pattern
 from .cli.common import parse_json_object
 from .cli.methods import parse_params
 from .sandbox.tools import dry_run
+from .types import JSONObject
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -56,6 +60,28 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown
 
 
+def _positive_int(raw: str) -> int:
+    """A count such as `-n`: a whole number of at least 1 (`-n -5` must not read "newest -5")."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {raw!r}")
+    return value
+
+
+def _positive_seconds(raw: str) -> float:
+    """A duration in seconds: a number above 0."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {raw!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="%knot",
@@ -66,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         '  %knot event myapp.deployed \'{"version": "1.2"}\'\n'
         "  %knot events 'custom.myapp.*' -n 5\n"
         "  %knot tail 'custom.*'\n"
-        '  %knot call deploys.count \'{"space": "web"}\'\n',
+        '  %knot call deploys.count \'{"space": "web"}\'\n'
+        "  %knot space create web --cmd 'python -m http.server 8000' --start\n",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
@@ -93,15 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("payload", nargs="?", default=None, help="JSON object (default {})")
     p = command("events", _events, "Recent events, optionally filtered by a pattern.")
     p.add_argument("pattern", nargs="?", default=None, help="'*', 'prefix.*' or an exact type")
-    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("-n", type=_positive_int, default=20, help="how many (default 20)")
     command("sinks", _sinks, "The sinks, with their delivery counts and problems.")
     p = command("audit", _audit, "The audit log: drops, give-ups, rejected scripts.")
-    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("-n", type=_positive_int, default=20, help="how many (default 20)")
     p = command("wait", _wait, "Wait until the sinks have handled every event raised so far.")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    p.add_argument("--timeout", type=_positive_seconds, default=30.0, help="seconds (default 30)")
     p = command("tail", _tail, "A live view of events as they are routed (updates in place).")
     p.add_argument("pattern", nargs="?", default="*", help="'*', 'prefix.*' or an exact type")
-    p.add_argument("-n", type=int, default=10, help="rows to keep (default 10)")
+    p.add_argument("-n", type=_positive_int, default=10, help="rows to keep (default 10)")
     p.add_argument("--stop", action="store_true", help="stop every live tail")
     p = command(
         "run",
@@ -122,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and wait until it has loaded it (or said why not).",
     )
     p.add_argument("name", help="the sink's name (the file name without .py)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--timeout", type=_positive_seconds, default=10.0, help="seconds (default 10)")
     p = command(
         "method",
         _method,
@@ -131,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scripts/methods/NAME.py and wait until its worker runs it (or it says why not).",
     )
     p.add_argument("name", help="the method script's name (the file name without .py)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--timeout", type=_positive_seconds, default=10.0, help="seconds (default 10)")
     p = command(
         "call",
         _call,
@@ -139,7 +166,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("method", help="script.method, or a method name only one script declares")
     p.add_argument("params", nargs="?", default=None, help="JSON object or array (default none)")
+    _add_space_commands(command)
     return parser
+
+
+def _add_space_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """`%knot space ACTION`, as `knot space ACTION` (cli/spaces.py) with the same options."""
+    group = command(
+        "space",
+        _space_without_action,
+        "Create, start, stop, delete and list local spaces, and read their logs.",
+        "Create, start, stop, delete and list local spaces (each change raises a space.* "
+        "event), and read what their processes print.",
+    )
+    actions = group.add_subparsers(title="actions", metavar="ACTION", parser_class=_Parser)
+
+    def action(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler, space_action=name)
+        if name != "list":
+            p.add_argument("name", help="the space's name" + (" or id" if name != "create" else ""))
+        return p
+
+    p = action("create", _space_create, "Create a space (raises space.created).")
+    p.add_argument("--cmd", default="", help="shell command the space runs (default: none)")
+    p.add_argument("--url", action="append", default=[], help="a URL of the space (repeatable)")
+    p.add_argument("--health", default="", help="health check: a loopback URL or a command")
+    p.add_argument(
+        "--interval", type=_positive_seconds, default=None, help="seconds between checks (10)"
+    )
+    p.add_argument("--timeout", type=_positive_seconds, default=None, help="seconds per check (5)")
+    p.add_argument(
+        "--threshold",
+        type=_positive_int,
+        default=1,
+        help="failures in a row that make it unhealthy",
+    )
+    p.add_argument("--template-id", default="", help="carried in space.created")
+    p.add_argument("--startup-script-id", default="", help="carried in space.created")
+    p.add_argument(
+        "--on-restart",
+        choices=["start", "stop"],
+        default="start",
+        help="when the runtime restarts, start it again if it was running, or leave it stopped",
+    )
+    p.add_argument("--start", action="store_true", help="start it right away")
+    action("start", _space_act, "Start a space (raises space.started).")
+    action("stop", _space_act, "Stop a space: SIGTERM, then SIGKILL (raises space.stopped).")
+    action("delete", _space_act, "Delete a space, stopping it first (raises space.deleted).")
+    action("list", _space_list, "The spaces, with their state, health and process.")
+    p = action("logs", _space_logs, "What a space's process printed (stdout and stderr).")
+    p.add_argument("-n", type=_positive_int, default=50, help="how many lines (default 50)")
 
 
 def _status(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
@@ -165,7 +242,7 @@ def _event(session: KnotSession, args: argparse.Namespace, cell: str | None) -> 
 
 
 def _events(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
-    rows = session.backend.events(args.pattern, max(args.n, 0))
+    rows = session.backend.events(args.pattern, args.n)
     return event_table(f"events {args.pattern or '*'} (newest {args.n})", rows)
 
 
@@ -174,7 +251,7 @@ def _sinks(session: KnotSession, args: argparse.Namespace, cell: str | None) -> 
 
 
 def _audit(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
-    return audit_table(session.backend.audit(max(args.n, 0)))
+    return audit_table(session.backend.audit(args.n))
 
 
 def _wait(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
@@ -186,8 +263,6 @@ def _tail(session: KnotSession, args: argparse.Namespace, cell: str | None) -> o
     if args.stop:
         stopped = session.stop_tails()
         return Message(f"stopped {stopped} live tail{'s' if stopped != 1 else ''}")
-    if args.n < 1:
-        raise InvalidInput("%knot tail: -n must be at least 1.")
     pattern = Pattern.parse(args.pattern)
     tail = LiveTail(pattern.text, session.backend.follow(pattern), keep=args.n)
     session.add_tail(tail.start())
@@ -221,6 +296,52 @@ def _method(session: KnotSession, args: argparse.Namespace, cell: str | None) ->
 
 def _call(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
     return session.backend.call(args.method, parse_params(args.params))
+
+
+def _space_without_action(
+    session: KnotSession, args: argparse.Namespace, cell: str | None
+) -> object:
+    raise InvalidInput(
+        "%knot space: choose an action: create, start, stop, delete, list or logs "
+        "(see `%knot space -h`)."
+    )
+
+
+def _space_create(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    fields: JSONObject = {
+        "name": args.name,
+        "cmd": args.cmd,
+        "urls": args.url,
+        "health": args.health,
+        "threshold": args.threshold,
+        "template_id": args.template_id,
+        "startup_script_id": args.startup_script_id,
+        "on_restart": args.on_restart,
+    }
+    if args.interval is not None:
+        fields["interval"] = args.interval
+    if args.timeout is not None:
+        fields["timeout"] = args.timeout
+    space = session.backend.create_space(fields, start=args.start)
+    return space_table(f"space {space['name']} created", [space])
+
+
+_DONE = {"start": "started", "stop": "stopped", "delete": "deleted"}
+
+
+def _space_act(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    action = args.space_action
+    space = session.backend.space_action(args.name, action)
+    return space_table(f"space {space['name']} {_DONE[action]}", [space])
+
+
+def _space_list(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    return space_table("spaces", session.backend.spaces())
+
+
+def _space_logs(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    lines = session.backend.space_log(args.name, args.n)
+    return TextLines(f"log of space {args.name} (last {args.n} lines)", tuple(lines))
 
 
 _TAKE_A_CELL = (_event, _sink, _method)

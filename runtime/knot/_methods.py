@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._events import Actor, Event
@@ -30,7 +30,7 @@ from ._logtext import loggable
 from ._method_declarations import MethodInfo
 from ._method_workers import MethodLoad, MethodScript, MethodWorkers
 from ._sinkspec import SinkOrigin, SinkSpec
-from .sandbox.process import RemoteError, WorkerDied, WorkerTimeout
+from .sandbox.process import RemoteError, WorkerBlocked, WorkerDied, WorkerTimeout
 from .sinks import BatchResult, DeliveryResult, Directive, JsonRpcSink, MethodSink
 from .sinks.script import encode_event
 from .types import JSONObject
@@ -59,6 +59,7 @@ class _CallContext:
     events: tuple[Event, ...]
     owner: str
     actor: Actor | None
+    emits: dict[int, int] = field(default_factory=dict)  # per call of a batch
 
 
 class Methods:
@@ -213,7 +214,11 @@ class Methods:
             f'{{"params":{p},"event":{encode_event(e)}}}'
             for p, e in zip(params, events, strict=True)
         )
-        body = f'{{"method":{json.dumps(info.name)},"batch":[{items}],"timeout":{timeout!r}}}'
+        max_emits = self.runtime.config.methods.max_emits
+        body = (
+            f'{{"method":{json.dumps(info.name)},"batch":[{items}],"timeout":{timeout!r},'
+            f'"max_emits":{max_emits}}}'
+        )
         done = [0]
 
         def progress() -> None:
@@ -308,7 +313,8 @@ class Methods:
         event_json = f',"event":{encode_event(event)}' if event is not None else ""
         body = (
             f'{{"method":{json.dumps(info.name)},"params":{params_json},'
-            f'"timeout":{float(remaining)!r}{event_json}}}'
+            f'"timeout":{float(remaining)!r},"max_emits":{self.runtime.config.methods.max_emits}'
+            f"{event_json}}}"
         )
         script.calls += 1
         context = _CallContext((event,) if event else (), event.owner if event else owner, actor)
@@ -346,6 +352,14 @@ class Methods:
                 f"The method {info.full_name} ran longer than {timeout:g} s (methods.timeout) "
                 "and was stopped.",
                 {"reason": "timeout", "timeout": timeout},
+            )
+        if isinstance(exc, WorkerBlocked):
+            return _failed(
+                info,
+                INTERNAL_ERROR,
+                f"The call to {info.full_name} could not finish: the worker of method script "
+                f"{info.script} is blocked ({exc.how}); it is being restarted.",
+                {"reason": "worker_stopped", "how": exc.how},
             )
         if isinstance(exc, WorkerDied):
             if stopping:  # the script was removed, or the runtime stops
@@ -396,6 +410,11 @@ class Methods:
         payload = params.get("payload")
         payload = payload if isinstance(payload, dict) else {}
         index = params.get("index") or 0
+        if isinstance(index, int):  # the worker counts too; this holds if it does not
+            context.emits[index] = context.emits.get(index, 0) + 1
+            limit = self.runtime.config.methods.max_emits
+            if context.emits[index] > limit:
+                raise KnotError(f"More than {limit} emits in one call (methods.max_emits).")
         if context.events and isinstance(index, int) and 0 <= index < len(context.events):
             parent = context.events[index]
             event_id = await self.runtime.emit_child(parent, event_type, payload)

@@ -14,22 +14,35 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+import httpx
+import psutil
 
 from ._client import Client
 from ._config import ScriptSettings, load_config
 from ._display import Feed
+from ._env import api_token_from_env
 from ._events import Event
-from ._exceptions import InvalidInput, KnotError, RuntimeClosed, SinkError
+from ._exceptions import (
+    InvalidInput,
+    KnotError,
+    PermissionDenied,
+    RuntimeClosed,
+    SinkError,
+    StoreLocked,
+)
 from ._patterns import Pattern
 from ._reload import Reload, Reloader
 from ._sinkspec import check_sink_name
 from ._sync import SyncRuntime
 from .types import JSONObject
 
-__all__ = ["Backend", "ConnectedBackend", "EmbeddedBackend"]
+__all__ = ["Backend", "ConnectedBackend", "EmbeddedBackend", "SpaceAction", "serve_url"]
 
+SpaceAction = Literal["start", "stop", "delete"]
 WAIT_POLL_SECONDS = 0.02
+PROBE_SECONDS = 1.0  # asking a local process whether it is a knot serve
 
 
 class Backend(Protocol):
@@ -55,6 +68,14 @@ class Backend(Protocol):
 
     def call(self, method: str, params: Any = None) -> Any: ...
 
+    def spaces(self) -> list[JSONObject]: ...
+
+    def create_space(self, fields: JSONObject, *, start: bool) -> JSONObject: ...
+
+    def space_action(self, name: str, action: SpaceAction) -> JSONObject: ...
+
+    def space_log(self, name: str, n: int) -> list[str]: ...
+
     def script_settings(self) -> ScriptSettings: ...
 
     def close(self) -> None: ...
@@ -64,7 +85,10 @@ class EmbeddedBackend:
     """A Runtime on a background loop inside this process (the kernel)."""
 
     def __init__(self, project: str | Path) -> None:
-        self.sync = SyncRuntime(project).start()
+        try:
+            self.sync = SyncRuntime(project).start()
+        except StoreLocked as exc:
+            raise StoreLocked(_locked_message(exc), path=exc.path, pid=exc.pid) from None
 
     @property
     def project(self) -> Path:
@@ -105,6 +129,24 @@ class EmbeddedBackend:
 
     def call(self, method: str, params: Any = None) -> Any:
         return self.sync.call(self.sync.runtime.methods.call_name(method, params))
+
+    def spaces(self) -> list[JSONObject]:
+        async def snapshot() -> list[JSONObject]:  # read on the loop that changes them
+            return [info.to_dict() for info in self.sync.runtime.spaces.list()]
+
+        return self.sync.call(snapshot())
+
+    def create_space(self, fields: JSONObject, *, start: bool) -> JSONObject:
+        spaces = self.sync.runtime.spaces
+        return self.sync.call(spaces.create_from(fields, start=start)).to_dict()
+
+    def space_action(self, name: str, action: SpaceAction) -> JSONObject:
+        spaces = self.sync.runtime.spaces
+        act = {"start": spaces.start, "stop": spaces.stop, "delete": spaces.delete}[action]
+        return self.sync.call(act(name)).to_dict()
+
+    def space_log(self, name: str, n: int) -> list[str]:
+        return self.sync.call(self.sync.runtime.spaces.logs(name, lines=n))
 
     def _save(self, folder: str, name: str, source: str, *, timeout: float) -> Reload | None:
         if (problem := check_sink_name(name)) is not None:
@@ -147,6 +189,52 @@ class EmbeddedBackend:
         self.sync.close()
 
 
+def _locked_message(exc: StoreLocked) -> str:
+    """The notebook's answer to a store another runtime holds: attach to it, if it serves."""
+    url = serve_url(exc.pid)
+    if url:
+        return (
+            f"The knot serve at {url} (pid {exc.pid}) already runs on this project (store "
+            f"{exc.path}); use it with `%knot connect {url}` instead of a second runtime."
+        )
+    return (
+        f"The store {exc.path} is in use by another knot runtime (pid {exc.pid or 'unknown'}) "
+        "that answers no HTTP here (another kernel's embedded runtime?); stop it, or use "
+        "`%knot connect URL` if it is a knot serve, or `%knot project DIR` for another folder."
+    )
+
+
+def serve_url(pid: int) -> str | None:
+    """The URL of the knot serve running as process `pid`, if it is one and answers.
+
+    `knot serve` records its address nowhere, so look at the sockets the process listens on
+    and ask each for /healthz (a kernel listens too, for Jupyter: only a knot answer counts).
+    """
+    if pid <= 0:
+        return None
+    try:
+        sockets = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return None
+    for conn in sockets:
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr:
+            continue
+        host = conn.laddr.ip
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = "[::1]" if host == "::" else f"[{host}]"
+        url = f"http://{host}:{conn.laddr.port}"
+        try:
+            answer = httpx.get(f"{url}/healthz", timeout=PROBE_SECONDS, trust_env=False)
+            body = answer.json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        if isinstance(body, dict) and "status" in body and "zone" in body:
+            return url
+    return None
+
+
 class _ListenerFeed:
     """Routed events from `Runtime.on_event`, handed from the runtime's loop to a reader."""
 
@@ -176,14 +264,56 @@ class _ListenerFeed:
         self._queue.put(None)
 
 
+class _NotebookClient(Client):
+    """The HTTP client, saying in a 401 how a notebook passes a token (the server's own
+    message names the CLI's way)."""
+
+    def __init__(self, url: str | None, *, token: str | None) -> None:
+        super().__init__(url, token=token)
+        self.has_token = bool(token)
+
+    def request(self, method: str, path: str, **options: Any) -> Any:
+        try:
+            return super().request(method, path, **options)
+        except PermissionDenied as exc:
+            raise self._explain(exc) from None
+
+    def follow(
+        self, pattern: str | None = None, *, on_open: Callable[[], None] | None = None
+    ) -> Iterator[JSONObject]:
+        try:
+            yield from super().follow(pattern, on_open=on_open)
+        except PermissionDenied as exc:
+            raise self._explain(exc) from None
+
+    def _explain(self, exc: PermissionDenied) -> PermissionDenied:
+        if exc.status != 401:
+            return exc  # a 403 says which permission is missing: nothing to add
+        how = (
+            f"connect with `%knot connect {self.url} --token TOKEN` (or run "
+            f"`%env KNOT_TOKEN=TOKEN` before `%knot connect {self.url}`)"
+        )
+        if self.has_token:
+            message = (
+                f"The knot serve at {self.url} did not accept the token: {how}, with a token "
+                "`knot user add` gave."
+            )
+        else:
+            message = f"The knot serve at {self.url} has users and needs a token: {how}."
+        return PermissionDenied(message, status=401)
+
+
 class ConnectedBackend:
     """A `knot serve` reached over its HTTP API."""
 
     def __init__(self, url: str | None = None, *, token: str | None = None) -> None:
-        self.client = Client(url, token=token)
-        self._token = token
+        self._token = token if token is not None else api_token_from_env()
+        self.client = _NotebookClient(url, token=self._token)
         try:
             self.client.request("GET", "/healthz")
+            # /healthz is open to all; an authenticated read finds a missing or wrong token
+            # now rather than at the next magic.
+            self.client.whoami()
         except KnotError:
             self.client.close()
             raise
@@ -217,7 +347,7 @@ class ConnectedBackend:
 
     def follow(self, pattern: Pattern) -> _StreamFeed:
         # A client of its own: closing it is how a blocked stream read is interrupted.
-        return _StreamFeed(Client(self.client.url, token=self._token), pattern)
+        return _StreamFeed(_NotebookClient(self.client.url, token=self._token), pattern)
 
     def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None:
         raise InvalidInput(
@@ -233,6 +363,20 @@ class ConnectedBackend:
 
     def call(self, method: str, params: Any = None) -> Any:
         return self.client.call(method, params)
+
+    def spaces(self) -> list[JSONObject]:
+        return self.client.spaces()
+
+    def create_space(self, fields: JSONObject, *, start: bool) -> JSONObject:
+        return self.client.create_space({**fields, "start": start})
+
+    def space_action(self, name: str, action: SpaceAction) -> JSONObject:
+        if action == "delete":
+            return self.client.delete_space(name)
+        return self.client.space_action(name, action)
+
+    def space_log(self, name: str, n: int) -> list[str]:
+        return self.client.space_log(name, n=n)
 
     def script_settings(self) -> ScriptSettings:
         return load_config(Path.cwd()).raise_for_errors().scripts

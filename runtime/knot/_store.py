@@ -141,6 +141,7 @@ class Store:
                 f"The store {self.path} is in use by another knot runtime (pid {other}); "
                 "stop it or use another --project or store path.",
                 path=str(self.path),
+                pid=int(other) if other.isdigit() else 0,
             ) from None
         self._lock_file = fd
         try:

@@ -83,7 +83,13 @@ class Output(list[str]):
 
 
 def template_context(event: Event, *, custom: Mapping[str, Any] | None = None) -> Root:
-    """The data a template sees for `event` (`custom`: the space's custom fields)."""
+    """The data a template sees for `event`.
+
+    `.custom` is Knot's custom scope, as `knot.event.custom()` gives it to scripts: the payload
+    of a custom event, empty for a system event; `custom` replaces it (embedders' own fields).
+    """
+    if custom is None:
+        custom = event.data if event.type.startswith("custom.") else {}
     space = event.space
     return Root(
         event={"id": event.id, "type": event.type, "ts": event.ts, "data": event.data},

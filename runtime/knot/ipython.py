@@ -56,8 +56,13 @@ class KnotSession:
 
     def use_project(self, folder: str | Path) -> Backend:
         path = Path(folder).expanduser()
-        if not path.is_dir():
+        if not path.exists():
             raise InvalidInput(f"The project folder {str(path)!r} does not exist.")
+        if not path.is_dir():
+            raise InvalidInput(
+                f"{str(path)!r} is not a folder: give %knot project the project folder "
+                "(the one holding knot.toml and scripts/)."
+            )
         with self._lock:
             self._release()
             self._backend = EmbeddedBackend(path)

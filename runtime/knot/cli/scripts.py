@@ -61,6 +61,9 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+EMITS_SHOWN = 20  # a script emitting in a loop would otherwise fill the terminal
+
+
 def _run(args: argparse.Namespace) -> int:
     data = parse_json_object(args.data, what="--data payload")
     settings = load_config(args.project).raise_for_errors().scripts
@@ -78,8 +81,10 @@ def _run(args: argparse.Namespace) -> int:
     for line in result.output:
         print(line)
     print(f"--- emitted ({_count(len(result.emitted), 'event')}, not delivered)")
-    for emitted in result.emitted:
+    for emitted in result.emitted[:EMITS_SHOWN]:
         print(f"{emitted.type} {json.dumps(emitted.payload)}")
+    if len(result.emitted) > EMITS_SHOWN:
+        print(f"... {len(result.emitted) - EMITS_SHOWN} more not shown (--json lists them all)")
     print(f"--- directives ({_count(len(result.directives), 'directive')})")
     for directive in result.directives:
         print(f"{directive['name']} {json.dumps(directive['options'])}")

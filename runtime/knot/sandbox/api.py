@@ -17,9 +17,44 @@ from typing import Any, Protocol
 
 from ..types import JSONObject
 
-__all__ = ["EventBinding", "EventContext", "ThreadEventContext", "build_knot_module"]
+__all__ = [
+    "EmitBudget",
+    "EmitLimitReached",
+    "EventBinding",
+    "EventContext",
+    "ThreadEventContext",
+    "build_knot_module",
+]
 
 EmitFunction = Callable[[str, JSONObject], str]
+
+
+class EmitLimitReached(RuntimeError):
+    """Raised in a script by the emit past its run's `max_emits`."""
+
+
+class EmitBudget:
+    """How many events one run (a sink handling one event, or one method call) may emit.
+
+    Once a run has hit the limit it has failed, even if the script catches the error: a
+    `while True: emit(...)` loop must not turn one event into an unbounded burst.
+    """
+
+    __slots__ = ("exceeded", "limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.exceeded = False
+
+    def take(self) -> None:
+        if self.used >= self.limit:
+            self.exceeded = True
+            raise EmitLimitReached(
+                f"knot.event.emit() may be called at most {self.limit} times while handling "
+                "one event or call (max_emits)"
+            )
+        self.used += 1
 
 
 def _no_emit(event_type: str, payload: JSONObject) -> str:

@@ -4,10 +4,12 @@
 requests to it concurrently: one reader task hands each answer to the request waiting for it
 and serves the worker's own requests (`emit`) as they come. A request that runs past its time
 (which starts over at each `progress` the worker reports for a batch) fails at once with
-WorkerTimeout; the worker is told to cancel it and, if it has not let go
-of it within `grace` seconds (one long C call), the worker is killed. `exited` resolves (with
-how the process ended) when the worker is gone, whoever ended it; every request still waiting
-then fails with WorkerDied.
+WorkerTimeout; the worker is told to cancel it and, if it has not let go of it within `grace`
+seconds (one long C call), the worker is killed. Such a call holds the whole worker meanwhile:
+a request that runs out of time while another is past its own fails with WorkerBlocked (a
+WorkerDied: the worker is about to be restarted), not as its own timeout. `exited` resolves
+(with how the process ended) when the worker is gone, whoever ended it; every request still
+waiting then fails with WorkerDied.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..types import JSONObject
-from .process import RemoteError, WorkerDied, WorkerProcess, WorkerTimeout
+from .process import RemoteError, WorkerBlocked, WorkerDied, WorkerProcess, WorkerTimeout
 
 __all__ = ["MethodProcess", "RequestHandler"]
 
 log = logging.getLogger("knot.methods")
+
+BLOCKED_AFTER = 0.2  # seconds a cancelled call may take to let go before it counts as stuck
 
 RequestHandler = Callable[[str, JSONObject, Any], Awaitable[Any]]
 """Serves a request from the worker: (method, params, context of the call it belongs to)."""
@@ -110,9 +114,14 @@ class MethodProcess:
                     self._clocks[request_id] = (clock, timeout, on_progress)
                 return await future
         except (TimeoutError, asyncio.CancelledError) as exc:
+            blocked = self._blocked()
             if request_id in self._pending:  # not answered: still running in the worker
                 self._abandon(request_id)
             if isinstance(exc, TimeoutError):
+                if blocked:
+                    raise WorkerBlocked(
+                        "another call ran past its time and holds the worker in one long operation"
+                    ) from None
                 raise WorkerTimeout() from None
             raise
         finally:
@@ -136,6 +145,19 @@ class MethodProcess:
         self._overdue[request_id] = loop.call_later(self.grace, self._overran, request_id)
         with contextlib.suppress(WorkerDied):
             self.worker.send({"jsonrpc": "2.0", "method": "cancel", "params": {"id": request_id}})
+
+    def _blocked(self) -> bool:
+        """Whether another request, past its time, has held on to the worker for a while.
+
+        A cancelled call that runs script code lets go within milliseconds; one that has not
+        after BLOCKED_AFTER is in one long C call, and nothing else in the worker runs.
+        """
+        if self.kill_reason:
+            return True
+        now = asyncio.get_running_loop().time()
+        return any(
+            now - timer.when() + self.grace >= BLOCKED_AFTER for timer in self._overdue.values()
+        )
 
     def _overran(self, request_id: int) -> None:
         self._overdue.pop(request_id, None)

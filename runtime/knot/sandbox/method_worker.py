@@ -4,9 +4,9 @@ It speaks newline-delimited JSON-RPC 2.0 with the runtime over stdin/stdout, bot
 
   runtime → worker   load {name, source, filename, timeout}, once: compile the script and run
                      its top level (declaring its methods); call {method, params, event?,
-                     timeout}, or call {method, batch: [{params, event}, ...], timeout} (the
-                     calls of a subscription, in order); ping; notification cancel {id}: call
-                     `id` ran out of time
+                     timeout, max_emits}, or call {method, batch: [{params, event}, ...],
+                     timeout, max_emits} (the calls of a subscription, in order); ping;
+                     notification cancel {id}: call `id` ran out of time
   worker → runtime   notification ready {pid}, once; request emit {call, index, type, payload}
                      → {id}; notification progress {call}: one call of a batch is done
 
@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..types import JSONObject
-from .method_runner import CallCancelled, CallOutcome, MethodModule, timed_out
+from .api import EmitBudget
+from .method_runner import SERVER_ERROR, CallCancelled, CallOutcome, MethodModule, timed_out
 from .worker import Channel, apply_limits, isolate
 
 __all__ = ["main"]
@@ -110,6 +111,7 @@ class _Call:
     batch: bool
     timeout: float
     serial: bool
+    max_emits: int = 1000  # per call (each call of a batch has its own)
     state: str = "queued"  # queued → running ⇄ talking → done; or cancelled / cancel_asked
     thread: int = 0
 
@@ -188,10 +190,13 @@ class Calls:
         try:
             try:
                 for index, (params, event) in enumerate(call.items):
-                    emit = self._emitter(call, index)
+                    budget = EmitBudget(call.max_emits)
+                    emit = self._emitter(call, index, budget)
                     outcome = self.module.call(
                         call.method, params, event, emit, timeout=call.timeout
                     )
+                    if budget.exceeded:  # failed, whatever the method did with the error
+                        outcome = self._over_budget(call, outcome)
                     outcomes.append(outcome)
                     if outcome.error is not None or index == len(call.items) - 1:
                         break
@@ -224,13 +229,24 @@ class Calls:
             if asked:
                 raise CallCancelled()
 
-    def _emitter(self, call: _Call, index: int) -> Any:
+    def _emitter(self, call: _Call, index: int, budget: EmitBudget) -> Any:
         def emit(event_type: str, payload: JSONObject) -> str:
+            budget.take()
             params = {"call": call.id, "index": index, "type": event_type, "payload": payload}
             answer = self._talk(call, lambda: self.channel.call("emit", params))
             return str(answer["id"])
 
         return emit
+
+    def _over_budget(self, call: _Call, outcome: CallOutcome) -> CallOutcome:
+        limit = call.max_emits
+        error: JSONObject = {
+            "code": SERVER_ERROR,
+            "message": f"The method {self._name(call)} tried to emit more than {limit} events "
+            f"in one call (methods.max_emits = {limit}).",
+            "data": {"reason": "max_emits", "max_emits": limit},
+        }
+        return CallOutcome(None, error, outcome.output, outcome.directives)
 
     def _name(self, call: _Call) -> str:
         return f"{self.module.name}.{call.method}"
@@ -321,6 +337,7 @@ class MethodWorker:
                             isinstance(batch, list) and bool(batch),
                             float(params.get("timeout", 30.0)),
                             params["method"] in self.serial,
+                            int(params.get("max_emits", 1000)),
                         )
                     )
                 elif method == "cancel":

@@ -5,12 +5,18 @@ it delivers: `WorkerPool` lends workers out (one per core by default), preferrin
 the sink's script compiled already. A killed or dead worker is replaced in the background, so
 a warm spare is usually ready. One pool per runtime, created by its first script sink and
 closed by its last (`acquire_shared_pool` / `release_shared_pool`).
+
+Scripts stuck in a loop hold their workers until `scripts.timeout`; with every worker held
+like that, an unrelated sink would wait just as long. So when every worker has been busy for
+GROW_AFTER seconds and a sink is waiting, the pool starts one more, up to twice its size; the
+extra workers stop again as they come back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 
 from .process import WorkerDied, WorkerProcess
@@ -18,6 +24,9 @@ from .process import WorkerDied, WorkerProcess
 __all__ = ["WorkerPool", "acquire_shared_pool", "release_shared_pool", "shared_pool"]
 
 log = logging.getLogger("knot.sandbox")
+
+GROW_AFTER = 0.5  # seconds every worker must have been busy before the pool grows past size
+RECHECK = 0.05  # seconds between looks while workers are starting
 
 
 class WorkerPool:
@@ -27,7 +36,7 @@ class WorkerPool:
         self.size = max(1, size)
         self.memory_mb = memory_mb
         self._idle: list[WorkerProcess] = []
-        self._busy: set[WorkerProcess] = set()
+        self._busy: dict[WorkerProcess, float] = {}  # → when it was lent out (monotonic)
         self._count = 0  # idle + busy + starting
         self._starting = 0  # spares on their way (see warm)
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -88,12 +97,13 @@ class WorkerPool:
                 pick = next((w for w in self._idle if script in w.loaded), self._idle[-1])
                 self._idle.remove(pick)
                 if pick.alive and pick.memory_mb == self.memory_mb:
-                    self._busy.add(pick)
+                    self._busy[pick] = time.monotonic()
                     return pick
                 self._retire(pick)
             # A spare on its way is as good as a new worker, and ready sooner.
             spare_coming = self._starting > len(self._waiters)
-            if self._count < self.size and not spare_coming:
+            grow_in = None if spare_coming else self._grow_in()
+            if (self._count < self.size and not spare_coming) or grow_in == 0.0:
                 self._count += 1
                 try:
                     worker = await self._spawn()
@@ -101,21 +111,35 @@ class WorkerPool:
                     self._count -= 1
                     self._wake()
                     raise
-                self._busy.add(worker)
+                self._busy[worker] = time.monotonic()
                 return worker
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
+                async with asyncio.timeout(grow_in):
+                    await waiter
+            except TimeoutError:  # every worker is still busy: look again, and grow
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
                     self._wake()  # pass the wake-up on
                 raise
 
+    def _grow_in(self) -> float | None:
+        """Seconds until the pool may grow past `size` (None: not while things stay as they are)."""
+        if self._count >= 2 * self.size:
+            return None  # released or retired workers wake us
+        if not self._busy or self._count > len(self._busy):
+            return RECHECK  # workers on their way: look again once they have started
+        youngest = max(self._busy.values())
+        return max(0.0, youngest + GROW_AFTER - time.monotonic())
+
     def release(self, worker: WorkerProcess) -> None:
         """Give a worker back after a request that ended normally."""
-        self._busy.discard(worker)
-        if self._closed or not worker.alive or worker.memory_mb != self.memory_mb:
+        self._busy.pop(worker, None)
+        extra = self._count > self.size and not self._waiters
+        if self._closed or not worker.alive or worker.memory_mb != self.memory_mb or extra:
             self._retire(worker)
             return
         self._idle.append(worker)
@@ -127,7 +151,7 @@ class WorkerPool:
         self.warm()
 
     def _retire(self, worker: WorkerProcess) -> None:
-        self._busy.discard(worker)
+        self._busy.pop(worker, None)
         self._count -= 1
         task = asyncio.create_task(worker.close())
         self._background.add(task)

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..types import JSONObject
 
-__all__ = ["RemoteError", "WorkerDied", "WorkerProcess", "WorkerTimeout"]
+__all__ = ["RemoteError", "WorkerBlocked", "WorkerDied", "WorkerProcess", "WorkerTimeout"]
 
 log = logging.getLogger("knot.sandbox")
 
@@ -48,6 +48,14 @@ class WorkerDied(Exception):
     def __init__(self, how: str) -> None:
         super().__init__(how)
         self.how = how
+
+
+class WorkerBlocked(WorkerDied):
+    """A request ran out of time while another one, already past its own, held the worker.
+
+    A call stuck in one long C operation holds the interpreter lock, so the worker answers
+    nothing until it is killed; the requests caught behind it did not overrun by themselves.
+    """
 
 
 class WorkerTimeout(Exception):

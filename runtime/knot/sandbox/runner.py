@@ -26,7 +26,7 @@ EmitFunction = Callable[[str, JSONObject], str]
 
 @dataclass(frozen=True, slots=True)
 class ScriptError:
-    kind: str  # "exception", "memory", "recursion"
+    kind: str  # "exception", "memory", "recursion", "emits" (past max_emits)
     type: str  # the exception class name
     message: str
     line: int  # the script line it was raised at (0 when unknown)

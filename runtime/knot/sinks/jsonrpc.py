@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from .._events import Event, loads_json
+from .._events import Event, loads_json, new_event_id, now_rfc3339
 from .._exceptions import DeliveryFailed, TemplateError
 from .._sinkspec import SinkSpec
 from .._templates import DEFAULT_TEMPLATE, Template
@@ -30,6 +30,25 @@ def default_params(event: Event) -> str:
         f'{{"event_id":{json.dumps(event.id)},"event_type":{json.dumps(event.type)},'
         f'"event_ts":{json.dumps(event.ts)},"data":{data}}}'
     )
+
+
+def _sample_problems(name: str, template: str) -> list[str]:
+    """Render the event `knot sinks test` sends: a string, a number or a boolean is never
+    valid params, whatever the event (null, or text that is not JSON, may come from data the
+    sample lacks, so those wait for real events)."""
+    sample = Event(new_event_id(), "custom.knot.test", {"test": True, "sink": name}, now_rfc3339())
+    try:
+        value: Any = loads_json(Template.parse(template).render(sample))
+    except (TemplateError, ValueError):
+        return []
+    if value is None or isinstance(value, dict | list):
+        return []
+    shown = json.dumps(value, ensure_ascii=False)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return [
+        f"The body_template renders {type(value).__name__} params ({shown} for a test event); "
+        "JSON-RPC params are an object or an array."
+    ]
 
 
 class JsonRpcSink(Sink):
@@ -59,6 +78,8 @@ class JsonRpcSink(Sink):
             problem = Template.check(template)
             if problem is not None:
                 problems.append(f"The body_template is not valid: {problem}")
+            else:
+                problems.extend(_sample_problems(spec.name, str(template)))
         return problems
 
     def accepts(self, event: Event) -> bool:

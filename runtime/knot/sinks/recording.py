@@ -22,6 +22,8 @@ from .base import DeliveryResult, Sink
 
 __all__ = ["RecordingSink"]
 
+OPTIONS = ("limit", "path", "delay", "fail_attempts")
+
 
 class RecordingSink(Sink):
     type: ClassVar[str] = "recording"
@@ -40,7 +42,11 @@ class RecordingSink(Sink):
 
     @classmethod
     def validate(cls, spec: SinkSpec) -> list[str]:
-        problems = []
+        problems = [
+            f"The option {key!r} is not known; recording sinks take {', '.join(OPTIONS)}."
+            for key in spec.options
+            if key not in OPTIONS
+        ]
         for key in ("limit", "fail_attempts"):
             value = spec.options.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -73,6 +73,12 @@ class ScriptSink(Sink):
 
     @classmethod
     def validate(cls, spec: SinkSpec) -> list[str]:
+        unknown = [key for key in spec.options if key not in ("source", "path")]
+        if unknown:
+            return [
+                f"The option {key!r} is not known; script sinks take source and path."
+                for key in unknown
+            ]
         source = spec.options.get("source")
         if not isinstance(source, str):
             return ["The option source must be the script's text."]
@@ -130,6 +136,7 @@ class ScriptSink(Sink):
         settings = self.settings
         pool.configure(size=pool_size(settings), memory_mb=settings.memory_mb)
         results: list[DeliveryResult | None] = []
+        emits: dict[int, int] = {}  # per event; the worker counts too, this holds if it lies
 
         def on_notify(method: str, params: JSONObject) -> None:
             if method == "result":
@@ -138,7 +145,11 @@ class ScriptSink(Sink):
         async def on_request(method: str, params: JSONObject) -> Any:
             if method != "emit":
                 raise KnotError(f"{method} is not available to sink scripts.")
-            parent = events[int(params["index"])]
+            index = int(params["index"])
+            parent = events[index]
+            emits[index] = emits.get(index, 0) + 1
+            if emits[index] > settings.max_emits:
+                raise KnotError(f"More than {settings.max_emits} emits (scripts.max_emits).")
             payload = params.get("payload")
             event_id = await host.emit_child(
                 parent, str(params.get("type")), payload if isinstance(payload, dict) else {}
@@ -154,7 +165,8 @@ class ScriptSink(Sink):
             source = f',"source":{json.dumps(self.source)},"filename":{json.dumps(self.path)}'
         params = (
             f'{{"name":{json.dumps(self.name)},"hash":"{self.digest}",'
-            f'"timeout":{float(settings.timeout)!r}{source},"events":[{",".join(encoded)}]}}'
+            f'"timeout":{float(settings.timeout)!r},"max_emits":{int(settings.max_emits)}'
+            f'{source},"events":[{",".join(encoded)}]}}'
         )
         try:
             reply = await worker.request(
@@ -227,6 +239,12 @@ class ScriptSink(Sink):
             return (
                 f"The script {where} ran out of memory "
                 f"(scripts.memory_mb = {self.settings.memory_mb})."
+            )
+        if kind == "emits":
+            limit = self.settings.max_emits
+            return (
+                f"The script {where} tried to emit more than {limit} events while handling one "
+                f"event (scripts.max_emits = {limit})."
             )
         if kind == "recursion":
             return (

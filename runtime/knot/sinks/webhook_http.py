@@ -1,123 +1,19 @@
-"""The HTTP client under webhook sinks: one pooled `httpx.AsyncClient` over aiohttp, cookieless.
+"""The HTTP clients of webhook sinks: pooled `httpx.AsyncClient`s that keep no cookies.
 
-httpx's own transport (httpcore) costs about 1 ms of CPU per small POST on the machines we
-measured (≈1,000 requests/s on one core), a third of the webhook target (3,000 deliveries/s);
-`httpx-aiohttp`'s transport under the same `httpx.AsyncClient` does ≈4,000/s. What is ours:
-
-- `WebhookClients`: the pools every webhook sink of a runtime shares (one per TLS-verify flag),
-  with the runtime's transport seam (`Runtime(..., http_transport=...)`) in place of aiohttp's;
-- sinks keep no cookies, in the client (which then also skips parsing every answer for them:
-  about a tenth of a delivery's CPU) and in the aiohttp session; no proxy is read from the
-  environment; answers are never decompressed (only an excerpt is kept); credentials in a URL
-  travel only in the Authorization header httpx made of them;
-- errors are mapped by what aiohttp saw: a refused connection or a failed TLS handshake is an
-  `httpx.ConnectError` (caused by the socket's or TLS error, which the sink reports), a
-  connection the receiver dropped is an `httpx.RemoteProtocolError` (which the sink retries
-  once on a fresh connection), and nothing aiohttp raises escapes as its own type. The
-  library's table would make most of these `ConnectTimeout`.
+`WebhookClients` holds the pools every webhook sink of a runtime shares (one per TLS-verify
+flag). Under each client is aiohttp's transport (`webhook_aiohttp`, imported on first use: it
+costs `import knot` a tenth of a second), or the runtime's transport seam
+(`Runtime(..., http_transport=...)`) in its place. Sinks keep no cookies: the client never
+parses answers for them either (about a tenth of a delivery's CPU).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import NoReturn
-
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
-__all__ = ["WebhookClients", "WebhookTransport", "httpx_error"]
+__all__ = ["WebhookClients"]
 
-KEEPALIVE_SECONDS = 5.0
 USER_AGENT = "knot-runtime"
-
-
-def httpx_error(exc: aiohttp.ClientError) -> httpx.TransportError:
-    """The httpx error a caller of httpx expects for what aiohttp raised."""
-    message = str(exc) or type(exc).__name__
-    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unreachable, DNS, TLS
-        return httpx.ConnectError(message)
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return httpx.ReadTimeout(message)
-    if isinstance(
-        exc,
-        aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientResponseError,
-    ):
-        return httpx.RemoteProtocolError(message)
-    if isinstance(exc, aiohttp.ClientOSError):  # reset or broken pipe on an open connection
-        return httpx.ReadError(message)
-    if isinstance(exc, aiohttp.InvalidURL):
-        return httpx.UnsupportedProtocol(message)
-    return httpx.TransportError(message)
-
-
-def _original(exc: BaseException) -> aiohttp.ClientError | None:
-    """The aiohttp error behind `exc` (itself, or the cause httpx-aiohttp raised it from)."""
-    while exc is not None:
-        if isinstance(exc, aiohttp.ClientError):
-            return exc
-        exc = exc.__cause__  # type: ignore[assignment]
-    return None
-
-
-class _Stream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream) -> None:
-        self._inner = inner
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._inner:
-                yield chunk
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            _reraise(exc)
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            _reraise(exc)
-
-
-def _reraise(exc: Exception) -> NoReturn:
-    original = _original(exc)
-    if original is None:
-        raise exc
-    # A connector error wraps the socket's or TLS's own error: that is the cause to report.
-    cause = getattr(original, "certificate_error", None) or getattr(original, "os_error", None)
-    raise httpx_error(original) from (cause if isinstance(cause, Exception) else original)
-
-
-class WebhookTransport(AiohttpTransport):
-    """An aiohttp-backed httpx transport with one pool of `limit` connections."""
-
-    def __init__(self, *, verify: bool = True, limit: int = 512) -> None:
-        super().__init__(verify=verify, trust_env=False, client=self._session)
-        self._limit = limit
-
-    def _session(self) -> aiohttp.ClientSession:
-        # Made on the first request, inside the running event loop, as aiohttp requires.
-        connector = aiohttp.TCPConnector(
-            limit=self._limit, ssl=self.ssl_context, keepalive_timeout=KEEPALIVE_SECONDS
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-            auto_decompress=False,
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.userinfo:
-            # httpx has already turned a URL's user:password into an Authorization header;
-            # aiohttp refuses a request that has both.
-            request.url = request.url.copy_with(userinfo=b"")
-        try:
-            response = await super().handle_async_request(request)
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            _reraise(exc)
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _Stream(response.stream)
-        return response
 
 
 class _NoCookies(httpx.Cookies):
@@ -152,7 +48,11 @@ class WebhookClients:
     def client(self, *, verify: bool = True) -> httpx.AsyncClient:
         client = self._clients.get(verify)
         if client is None or client.is_closed:
-            transport = self.transport or WebhookTransport(verify=verify, limit=self.limit)
+            transport = self.transport
+            if transport is None:
+                from .webhook_aiohttp import WebhookTransport
+
+                transport = WebhookTransport(verify=verify, limit=self.limit)
             client = self._clients[verify] = _CookielessClient(
                 transport=transport,
                 headers={"User-Agent": USER_AGENT},
