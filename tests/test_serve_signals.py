@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .helpers import KnotServer
+from .helpers import KnotServer, run_knot
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -39,6 +40,38 @@ def test_sigterm_ends_an_open_event_stream_at_once_and_cleanly(tmp_path: Path) -
     assert server.terminate() == 0
     assert ended < 2.0, f"the stream ended {ended:.1f} s after SIGTERM"
     assert all(line.startswith(":") or not line for line in rest)
+    output = server.output()
+    for bad in ("Traceback", "Exception in ASGI application", "graceful shutdown exceeded"):
+        assert bad not in output, output
+
+
+def test_sigterm_answers_a_waiting_sky_event_at_once_with_its_sinks_pending(
+    tmp_path: Path,
+) -> None:
+    # A synchronous Sky event waits (up to delivery.sync_timeout) for its sinks; at shutdown
+    # it is answered with what is done instead of being cancelled after the graceful timeout.
+    (tmp_path / "knot.toml").write_text(
+        '[delivery]\nsync_timeout = 30\n\n[[sinks]]\nname = "slow"\ntype = "recording"\n'
+        'events = "*"\ndelay = 20\n'
+    )
+    server = KnotServer(tmp_path)
+    assert run_knot("channel", "create", "--eci", "demo", port=server.port).returncode == 0
+    answers: list[httpx.Response] = []
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        asking = threading.Thread(
+            target=lambda: answers.append(http.post("/sky/event/demo/e1/app/hi")), daemon=True
+        )
+        asking.start()
+        server.wait_for_line(r"custom\.app\.hi .* → slow")
+        server.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        asking.join(15)
+        answered = time.monotonic() - signalled
+    assert server.terminate() == 0
+    assert answered < 2.0, f"answered {answered:.1f} s after SIGTERM"
+    (answer,) = answers
+    assert answer.status_code == 200
+    assert answer.json()["pending"] == ["slow"]
     output = server.output()
     for bad in ("Traceback", "Exception in ASGI application", "graceful shutdown exceeded"):
         assert bad not in output, output

@@ -99,6 +99,10 @@ class Tracker:
     def pending(self) -> tuple[str, ...]:
         return tuple(n for n in self.expected or () if n not in self.outcomes)
 
+    def release(self) -> None:
+        """Stop waiting now: the waiter answers with what is done (the rest pending)."""
+        self._done.set()
+
     async def wait(self, timeout: float) -> bool:
         """Wait for every outcome; False when the timeout came first."""
         try:

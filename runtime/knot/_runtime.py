@@ -395,6 +395,16 @@ class Runtime:
         finally:
             trackers.pop(event.id, None)
 
+    def release_waiters(self) -> None:
+        """Answer every `emit_and_wait` now with the outcomes so far, the rest pending.
+
+        A server that is shutting down calls this, so a synchronous Sky request still waiting
+        on slow sinks answers at once (its events stay journaled and are delivered after a
+        restart) instead of being cancelled at the end of the graceful-shutdown timeout.
+        """
+        for tracker in list(self.delivery.trackers.values()):
+            tracker.release()
+
     async def emit_system(
         self, event_type: str, payload: JSONObject, *, space: Space | None, owner: str = ""
     ) -> str:

@@ -136,7 +136,11 @@ async def serve(
             lifespan="off",
             timeout_graceful_shutdown=3,
         )
-        server = _Server(config, on_shutdown=app.state.streams.close)
+        def on_shutdown() -> None:
+            app.state.streams.close()
+            runtime.release_waiters()
+
+        server = _Server(config, on_shutdown=on_shutdown)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
@@ -153,7 +157,8 @@ is_loopback = is_loopback_host
 
 class _Server(uvicorn.Server):
     """uvicorn, minus re-raising SIGINT/SIGTERM once it has shut down, plus ending the answers
-    that never end by themselves (event streams) as its shutdown begins.
+    that never end by themselves (event streams) or wait on slow sinks (synchronous Sky
+    events) as its shutdown begins.
 
     uvicorn re-raises the signal that stopped it, and with the default handler back in place
     SIGTERM ends the process on the spot: the runtime would never stop, and the processes of
