@@ -136,6 +136,7 @@ async def serve(
             lifespan="off",
             timeout_graceful_shutdown=3,
         )
+
         def on_shutdown() -> None:
             app.state.streams.close()
             runtime.release_waiters()
