@@ -112,7 +112,7 @@ def test_serve_on_a_corrupt_store_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / ".knot" / "knot.db").write_bytes(b"garbage" * 1000)
     result = knot("serve", "--project", str(tmp_path), "--port", "0")
     assert result.returncode == 1
-    assert "not a valid SQLite database" in result.stderr
+    assert "is damaged or not a SQLite database" in result.stderr
     assert "Traceback" not in result.stderr
 
 
