@@ -48,6 +48,10 @@ def test_event_from_stdin(server: KnotServer) -> None:
         (("event", "cli.x", "[1]"), "must be a JSON object"),
         (("event", "bad type!"), "is not valid"),
         (("events", "*.x"), "'*.x'"),
+        (("event", "cli.x", '{"a": NaN}'), "NaN is not a JSON value"),
+        (("event", "cli.x", '{"a": [-Infinity]}'), "-Infinity is not a JSON value"),
+        (("event", "cli.x", '{"a": 1e999}'), "1e999 is too large for a JSON number"),
+        (("call", "a.b", '{"a": Infinity}'), "The params are not valid JSON: Infinity"),
     ],
 )
 def test_errors_are_one_line_and_non_zero(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
-from typing import NoReturn, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
+from .._events import NotJSON
 from .._exceptions import InvalidInput
 from ..types import JSONObject
 
@@ -18,6 +20,7 @@ __all__ = [
     "Subparsers",
     "add_command",
     "choose_action",
+    "loads_user_json",
     "parse_json_object",
     "print_table",
     "printable",
@@ -67,16 +70,35 @@ def add_command(
     return p
 
 
+def _not_json(constant: str) -> Any:
+    raise NotJSON(f"{constant} is not a JSON value (JSON has no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: a JSON number, but Python reads it as Infinity
+        raise NotJSON(f"{text} is too large for a JSON number")
+    return value
+
+
+def loads_user_json(raw: str, *, subject: str) -> Any:
+    """JSON a user typed, minus Python's extensions (NaN, Infinity) that no receiver could
+    read back; else one InvalidInput, a sentence starting with `subject` ("The payload is")."""
+    try:
+        return json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except NotJSON as exc:
+        raise InvalidInput(f"{subject} not valid JSON: {exc}.") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{subject} not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+
+
 def parse_json_object(raw: str | None, *, what: str = "payload") -> JSONObject:
     """A JSON object from the command line ('' or None is {}), or one clear error."""
     if raw is None or not raw.strip():
         return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"The {what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from None
+    value = loads_user_json(raw, subject=f"The {what} is")
     if not isinstance(value, dict):
         raise InvalidInput(f'The {what} must be a JSON object, like \'{{"key": "value"}}\'.')
     return value

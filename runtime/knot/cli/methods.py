@@ -9,7 +9,7 @@ from typing import Any
 
 from .._client import Client
 from .._exceptions import InvalidInput, MethodFailed
-from .common import Subparsers, add_command, print_table
+from .common import Subparsers, add_command, loads_user_json, print_table
 
 __all__ = ["parse_params", "register"]
 
@@ -37,12 +37,7 @@ def parse_params(raw: str | None) -> Any:
     """JSON-RPC params from the command line: an object or an array (None: no params)."""
     if raw is None or not raw.strip():
         return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"The params are not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from None
+    value = loads_user_json(raw, subject="The params are")
     if not isinstance(value, dict | list):
         raise InvalidInput("The params must be a JSON object or array, like '{\"key\": 1}'.")
     return value

@@ -10,7 +10,14 @@ from pathlib import Path
 from .._client import Client
 from .._exceptions import DeliveryFailed, InvalidInput
 from ..types import JSONObject
-from .common import Formatter, Subparsers, add_command, parse_json_object, print_table
+from .common import (
+    Formatter,
+    Subparsers,
+    add_command,
+    loads_user_json,
+    parse_json_object,
+    print_table,
+)
 
 __all__ = ["register"]
 
@@ -126,8 +133,8 @@ def _definition(args: argparse.Namespace) -> JSONObject:
         definition["owner"] = args.owner
     for key, value in _pairs(args.option, "option").items():
         try:
-            definition[key] = json.loads(value)
-        except json.JSONDecodeError:
+            definition[key] = loads_user_json(value, subject="The option is")
+        except InvalidInput:  # not JSON (or NaN): the text as given
             definition[key] = value
     template = args.template
     if args.template_file is not None:
