@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,7 +124,11 @@ def test_serve_on_a_corrupt_store_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "prog", "words"),
     [
-        (("events", "-n", "x"), "knot events", "argument -n: invalid int value: 'x'"),
+        (
+            ("events", "-n", "x\x1b[31m"),
+            "knot events",
+            "argument -n: must be a whole number from 0 to 10000, not 'x\\x1b[31m'",
+        ),
         (("sinks", "nope"), "knot sinks", "invalid choice: 'nope'"),
         (("events", "a", "b\nc\x1b[31m"), "knot", "unrecognized arguments: b\\nc\\x1b[31m"),
     ],
@@ -147,3 +152,69 @@ def test_a_group_without_its_action_shows_help_and_says_so(group: str) -> None:
     assert result.returncode == 2
     assert "actions:" in result.stdout
     assert result.stderr.strip() == f"knot {group}: choose one of the actions above."
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The whole stderr of a refused command: one line, exit `code`, nothing on stdout."""
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert result.stdout == ""
+    return line
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("serve", "--port", "70000"), "argument --port: must be a port number from 0 to 65535"),
+        (("serve", "--port", "-1"), "argument --port: must be a port number from 0 to 65535"),
+        (("events", "-n", "-5"), "argument -n: must be a whole number from 0 to 10000, not '-5'"),
+        (("events", "-n", "x"), "argument -n: must be a whole number from 0 to 10000"),
+        (("audit", "-n", "0"), "argument -n: must be a whole number from 1 to 10000, not '0'"),
+        (("audit", "-n", "10001"), "argument -n: must be a whole number from 1 to 10000"),
+        (("space", "logs", "web", "-n", "-1"), "argument -n: must be a whole number from 1"),
+        (("space", "create", "w", "--interval", "nan"), "--interval: must be a number of seconds"),
+        (("space", "create", "w", "--timeout", "0"), "--timeout: must be a number of seconds > 0"),
+        (("space", "create", "w", "--threshold", "0"), "--threshold: must be a whole number"),
+        (("sinks", "add", "h", "--events", "*", "--timeout", "-3"), "must be a number of seconds"),
+    ],
+)
+def test_numeric_options_out_of_range_are_usage_errors(
+    tmp_path: Path, args: tuple[str, ...], words: str
+) -> None:
+    # No runtime is asked: a free port would answer "no runtime", a wrong value never gets there.
+    result = knot(*args, "--project", str(tmp_path)) if args[0] == "serve" else knot(*args)
+    assert words in one_error_line(result, 2)
+
+
+def test_a_port_out_of_range_in_knot_toml_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "knot.toml").write_text("[server]\nport = 99999\n")
+    line = one_error_line(knot("serve", "--project", str(tmp_path)), 1)
+    assert "knot.toml:2: server.port must be a port number from 0 to 65535" in line
+
+
+@pytest.mark.parametrize("args", [("events",), ("serve", "--port", "0"), ("event", "x")])
+def test_knot_api_port_that_is_not_a_port_is_one_line(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    full = (*args, "--project", str(tmp_path)) if args[0] == "serve" else args
+    line = one_error_line(knot(*full, env={"KNOT_API_PORT": "abc"}), 1)
+    assert line == (
+        "knot: KNOT_API_PORT is 'abc', not a port number; set it to one from 1 to 65535, or "
+        "unset it for the default (12201)."
+    )
+
+
+@pytest.mark.parametrize(
+    "args", [("serve", "--port", "0"), ("user", "add", "alice"), ("user", "list")]
+)
+def test_a_project_folder_that_does_not_exist_is_refused(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    typo = tmp_path / "typo"
+    line = one_error_line(knot(*args, "--project", str(typo)), 1)
+    assert line == (
+        f"knot: The project folder {typo} does not exist; create it first (mkdir -p {typo}) or "
+        "pass --project an existing folder."
+    )
+    assert not typo.exists()  # no .knot/knot.db made for a typo

@@ -183,6 +183,12 @@ def _int(minimum: int) -> _Checker:
     return check
 
 
+def _port(v: Any) -> str | None:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65535:
+        return "must be a port number from 0 to 65535 (0: any free port)"
+    return None
+
+
 def _number(minimum: float) -> _Checker:
     def check(v: Any) -> str | None:
         if isinstance(v, bool) or not isinstance(v, int | float) or v < minimum:
@@ -211,7 +217,7 @@ def _sync_mode(v: Any) -> str | None:
 _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
     "server": (
         ServerSettings,
-        {"host": _string, "port": _int(0), "max_body_bytes": _int(1024)},
+        {"host": _string, "port": _port, "max_body_bytes": _int(1024)},
     ),
     "store": (
         StoreSettings,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
 from .._events import NotJSON
@@ -20,10 +22,14 @@ __all__ = [
     "Subparsers",
     "add_command",
     "choose_action",
+    "count",
     "loads_user_json",
     "parse_json_object",
+    "port_number",
     "print_table",
     "printable",
+    "project_folder",
+    "seconds",
 ]
 
 Handler = Callable[[argparse.Namespace], int]
@@ -59,6 +65,60 @@ def choose_action(parser: argparse.ArgumentParser) -> Handler:
         return 2
 
     return show
+
+
+# Types for numeric options: a value the runtime would refuse (or misread: `-n -5` used to
+# print nothing, `--port 70000` to overflow) is a usage error naming the option, exit 2.
+
+
+def count(lo: int, hi: int = 10_000) -> Callable[[str], int]:
+    """A whole number from `lo` to `hi` (the API's limits for `n`)."""
+
+    def parse(raw: str) -> int:
+        value = int(raw) if raw.strip().isascii() and raw.strip().isdigit() else -1
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {lo} to {hi}, not {raw!r}"
+            )
+        return value
+
+    parse.__name__ = "count"  # argparse names the type in some messages
+    return parse
+
+
+def port_number(raw: str) -> int:
+    """A TCP port, 0 (any free port) to 65535."""
+    value = int(raw) if raw.strip().isascii() and raw.strip().isdigit() else -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"must be a port number from 0 to 65535 (0: any free port), not {raw!r}"
+        )
+    return value
+
+
+def seconds(raw: str) -> float:
+    """A duration in seconds: a finite number > 0."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {raw!r}")
+    return value
+
+
+def project_folder(raw: str) -> Path:
+    """The --project folder, which must exist: a typo must not start an empty project (and
+    create a store) somewhere else."""
+    path = Path(raw)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise InvalidInput(f"The project {raw} is not a folder; pass --project a project folder.")
+    raise InvalidInput(
+        f"The project folder {raw} does not exist; create it first (mkdir -p {shlex.quote(raw)}) "
+        "or pass --project an existing folder."
+    )
 
 
 def add_command(

@@ -8,7 +8,7 @@ import sys
 
 from .._config import load_config
 from ..sandbox.tools import check_paths, dry_run
-from .common import Subparsers, add_command, parse_json_object
+from .common import Subparsers, add_command, parse_json_object, project_folder
 
 __all__ = ["register"]
 
@@ -63,7 +63,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     data = parse_json_object(args.data, what="--data payload")
-    settings = load_config(args.project).raise_for_errors().scripts
+    settings = load_config(project_folder(args.project)).raise_for_errors().scripts
     result = dry_run(args.script, args.event, data, space=args.space, settings=settings)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

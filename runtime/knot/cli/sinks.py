@@ -17,6 +17,7 @@ from .common import (
     loads_user_json,
     parse_json_object,
     print_table,
+    seconds,
 )
 
 __all__ = ["register"]
@@ -58,7 +59,9 @@ def register(sub: Subparsers) -> None:
     group.add_argument("--template", help="webhook: body template in ${{ }} syntax")
     group.add_argument("--template-file", type=Path, help="webhook: read the template from a file")
     q.add_argument("--skip-tls-verify", action="store_true", help="webhook: accept any certificate")
-    q.add_argument("--timeout", type=float, help="webhook: seconds to wait for a 2xx (default 10)")
+    q.add_argument(
+        "--timeout", type=seconds, help="webhook: seconds to wait for a 2xx (default 10)"
+    )
     q.add_argument("--description", default="", help="what the sink is for")
     owner = q.add_mutually_exclusive_group()
     owner.add_argument("--owner", help="owning user (default: you)")

@@ -18,7 +18,7 @@ from .._config import load_config
 from .._exceptions import NotFound, StoreLocked
 from .._users import User, offline_users
 from ..types import JSONObject
-from .common import Subparsers, add_command, choose_action, print_table
+from .common import Subparsers, add_command, choose_action, print_table, project_folder
 
 __all__ = ["register"]
 
@@ -60,7 +60,7 @@ def register(sub: Subparsers) -> None:
 
 
 def _store(args: argparse.Namespace) -> tuple[Path, tuple[User, ...]]:
-    project = Path(args.project)
+    project = project_folder(args.project)
     config = load_config(project).raise_for_errors()
     path = Path(config.store.path)
     return (path if path.is_absolute() else project / path), config.users
