@@ -7,7 +7,7 @@ import json
 import sys
 
 from .._config import load_config
-from ..sandbox.tools import check_paths, dry_run
+from ..sandbox.tools import CheckReport, check_paths, dry_run
 from .common import Subparsers, add_command, parse_json_object, project_folder
 
 __all__ = ["register"]
@@ -57,8 +57,22 @@ def _check(args: argparse.Namespace) -> int:
         print(problem)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    print(_summary(report), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
+
+
+def _summary(report: CheckReport) -> str:
+    """The report's summary, unless it would claim more than was checked."""
+    missing = len(report.missing)
+    if not report.loads:
+        if missing:
+            paths = "the path given does not" if missing == 1 else "none of the paths given"
+            return f"Nothing was checked: {paths} exist{'' if missing == 1 else 's'}."
+        return "Nothing was checked: no scripts (*.py) were found."
+    if missing:
+        paths = "1 path given does" if missing == 1 else f"{missing} paths given do"
+        return f"{report.summary()[:-1]}; {paths} not exist."
+    return report.summary()
 
 
 def _run(args: argparse.Namespace) -> int:
