@@ -218,3 +218,22 @@ def test_a_project_folder_that_does_not_exist_is_refused(
         "pass --project an existing folder."
     )
     assert not typo.exists()  # no .knot/knot.db made for a typo
+
+
+def test_invalid_names_and_settings_are_said_once(server: KnotServer, tmp_path: Path) -> None:
+    hook = ("--events", "*", "--url", "http://127.0.0.1:9/")
+    sink = one_error_line(knot("sinks", "add", "1bad", *hook, port=server.port), 1)
+    assert sink == (
+        "knot: The sink name '1bad' is not valid: it must start with a letter and have 2 to 64 "
+        "letters, digits or underscores."
+    )
+    space = one_error_line(knot("space", "create", "x y", port=server.port), 1)
+    assert space == (
+        "knot: The space name 'x y' is not valid: it must start with a letter and have 1 to 64 "
+        "letters, digits, '-' or '_'."
+    )
+    (tmp_path / "knot.toml").write_text("zone = 'local'\n[delivery]\nattempts = 0\n")
+    config = one_error_line(knot("serve", "--project", str(tmp_path), "--port", "0"), 1)
+    assert config == (
+        f"knot: {tmp_path / 'knot.toml'}:3: delivery.attempts must be an integer >= 1, not 0."
+    )

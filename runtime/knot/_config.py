@@ -116,8 +116,14 @@ class ConfigResult:
 
     def raise_for_errors(self) -> Config:
         if self.config is None:
+            where = self.path or CONFIG_FILE
+            # Each error already starts with `path:line:`; saying "is not valid: path:2: ..."
+            # before it would name the file twice.
+            named = all(e.startswith(where) for e in self.errors)
             raise ConfigError(
-                f"{self.path or CONFIG_FILE} is not valid: " + " ".join(self.errors),
+                " ".join(self.errors)
+                if named
+                else f"{where} is not valid: " + " ".join(self.errors),
                 path=self.path,
                 problems=self.errors,
             )
