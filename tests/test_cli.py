@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import socket
 import subprocess
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from knot.cli import build_parser, main
 
 from .helpers import KnotServer
 from .helpers import run_knot as knot
@@ -95,6 +98,34 @@ def test_help_has_examples() -> None:
     assert "knot serve" in result.stdout
     sub = knot("event", "--help")
     assert "knot event myapp.deployed" in sub.stdout
+
+
+def every_command(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[str, ...]]:
+    yield prefix
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from every_command(child, (*prefix, name))
+
+
+@pytest.mark.parametrize("command", list(every_command(build_parser())), ids=" ".join)
+def test_every_command_help_has_examples(
+    command: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    examples = text.split("\nexamples:\n", 1)[1]  # README: `knot COMMAND --help` shows examples
+    assert f"knot {' '.join(command)}".rstrip() in examples
+
+
+def test_template_help_names_both_sink_types_that_use_it() -> None:
+    text = knot("sinks", "add", "--help").stdout
+    assert "--template TEMPLATE" in text
+    assert "webhook and json-rpc: body template" in " ".join(text.split())
 
 
 def test_serve_on_a_busy_port_is_a_clear_error(tmp_path: Path, server: KnotServer) -> None:

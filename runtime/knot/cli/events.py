@@ -40,7 +40,13 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    p = add_command(sub, "audit", _audit, "Show the audit log: drops, give-ups, rejected scripts.")
+    p = add_command(
+        sub,
+        "audit",
+        _audit,
+        "Show the audit log: drops, give-ups, rejected scripts.",
+        "  knot audit\n  knot audit -n 100 --json\n",
+    )
     p.add_argument("-n", type=count(1), default=20, help="how many (default 20)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 

@@ -39,7 +39,14 @@ def register(sub: Subparsers) -> None:
         action="store_true",
         help='print the answer as one line: {"result": ...} or {"error": {code, message, data}}',
     )
-    p = add_command(sub, "methods", _methods, "List the methods of the method scripts.")
+    p = add_command(
+        sub,
+        "methods",
+        _methods,
+        "List the methods of the method scripts.",
+        "  knot methods                  METHOD  MODE  EVENTS  WHERE\n"
+        "  knot methods --json           one JSON object per method (with its params)\n",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
