@@ -24,7 +24,7 @@ import httpx
 from knot._store import Store
 
 from .crashing import jsonl_deliveries
-from .helpers import KnotServer, wait_until
+from .helpers import KnotServer, run_knot, wait_until
 
 
 def serve_fails(project: Path, **popen: object) -> str:
@@ -134,11 +134,14 @@ def test_a_damaged_store_is_one_line_at_start_up(
     with store.open("r+b") as file:
         file.seek((page[0] - 1) * page_size)
         file.write(b"\xa5" * 16384)
-    line = serve_fails(tmp_path)
-    assert line == (
+    damaged = (
         f"knot: The store {store} is damaged or not a SQLite database (database disk image is "
         "malformed); restore it from a backup, or move it aside to start with an empty store."
     )
+    assert serve_fails(tmp_path) == damaged
+    # `knot user` opens the store itself when no runtime has it: the same one line.
+    users = run_knot("user", "list", "--project", str(tmp_path))
+    assert (users.returncode, users.stdout, users.stderr) == (1, "", damaged + "\n")
 
 
 FULL_CONFIG = """
