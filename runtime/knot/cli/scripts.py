@@ -61,20 +61,6 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _summary(report: CheckReport) -> str:
-    """The report's summary, unless it would claim more than was checked."""
-    missing = len(report.missing)
-    if not report.loads:
-        if missing:
-            paths = "the path given does not" if missing == 1 else "none of the paths given"
-            return f"Nothing was checked: {paths} exist{'' if missing == 1 else 's'}."
-        return "Nothing was checked: no scripts (*.py) were found."
-    if missing:
-        paths = "1 path given does" if missing == 1 else f"{missing} paths given do"
-        return f"{report.summary()[:-1]}; {paths} not exist."
-    return report.summary()
-
-
 def _run(args: argparse.Namespace) -> int:
     data = parse_json_object(args.data, what="--data payload")
     settings = load_config(project_folder(args.project)).raise_for_errors().scripts
@@ -105,3 +91,17 @@ def _run(args: argparse.Namespace) -> int:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _summary(report: CheckReport) -> str:
+    """The report's summary, unless it would claim more than was checked."""
+    missing = len(report.missing)
+    if not report.loads:
+        if missing:
+            paths = "the path given does not" if missing == 1 else "none of the paths given"
+            return f"Nothing was checked: {paths} exist{'' if missing == 1 else 's'}."
+        return "Nothing was checked: no scripts (*.py) were found."
+    if missing:
+        paths = "1 path given does" if missing == 1 else f"{missing} paths given do"
+        return f"{report.summary()[:-1]}; {paths} not exist."
+    return report.summary()
