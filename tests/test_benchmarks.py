@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from benchmarks import bench_engine, bench_notebook
+from benchmarks.__main__ import finish
 from benchmarks.common import Result
 
 pytestmark = pytest.mark.anyio
@@ -26,6 +27,16 @@ def test_result_targets() -> None:
     assert Result("x", 3.0, "ms", "<= 2.0").met is False
     assert Result("x", 60, "req/s", ">= 0.7x", baseline=100).met is False
     assert Result("x", 80, "req/s", ">= 0.7x", baseline=100).met is True
+
+
+def test_a_missed_target_makes_the_run_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    met = Result("fast", 30_000, "events/s", ">= 25000")
+    missed = Result("slow", 3.0, "ms", "<= 2.0")
+    untargeted = Result("info", 1.0, "ms")
+    assert finish([met, untargeted]) == 0
+    assert capsys.readouterr().out == "\nall targets met\n"
+    assert finish([met, missed, untargeted]) == 1
+    assert capsys.readouterr().out == "\n1 target(s) not met\n"
 
 
 def test_notebook_measurements_run(tmp_path: Path, jupyter_home: Path) -> None:

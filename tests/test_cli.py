@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from knot.cli import build_parser, main
 
 from .helpers import KnotServer
 from .helpers import run_knot as knot
@@ -48,6 +52,10 @@ def test_event_from_stdin(server: KnotServer) -> None:
         (("event", "cli.x", "[1]"), "must be a JSON object"),
         (("event", "bad type!"), "is not valid"),
         (("events", "*.x"), "'*.x'"),
+        (("event", "cli.x", '{"a": NaN}'), "NaN is not a JSON value"),
+        (("event", "cli.x", '{"a": [-Infinity]}'), "-Infinity is not a JSON value"),
+        (("event", "cli.x", '{"a": 1e999}'), "1e999 is too large for a JSON number"),
+        (("call", "a.b", '{"a": Infinity}'), "The params are not valid JSON: Infinity"),
     ],
 )
 def test_errors_are_one_line_and_non_zero(
@@ -92,6 +100,34 @@ def test_help_has_examples() -> None:
     assert "knot event myapp.deployed" in sub.stdout
 
 
+def every_command(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[str, ...]]:
+    yield prefix
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from every_command(child, (*prefix, name))
+
+
+@pytest.mark.parametrize("command", list(every_command(build_parser())), ids=" ".join)
+def test_every_command_help_has_examples(
+    command: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    examples = text.split("\nexamples:\n", 1)[1]  # README: `knot COMMAND --help` shows examples
+    assert f"knot {' '.join(command)}".rstrip() in examples
+
+
+def test_template_help_names_both_sink_types_that_use_it() -> None:
+    text = knot("sinks", "add", "--help").stdout
+    assert "--template TEMPLATE" in text
+    assert "webhook and json-rpc: body template" in " ".join(text.split())
+
+
 def test_serve_on_a_busy_port_is_a_clear_error(tmp_path: Path, server: KnotServer) -> None:
     result = knot("serve", "--project", str(tmp_path), "--port", str(server.port))
     assert result.returncode == 1
@@ -112,14 +148,18 @@ def test_serve_on_a_corrupt_store_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / ".knot" / "knot.db").write_bytes(b"garbage" * 1000)
     result = knot("serve", "--project", str(tmp_path), "--port", "0")
     assert result.returncode == 1
-    assert "not a valid SQLite database" in result.stderr
+    assert "is damaged or not a SQLite database" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
     ("args", "prog", "words"),
     [
-        (("events", "-n", "x"), "knot events", "argument -n: invalid int value: 'x'"),
+        (
+            ("events", "-n", "x\x1b[31m"),
+            "knot events",
+            "argument -n: must be a whole number from 0 to 10000, not 'x\\x1b[31m'",
+        ),
         (("sinks", "nope"), "knot sinks", "invalid choice: 'nope'"),
         (("events", "a", "b\nc\x1b[31m"), "knot", "unrecognized arguments: b\\nc\\x1b[31m"),
     ],
@@ -143,3 +183,88 @@ def test_a_group_without_its_action_shows_help_and_says_so(group: str) -> None:
     assert result.returncode == 2
     assert "actions:" in result.stdout
     assert result.stderr.strip() == f"knot {group}: choose one of the actions above."
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The whole stderr of a refused command: one line, exit `code`, nothing on stdout."""
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert result.stdout == ""
+    return line
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("serve", "--port", "70000"), "argument --port: must be a port number from 0 to 65535"),
+        (("serve", "--port", "-1"), "argument --port: must be a port number from 0 to 65535"),
+        (("events", "-n", "-5"), "argument -n: must be a whole number from 0 to 10000, not '-5'"),
+        (("events", "-n", "x"), "argument -n: must be a whole number from 0 to 10000"),
+        (("audit", "-n", "0"), "argument -n: must be a whole number from 1 to 10000, not '0'"),
+        (("audit", "-n", "10001"), "argument -n: must be a whole number from 1 to 10000"),
+        (("space", "logs", "web", "-n", "-1"), "argument -n: must be a whole number from 1"),
+        (("space", "create", "w", "--interval", "nan"), "--interval: must be a number of seconds"),
+        (("space", "create", "w", "--timeout", "0"), "--timeout: must be a number of seconds > 0"),
+        (("space", "create", "w", "--threshold", "0"), "--threshold: must be a whole number"),
+        (("sinks", "add", "h", "--events", "*", "--timeout", "-3"), "must be a number of seconds"),
+    ],
+)
+def test_numeric_options_out_of_range_are_usage_errors(
+    tmp_path: Path, args: tuple[str, ...], words: str
+) -> None:
+    # No runtime is asked: a free port would answer "no runtime", a wrong value never gets there.
+    result = knot(*args, "--project", str(tmp_path)) if args[0] == "serve" else knot(*args)
+    assert words in one_error_line(result, 2)
+
+
+def test_a_port_out_of_range_in_knot_toml_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "knot.toml").write_text("[server]\nport = 99999\n")
+    line = one_error_line(knot("serve", "--project", str(tmp_path)), 1)
+    assert "knot.toml:2: server.port must be a port number from 0 to 65535" in line
+
+
+@pytest.mark.parametrize("args", [("events",), ("serve", "--port", "0"), ("event", "x")])
+def test_knot_api_port_that_is_not_a_port_is_one_line(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    full = (*args, "--project", str(tmp_path)) if args[0] == "serve" else args
+    line = one_error_line(knot(*full, env={"KNOT_API_PORT": "abc"}), 1)
+    assert line == (
+        "knot: KNOT_API_PORT is 'abc', not a port number; set it to one from 1 to 65535, or "
+        "unset it for the default (12201)."
+    )
+
+
+@pytest.mark.parametrize(
+    "args", [("serve", "--port", "0"), ("user", "add", "alice"), ("user", "list")]
+)
+def test_a_project_folder_that_does_not_exist_is_refused(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    typo = tmp_path / "typo"
+    line = one_error_line(knot(*args, "--project", str(typo)), 1)
+    assert line == (
+        f"knot: The project folder {typo} does not exist; create it first (mkdir -p {typo}) or "
+        "pass --project an existing folder."
+    )
+    assert not typo.exists()  # no .knot/knot.db made for a typo
+
+
+def test_invalid_names_and_settings_are_said_once(server: KnotServer, tmp_path: Path) -> None:
+    hook = ("--events", "*", "--url", "http://127.0.0.1:9/")
+    sink = one_error_line(knot("sinks", "add", "1bad", *hook, port=server.port), 1)
+    assert sink == (
+        "knot: The sink name '1bad' is not valid: it must start with a letter and have 2 to 64 "
+        "letters, digits or underscores."
+    )
+    space = one_error_line(knot("space", "create", "x y", port=server.port), 1)
+    assert space == (
+        "knot: The space name 'x y' is not valid: it must start with a letter and have 1 to 64 "
+        "letters, digits, '-' or '_'."
+    )
+    (tmp_path / "knot.toml").write_text("zone = 'local'\n[delivery]\nattempts = 0\n")
+    config = one_error_line(knot("serve", "--project", str(tmp_path), "--port", "0"), 1)
+    assert config == (
+        f"knot: {tmp_path / 'knot.toml'}:3: delivery.attempts must be an integer >= 1, not 0."
+    )

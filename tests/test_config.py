@@ -94,6 +94,16 @@ def test_bad_sink_table_names_its_line() -> None:
     assert "'*.bad'" in error
 
 
+@pytest.mark.parametrize("port", ["99999", "-1", "65536", "1.5", '"80"'])
+def test_server_port_must_be_a_port_number(port: str) -> None:
+    result = parse_config(f"[server]\nport = {port}\n", path="knot.toml")
+    (error,) = result.errors
+    assert error.startswith(
+        "knot.toml:2: server.port must be a port number from 0 to 65535 (0: any free port), not "
+    )
+    assert parse_config("[server]\nport = 65535\n").ok
+
+
 def test_duplicate_sink_names_are_refused() -> None:
     table = '[[sinks]]\nname = "aa"\ntype = "recording"\nevents = "*"\n'
     text = table + table
@@ -109,5 +119,13 @@ def test_backoff_accepts_one_number() -> None:
 def test_api_port_env_overrides_server_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KNOT_API_PORT", "12345")
     assert Config().with_env().server.port == 12345
-    monkeypatch.setenv("KNOT_API_PORT", "not-a-port")
-    assert Config().with_env().server.port == 12201
+    for wrong in (
+        "not-a-port",
+        "0",
+        "70000",
+        "-1",
+        "\uff11\uff12",
+    ):  # fullwidth digits: int() takes them
+        monkeypatch.setenv("KNOT_API_PORT", wrong)
+        with pytest.raises(ConfigError, match=r"KNOT_API_PORT is .*, not a port number"):
+            Config().with_env()

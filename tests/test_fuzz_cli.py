@@ -67,7 +67,7 @@ def words(parser: argparse.ArgumentParser) -> list[str]:
 KNOWN_VALUES = [
     "rec", "echo", "custom.fuzz.x", "fuzz.x", "*", "custom.*", "{}", '{"a": 1}', "[1]", "null",
     "-1", "0", "5", "1e9", "ok.py", "scripts", "scripts/sinks/ok.py", "web", "none", "",
-    "fuzzm.echo", "fuzzm.boom", "fuzzm.count", "rpc.x",
+    "fuzzm.echo", "fuzzm.boom", "fuzzm.count", "rpc.x", '{"a": NaN}',
 ]  # fmt: skip
 
 

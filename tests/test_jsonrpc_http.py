@@ -393,15 +393,28 @@ def test_knot_call_errors_are_one_line_and_exit_1(server: KnotServer) -> None:
     assert missing.stderr == "knot: There is no method named 'nope.nothing'.\n"
     raised = knot("call", "tools.boom", '{"state": "fine"}', port=server.port)
     assert raised.returncode == 1
-    lines = raised.stderr.splitlines()
-    assert json.loads(lines[0]) == {
-        "code": -32000,
-        "data": {"type": "ValueError", "message": "the reactor is fine", "line": 6},
-    }
-    assert lines[1] == (
+    line = (
         "knot: The method tools.boom raised ValueError: the reactor is fine "
-        "(scripts/methods/tools.py:6)."
+        "(scripts/methods/tools.py:6).\n"
     )
+    assert (raised.stdout, raised.stderr) == ("", line)
+    # --json: the structured error on stdout for a program, the same one line on stderr.
+    as_json = knot("call", "tools.boom", '{"state": "fine"}', "--json", port=server.port)
+    assert as_json.returncode == 1
+    assert as_json.stderr == line
+    assert json.loads(as_json.stdout) == {
+        "error": {
+            "code": -32000,
+            "message": line[len("knot: ") : -1],
+            "data": {"type": "ValueError", "message": "the reactor is fine", "line": 6},
+        }
+    }
+    gone = knot("call", "nope.nothing", "--json", port=server.port)
+    assert json.loads(gone.stdout) == {
+        "error": {"code": -32601, "message": "There is no method named 'nope.nothing'."}
+    }
+    ok = knot("call", "spec.subtract", "[42, 23]", "--json", port=server.port)
+    assert (ok.returncode, ok.stdout) == (0, '{"result": 19}\n')
     bad = knot("call", "spec.subtract", "42", port=server.port)
     assert bad.returncode == 1
     assert bad.stderr == "knot: The params must be a JSON object or array, like '{\"key\": 1}'.\n"

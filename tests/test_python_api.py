@@ -59,6 +59,31 @@ def test_knot_event_emit_reaches_a_running_runtime(
         server.kill()
 
 
+def test_nan_is_the_same_event_error_over_http_as_embedded(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SyncRuntime(project) as rt:
+        knot.event.use(rt)
+        with pytest.raises(knot.EventError) as embedded:
+            knot.event.emit("x", {"a": float("nan")})
+    server = KnotServer(project, quiet=True)
+    try:
+        monkeypatch.setenv("KNOT_API_PORT", str(server.port))
+        knot.event.use(None)
+        with pytest.raises(knot.EventError) as over_http:
+            knot.event.emit("x", {"a": float("nan")})
+        with pytest.raises(knot.MethodFailed) as call:
+            knot.Client().call("a.b", {"a": float("inf")})
+        with server.client() as http:
+            assert http.get("/api/events").json()["events"] == []
+    finally:
+        server.kill()
+    assert str(over_http.value) == str(embedded.value)
+    assert over_http.value.event_type == embedded.value.event_type
+    assert call.value.code == -32602
+    assert "not JSON" in str(call.value)
+
+
 def test_knot_event_emit_uses_an_in_process_runtime(project: Path) -> None:
     with SyncRuntime(project) as rt:
         knot.event.use(rt)

@@ -50,7 +50,25 @@ def test_check_lists_every_violation_and_exits_1(tmp_path: Path) -> None:
 def test_check_reports_a_missing_path(tmp_path: Path) -> None:
     result = knot("check", str(tmp_path / "nope.py"))
     assert result.returncode == 1
-    assert f"{tmp_path / 'nope.py'}: no such file or folder" in result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{tmp_path / 'nope.py'}: no such file or folder",
+        "Nothing was checked: the path given does not exist.",
+    ]
+
+
+def test_check_never_claims_more_than_it_checked(tmp_path: Path) -> None:
+    result = knot("check", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == "Nothing was checked: none of the paths given exists."
+    result = knot("check", str(tmp_path / "a"), str(EXAMPLES))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "3 scripts checked: all follow the sandbox rules; 1 path given does not exist."
+    )
+    result = knot("check", str(tmp_path))  # a folder without scripts
+    assert result.returncode == 0
+    assert result.stdout == "Nothing was checked: no scripts (*.py) were found.\n"
 
 
 def test_check_help_has_examples() -> None:

@@ -113,9 +113,13 @@ def test_create_start_list_stop_delete_from_the_command_line(
     ("args", "words"),
     [
         (("space", "start", "ghost"), "knot: There is no space named 'ghost'."),
-        (("space", "create", "bad name"), "knot: The space 'bad name' is not valid"),
+        (
+            ("space", "create", "bad name"),
+            "knot: The space name 'bad name' is not valid: it must start with a letter and have "
+            "1 to 64 letters, digits, '-' or '_'.\n",
+        ),
         (("space", "create", "w", "--health", "http://192.0.2.7/"), "must point at this machine"),
-        (("space", "create", "w", "--interval", "0", "--health", "true"), "interval must be"),
+        (("space", "create", "w", "--url", "ftp://x"), "is not an http:// or https:// URL"),
     ],
 )
 def test_errors_are_one_line_and_non_zero(

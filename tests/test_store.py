@@ -39,7 +39,7 @@ def test_a_second_runtime_on_the_same_store_is_refused(tmp_path: Path) -> None:
 def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "k.db"
     path.write_bytes(b"this is not sqlite at all" * 100)
-    with pytest.raises(StoreError, match="not a valid SQLite database"):
+    with pytest.raises(StoreError, match="is damaged or not a SQLite database"):
         Store(path)
 
 

@@ -24,7 +24,7 @@ import httpx
 from knot._store import Store
 
 from .crashing import jsonl_deliveries
-from .helpers import KnotServer, wait_until
+from .helpers import KnotServer, run_knot, wait_until
 
 
 def serve_fails(project: Path, **popen: object) -> str:
@@ -111,6 +111,37 @@ def test_a_full_disk_at_start_up_is_one_line(tmp_path: Path) -> None:
     line = serve_fails(tmp_path, preexec_fn=no_room)
     assert line.startswith(f"knot: The store {store} cannot be written: ")
     assert line.endswith("(is its disk full, or read-only?).")
+
+
+def test_a_damaged_store_is_one_line_at_start_up(
+    server_factory: type[KnotServer], tmp_path: Path
+) -> None:
+    (tmp_path / "knot.toml").write_text(
+        '[[sinks]]\nname = "rec"\ntype = "recording"\nevents = "custom.*"\n'
+    )
+    server = server_factory(tmp_path, quiet=True)
+    with server.client() as client:
+        for n in range(20):
+            client.post("/event", json={"type": "custom.x", "payload": {"n": n}})
+        wait_until(lambda: client.get("/api/sinks").json()["sinks"][0]["delivered"] >= 20)
+    assert server.terminate() == 0
+    store = tmp_path / ".knot" / "knot.db"
+    # 16 KiB of junk from the page of the delivery cursors on (in the middle of this small
+    # file): opening and migrating the store still work, reading the cursors does not.
+    with contextlib.closing(sqlite3.connect(store)) as conn:
+        (page,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'cursors'")
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    with store.open("r+b") as file:
+        file.seek((page[0] - 1) * page_size)
+        file.write(b"\xa5" * 16384)
+    damaged = (
+        f"knot: The store {store} is damaged or not a SQLite database (database disk image is "
+        "malformed); restore it from a backup, or move it aside to start with an empty store."
+    )
+    assert serve_fails(tmp_path) == damaged
+    # `knot user` opens the store itself when no runtime has it: the same one line.
+    users = run_knot("user", "list", "--project", str(tmp_path))
+    assert (users.returncode, users.stdout, users.stderr) == (1, "", damaged + "\n")
 
 
 FULL_CONFIG = """

@@ -12,8 +12,10 @@ from urllib.parse import quote
 import httpx
 
 from ._env import api_token_from_env, api_url_from_env
+from ._events import as_custom_type
 from ._exceptions import (
     Conflict,
+    EventError,
     InvalidInput,
     KnotError,
     MethodFailed,
@@ -22,6 +24,7 @@ from ._exceptions import (
     RuntimeClosed,
     RuntimeUnavailable,
 )
+from ._jsonrpc import INVALID_PARAMS
 from .types import JSONObject
 
 __all__ = ["Client"]
@@ -69,8 +72,17 @@ class Client:
         params: dict[str, Any] | None = None,
         expect: tuple[int, ...] = (200, 201, 202, 204),
     ) -> Any:
+        content = headers = None
+        if json_body is not None:
+            try:
+                content = encode_json(json_body)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"The request cannot be sent as JSON: {exc}.") from None
+            headers = {"Content-Type": "application/json"}
         try:
-            response = self._http.request(method, path, json=json_body, params=params)
+            response = self._http.request(
+                method, path, content=content, headers=headers, params=params
+            )
         except httpx.ConnectError:
             raise RuntimeUnavailable(
                 f"No knot runtime answers at {self.url}; start one with `knot serve` "
@@ -94,6 +106,13 @@ class Client:
     def emit(
         self, event_type: str, payload: JSONObject | None = None, *, id: str | None = None
     ) -> str:
+        try:
+            encode_json(payload)
+        except (TypeError, ValueError) as exc:  # what the embedded runtime says, and raises
+            full_type = as_custom_type(event_type)  # a bad type is its first complaint
+            raise EventError(
+                f"The payload cannot be encoded as JSON: {exc}.", event_type=full_type
+            ) from None
         body: JSONObject = {"type": event_type, "payload": payload if payload is not None else {}}
         if id is not None:
             body["id"] = id
@@ -189,6 +208,12 @@ class Client:
 
         A JSON-RPC error answer raises NotFound (-32601) or MethodFailed (with .code, .data).
         """
+        try:
+            encode_json(params)
+        except (TypeError, ValueError) as exc:  # what the embedded runtime says, and raises
+            raise MethodFailed(
+                f"The params are not JSON: {exc}.", method=method, code=INVALID_PARAMS
+            ) from None
         body: JSONObject = {"jsonrpc": "2.0", "method": method, "id": 1}
         if params is not None:
             body["params"] = params
@@ -273,6 +298,12 @@ class Client:
             raise RuntimeUnavailable(
                 f"The knot runtime at {self.url} closed the stream.", url=self.url
             ) from None
+
+
+def encode_json(value: Any) -> bytes:
+    """`value` as JSON, refusing NaN and Infinity (Python's extensions no receiver reads)."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode()
 
 
 def _error_from(response: httpx.Response) -> KnotError:

@@ -118,8 +118,14 @@ class ConfigResult:
 
     def raise_for_errors(self) -> Config:
         if self.config is None:
+            where = self.path or CONFIG_FILE
+            # Each error already starts with `path:line:`; saying "is not valid: path:2: ..."
+            # before it would name the file twice.
+            named = all(e.startswith(where) for e in self.errors)
             raise ConfigError(
-                f"{self.path or CONFIG_FILE} is not valid: " + " ".join(self.errors),
+                " ".join(self.errors)
+                if named
+                else f"{where} is not valid: " + " ".join(self.errors),
                 path=self.path,
                 problems=self.errors,
             )
@@ -185,6 +191,12 @@ def _int(minimum: int) -> _Checker:
     return check
 
 
+def _port(v: Any) -> str | None:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65535:
+        return "must be a port number from 0 to 65535 (0: any free port)"
+    return None
+
+
 def _number(minimum: float) -> _Checker:
     def check(v: Any) -> str | None:
         if isinstance(v, bool) or not isinstance(v, int | float) or v < minimum:
@@ -213,7 +225,7 @@ def _sync_mode(v: Any) -> str | None:
 _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
     "server": (
         ServerSettings,
-        {"host": _string, "port": _int(0), "max_body_bytes": _int(1024)},
+        {"host": _string, "port": _port, "max_body_bytes": _int(1024)},
     ),
     "store": (
         StoreSettings,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from ._exceptions import ConfigError
+
 __all__ = [
     "DEFAULT_PORT",
     "api_port_from_env",
@@ -16,15 +18,18 @@ DEFAULT_PORT = 12201
 
 
 def api_port_from_env() -> int | None:
-    """KNOT_API_PORT, when set to a valid port number."""
+    """KNOT_API_PORT, when set; a value that is not a port number is a ConfigError (ignoring
+    it would send the command, or the runtime, to the default port without a word)."""
     raw = os.environ.get("KNOT_API_PORT", "").strip()
     if not raw:
         return None
-    try:
-        port = int(raw)
-    except ValueError:
-        return None
-    return port if 0 < port < 65536 else None
+    port = int(raw) if raw.isascii() and raw.isdigit() else 0
+    if not 0 < port < 65536:
+        raise ConfigError(
+            f"KNOT_API_PORT is {raw[:40]!r}, not a port number; set it to one from 1 to 65535, "
+            "or unset it for the default (12201)."
+        )
+    return port
 
 
 def api_url_from_env() -> str:

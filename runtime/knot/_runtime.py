@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -192,18 +193,25 @@ class Runtime:
         self._store = await asyncio.to_thread(
             Store, store_path, synchronous=self.config.store.synchronous
         )
+        store = self._store
         try:
             await self._start_core()
-        except BaseException:
-            self._store.close()
+        except BaseException as exc:
+            store.close()
             self._store = None
+            # A damaged page met while loading (cursors, sinks, users...) is the store's
+            # fault, not a bug: one clear StoreError, as for one met while opening.
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise store.unusable(exc) from None
             raise
         self._started = True
         try:
             for part in self.parts:
                 await part.start(self)
-        except BaseException:
+        except BaseException as exc:
             await self.stop()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise store.unusable(exc) from None
             raise
 
     async def _start_core(self) -> None:

@@ -16,6 +16,7 @@ from .types import JSONObject
 __all__ = ["SECRET_OPTIONS", "SinkOrigin", "SinkSpec", "check_sink_name", "masked_url"]
 
 _NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{1,63}")
+_NAME_RULE = "must start with a letter and have 2 to 64 letters, digits or underscores"
 SECRET_OPTIONS = frozenset({"secret"})
 """Options never shown in logs or listings."""
 _SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|password|api[-_]?key", re.I)
@@ -46,10 +47,7 @@ def masked_url(url: str) -> str:
 
 def check_sink_name(name: object) -> str | None:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        return (
-            f"The sink name {name!r} is not valid: it must start with a letter and have "
-            "2 to 64 letters, digits or underscores."
-        )
+        return f"The sink name {name!r} is not valid: it {_NAME_RULE}."
     return None
 
 
@@ -102,8 +100,9 @@ class SinkSpec:
         """
         problems: list[str] = []
         name = raw.get("name")
-        if (problem := check_sink_name(name)) is not None:
-            problems.append(problem)
+        bad_name = check_sink_name(name)
+        if bad_name is not None:
+            problems.append(f"Its name {_NAME_RULE}.")
         sink_type = raw.get("type")
         if not isinstance(sink_type, str) or not sink_type:
             problems.append("The sink type is missing; use webhook, script or json-rpc.")
@@ -126,9 +125,12 @@ class SinkSpec:
         if not isinstance(active, bool):
             problems.append("The sink's active flag must be true or false.")
         if problems:
+            # One sentence: a bad name alone says so itself ("The sink name 'x' is not valid:
+            # it must..."), not "The sink 'x' is not valid: The sink name 'x' is not valid...".
             label = name if isinstance(name, str) else "?"
+            message = f"The sink {label!r} is not valid: " + " ".join(problems)
             raise SinkError(
-                f"The sink {label!r} is not valid: " + " ".join(problems),
+                bad_name if bad_name is not None and len(problems) == 1 else message,
                 sink=name if isinstance(name, str) else None,
             )
         common = {"name", "type", "events", "description", "owner", "active", "origin"}

@@ -36,6 +36,7 @@ __all__ = [
 DEFAULT_INTERVAL = 10.0
 DEFAULT_TIMEOUT = 5.0
 _NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_-]{0,63}")
+_NAME_RULE = "must start with a letter and have 1 to 64 letters, digits, '-' or '_'"
 _ID_MAX = 255
 _FIELDS = {
     "name",
@@ -119,10 +120,14 @@ class SpaceSpec:
         if result.spec is None:
             name = raw.get("name")
             label = name if isinstance(name, str) else "?"
-            raise SpaceError(
-                f"The space {label!r} is not valid: " + " ".join(result.errors),
-                space=name if isinstance(name, str) else None,
-            )
+            bad_name = check_space_name(name)
+            if bad_name is not None and len(result.errors) == 1:  # it says so itself, once
+                message = bad_name
+            else:
+                own = f"Its name {_NAME_RULE}."
+                errors = [own if e == bad_name else e for e in result.errors]
+                message = f"The space {label!r} is not valid: " + " ".join(errors)
+            raise SpaceError(message, space=name if isinstance(name, str) else None)
         return result.spec
 
 
@@ -232,10 +237,7 @@ class SpaceRecord:
 
 def check_space_name(name: object) -> str | None:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        return (
-            f"The space name {name!r} is not valid: it must start with a letter and have "
-            "1 to 64 letters, digits, '-' or '_'."
-        )
+        return f"The space name {name!r} is not valid: it {_NAME_RULE}."
     return None
 
 

@@ -118,7 +118,7 @@ class Store:
             self._reader = self._connect(synchronous)
         except sqlite3.DatabaseError as exc:
             self._release_process_lock()
-            raise StoreError(self._describe(exc), path=str(self.path)) from None
+            raise self.unusable(exc) from None
 
     # -- opening -------------------------------------------------------------------------
 
@@ -171,12 +171,16 @@ class Store:
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
+    def unusable(self, exc: sqlite3.Error) -> StoreError:
+        """The StoreError for an SQLite error met while using this store."""
+        return StoreError(self._describe(exc), path=str(self.path))
+
     def _describe(self, exc: sqlite3.Error) -> str:
         text = str(exc)
         if "not a database" in text or "malformed" in text:
             return (
-                f"The store {self.path} is not a valid SQLite database (it may be corrupt); "
-                "move it aside to start with an empty store."
+                f"The store {self.path} is damaged or not a SQLite database ({text}); restore "
+                "it from a backup, or move it aside to start with an empty store."
             )
         if "readonly" in text or "read-only" in text:
             return f"The store {self.path} is read-only; knot needs to write to it."

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -263,5 +264,7 @@ def offline_users(store_path: Path, config_users: tuple[User, ...] = ()) -> Iter
         directory = UserDirectory(config_users=lambda: config_users, persist=persist)
         directory.load(store.kv_all(KV_USERS))
         yield directory
+    except sqlite3.DatabaseError as exc:  # a damaged page: the store's error, in one sentence
+        raise store.unusable(exc) from None
     finally:
         store.close()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shlex
 import sys
 from collections.abc import Callable
-from typing import NoReturn, TypeAlias
+from pathlib import Path
+from typing import Any, NoReturn, TypeAlias
 
+from .._events import NotJSON
 from .._exceptions import InvalidInput
 from ..types import JSONObject
 
@@ -18,9 +22,14 @@ __all__ = [
     "Subparsers",
     "add_command",
     "choose_action",
+    "count",
+    "loads_user_json",
     "parse_json_object",
+    "port_number",
     "print_table",
     "printable",
+    "project_folder",
+    "seconds",
 ]
 
 Handler = Callable[[argparse.Namespace], int]
@@ -58,6 +67,60 @@ def choose_action(parser: argparse.ArgumentParser) -> Handler:
     return show
 
 
+# Types for numeric options: a value the runtime would refuse (or misread: `-n -5` used to
+# print nothing, `--port 70000` to overflow) is a usage error naming the option, exit 2.
+
+
+def count(lo: int, hi: int = 10_000) -> Callable[[str], int]:
+    """A whole number from `lo` to `hi` (the API's limits for `n`)."""
+
+    def parse(raw: str) -> int:
+        value = int(raw) if raw.strip().isascii() and raw.strip().isdigit() else -1
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {lo} to {hi}, not {raw!r}"
+            )
+        return value
+
+    parse.__name__ = "count"  # argparse names the type in some messages
+    return parse
+
+
+def port_number(raw: str) -> int:
+    """A TCP port, 0 (any free port) to 65535."""
+    value = int(raw) if raw.strip().isascii() and raw.strip().isdigit() else -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"must be a port number from 0 to 65535 (0: any free port), not {raw!r}"
+        )
+    return value
+
+
+def seconds(raw: str) -> float:
+    """A duration in seconds: a finite number > 0."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {raw!r}")
+    return value
+
+
+def project_folder(raw: str) -> Path:
+    """The --project folder, which must exist: a typo must not start an empty project (and
+    create a store) somewhere else."""
+    path = Path(raw)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise InvalidInput(f"The project {raw} is not a folder; pass --project a project folder.")
+    raise InvalidInput(
+        f"The project folder {raw} does not exist; create it first (mkdir -p {shlex.quote(raw)}) "
+        "or pass --project an existing folder."
+    )
+
+
 def add_command(
     sub: Subparsers, name: str, handler: Handler, help: str, examples: str = ""
 ) -> argparse.ArgumentParser:
@@ -67,16 +130,35 @@ def add_command(
     return p
 
 
+def _not_json(constant: str) -> Any:
+    raise NotJSON(f"{constant} is not a JSON value (JSON has no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: a JSON number, but Python reads it as Infinity
+        raise NotJSON(f"{text} is too large for a JSON number")
+    return value
+
+
+def loads_user_json(raw: str, *, subject: str) -> Any:
+    """JSON a user typed, minus Python's extensions (NaN, Infinity) that no receiver could
+    read back; else one InvalidInput, a sentence starting with `subject` ("The payload is")."""
+    try:
+        return json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except NotJSON as exc:
+        raise InvalidInput(f"{subject} not valid JSON: {exc}.") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{subject} not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+
+
 def parse_json_object(raw: str | None, *, what: str = "payload") -> JSONObject:
     """A JSON object from the command line ('' or None is {}), or one clear error."""
     if raw is None or not raw.strip():
         return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"The {what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from None
+    value = loads_user_json(raw, subject=f"The {what} is")
     if not isinstance(value, dict):
         raise InvalidInput(f'The {what} must be a JSON object, like \'{{"key": "value"}}\'.')
     return value

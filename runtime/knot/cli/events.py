@@ -8,7 +8,7 @@ import sys
 
 from .._client import Client
 from ..types import JSONObject
-from .common import Subparsers, add_command, parse_json_object
+from .common import Subparsers, add_command, count, parse_json_object
 
 __all__ = ["register"]
 
@@ -34,12 +34,20 @@ def register(sub: Subparsers) -> None:
         "  knot events\n  knot events 'custom.myapp.*' -n 100\n  knot events --follow\n",
     )
     p.add_argument("pattern", nargs="?", default=None, help="'*', 'prefix.*' or an exact type")
-    p.add_argument("-n", type=int, default=20, help="how many past events (default 20; 0: none)")
+    p.add_argument(
+        "-n", type=count(0), default=20, help="how many past events (default 20; 0: none)"
+    )
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    p = add_command(sub, "audit", _audit, "Show the audit log: drops, give-ups, rejected scripts.")
-    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p = add_command(
+        sub,
+        "audit",
+        _audit,
+        "Show the audit log: drops, give-ups, rejected scripts.",
+        "  knot audit\n  knot audit -n 100 --json\n",
+    )
+    p.add_argument("-n", type=count(1), default=20, help="how many (default 20)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
 

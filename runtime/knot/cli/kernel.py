@@ -16,7 +16,13 @@ DISPLAY_NAME = "Knot (Python)"
 
 
 def register(sub: Subparsers) -> None:
-    kernel = sub.add_parser("kernel", help="Jupyter kernel for notebooks (`knot kernel install`).")
+    kernel = add_command(
+        sub,
+        "kernel",
+        _install,
+        "Jupyter kernel for notebooks (`knot kernel install`).",
+        "  knot kernel install --user\n",
+    )
     kernel.set_defaults(handler=choose_action(kernel))
     actions = kernel.add_subparsers(title="actions", metavar="ACTION")
     p = add_command(

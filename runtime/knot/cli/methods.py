@@ -8,8 +8,10 @@ import sys
 from typing import Any
 
 from .._client import Client
-from .._exceptions import InvalidInput, MethodFailed
-from .common import Subparsers, add_command, print_table
+from .._exceptions import InvalidInput, MethodFailed, NotFound
+from .._jsonrpc import METHOD_NOT_FOUND
+from ..types import JSONObject
+from .common import Subparsers, add_command, loads_user_json, print_table
 
 __all__ = ["parse_params", "register"]
 
@@ -19,17 +21,32 @@ def register(sub: Subparsers) -> None:
         sub,
         "call",
         _call,
-        "Call a method of a method script (JSON-RPC); prints its result as JSON.",
+        "Call a method of a method script (JSON-RPC); prints its result as JSON. A JSON-RPC "
+        "error is one 'knot:' line on stderr and exit 1; with --json, stdout also gets "
+        '{"error": {"code", "message", "data"}}.',
         '  knot call deploys.count \'{"space": "web"}\'\n'
         '  knot call count \'{"space": "web"}\'      a plain name, when one script has it\n'
         "  knot call calc.subtract '[42, 23]'\n"
+        '  knot call calc.subtract \'[42, 23]\' --json   {"result": 19}, or {"error": {...}}\n'
         '  echo \'{"space": "web"}\' | knot call deploys.count\n',
     )
     p.add_argument("method", help="script.method, or a method name only one script declares")
     p.add_argument(
         "params", nargs="?", help="JSON object or array (default: read stdin if piped, else none)"
     )
-    p = add_command(sub, "methods", _methods, "List the methods of the method scripts.")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print the answer as one line: {"result": ...} or {"error": {code, message, data}}',
+    )
+    p = add_command(
+        sub,
+        "methods",
+        _methods,
+        "List the methods of the method scripts.",
+        "  knot methods                  METHOD  MODE  EVENTS  WHERE\n"
+        "  knot methods --json           one JSON object per method (with its params)\n",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
@@ -37,12 +54,7 @@ def parse_params(raw: str | None) -> Any:
     """JSON-RPC params from the command line: an object or an array (None: no params)."""
     if raw is None or not raw.strip():
         return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"The params are not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from None
+    value = loads_user_json(raw, subject="The params are")
     if not isinstance(value, dict | list):
         raise InvalidInput("The params must be a JSON object or array, like '{\"key\": 1}'.")
     return value
@@ -56,11 +68,18 @@ def _call(args: argparse.Namespace) -> int:
     with Client() as client:
         try:
             result = client.call(args.method, params)
-        except MethodFailed as exc:
-            if exc.data is not None:
-                print(json.dumps({"code": exc.code, "data": exc.data}), file=sys.stderr)
+        except (MethodFailed, NotFound) as exc:
+            # The `knot:` line (main) is the whole story for a person; a program asks --json.
+            if args.json:
+                error: JSONObject = {"code": METHOD_NOT_FOUND, "message": str(exc)}
+                if isinstance(exc, MethodFailed):
+                    error = {"code": exc.code, "message": str(exc), "data": exc.data}
+                print(json.dumps({"error": error}, ensure_ascii=False))
             raise
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    if args.json:
+        print(json.dumps({"result": result}, ensure_ascii=False))
+    else:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
 

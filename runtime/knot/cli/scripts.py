@@ -7,8 +7,8 @@ import json
 import sys
 
 from .._config import load_config
-from ..sandbox.tools import check_paths, dry_run
-from .common import Subparsers, add_command, parse_json_object
+from ..sandbox.tools import CheckReport, check_paths, dry_run
+from .common import Subparsers, add_command, parse_json_object, project_folder
 
 __all__ = ["register"]
 
@@ -57,7 +57,7 @@ def _check(args: argparse.Namespace) -> int:
         print(problem)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    print(_summary(report), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -66,7 +66,7 @@ EMITS_SHOWN = 20  # a script emitting in a loop would otherwise fill the termina
 
 def _run(args: argparse.Namespace) -> int:
     data = parse_json_object(args.data, what="--data payload")
-    settings = load_config(args.project).raise_for_errors().scripts
+    settings = load_config(project_folder(args.project)).raise_for_errors().scripts
     result = dry_run(args.script, args.event, data, space=args.space, settings=settings)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -96,3 +96,17 @@ def _run(args: argparse.Namespace) -> int:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _summary(report: CheckReport) -> str:
+    """The report's summary, unless it would claim more than was checked."""
+    missing = len(report.missing)
+    if not report.loads:
+        if missing:
+            paths = "the path given does not" if missing == 1 else "none of the paths given"
+            return f"Nothing was checked: {paths} exist{'' if missing == 1 else 's'}."
+        return "Nothing was checked: no scripts (*.py) were found."
+    if missing:
+        paths = "1 path given does" if missing == 1 else f"{missing} paths given do"
+        return f"{report.summary()[:-1]}; {paths} not exist."
+    return report.summary()

@@ -8,7 +8,8 @@ import logging
 import sys
 from collections.abc import Callable
 
-from .common import Subparsers, add_command
+from .._exceptions import KnotError
+from .common import Subparsers, add_command, port_number, project_folder
 
 __all__ = ["register"]
 
@@ -23,7 +24,9 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("--project", default=".", help="project folder (default: .)")
     p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port (default: KNOT_API_PORT or 12201)")
+    p.add_argument(
+        "--port", type=port_number, default=None, help="port (default: KNOT_API_PORT or 12201)"
+    )
     p.add_argument("--quiet", action="store_true", help="log warnings and errors only")
 
 
@@ -52,20 +55,26 @@ def _serve(args: argparse.Namespace) -> int:
     from .._runtime import Runtime
     from ..server import serve
 
+    project = project_folder(args.project)
     configure_logging(args.quiet)
-    runtime = Runtime(args.project)
+    runtime = Runtime(project)
 
     def ready(host: str, port: int) -> None:
         sinks = runtime.sinks()
+        address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
         print(
-            f"knot: serving {runtime.project} on http://{host}:{port} "
+            f"knot: serving {runtime.project} on http://{address}:{port} "
             f"(zone {runtime.config.zone}, {len(sinks)} sink{'s' if len(sinks) != 1 else ''}, "
             f"store {runtime.resolve(runtime.config.store.path)})",
             flush=True,
         )
 
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve(runtime, host=args.host, port=args.port, ready=ready))
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(runtime, host=args.host, port=args.port, ready=ready))
+    except OSError as exc:  # what the system refused (a folder, a socket): one line, no trace
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise KnotError(f"knot serve stopped: {exc.strerror or exc}{where}.") from None
     return 0
 
 

@@ -10,7 +10,15 @@ from pathlib import Path
 from .._client import Client
 from .._exceptions import DeliveryFailed, InvalidInput
 from ..types import JSONObject
-from .common import Formatter, Subparsers, add_command, parse_json_object, print_table
+from .common import (
+    Handler,
+    Subparsers,
+    add_command,
+    loads_user_json,
+    parse_json_object,
+    print_table,
+    seconds,
+)
 
 __all__ = ["register"]
 
@@ -30,15 +38,27 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     actions = p.add_subparsers(title="actions", metavar="ACTION")
 
-    def action(name: str, handler: object, help: str) -> argparse.ArgumentParser:
-        q = actions.add_parser(name, help=help, description=help, formatter_class=Formatter)
-        q.set_defaults(handler=handler)
-        return q
+    def action(name: str, handler: Handler, help: str, examples: str) -> argparse.ArgumentParser:
+        return add_command(actions, name, handler, help, examples)
 
-    q = action("list", _list, "List the sinks (the default action).")
+    q = action(
+        "list",
+        _list,
+        "List the sinks (the default action).",
+        "  knot sinks list\n  knot sinks list --json      one JSON object per sink\n",
+    )
     q.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
 
-    q = action("add", _add, "Add a sink (a webhook unless --type says otherwise).")
+    q = action(
+        "add",
+        _add,
+        "Add a sink (a webhook unless --type says otherwise).",
+        "  knot sinks add deploy_hook --events 'custom.myapp.*' --url http://127.0.0.1:9000/hook\n"
+        "  knot sinks add slack --events 'space.*' --url https://hooks.example/x \\\n"
+        '      --template \'{"text": "${{ .event.type }}"}\' --header X-Team=infra\n'
+        "  knot sinks add deploy_params --type json-rpc --events 'custom.deploy.*' \\\n"
+        "      --template '{\"version\": ${{ json .event.data.version }}}'   params for methods\n",
+    )
     q.add_argument("name", help="sink name: a letter, then letters, digits or _ (2-64)")
     q.add_argument("--events", required=True, help="patterns, e.g. 'custom.myapp.*, space.*'")
     q.add_argument("--type", default="webhook", help="sink type (default webhook)")
@@ -48,10 +68,16 @@ def register(sub: Subparsers) -> None:
         "--header", action="append", default=[], metavar="NAME=VALUE", help="webhook header"
     )
     group = q.add_mutually_exclusive_group()
-    group.add_argument("--template", help="webhook: body template in ${{ }} syntax")
-    group.add_argument("--template-file", type=Path, help="webhook: read the template from a file")
+    group.add_argument(
+        "--template", help="webhook and json-rpc: body template in ${{ }} syntax (body_template)"
+    )
+    group.add_argument(
+        "--template-file", type=Path, help="webhook and json-rpc: read the template from a file"
+    )
     q.add_argument("--skip-tls-verify", action="store_true", help="webhook: accept any certificate")
-    q.add_argument("--timeout", type=float, help="webhook: seconds to wait for a 2xx (default 10)")
+    q.add_argument(
+        "--timeout", type=seconds, help="webhook: seconds to wait for a 2xx (default 10)"
+    )
     q.add_argument("--description", default="", help="what the sink is for")
     owner = q.add_mutually_exclusive_group()
     owner.add_argument("--owner", help="owning user (default: you)")
@@ -65,15 +91,28 @@ def register(sub: Subparsers) -> None:
         help="any other option (VALUE as JSON when it parses, else a string)",
     )
 
-    q = action("remove", _remove, "Remove a sink created at run time.")
+    q = action(
+        "remove", _remove, "Remove a sink created at run time.", "  knot sinks remove deploy_hook\n"
+    )
     q.add_argument("name")
 
-    q = action("test", _test, "Send one test event to a sink and show what the receiver said.")
+    q = action(
+        "test",
+        _test,
+        "Send one test event to a sink and show what the receiver said.",
+        "  knot sinks test deploy_hook\n"
+        '  knot sinks test deploy_hook --type myapp.deployed --data \'{"version": "1.2"}\'\n',
+    )
     q.add_argument("name")
     q.add_argument("--type", default=None, help="event type (default custom.knot.test)")
     q.add_argument("--data", default=None, help="payload JSON object")
 
-    q = action("secret", _secret, "Print a webhook sink's signing secret.")
+    q = action(
+        "secret",
+        _secret,
+        "Print a webhook sink's signing secret.",
+        "  knot sinks secret deploy_hook\n",
+    )
     q.add_argument("name")
 
 
@@ -126,8 +165,8 @@ def _definition(args: argparse.Namespace) -> JSONObject:
         definition["owner"] = args.owner
     for key, value in _pairs(args.option, "option").items():
         try:
-            definition[key] = json.loads(value)
-        except json.JSONDecodeError:
+            definition[key] = loads_user_json(value, subject="The option is")
+        except InvalidInput:  # not JSON (or NaN): the text as given
             definition[key] = value
     template = args.template
     if args.template_file is not None:

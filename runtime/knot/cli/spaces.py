@@ -7,7 +7,7 @@ import json
 
 from .._client import Client
 from ..types import JSONObject
-from .common import Subparsers, add_command, choose_action, print_table
+from .common import Subparsers, add_command, choose_action, count, print_table, seconds
 
 __all__ = ["register"]
 
@@ -38,10 +38,10 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--cmd", default="", help="shell command the space runs (default: none)")
     p.add_argument("--url", action="append", default=[], help="a URL of the space (repeatable)")
     p.add_argument("--health", default="", help="health check: a loopback URL or a command")
-    p.add_argument("--interval", type=float, default=None, help="seconds between checks (10)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per check (5)")
+    p.add_argument("--interval", type=seconds, default=None, help="seconds between checks (10)")
+    p.add_argument("--timeout", type=seconds, default=None, help="seconds per check (5)")
     p.add_argument(
-        "--threshold", type=int, default=1, help="failures in a row that make it unhealthy (1)"
+        "--threshold", type=count(1), default=1, help="failures in a row that make it unhealthy (1)"
     )
     p.add_argument("--template-id", default="", help="carried in space.created")
     p.add_argument("--startup-script-id", default="", help="carried in space.created")
@@ -71,7 +71,7 @@ def register(sub: Subparsers) -> None:
         actions, "logs", _logs, "Show what a space's process printed.", "  knot space logs web\n"
     )
     p.add_argument("name", help="the space's name or id")
-    p.add_argument("-n", type=int, default=50, help="how many lines (default 50)")
+    p.add_argument("-n", type=count(1), default=50, help="how many lines (default 50)")
 
 
 def _create(args: argparse.Namespace) -> int:

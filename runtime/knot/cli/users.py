@@ -18,7 +18,7 @@ from .._config import load_config
 from .._exceptions import NotFound, StoreLocked
 from .._users import User, offline_users
 from ..types import JSONObject
-from .common import Subparsers, add_command, choose_action, print_table
+from .common import Subparsers, add_command, choose_action, print_table, project_folder
 
 __all__ = ["register"]
 
@@ -36,31 +36,52 @@ def register(sub: Subparsers) -> None:
     p.set_defaults(handler=choose_action(p))
     actions = p.add_subparsers(title="actions", metavar="ACTION")
 
-    q = actions.add_parser("add", help="Add a user and print its bearer token (once).")
-    q.set_defaults(handler=_add)
+    q = add_command(
+        actions,
+        "add",
+        _add,
+        "Add a user and print its bearer token (once).",
+        "  knot user add alice --manage-global-sinks\n"
+        "  export KNOT_TOKEN=$(knot user add bob)        the token is the only thing on stdout\n",
+    )
     q.add_argument("--project", default=".", help="project folder (default: .)")
     q.add_argument("name")
     q.add_argument("--manage-global-sinks", action="store_true", help='"Manage Global Event Sinks"')
     q.add_argument("--manage-users", action="store_true", help='"Manage Users" (add, remove)')
     q.add_argument("--no-own-sinks", action="store_true", help='without "Manage Own Event Sinks"')
 
-    q = actions.add_parser("list", help="List the users (never their tokens).")
-    q.set_defaults(handler=_list)
+    q = add_command(
+        actions,
+        "list",
+        _list,
+        "List the users (never their tokens).",
+        "  knot user list\n  knot user list --json --project ./my-project\n",
+    )
     q.add_argument("--project", default=".", help="project folder (default: .)")
     q.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    q = actions.add_parser("remove", help="Remove a user; their token stops working at once.")
-    q.set_defaults(handler=_remove)
+    q = add_command(
+        actions,
+        "remove",
+        _remove,
+        "Remove a user; their token stops working at once.",
+        "  knot user remove bob\n",
+    )
     q.add_argument("--project", default=".", help="project folder (default: .)")
     q.add_argument("name")
 
-    q = actions.add_parser("whoami", help="Who KNOT_TOKEN stands for at the running runtime.")
-    q.set_defaults(handler=_whoami)
+    q = add_command(
+        actions,
+        "whoami",
+        _whoami,
+        "Who KNOT_TOKEN stands for at the running runtime.",
+        "  KNOT_TOKEN=... knot user whoami\n",
+    )
     q.add_argument("--project", default=".", help="ignored: whoami asks the running runtime")
 
 
 def _store(args: argparse.Namespace) -> tuple[Path, tuple[User, ...]]:
-    project = Path(args.project)
+    project = project_folder(args.project)
     config = load_config(project).raise_for_errors()
     path = Path(config.store.path)
     return (path if path.is_absolute() else project / path), config.users
