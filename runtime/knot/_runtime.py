@@ -8,8 +8,6 @@ which records progress through the journal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -39,6 +37,7 @@ from ._events import (
     now_rfc3339,
 )
 from ._exceptions import EventError, RuntimeClosed
+from ._housekeeping import Housekeeper
 from ._journal import Journal
 from ._logtext import loggable
 from ._method_scripts import MethodScripts
@@ -59,8 +58,6 @@ from .types import JSONObject
 __all__ = ["EmitReport", "Runtime", "RuntimePart"]
 
 log = logging.getLogger("knot.events")
-HOUSEKEEPING_INTERVAL = 0.5
-PRUNE_EVERY = 60  # housekeeping rounds between retention passes
 
 
 class RuntimePart(Protocol):
@@ -100,7 +97,7 @@ class Runtime:
         self.channels = Channels(self)  # Sky event channels (ecis), loaded from the store
         self._listeners: list[EventListener] = []  # shared with the dispatcher
         self._outcome_listeners: list[Callable[[Event, Outcome], None]] = []
-        self._housekeeping: asyncio.Task[None] | None = None
+        self._housekeeper: Housekeeper | None = None
         self._dispatcher: Dispatcher | None = None
         self._started = False
         self._stopping = False
@@ -234,7 +231,8 @@ class Runtime:
             await self._install_at_start(spec)
         for spec in self.registry.stored_specs():
             await self._install_at_start(spec)
-        self._housekeeping = asyncio.create_task(self._housekeep(), name="knot-housekeeping")
+        self._housekeeper = Housekeeper(self._journal, self._delivery, lambda: self.config.store)
+        self._housekeeper.start()
 
     async def _install_at_start(self, item: SinkSpec | Sink) -> None:
         spec = item.spec if isinstance(item, Sink) else item
@@ -253,10 +251,8 @@ class Runtime:
                 await part.stop()
             except Exception:
                 log.exception("a runtime part failed to stop")
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+        if self._housekeeper is not None:
+            await self._housekeeper.stop()
         if self._delivery is not None:
             await self._delivery.close()
         await self.methods.close()
@@ -269,25 +265,6 @@ class Runtime:
         self._registry = None
         self._started = False
         self._stopping = False
-
-    async def _housekeep(self) -> None:
-        rounds = 0
-        while True:
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
-            self.delivery.advance_idle()
-            rounds += 1
-            if rounds % PRUNE_EVERY == 0:
-                settings = self.config.store
-                prune = functools.partial(
-                    Store.prune,
-                    keep_events=settings.retention_events,
-                    keep_audit=settings.retention_audit,
-                    active_sinks=list(self.delivery.workers),
-                )
-                try:
-                    await self.journal.call(prune)
-                except Exception:
-                    log.exception("retention pass failed")
 
     async def apply_config(self, config: Config) -> tuple[str, ...]:
         """Take new settings while running; return the changed ones that need a restart.
