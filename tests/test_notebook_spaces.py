@@ -135,9 +135,9 @@ def test_spaces_of_a_connected_knot_serve(ip: InteractiveShell, tmp_path: Path) 
         ("%knot space create 9x", "The space name '9x' is not valid: it must start with a letter"),
         (
             "%knot space create web --interval 0",
-            "%knot space create: argument --interval: expected a number of seconds above 0",
+            "%knot space create: argument --interval: must be a number of seconds > 0",
         ),
-        ("%knot space logs web -n -5", "argument -n: expected a whole number of at least 1"),
+        ("%knot space logs web -n -5", "argument -n: must be a whole number from 1 to 10000"),
         ("%knot space frobnicate", "argument ACTION: invalid choice: 'frobnicate'"),
     ],
 )

@@ -7,7 +7,6 @@ mistake or any KnotError prints one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 from collections.abc import Callable
@@ -29,10 +28,10 @@ from ._display import (
 from ._events import as_custom_type
 from ._exceptions import InvalidInput, KnotError
 from ._patterns import Pattern
-from .cli.common import parse_json_object
+from .cli.common import count, parse_json_object, seconds
 from .cli.methods import parse_params
+from .cli.spaces import add_create_options, create_fields
 from .sandbox.tools import dry_run
-from .types import JSONObject
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -58,28 +57,6 @@ class _Parser(argparse.ArgumentParser):
         if message:
             raise InvalidInput(message.strip())
         raise _HelpShown
-
-
-def _positive_int(raw: str) -> int:
-    """A count such as `-n`: a whole number of at least 1 (`-n -5` must not read "newest -5")."""
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {raw!r}")
-    return value
-
-
-def _positive_seconds(raw: str) -> float:
-    """A duration in seconds: a number above 0."""
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {raw!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,15 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("payload", nargs="?", default=None, help="JSON object (default {})")
     p = command("events", _events, "Recent events, optionally filtered by a pattern.")
     p.add_argument("pattern", nargs="?", default=None, help="'*', 'prefix.*' or an exact type")
-    p.add_argument("-n", type=_positive_int, default=20, help="how many (default 20)")
+    p.add_argument("-n", type=count(1), default=20, help="how many (default 20)")
     command("sinks", _sinks, "The sinks, with their delivery counts and problems.")
     p = command("audit", _audit, "The audit log: drops, give-ups, rejected scripts.")
-    p.add_argument("-n", type=_positive_int, default=20, help="how many (default 20)")
+    p.add_argument("-n", type=count(1), default=20, help="how many (default 20)")
     p = command("wait", _wait, "Wait until the sinks have handled every event raised so far.")
-    p.add_argument("--timeout", type=_positive_seconds, default=30.0, help="seconds (default 30)")
+    p.add_argument("--timeout", type=seconds, default=30.0, help="seconds (default 30)")
     p = command("tail", _tail, "A live view of events as they are routed (updates in place).")
     p.add_argument("pattern", nargs="?", default="*", help="'*', 'prefix.*' or an exact type")
-    p.add_argument("-n", type=_positive_int, default=10, help="rows to keep (default 10)")
+    p.add_argument("-n", type=count(1), default=10, help="rows to keep (default 10)")
     p.add_argument("--stop", action="store_true", help="stop every live tail")
     p = command(
         "run",
@@ -149,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and wait until it has loaded it (or said why not).",
     )
     p.add_argument("name", help="the sink's name (the file name without .py)")
-    p.add_argument("--timeout", type=_positive_seconds, default=10.0, help="seconds (default 10)")
+    p.add_argument("--timeout", type=seconds, default=10.0, help="seconds (default 10)")
     p = command(
         "method",
         _method,
@@ -158,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scripts/methods/NAME.py and wait until its worker runs it (or it says why not).",
     )
     p.add_argument("name", help="the method script's name (the file name without .py)")
-    p.add_argument("--timeout", type=_positive_seconds, default=10.0, help="seconds (default 10)")
+    p.add_argument("--timeout", type=seconds, default=10.0, help="seconds (default 10)")
     p = command(
         "call",
         _call,
@@ -189,34 +166,13 @@ def _add_space_commands(command: Callable[..., argparse.ArgumentParser]) -> None
         return p
 
     p = action("create", _space_create, "Create a space (raises space.created).")
-    p.add_argument("--cmd", default="", help="shell command the space runs (default: none)")
-    p.add_argument("--url", action="append", default=[], help="a URL of the space (repeatable)")
-    p.add_argument("--health", default="", help="health check: a loopback URL or a command")
-    p.add_argument(
-        "--interval", type=_positive_seconds, default=None, help="seconds between checks (10)"
-    )
-    p.add_argument("--timeout", type=_positive_seconds, default=None, help="seconds per check (5)")
-    p.add_argument(
-        "--threshold",
-        type=_positive_int,
-        default=1,
-        help="failures in a row that make it unhealthy",
-    )
-    p.add_argument("--template-id", default="", help="carried in space.created")
-    p.add_argument("--startup-script-id", default="", help="carried in space.created")
-    p.add_argument(
-        "--on-restart",
-        choices=["start", "stop"],
-        default="start",
-        help="when the runtime restarts, start it again if it was running, or leave it stopped",
-    )
-    p.add_argument("--start", action="store_true", help="start it right away")
+    add_create_options(p)
     action("start", _space_act, "Start a space (raises space.started).")
     action("stop", _space_act, "Stop a space: SIGTERM, then SIGKILL (raises space.stopped).")
     action("delete", _space_act, "Delete a space, stopping it first (raises space.deleted).")
     action("list", _space_list, "The spaces, with their state, health and process.")
     p = action("logs", _space_logs, "What a space's process printed (stdout and stderr).")
-    p.add_argument("-n", type=_positive_int, default=50, help="how many lines (default 50)")
+    p.add_argument("-n", type=count(1), default=50, help="how many lines (default 50)")
 
 
 def _status(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
@@ -308,21 +264,7 @@ def _space_without_action(
 
 
 def _space_create(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
-    fields: JSONObject = {
-        "name": args.name,
-        "cmd": args.cmd,
-        "urls": args.url,
-        "health": args.health,
-        "threshold": args.threshold,
-        "template_id": args.template_id,
-        "startup_script_id": args.startup_script_id,
-        "on_restart": args.on_restart,
-    }
-    if args.interval is not None:
-        fields["interval"] = args.interval
-    if args.timeout is not None:
-        fields["timeout"] = args.timeout
-    space = session.backend.create_space(fields, start=args.start)
+    space = session.backend.create_space(create_fields(args), start=args.start)
     return space_table(f"space {space['name']} created", [space])
 
 

@@ -35,23 +35,7 @@ def register(sub: Subparsers) -> None:
         "  knot space create docs --url https://docs.example.com --template-id t1\n",
     )
     p.add_argument("name", help="the space's name (letters, digits, '-', '_')")
-    p.add_argument("--cmd", default="", help="shell command the space runs (default: none)")
-    p.add_argument("--url", action="append", default=[], help="a URL of the space (repeatable)")
-    p.add_argument("--health", default="", help="health check: a loopback URL or a command")
-    p.add_argument("--interval", type=seconds, default=None, help="seconds between checks (10)")
-    p.add_argument("--timeout", type=seconds, default=None, help="seconds per check (5)")
-    p.add_argument(
-        "--threshold", type=count(1), default=1, help="failures in a row that make it unhealthy (1)"
-    )
-    p.add_argument("--template-id", default="", help="carried in space.created")
-    p.add_argument("--startup-script-id", default="", help="carried in space.created")
-    p.add_argument(
-        "--on-restart",
-        choices=["start", "stop"],
-        default="start",
-        help="when the runtime restarts, start it again if it was running, or leave it stopped",
-    )
-    p.add_argument("--start", action="store_true", help="start it right away")
+    add_create_options(p)
     p.add_argument("--json", action="store_true", help="print the space as JSON")
 
     for action, text in (
@@ -74,7 +58,29 @@ def register(sub: Subparsers) -> None:
     p.add_argument("-n", type=count(1), default=50, help="how many lines (default 50)")
 
 
-def _create(args: argparse.Namespace) -> int:
+def add_create_options(p: argparse.ArgumentParser) -> None:
+    """The options of `knot space create` (and `%knot space create`) after the name."""
+    p.add_argument("--cmd", default="", help="shell command the space runs (default: none)")
+    p.add_argument("--url", action="append", default=[], help="a URL of the space (repeatable)")
+    p.add_argument("--health", default="", help="health check: a loopback URL or a command")
+    p.add_argument("--interval", type=seconds, default=None, help="seconds between checks (10)")
+    p.add_argument("--timeout", type=seconds, default=None, help="seconds per check (5)")
+    p.add_argument(
+        "--threshold", type=count(1), default=1, help="failures in a row that make it unhealthy (1)"
+    )
+    p.add_argument("--template-id", default="", help="carried in space.created")
+    p.add_argument("--startup-script-id", default="", help="carried in space.created")
+    p.add_argument(
+        "--on-restart",
+        choices=["start", "stop"],
+        default="start",
+        help="when the runtime restarts, start it again if it was running, or leave it stopped",
+    )
+    p.add_argument("--start", action="store_true", help="start it right away")
+
+
+def create_fields(args: argparse.Namespace) -> JSONObject:
+    """The space definition those options give (without `start`)."""
     fields: JSONObject = {
         "name": args.name,
         "cmd": args.cmd,
@@ -84,14 +90,17 @@ def _create(args: argparse.Namespace) -> int:
         "template_id": args.template_id,
         "startup_script_id": args.startup_script_id,
         "on_restart": args.on_restart,
-        "start": args.start,
     }
     if args.interval is not None:
         fields["interval"] = args.interval
     if args.timeout is not None:
         fields["timeout"] = args.timeout
+    return fields
+
+
+def _create(args: argparse.Namespace) -> int:
     with Client() as client:
-        space = client.create_space(fields)
+        space = client.create_space({**create_fields(args), "start": args.start})
     _print_space(space, as_json=args.json)
     return 0
 
