@@ -115,6 +115,19 @@ FAILS = {
     "setattr_dunder_on_own_class": ("class A:\n    pass\nsetattr(A, '__str__', print)", 'starts with "_"'),
     "write_to_function": ("def f():\n    pass\nf.x = 1", "cannot change function objects"),
     "write_to_template_class": ("import string\nstring.Template.delimiter = '%'", "cannot change type objects"),
+    # string.Template would compile these with Python's backtracking `re`, not RE2.
+    "template_catastrophic_pattern": (
+        "import string\nclass T(string.Template):\n    pattern = r'(?P<named>(a+)+$)|"
+        "(?P<escaped>x)|(?P<braced>y)|(?P<invalid>z)'\nT('a' * 40 + 'b').safe_substitute({})",
+        "cannot set pattern",
+    ),
+    "template_catastrophic_idpattern": (
+        "import string\nclass T(string.Template):\n    idpattern = '(a+)+$'", "cannot set idpattern",
+    ),
+    "template_braceidpattern": (
+        "import string\nclass T(string.Template):\n    braceidpattern = '(a|a)+'", "cannot set braceidpattern",
+    ),
+    "template_flags": ("import string\nclass T(string.Template):\n    flags = 0", "cannot set flags"),
     "textwrap_shared_table": ("import textwrap\ntextwrap.TextWrapper.unicode_whitespace_trans[97] = 'Z'", "cannot change mappingproxy"),
     "hashlib_shared_set": ("import hashlib\nhashlib.algorithms_available.add('x')", "no attribute 'add'"),
     "random_seed": ("import random\nrandom.seed(1)", "no attribute 'seed'"),
@@ -336,13 +349,6 @@ BOMBS = {
     "recursion_via_reduce": ("import functools\ndef f(a, b):\n    return functools.reduce(f, [1, 2])\nf(0, 0)", TOO_DEEP),
     "recursion_swallowed_then_loop": (
         "def f():\n    return f()\nwhile True:\n    try:\n        f()\n    except Exception:\n        pass",
-        TOO_LONG,
-    ),
-    # A known residual risk: string.Template compiles a subclass's pattern with Python's
-    # backtracking `re` (not RE2); such a match runs until the timeout kills its worker.
-    "template_catastrophic_pattern": (
-        "import string\nclass T(string.Template):\n    pattern = r'(?P<named>(a+)+$)|"
-        "(?P<escaped>x)|(?P<braced>y)|(?P<invalid>z)'\nT('a' * 40 + 'b').safe_substitute({})",
         TOO_LONG,
     ),
 }  # fmt: skip

@@ -45,6 +45,29 @@ def _module(name: str, source: object, names: Iterable[str], **extra: Any) -> Mo
     return module
 
 
+class _Template(string.Template):
+    """`string.Template` for scripts: a subclass may change its `delimiter`, not its regex.
+
+    `string.Template` compiles a subclass's `pattern` / `idpattern` / `braceidpattern` with
+    Python's backtracking `re` (scripts' own `re` is RE2), and a catastrophic one runs inside
+    one C call that no watchdog can interrupt. The delimiter is escaped before use: safe.
+    """
+
+    def __init_subclass__(cls) -> None:
+        for name in ("pattern", "idpattern", "braceidpattern", "flags"):
+            if name in cls.__dict__:
+                raise TypeError(
+                    f"a string.Template subclass in a script cannot set {name}: it would run "
+                    "on Python's backtracking regex engine; change delimiter only, or use re "
+                    "(RE2) directly."
+                )
+        super().__init_subclass__()
+
+
+_Template.__name__ = _Template.__qualname__ = "Template"
+_Template.__module__ = "string"
+
+
 def _public(source: ModuleType) -> list[str]:
     return [
         n
@@ -332,8 +355,8 @@ def build_modules(knot: ModuleType, budget: SleepBudget) -> dict[str, ModuleType
                 "printable",
                 "whitespace",
                 "capwords",
-                "Template",
             ],
+            Template=_Template,
         ),
         "collections": _module(
             "collections",
