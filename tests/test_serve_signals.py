@@ -75,3 +75,34 @@ def test_sigterm_answers_a_waiting_sky_event_at_once_with_its_sinks_pending(
     output = server.output()
     for bad in ("Traceback", "Exception in ASGI application", "graceful shutdown exceeded"):
         assert bad not in output, output
+
+
+def test_sigterm_answers_a_json_rpc_call_in_flight_with_503(tmp_path: Path) -> None:
+    (tmp_path / "knot.toml").write_text("[methods]\ntimeout = 60\n")
+    (tmp_path / "scripts" / "methods").mkdir(parents=True)
+    (tmp_path / "scripts" / "methods" / "slow.py").write_text(
+        "import time\nimport knot.methods\n\n\n@knot.methods.method\ndef nap(params):\n"
+        "    time.sleep(20)\n    return 'rested'\n"
+    )
+    server = KnotServer(tmp_path)
+    answers: list[httpx.Response] = []
+    body = {"jsonrpc": "2.0", "id": 7, "method": "slow.nap", "params": {}}
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        asking = threading.Thread(
+            target=lambda: answers.append(http.post("/json-rpc", json=body)), daemon=True
+        )
+        asking.start()
+        time.sleep(1.0)  # the call is in the worker (its print shows only once it returns)
+        assert asking.is_alive()
+        server.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        asking.join(15)
+        answered = time.monotonic() - signalled
+    assert server.terminate() == 0
+    assert answered < 2.0, f"answered {answered:.1f} s after SIGTERM"
+    (answer,) = answers
+    assert answer.status_code == 503
+    assert answer.json()["error"]["message"].startswith("The runtime is stopping")
+    output = server.output()
+    for bad in ("Traceback", "Exception in ASGI application", "graceful shutdown exceeded"):
+        assert bad not in output, output

@@ -104,6 +104,8 @@ def create_app(
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
     app.state.runtime = runtime
     app.state.streams = api.EventStreams()
+    app.state.stopping = asyncio.Event()  # set as the server's shutdown begins
+    app.state.calls = set()  # JSON-RPC calls in flight, cancelled (and answered 503) then
     app.state.max_body_bytes = limit
     return app
 
@@ -138,6 +140,9 @@ async def serve(
         )
 
         def on_shutdown() -> None:
+            app.state.stopping.set()
+            for call in list(app.state.calls):
+                call.cancel()
             app.state.streams.close()
             runtime.release_waiters()
 

@@ -4,17 +4,21 @@ The body is one request or a batch, answered by the runtime's one dispatcher (`_
 200 with the response (or the array of them), or 204 with no body when nothing is to be
 returned (a notification, or a batch of only notifications). Protocol errors are JSON-RPC
 errors in a 200, as the specification has them; only a body over `server.max_body_bytes`
-(413) or a missing token (401) are HTTP errors. Methods run as the caller: events they emit
+(413), a missing token (401) or a call cut short by the server stopping (503, with a JSON-RPC
+error) are HTTP errors. Methods run as the caller: events they emit
 belong to the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .._jsonrpc import PARSE_ERROR, dispatch, error_response
+from .._jsonrpc import PARSE_ERROR, SERVER_ERROR, dispatch, error_response
 from .._runtime import Runtime
 from .auth import caller
 from .common import read_body
@@ -30,7 +34,21 @@ async def post_jsonrpc(request: Request) -> Response:
         text = body.decode("utf-8")  # JSON on the wire is UTF-8; no guessing from a BOM
     except UnicodeDecodeError:
         return JSONResponse(error_response(PARSE_ERROR))
-    answer = await dispatch(text, runtime.methods.rpc(owner=who.owner, actor=who.actor))
+    call = asyncio.ensure_future(
+        dispatch(text, runtime.methods.rpc(owner=who.owner, actor=who.actor))
+    )
+    calls: set[asyncio.Future[Any]] = request.app.state.calls
+    calls.add(call)
+    call.add_done_callback(calls.discard)
+    try:
+        answer = await call
+    except asyncio.CancelledError:
+        if not call.cancelled() or not request.app.state.stopping.is_set():
+            raise  # this request itself was cancelled
+        # The server is shutting down and cancelled the call: answer now, rather than be
+        # cancelled mid-answer when uvicorn's graceful timeout runs out.
+        message = "The runtime is stopping; the call was cancelled before it finished."
+        return JSONResponse(error_response(SERVER_ERROR, message=message), status_code=503)
     if answer is None:
         return Response(status_code=204)
     return JSONResponse(answer)
