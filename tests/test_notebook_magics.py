@@ -21,7 +21,7 @@ from knot._display import DryRunReport, LiveTail, Message, Raised, Table
 
 from .conftest import write_config
 from .helpers import KnotServer
-from .notebookhelpers import formats, knot_cell, knot_magic, run_cell
+from .notebookhelpers import formats, knot_cell, knot_magic, one_error_line, run_cell
 
 TOUR_CONFIG = """
 [delivery]
@@ -143,14 +143,7 @@ def test_results_render_as_html_tables_and_plain_text(ip: InteractiveShell) -> N
 def test_user_errors_print_one_line_and_no_traceback(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str], line: str, expected: str
 ) -> None:
-    result = run_cell(ip, line)
-    out, err = capsys.readouterr()
-    assert result.success, result.error_in_exec
-    assert result.result is None
-    assert err.count("\n") == 1, err
-    assert err.startswith("knot: ")
-    assert expected in err
-    assert "Traceback" not in out + err
+    assert expected in one_error_line(ip, capsys, line)
 
 
 def test_help_is_printed_not_raised(

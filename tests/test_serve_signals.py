@@ -5,12 +5,43 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from .helpers import KnotServer, run_knot
+
+SHUTDOWN_TROUBLE = ("Traceback", "Exception in ASGI application", "graceful shutdown exceeded")
+
+
+def sigterm_during(
+    server: KnotServer, request: Callable[[httpx.Client], httpx.Response], *, ready: str = ""
+) -> httpx.Response:
+    """Send `request` from a thread, SIGTERM the server while it is in flight (once `ready`
+    is in the log, or after a second), and return its answer; it must come within 2 s and the
+    server must stop cleanly, with no traceback in its output."""
+    answers: list[httpx.Response] = []
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        asking = threading.Thread(target=lambda: answers.append(request(http)), daemon=True)
+        asking.start()
+        if ready:
+            server.wait_for_line(ready)
+        else:
+            time.sleep(1.0)
+        assert asking.is_alive()
+        server.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        asking.join(15)
+        answered = time.monotonic() - signalled
+    assert server.terminate() == 0
+    assert answered < 2.0, f"answered {answered:.1f} s after SIGTERM"
+    output = server.output()
+    for bad in SHUTDOWN_TROUBLE:
+        assert bad not in output, output
+    (answer,) = answers
+    return answer
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -41,7 +72,7 @@ def test_sigterm_ends_an_open_event_stream_at_once_and_cleanly(tmp_path: Path) -
     assert ended < 2.0, f"the stream ended {ended:.1f} s after SIGTERM"
     assert all(line.startswith(":") or not line for line in rest)
     output = server.output()
-    for bad in ("Traceback", "Exception in ASGI application", "graceful shutdown exceeded"):
+    for bad in SHUTDOWN_TROUBLE:
         assert bad not in output, output
 
 
@@ -56,25 +87,13 @@ def test_sigterm_answers_a_waiting_sky_event_at_once_with_its_sinks_pending(
     )
     server = KnotServer(tmp_path)
     assert run_knot("channel", "create", "--eci", "demo", port=server.port).returncode == 0
-    answers: list[httpx.Response] = []
-    with httpx.Client(base_url=server.url, timeout=30) as http:
-        asking = threading.Thread(
-            target=lambda: answers.append(http.post("/sky/event/demo/e1/app/hi")), daemon=True
-        )
-        asking.start()
-        server.wait_for_line(r"custom\.app\.hi .* → slow")
-        server.proc.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
-        asking.join(15)
-        answered = time.monotonic() - signalled
-    assert server.terminate() == 0
-    assert answered < 2.0, f"answered {answered:.1f} s after SIGTERM"
-    (answer,) = answers
+    answer = sigterm_during(
+        server,
+        lambda http: http.post("/sky/event/demo/e1/app/hi"),
+        ready=r"custom\.app\.hi .* → slow",
+    )
     assert answer.status_code == 200
     assert answer.json()["pending"] == ["slow"]
-    output = server.output()
-    for bad in ("Traceback", "Exception in ASGI application", "graceful shutdown exceeded"):
-        assert bad not in output, output
 
 
 def test_sigterm_answers_a_json_rpc_call_in_flight_with_503(tmp_path: Path) -> None:
@@ -85,24 +104,8 @@ def test_sigterm_answers_a_json_rpc_call_in_flight_with_503(tmp_path: Path) -> N
         "    time.sleep(20)\n    return 'rested'\n"
     )
     server = KnotServer(tmp_path)
-    answers: list[httpx.Response] = []
     body = {"jsonrpc": "2.0", "id": 7, "method": "slow.nap", "params": {}}
-    with httpx.Client(base_url=server.url, timeout=30) as http:
-        asking = threading.Thread(
-            target=lambda: answers.append(http.post("/json-rpc", json=body)), daemon=True
-        )
-        asking.start()
-        time.sleep(1.0)  # the call is in the worker (its print shows only once it returns)
-        assert asking.is_alive()
-        server.proc.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
-        asking.join(15)
-        answered = time.monotonic() - signalled
-    assert server.terminate() == 0
-    assert answered < 2.0, f"answered {answered:.1f} s after SIGTERM"
-    (answer,) = answers
+    # The call is in the worker after a second (its print would show only once it returns).
+    answer = sigterm_during(server, lambda http: http.post("/json-rpc", json=body))
     assert answer.status_code == 503
     assert answer.json()["error"]["message"].startswith("The runtime is stopping")
-    output = server.output()
-    for bad in ("Traceback", "Exception in ASGI application", "graceful shutdown exceeded"):
-        assert bad not in output, output
