@@ -80,15 +80,12 @@ class EventContext:
 class ThreadEventContext(threading.local):
     """An EventContext per thread: each method call sees its own event, emit and directives."""
 
-    def __init__(self) -> None:
-        self.event: JSONObject = {}
-        self.emit: EmitFunction = _no_emit
-        self.directives: list[JSONObject] = []
-
-    def bind(self, event: JSONObject, emit: EmitFunction) -> None:
-        self.event = event
-        self.emit = emit
-        self.directives = []
+    # EventContext's own methods: threading.local runs __init__ again in every thread.
+    __init__ = EventContext.__init__
+    bind = EventContext.bind
+    event: JSONObject
+    emit: EmitFunction
+    directives: list[JSONObject]
 
 
 class EventBinding(Protocol):
