@@ -11,8 +11,10 @@ from __future__ import annotations
 __all__ = ["loggable"]
 
 
-def loggable(text: str) -> str:
-    """`text` with every non-printable character but the tab escaped (`\\n`, `\\r`, `\\x1b`)."""
+def loggable(text: str, *, keep_tab: bool = True) -> str:
+    """`text` with every non-printable character (but the tab, unless `keep_tab` is false)
+    escaped (`\\n`, `\\r`, `\\x1b`)."""
     if text.isprintable():  # the common case costs one scan
         return text
-    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
+    tab = "\t" if keep_tab else ""
+    return "".join(c if c.isprintable() or c == tab else repr(c)[1:-1] for c in text)

@@ -12,8 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from .._exceptions import KnotError
+from .._logtext import loggable
 from . import channels, events, kernel, methods, scripts, serve, sinks, spaces, users
-from .common import Formatter, Handler, Parser, choose_action, printable
+from .common import Formatter, Handler, Parser, choose_action
 
 __all__ = ["build_parser", "main"]
 
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except KnotError as exc:
-        print(f"knot: {printable(str(exc))}", file=sys.stderr)
+        print(f"knot: {loggable(str(exc), keep_tab=False)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -7,7 +7,7 @@ import json
 
 from .._client import Client
 from ..types import JSONObject
-from .common import Subparsers, add_command, choose_action, print_table
+from .common import Subparsers, add_command, print_table
 
 __all__ = ["register"]
 
@@ -16,14 +16,13 @@ def register(sub: Subparsers) -> None:
     p = add_command(
         sub,
         "channel",
-        _create,
+        None,
         "Create, list and delete Sky event channels (ecis).",
         "  knot channel create --owner alice --name phone\n"
         "  knot channel create --allow 'custom.myapp.*' --quiet\n"
         "  knot channel list\n"
         "  knot channel delete ECI\n",
     )
-    p.set_defaults(handler=choose_action(p))
     actions = p.add_subparsers(title="actions", metavar="ACTION")
 
     c = add_command(

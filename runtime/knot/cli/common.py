@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeAlias
 
 from .._events import NotJSON
 from .._exceptions import InvalidInput
+from .._logtext import loggable
 from ..types import JSONObject
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "parse_json_object",
     "port_number",
     "print_table",
-    "printable",
     "project_folder",
     "seconds",
 ]
@@ -48,12 +48,8 @@ class Parser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {printable(message)}; see '{self.prog} --help'.\n")
-
-
-def printable(text: str) -> str:
-    """`text` with control characters escaped, so it stays on one line and inert."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        shown = loggable(message, keep_tab=False)
+        self.exit(2, f"{self.prog}: error: {shown}; see '{self.prog} --help'.\n")
 
 
 def choose_action(parser: argparse.ArgumentParser) -> Handler:
@@ -122,11 +118,12 @@ def project_folder(raw: str) -> Path:
 
 
 def add_command(
-    sub: Subparsers, name: str, handler: Handler, help: str, examples: str = ""
+    sub: Subparsers, name: str, handler: Handler | None, help: str, examples: str = ""
 ) -> argparse.ArgumentParser:
+    """A command; `handler` None makes it a group whose bare call shows its actions."""
     epilog = "examples:\n" + examples if examples else None
     p = sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=Formatter)
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=handler if handler is not None else choose_action(p))
     return p
 
 

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .common import Subparsers, add_command, choose_action
+from .common import Subparsers, add_command
 
 __all__ = ["DISPLAY_NAME", "KERNEL_NAME", "register"]
 
@@ -19,11 +19,10 @@ def register(sub: Subparsers) -> None:
     kernel = add_command(
         sub,
         "kernel",
-        _install,
+        None,
         "Jupyter kernel for notebooks (`knot kernel install`).",
         "  knot kernel install --user\n",
     )
-    kernel.set_defaults(handler=choose_action(kernel))
     actions = kernel.add_subparsers(title="actions", metavar="ACTION")
     p = add_command(
         actions,

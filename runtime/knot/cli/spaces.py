@@ -7,7 +7,7 @@ import json
 
 from .._client import Client
 from ..types import JSONObject
-from .common import Subparsers, add_command, choose_action, count, print_table, seconds
+from .common import Subparsers, add_command, count, print_table, seconds
 
 __all__ = ["register"]
 
@@ -16,7 +16,7 @@ def register(sub: Subparsers) -> None:
     group = add_command(
         sub,
         "space",
-        lambda args: choose_action(group)(args),
+        None,
         "Create, start, stop and delete local spaces (each change raises a space.* event).",
         "  knot space create web --cmd 'python -m http.server 8000' \\\n"
         "      --url http://127.0.0.1:8000 --health http://127.0.0.1:8000/ --start\n"

@@ -18,7 +18,7 @@ from .._config import load_config
 from .._exceptions import NotFound, StoreLocked
 from .._users import User, offline_users
 from ..types import JSONObject
-from .common import Subparsers, add_command, choose_action, print_table, project_folder
+from .common import Subparsers, add_command, print_table, project_folder
 
 __all__ = ["register"]
 
@@ -32,8 +32,7 @@ EXAMPLES = """\
 
 
 def register(sub: Subparsers) -> None:
-    p = add_command(sub, "user", _list, "Add, list and remove users (bearer tokens).", EXAMPLES)
-    p.set_defaults(handler=choose_action(p))
+    p = add_command(sub, "user", None, "Add, list and remove users (bearer tokens).", EXAMPLES)
     actions = p.add_subparsers(title="actions", metavar="ACTION")
 
     q = add_command(

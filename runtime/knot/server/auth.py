@@ -21,12 +21,12 @@ from .._exceptions import PermissionDenied
 from .._logtext import loggable
 from .._runtime import Runtime
 from .._users import User
+from .common import SKY_PREFIX
 
 __all__ = ["ANONYMOUS_CALLER", "LOCAL_CALLER", "AuthMiddleware", "Caller", "caller"]
 
 log = logging.getLogger("knot.server")
 OPEN_PATHS = frozenset({"/healthz"})
-SKY_PREFIX = "/sky/"  # browser routes: their preflight is open, their 401 carries CORS
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from .._exceptions import (
 )
 
 __all__ = [
+    "SKY_PREFIX",
     "BodyLimit",
     "BodyTooLarge",
     "error_response",
@@ -28,6 +29,8 @@ __all__ = [
     "read_body",
     "read_json",
 ]
+
+SKY_PREFIX = "/sky/"  # the browser routes: CORS *, an open preflight, cross-site allowed
 
 
 class BodyTooLarge(InvalidInput):
@@ -78,7 +81,7 @@ class BodyLimit:
                             f"{self.limit} bytes (server.max_body_bytes)."
                         )
                         response = json_error(413, message)
-                        if scope["path"].startswith("/sky/"):
+                        if scope["path"].startswith(SKY_PREFIX):
                             response.headers["Access-Control-Allow-Origin"] = "*"
                         await response(scope, receive, send)
                         return

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["BrowserGuard", "is_loopback_host"]
+from .common import SKY_PREFIX
 
-BROWSER_ROUTES = ("/sky/",)  # meant to be called from web pages (CORS *)
+__all__ = ["BrowserGuard", "is_loopback_host"]
 
 
 @functools.lru_cache(maxsize=256)  # a server sees a handful of Host values, on every request
@@ -97,7 +97,7 @@ class BrowserGuard:
                 if origin is not None
                 else fetch_site == b"cross-site"
             )
-            if foreign and not scope["path"].startswith(BROWSER_ROUTES):
+            if foreign and not scope["path"].startswith(SKY_PREFIX):
                 shown = origin.decode("latin-1") if origin is not None else "another site"
                 problem = (
                     f"A web page ({shown}) may not call this runtime's API through a browser; "
