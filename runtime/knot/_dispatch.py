@@ -12,7 +12,6 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from ._config import DeliverySettings
 from ._delivery import DeliveryEngine
 from ._events import Event
 from ._router import Router
@@ -24,12 +23,9 @@ EventListener = Callable[[Event, tuple[str, ...]], None]
 
 
 class Dispatcher:
-    def __init__(
-        self, router: Router, delivery: DeliveryEngine, settings: DeliverySettings
-    ) -> None:
+    def __init__(self, router: Router, delivery: DeliveryEngine) -> None:
         self.router = router
         self.delivery = delivery
-        self.settings = settings  # replaced when knot.toml changes
         self.listeners: list[EventListener] = []
         self._unrouted: deque[Event] = deque()
         self._scheduled = False
@@ -58,7 +54,7 @@ class Dispatcher:
         trackers = delivery.trackers
         listeners = self.listeners
         info = log.isEnabledFor(logging.INFO)
-        for _ in range(min(len(backlog), max(1, self.settings.queue_size // 2))):
+        for _ in range(min(len(backlog), max(1, delivery.settings.queue_size // 2))):
             event = backlog.popleft()
             names = route(event)
             if trackers:

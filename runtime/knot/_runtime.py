@@ -216,7 +216,7 @@ class Runtime:
         self._journal = Journal(store, on_commit=self._on_commit)
         self._delivery = DeliveryEngine(self._journal, self.config.delivery)
         self._delivery.outcome_listeners = self._outcome_listeners
-        self._dispatcher = Dispatcher(self.router, self._delivery, self.config.delivery)
+        self._dispatcher = Dispatcher(self.router, self._delivery)
         self._dispatcher.listeners = self._listeners
         # Sinks known from an earlier run resume right after their stored cursor, whenever
         # (and from whichever source) they are installed again.
@@ -261,7 +261,9 @@ class Runtime:
             await self._journal.close()
         if self._store is not None:
             self._store.close()
-        self._store = self._journal = self._delivery = None
+        if self._dispatcher is not None:
+            self._dispatcher.close()  # what was not routed stays journaled, routed on restart
+        self._store = self._journal = self._delivery = self._dispatcher = None
         self._registry = None
         self._started = False
         self._stopping = False
@@ -286,8 +288,6 @@ class Runtime:
         )
         self.config = config
         self.delivery.settings = config.delivery
-        if self._dispatcher is not None:
-            self._dispatcher.settings = config.delivery
         await self.registry.sync(SinkOrigin.CONFIG, config.sinks, reason="removed from knot.toml")
         return pending
 

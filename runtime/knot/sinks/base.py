@@ -81,6 +81,16 @@ class Sink(abc.ABC):
     failure_kind: ClassVar[AuditKind] = AuditKind.DELIVERY_FAILED
     routed: ClassVar[bool] = True  # False: never routed to (a json-rpc sink is only a formatter)
     max_batch: int = 1
+    options: ClassVar[tuple[str, ...]] = ()  # the type-specific options `validate` accepts
+
+    @classmethod
+    def unknown_options(cls, spec: SinkSpec) -> list[str]:
+        """A sentence for each option of `spec` this type does not take (none is ignored)."""
+        return [
+            f"The option {key!r} is not known; {cls.type} sinks take {', '.join(cls.options)}."
+            for key in spec.options
+            if key not in cls.options
+        ]
 
     def __init__(self, spec: SinkSpec) -> None:
         self.spec = spec

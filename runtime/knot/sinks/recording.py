@@ -22,11 +22,10 @@ from .base import DeliveryResult, Sink
 
 __all__ = ["RecordingSink"]
 
-OPTIONS = ("limit", "path", "delay", "fail_attempts")
-
 
 class RecordingSink(Sink):
     type: ClassVar[str] = "recording"
+    options: ClassVar[tuple[str, ...]] = ("limit", "path", "delay", "fail_attempts")
 
     def __init__(self, spec: SinkSpec) -> None:
         super().__init__(spec)
@@ -42,11 +41,7 @@ class RecordingSink(Sink):
 
     @classmethod
     def validate(cls, spec: SinkSpec) -> list[str]:
-        problems = [
-            f"The option {key!r} is not known; recording sinks take {', '.join(OPTIONS)}."
-            for key in spec.options
-            if key not in OPTIONS
-        ]
+        problems = cls.unknown_options(spec)
         for key in ("limit", "fail_attempts"):
             value = spec.options.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -60,6 +60,7 @@ def encode_event(event: Event) -> str:
 
 class ScriptSink(Sink):
     type: ClassVar[str] = "script"
+    options: ClassVar[tuple[str, ...]] = ("source", "path")
     failure_kind: ClassVar[AuditKind] = AuditKind.SCRIPT_FAILED
     max_batch = 64
 
@@ -73,12 +74,9 @@ class ScriptSink(Sink):
 
     @classmethod
     def validate(cls, spec: SinkSpec) -> list[str]:
-        unknown = [key for key in spec.options if key not in ("source", "path")]
+        unknown = cls.unknown_options(spec)
         if unknown:
-            return [
-                f"The option {key!r} is not known; script sinks take source and path."
-                for key in unknown
-            ]
+            return unknown
         source = spec.options.get("source")
         if not isinstance(source, str):
             return ["The option source must be the script's text."]

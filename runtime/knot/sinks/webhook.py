@@ -100,6 +100,7 @@ class WebhookHost(Protocol):
 
 class WebhookSink(Sink):
     type: ClassVar[str] = "webhook"
+    options: ClassVar[tuple[str, ...]] = OPTIONS
 
     def __init__(self, spec: SinkSpec) -> None:
         super().__init__(spec)
@@ -122,11 +123,7 @@ class WebhookSink(Sink):
     @classmethod
     def validate(cls, spec: SinkSpec) -> list[str]:
         opts = spec.options
-        problems = [
-            f"The option {key!r} is not known; webhook sinks take {', '.join(OPTIONS)}."
-            for key in opts
-            if key not in OPTIONS
-        ]
+        problems = cls.unknown_options(spec)
         problems += _url_problems(opts.get("url"))
         if "body_template" in opts and opts["body_template"] not in (None, ""):
             problem = Template.check(opts["body_template"])
