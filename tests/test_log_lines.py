@@ -60,3 +60,20 @@ def test_a_request_path_or_an_error_cannot_forge_a_log_line(tmp_path: Path) -> N
     assert any("401 GET /api/events\\n" in line for line in escaped)
     assert any("401 GET /sky/event/e\\r\\n" in line for line in escaped)
     assert any("raised ValueError: boom\\n" in line for line in escaped)
+
+
+def test_a_method_scripts_top_level_print_reaches_the_log_escaped(tmp_path: Path) -> None:
+    # Output is split into lines before it is logged; what is left to escape is a terminal
+    # escape sequence (here: erase the line), which would act on the terminal showing the log.
+    (tmp_path / "scripts" / "methods").mkdir(parents=True)
+    (tmp_path / "scripts" / "methods" / "chatty.py").write_text(
+        "import knot.methods\n\nprint('hello \\x1b[2K bye')\n\n\n"
+        "@knot.methods.method\ndef ping(params):\n    return 'pong'\n"
+    )
+    server = KnotServer(tmp_path)
+    try:
+        line = server.wait_for_line(r"chatty: hello")
+    finally:
+        server.terminate()
+    assert "\x1b" not in server.output()
+    assert line.rstrip().endswith("chatty: hello \\x1b[2K bye")

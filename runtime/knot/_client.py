@@ -24,7 +24,7 @@ from ._exceptions import (
     RuntimeClosed,
     RuntimeUnavailable,
 )
-from ._jsonrpc import INVALID_PARAMS
+from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
 from .types import JSONObject
 
 __all__ = ["Client"]
@@ -222,10 +222,10 @@ class Client:
             raise KnotError(f"The runtime at {self.url} answered the call with {answer!r}.")
         error = answer.get("error")
         if isinstance(error, dict):
-            code = int(error.get("code", -32603))
+            code = int(error.get("code", INTERNAL_ERROR))
             data = error.get("data")
             message = str(error.get("message") or "The call failed.")
-            if code == -32601:
+            if code == METHOD_NOT_FOUND:
                 detail = data.get("detail") if isinstance(data, dict) else None
                 raise NotFound(str(detail or f"There is no method named {method!r}."), what=method)
             raise MethodFailed(message, method=method, code=code, data=data)

@@ -8,7 +8,10 @@ so the text stays on its line and inert; a tab is kept, as it cannot start a lin
 
 from __future__ import annotations
 
-__all__ = ["loggable"]
+import logging
+from collections.abc import Iterable
+
+__all__ = ["log_output", "loggable"]
 
 
 def loggable(text: str, *, keep_tab: bool = True) -> str:
@@ -18,3 +21,11 @@ def loggable(text: str, *, keep_tab: bool = True) -> str:
         return text
     tab = "\t" if keep_tab else ""
     return "".join(c if c.isprintable() or c == tab else repr(c)[1:-1] for c in text)
+
+
+def log_output(logger: str, name: str, lines: Iterable[str]) -> None:
+    """What a script printed: one INFO line each, `name: line`, on `logger` (`knot serve` shows
+    them); a script's line may hold anything, escapes included."""
+    out = logging.getLogger(logger)
+    for line in lines:
+        out.info("%s: %s", name, loggable(line))

@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ._audit import AuditEntry, AuditKind
+from ._logtext import log_output
 from ._method_declarations import MethodInfo, declared, load_problems, static_problems
 from .sandbox.method_process import MethodProcess, RequestHandler
 from .sandbox.process import RemoteError, WorkerDied, WorkerTimeout
@@ -143,7 +144,7 @@ class MethodWorkers:
             if old is not None:
                 self._retire(script, old)
             warnings = await self.changed(script, "")
-        _print_top_level(name, output)
+        log_output(f"knot.method.{name}", name, output)
         return MethodLoad(name, True, replaced, tuple(infos.values()), (), tuple(warnings))
 
     async def _start(
@@ -323,9 +324,3 @@ class MethodWorkers:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _print_top_level(name: str, lines: list[str]) -> None:
-    out = logging.getLogger(f"knot.method.{name}")
-    for line in lines:
-        out.info("%s: %s", name, line)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._events import Actor, Event
 from ._exceptions import DeliveryFailed, KnotError, MethodFailed, NotFound
 from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, Handler, RpcError
-from ._logtext import loggable
+from ._logtext import log_output
 from ._method_declarations import MethodInfo
 from ._method_workers import MethodLoad, MethodScript, MethodWorkers
 from ._sinkspec import SinkOrigin, SinkSpec
@@ -431,9 +431,7 @@ class Methods:
         if event is not None:
             self.runtime.sink_output(name, event, lines)
             return
-        out = logging.getLogger(f"knot.method.{name}")
-        for line in lines:
-            out.info("%s: %s", name, loggable(line))
+        log_output(f"knot.method.{name}", name, lines)
 
 
 def _failed(info: MethodInfo, code: int, message: str, data: Any) -> MethodFailed:

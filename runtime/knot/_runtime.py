@@ -39,7 +39,7 @@ from ._events import (
 from ._exceptions import EventError, RuntimeClosed
 from ._housekeeping import Housekeeper
 from ._journal import Journal
-from ._logtext import loggable
+from ._logtext import log_output
 from ._method_scripts import MethodScripts
 from ._methods import Methods
 from ._patterns import Pattern
@@ -478,9 +478,7 @@ class Runtime:
 
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
         """What a sink printed: one log line each, named after the sink (`knot serve` shows it)."""
-        out = logging.getLogger(f"knot.sink.{sink}")
-        for line in lines:  # a Python sink's line may hold anything (event data, escapes)
-            out.info("%s: %s", sink, loggable(line))
+        log_output(f"knot.sink.{sink}", sink, lines)
 
     async def sink_secret(self, sink: str) -> str:
         """The signing secret of a sink defined without one: generated once, then kept."""
