@@ -152,20 +152,21 @@ def _read(path: Path) -> tuple[str | None, ScriptProblem | None]:
         return None, ScriptProblem(str(path), 1, 1, f"cannot be read: {exc.strerror or exc}")
 
 
+def _name_problems(shown: str, what: str) -> list[ScriptProblem]:
+    """The file name, which names the sink or method script, checked like a sink name."""
+    name = Path(shown).stem
+    if check_sink_name(name) is None:
+        return []
+    reason = (
+        f"the file name {name!r} is not a valid {what} name: it must start with a letter "
+        "and have 2 to 64 letters, digits or underscores"
+    )
+    return [ScriptProblem(shown, 1, 1, reason)]
+
+
 def method_script_problems(source: str, shown: str) -> tuple[ScriptProblem, ...]:
     """What is wrong with a method script before it runs: its file name and the sandbox rules."""
-    problems: list[ScriptProblem] = []
-    name = Path(shown).stem
-    if check_sink_name(name) is not None:
-        problems.append(
-            ScriptProblem(
-                shown,
-                1,
-                1,
-                f"the file name {name!r} is not a valid method script name: it must start "
-                "with a letter and have 2 to 64 letters, digits or underscores",
-            )
-        )
+    problems = _name_problems(shown, "method script")
     problems.extend(
         ScriptProblem(shown, v.line, v.col, v.rule)
         for v in check_source(source, shown, kind=METHOD_SCRIPTS)
@@ -188,27 +189,11 @@ def load_script(path: Path, *, source: str | None = None) -> ScriptLoad:
     path = Path(path)
     shown = str(path)
     if source is None:
-        try:
-            source = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            return ScriptLoad(path, None, (ScriptProblem(shown, 1, 1, f"not UTF-8 text: {exc}"),))
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            return ScriptLoad(
-                path, None, (ScriptProblem(shown, 1, 1, f"cannot be read: {reason}"),)
-            )
-    problems: list[ScriptProblem] = []
-    name = path.stem
-    if check_sink_name(name) is not None:
-        problems.append(
-            ScriptProblem(
-                shown,
-                1,
-                1,
-                f"the file name {name!r} is not a valid sink name: it must start with a letter "
-                "and have 2 to 64 letters, digits or underscores",
-            )
-        )
+        source, problem = _read(path)
+        if source is None:
+            assert problem is not None
+            return ScriptLoad(path, None, (problem,))
+    problems = _name_problems(shown, "sink")
     header = parse_header(source)
     problems.extend(ScriptProblem(shown, line, col, rule) for line, col, rule in header.problems)
     problems.extend(
@@ -219,7 +204,7 @@ def load_script(path: Path, *, source: str | None = None) -> ScriptLoad:
     if problems:
         return ScriptLoad(path, None, tuple(problems), warnings)
     spec = SinkSpec(
-        name=name,
+        name=path.stem,
         type="script",
         events=header.events,
         description=header.description,
