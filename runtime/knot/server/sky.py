@@ -44,8 +44,8 @@ _JSON_TYPE = (b"content-type", b"application/json")
 _USAGE = "use /sky/event/<eci>/<eid>/<domain>/<type> or /sky/event/<eci>/<eid>?_domain=D&_type=T"
 
 
-def may_raise_on(who: Caller, channel: Channel) -> str | None:
-    """Why `who` may not raise events on `channel`, or None when it may.
+def may_raise_on(who: Caller, channel: Channel, *, verb: str = "raise events on") -> str | None:
+    """Why `who` may not raise events on (or `verb`) `channel`, or None when it may.
 
     A channel's events belong to its owner, so only that user may raise them, or a caller who
     manages global sinks (which includes the local user of a runtime without users).
@@ -54,7 +54,7 @@ def may_raise_on(who: Caller, channel: Channel) -> str | None:
         return None
     whose = f"user {channel.owner}" if channel.owner else "nobody (a global channel)"
     return (
-        f"User {who.actor.username or who.owner or '?'} may not raise events on channel "
+        f"User {who.actor.username or who.owner or '?'} may not {verb} channel "
         f"{channel.eci}, which belongs to {whose}; it takes the channel's owner or the "
         "Manage Global Event Sinks permission."
     )
@@ -122,21 +122,14 @@ async def _raise_event(request: Request) -> tuple[int, JSONObject]:
     path = parse_esl_path(_rest_of_path(request))
     if path is None or not path.eci:
         raise NotFound(f"{request.url.path} is not a Sky event URL: {_USAGE}.")
-    channel = runtime.channels.find(path.eci)
-    who = caller(request)
-    refusal = may_raise_on(who, channel)
-    if refusal is not None:
-        _refuse(runtime, refusal)
-    body = await read_body(request)
-    kind = body_kind(request.headers.get("content-type"), body)
-    if kind is BodyKind.UNSUPPORTED:  # a bad body: 400, as DESIGN.md's Sky section says
-        raise InvalidInput(
-            f"The request body is {request.headers.get('content-type')}; send the attributes "
-            "as application/json (or any application/*+json) or as "
-            "application/x-www-form-urlencoded."
-        )
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    sky = parse_sky_request(path, read_attributes(query, body, kind))
+    channel, who, attrs = await _channel_input(
+        request,
+        path.eci,
+        verb="raise events on",
+        send="send the attributes as application/json (or any application/*+json) or as "
+        "application/x-www-form-urlencoded",
+    )
+    sky = parse_sky_request(path, attrs)
     refusal = channel.policy.refusal(sky.event_type)
     if refusal is not None:
         _refuse(runtime, f"Channel {channel.eci} does not take {sky.event_type}: {refusal}.")
@@ -157,6 +150,25 @@ async def _raise_event(request: Request) -> tuple[int, JSONObject]:
     timeout = min(sky.timeout, bound) if sky.timeout is not None else bound
     report = await runtime.submit_and_wait(event, timeout=timeout)
     return 200, sky_answer(report, eid)
+
+
+async def _channel_input(
+    request: Request, eci: str, *, verb: str, send: str
+) -> tuple[Channel, Caller, JSONObject]:
+    """The channel `eci`, the caller (refused, 403 and audited, unless they may `verb` it) and
+    the attributes from the query string and the body (a body of another type: 400)."""
+    runtime: Runtime = request.app.state.runtime
+    channel = runtime.channels.find(eci)
+    who = caller(request)
+    refusal = may_raise_on(who, channel, verb=verb)
+    if refusal is not None:
+        _refuse(runtime, refusal)
+    body = await read_body(request)
+    kind = body_kind(request.headers.get("content-type"), body)
+    if kind is BodyKind.UNSUPPORTED:  # a bad body: 400, as DESIGN.md's Sky section says
+        raise InvalidInput(f"The request body is {request.headers.get('content-type')}; {send}.")
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return channel, who, read_attributes(query, body, kind)
 
 
 def _refuse(runtime: Runtime, message: str) -> None:
@@ -184,21 +196,14 @@ async def sky_cloud(request: Request) -> Response:
 
 async def _cloud_call(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    channel = runtime.channels.find(request.path_params["eci"])
-    who = caller(request)
-    refusal = may_raise_on(who, channel)
-    if refusal is not None:
-        _refuse(runtime, refusal.replace("raise events on", "query"))
-    body = await read_body(request)
-    kind = body_kind(request.headers.get("content-type"), body)
-    if kind is BodyKind.UNSUPPORTED:  # 400, as for /sky/event
-        raise InvalidInput(
-            f"The request body is {request.headers.get('content-type')}; send Sky Cloud "
-            "arguments in the query string or as an application/json (or any "
-            "application/*+json) or application/x-www-form-urlencoded body."
-        )
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    args = {k: v for k, v in read_attributes(query, body, kind).items() if not k.startswith("_")}
+    channel, who, attrs = await _channel_input(
+        request,
+        request.path_params["eci"],
+        verb="query",
+        send="send Sky Cloud arguments in the query string or as an application/json (or any "
+        "application/*+json) or application/x-www-form-urlencoded body",
+    )
+    args = {k: v for k, v in attrs.items() if not k.startswith("_")}
     script, function = request.path_params["script"], request.path_params["function"]
     try:
         info = runtime.methods.find(f"{script}.{function}")
