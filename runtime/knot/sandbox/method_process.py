@@ -135,10 +135,9 @@ class MethodProcess:
             self._idle.set()
 
     def _abandon(self, request_id: int) -> None:
-        """Nobody waits for this request any more: cancel it in the worker, with a deadline."""
-        self._pending.pop(request_id, None)
-        self._contexts.pop(request_id, None)
-        self._clocks.pop(request_id, None)
+        """Nobody waits for this request any more: cancel it in the worker, with a deadline.
+
+        (Its bookkeeping goes in `call`'s `finally`, `_forget`, right after.)"""
         if not self.alive:
             return
         loop = asyncio.get_running_loop()

@@ -166,11 +166,7 @@ class Calls:
             try:
                 self._run(call)
             except BaseException:  # a thread must survive whatever a call did
-                failed = CallOutcome(error=_internal(call, "the call failed"))
-                if call.batch:
-                    self._answer_batch(call, [failed])
-                else:
-                    self._answer(call, failed)
+                self._reply(call, [CallOutcome(error=_internal(call, "the call failed"))])
             self._next(call)
 
     def _run(self, call: _Call) -> None:
@@ -180,11 +176,7 @@ class Calls:
             if not cancelled:
                 call.state, call.thread = "running", me
         if cancelled:
-            outcome = CallOutcome(error=timed_out(self._name(call), call.timeout))
-            if call.batch:
-                self._answer_batch(call, [outcome])
-            else:
-                self._answer(call, outcome)
+            self._reply(call, [CallOutcome(error=timed_out(self._name(call), call.timeout))])
             return
         outcomes: list[CallOutcome] = []
         try:
@@ -209,10 +201,7 @@ class Calls:
                     call.state = "done"
         except CallCancelled:
             outcomes.append(CallOutcome(error=timed_out(self._name(call), call.timeout)))
-        if call.batch:
-            self._answer_batch(call, outcomes)
-        else:
-            self._answer(call, outcomes[-1])
+        self._reply(call, outcomes)
 
     def _talk(self, call: _Call, say: Callable[[], Any]) -> Any:
         """Talk to the runtime from a call's thread: a cancel waits until the pipe is free."""
@@ -251,18 +240,11 @@ class Calls:
     def _name(self, call: _Call) -> str:
         return f"{self.module.name}.{call.method}"
 
-    def _answer(self, call: _Call, outcome: CallOutcome) -> None:
-        try:
-            text = _response(call.id, outcome.to_dict())
-        except Exception as exc:
-            problem = f"its result cannot be sent as JSON ({exc})"
-            failed = CallOutcome(None, _internal(call, problem), outcome.output, [])
-            text = _response(call.id, failed.to_dict())
-        self.channel.send_text(text)
-
-    def _answer_batch(self, call: _Call, outcomes: list[CallOutcome]) -> None:
+    def _reply(self, call: _Call, outcomes: list[CallOutcome]) -> None:
+        """Answer a call with its last outcome, or a batch with all of them; an outcome that
+        cannot be sent as JSON becomes an internal error (and ends the batch there)."""
         encoded: list[str] = []
-        for outcome in outcomes:
+        for outcome in outcomes if call.batch else outcomes[-1:]:
             try:
                 encoded.append(_encode(outcome.to_dict()))
             except Exception as exc:
@@ -270,9 +252,8 @@ class Calls:
                 failed = CallOutcome(None, _internal(call, problem), outcome.output, [])
                 encoded.append(_encode(failed.to_dict()))
                 break
-        self.channel.send_text(
-            f'{{"jsonrpc":"2.0","id":{_encode(call.id)},"result":{{"results":[{",".join(encoded)}]}}}}\n'
-        )
+        result = f'{{"results":[{",".join(encoded)}]}}' if call.batch else encoded[0]
+        self.channel.send_text(f'{{"jsonrpc":"2.0","id":{_encode(call.id)},"result":{result}}}\n')
 
     def _next(self, call: _Call) -> None:
         with self.lock:
@@ -293,10 +274,6 @@ def _internal(call: _Call, problem: str) -> JSONObject:
 
 def _encode(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _response(request_id: Any, result: JSONObject) -> str:
-    return _encode({"jsonrpc": "2.0", "id": request_id, "result": result}) + "\n"
 
 
 class MethodWorker:
