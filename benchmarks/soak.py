@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,6 +33,8 @@ from typing import Any
 
 import httpx
 import psutil
+
+from .common import ServerProcess
 
 __all__ = ["Sample", "fit_slope", "main", "verdict"]
 
@@ -185,36 +185,16 @@ class Receiver:
         self.server.server_close()
 
 
-class Server:
-    """`knot serve --quiet` on a free port; its output is read (and kept short)."""
+class Server(ServerProcess):
+    """`knot serve --quiet` on a free port, on any core."""
 
     def __init__(self, project: Path) -> None:
-        self.proc = subprocess.Popen(
-            [*KNOT_SERVE, "--project", str(project), "--port", "0", "--quiet"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.url = ""
-        self.problems: list[str] = []
-        ready = threading.Event()
+        cmd = [*KNOT_SERVE, "--project", str(project), "--port", "0", "--quiet"]
+        super().__init__(cmd, core=None)
 
-        def read() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
-                if found and not self.url:
-                    self.url = found.group(1)
-                    ready.set()
-                elif "ERROR" in line or "Traceback" in line:
-                    self.problems.append(line.rstrip())
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(30) or not self.url:
-            self.stop()
-            raise RuntimeError("knot serve did not start")
+    @property
+    def problems(self) -> list[str]:
+        return [line.rstrip() for line in self.lines if "ERROR" in line or "Traceback" in line]
 
     def tree(self) -> tuple[float, int, float, int, int]:
         """(rss MB, fds) of knot serve and its workers together, then of knot serve alone."""
@@ -230,15 +210,6 @@ class Server:
             except psutil.NoSuchProcess:
                 continue  # a worker that was just replaced
         return rss / 2**20, fds, main.memory_info().rss / 2**20, main.num_fds(), counted
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Load:
