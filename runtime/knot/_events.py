@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import json.encoder
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -340,10 +341,20 @@ def _not_json(constant: str) -> Any:
     raise NotJSON(f"{constant} is not a JSON value")
 
 
-def loads_json(text: str | bytes) -> Any:
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: a JSON number, but Python reads it as Infinity
+        raise NotJSON(f"{text} is too large for a JSON number")
+    return value
+
+
+def loads_json(text: str | bytes, *, finite: bool = False) -> Any:
     """json.loads, minus Python's extensions: NaN, Infinity and -Infinity are not JSON, and a
     value holding one could not be sent on (encoders refuse them) nor stored as JSON.
+    `finite` also refuses numbers too large for a float (1e999), for JSON a user typed.
     Raises json.JSONDecodeError or NotJSON (both ValueErrors)."""
+    if finite:
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
     return json.loads(text, parse_constant=_not_json)
 
 

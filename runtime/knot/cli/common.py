@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
-from .._events import NotJSON
+from .._events import NotJSON, loads_json
 from .._exceptions import InvalidInput
 from .._logtext import loggable
 from ..types import JSONObject
@@ -127,22 +127,11 @@ def add_command(
     return p
 
 
-def _not_json(constant: str) -> Any:
-    raise NotJSON(f"{constant} is not a JSON value (JSON has no NaN or Infinity)")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999: a JSON number, but Python reads it as Infinity
-        raise NotJSON(f"{text} is too large for a JSON number")
-    return value
-
-
 def loads_user_json(raw: str, *, subject: str) -> Any:
     """JSON a user typed, minus Python's extensions (NaN, Infinity) that no receiver could
     read back; else one InvalidInput, a sentence starting with `subject` ("The payload is")."""
     try:
-        return json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+        return loads_json(raw, finite=True)
     except NotJSON as exc:
         raise InvalidInput(f"{subject} not valid JSON: {exc}.") from None
     except json.JSONDecodeError as exc:
