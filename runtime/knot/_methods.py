@@ -30,6 +30,7 @@ from ._logtext import log_output
 from ._method_declarations import MethodInfo
 from ._method_workers import MethodLoad, MethodScript, MethodWorkers
 from ._sinkspec import SinkOrigin, SinkSpec
+from .sandbox.method_api import timed_out
 from .sandbox.process import RemoteError, WorkerBlocked, WorkerDied, WorkerTimeout
 from .sinks import BatchResult, DeliveryResult, Directive, JsonRpcSink, MethodSink
 from .sinks.script import encode_event
@@ -346,13 +347,8 @@ class Methods:
         stopping: bool,
     ) -> MethodFailed:
         if isinstance(exc, WorkerTimeout):
-            return _failed(
-                info,
-                INTERNAL_ERROR,
-                f"The method {info.full_name} ran longer than {timeout:g} s (methods.timeout) "
-                "and was stopped.",
-                {"reason": "timeout", "timeout": timeout},
-            )
+            error = timed_out(info.full_name, timeout)
+            return _failed(info, error["code"], error["message"], error["data"])
         if isinstance(exc, WorkerBlocked):
             return _failed(
                 info,

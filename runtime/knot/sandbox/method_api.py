@@ -37,11 +37,13 @@ __all__ = [
     "build_method_modules",
     "error",
     "resolve_handler",
+    "timed_out",
 ]
 
 MODES = ("serial", "concurrent")
 DEFAULT_MODE = "serial"
 INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
 
 
 class JSONRPCError(Exception):
@@ -312,3 +314,13 @@ def bind_params(method: str, names: Sequence[str] | None, params: Any) -> Any:
     if params is None and not names:
         return {}
     raise InvalidParams(f"{method} takes params ({listed}) as an array or an object", expected)
+
+
+def timed_out(method: str, timeout: float) -> JSONObject:
+    """The JSON-RPC error of a call stopped at its time limit (the worker's and the runtime's)."""
+    return {
+        "code": INTERNAL_ERROR,
+        "message": f"The method {method} ran longer than {timeout:g} s (methods.timeout) "
+        "and was stopped.",
+        "data": {"reason": "timeout", "timeout": timeout},
+    }

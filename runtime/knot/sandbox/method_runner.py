@@ -25,6 +25,7 @@ from .method_api import (
     bind_params,
     build_method_modules,
     resolve_handler,
+    timed_out,
 )
 from .modules import SleepBudget, build_modules, warm_up
 from .policy import METHOD_SCRIPTS, PrintCollector, Violation, compile_script, script_globals
@@ -228,12 +229,3 @@ class MethodModule:
             message = f"The method {self.name}.{method} raised {error.type}{detail} ({where})."
         data = {"type": error.type, "message": error.message, "line": error.line}
         return {"code": SERVER_ERROR, "message": message, "data": data}
-
-
-def timed_out(method: str, timeout: float) -> JSONObject:
-    return {
-        "code": INTERNAL_ERROR,
-        "message": f"The method {method} ran longer than {timeout:g} s (methods.timeout) "
-        "and was stopped.",
-        "data": {"reason": "timeout", "timeout": timeout},
-    }

@@ -41,7 +41,8 @@ from typing import Any
 
 from ..types import JSONObject
 from .api import EmitBudget
-from .method_runner import SERVER_ERROR, CallCancelled, CallOutcome, MethodModule, timed_out
+from .method_api import timed_out
+from .method_runner import SERVER_ERROR, CallCancelled, CallOutcome, MethodModule
 from .worker import Channel, apply_limits, isolate
 
 __all__ = ["main"]
