@@ -177,6 +177,15 @@ class Methods:
         sink = registry.sink(name)
         return sink if isinstance(sink, JsonRpcSink) else None
 
+    def _call_body(self, info: MethodInfo, fields: str, timeout: float) -> str:
+        """The worker's `call` request: the method, `fields` (params and event, or a batch),
+        the time limit and the emit limit."""
+        max_emits = self.runtime.config.methods.max_emits
+        return (
+            f'{{"method":{json.dumps(info.name)},{fields},"timeout":{float(timeout)!r},'
+            f'"max_emits":{max_emits}}}'
+        )
+
     async def deliver(self, sink: MethodSink, event: Event, params: str) -> DeliveryResult:
         """One subscribed call for `event` (MethodHost); DeliveryFailed when it fails."""
         script = self.workers.scripts.get(sink.script)
@@ -189,11 +198,7 @@ class Methods:
             done = await self.invoke(info, params, event=event)
         except MethodFailed as exc:
             raise DeliveryFailed(exc.message, sink=sink.name, event=event.id) from None
-        directives = tuple(
-            Directive(str(d.get("name", "")), dict(d.get("options") or {}), sink=sink.name)
-            for d in done.directives
-        )
-        return DeliveryResult(directives=directives, output=done.output)
+        return DeliveryResult(directives=_directives(sink, done.directives), output=done.output)
 
     async def deliver_batch(
         self, sink: MethodSink, events: Sequence[Event], params: Sequence[str]
@@ -215,11 +220,7 @@ class Methods:
             f'{{"params":{p},"event":{encode_event(e)}}}'
             for p, e in zip(params, events, strict=True)
         )
-        max_emits = self.runtime.config.methods.max_emits
-        body = (
-            f'{{"method":{json.dumps(info.name)},"batch":[{items}],"timeout":{timeout!r},'
-            f'"max_emits":{max_emits}}}'
-        )
+        body = self._call_body(info, f'"batch":[{items}]', timeout)
         done = [0]
 
         def progress() -> None:
@@ -251,11 +252,7 @@ class Methods:
     def _delivered(
         self, sink: MethodSink, outcome: JSONObject, output: tuple[str, ...]
     ) -> DeliveryResult | None:
-        directives = tuple(
-            Directive(str(d.get("name", "")), dict(d.get("options") or {}), sink=sink.name)
-            for d in outcome.get("directives") or ()
-            if isinstance(d, dict)
-        )
+        directives = _directives(sink, outcome.get("directives") or ())
         if not directives and not output:
             return None
         return DeliveryResult(directives=directives, output=output)
@@ -312,11 +309,7 @@ class Methods:
         remaining = max(timeout - (time.monotonic() - started), 0.001)
         params_json = params if isinstance(params, str) else _encode(info, params)
         event_json = f',"event":{encode_event(event)}' if event is not None else ""
-        body = (
-            f'{{"method":{json.dumps(info.name)},"params":{params_json},'
-            f'"timeout":{float(remaining)!r},"max_emits":{self.runtime.config.methods.max_emits}'
-            f"{event_json}}}"
-        )
+        body = self._call_body(info, f'"params":{params_json}{event_json}', remaining)
         script.calls += 1
         context = _CallContext((event,) if event else (), event.owner if event else owner, actor)
         try:
@@ -428,6 +421,15 @@ class Methods:
             self.runtime.sink_output(name, event, lines)
             return
         log_output(f"knot.method.{name}", name, lines)
+
+
+def _directives(sink: MethodSink, raw: Sequence[object]) -> tuple[Directive, ...]:
+    """The directives a method returned, as the sink's (anything but an object is left out)."""
+    return tuple(
+        Directive(str(d.get("name", "")), dict(d.get("options") or {}), sink=sink.name)
+        for d in raw
+        if isinstance(d, dict)
+    )
 
 
 def _failed(info: MethodInfo, code: int, message: str, data: Any) -> MethodFailed:
