@@ -38,9 +38,7 @@ class MethodScripts:
             log.info("%s", message)
             return Reload(status, KIND, name, path, message)
         status = ReloadStatus.KEPT if result.replaced else ReloadStatus.REJECTED
-        verb = "kept the last good version of" if result.replaced else "could not load"
-        message = f"{verb} method script {name} ({shown}): " + "; ".join(result.problems)
-        return Reload(status, KIND, name, path, message, result.problems)
+        return Reload(status, KIND, name, path, result.message, result.problems)
 
     async def unload(self, runtime: Runtime, path: Path) -> Reload | None:
         name = path.stem

@@ -56,6 +56,7 @@ class MethodLoad:
     methods: tuple[MethodInfo, ...] = ()
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    message: str = ""  # why it was refused, as logged and audited
 
 
 @dataclass
@@ -204,7 +205,7 @@ class MethodWorkers:
         message += "; ".join(problems)
         log.error("%s", message)
         self.runtime.audit(AuditEntry.new(AuditKind.METHOD_REJECTED, message, sink=name))
-        return MethodLoad(name, False, replaced, problems=problems)
+        return MethodLoad(name, False, replaced, problems=problems, message=message)
 
     def _retire(self, script: MethodScript, worker: MethodProcess) -> None:
         """Let the calls in flight on an old worker finish, then stop it."""
