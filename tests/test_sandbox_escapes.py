@@ -31,7 +31,7 @@ def run(source: str, data: dict[str, object] | None = None) -> RunOutcome:
     assert RUNNER.load("escape", digest, source, "escape.py") == ()
     event = {"id": "e1", "type": "custom.t", "data": data or {}}
 
-    def emit(event_type: str, payload: dict[str, object]) -> str:
+    def emit(event_type: str, payload: str) -> str:
         return "child"
 
     return RUNNER.run_one("escape", event, emit, timeout=5.0)

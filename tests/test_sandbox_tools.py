@@ -126,24 +126,36 @@ async def test_worker_protocol_answers_errors_in_json_rpc() -> None:
 
 
 @pytest.mark.anyio
-async def test_pool_shares_workers_and_replaces_those_with_old_limits() -> None:
+async def test_pool_gives_each_sink_a_worker_of_its_own_and_never_shares_it() -> None:
     pool = WorkerPool(size=2, memory_mb=64)
     try:
         first = await pool.acquire("a")
         second = await pool.acquire("b")
+        assert first is not second
         waiting = asyncio.create_task(pool.acquire("c"))
         await asyncio.sleep(0.05)
-        assert not waiting.done()  # both workers busy: the third caller waits
+        assert not waiting.done()  # both workers busy: the third sink waits
         pool.release(first)
-        assert await waiting is first
-        pool.release(first)
+        third = await waiting
+        # "a"'s idle worker made room: it was stopped, not handed to "c".
+        assert third not in (first, second)
+        await asyncio.wait_for(first.proc.wait(), 5)
         pool.release(second)
-        assert pool.workers == 2
+        assert await pool.acquire("b") is second  # a sink keeps its own worker
+        pool.release(second)
+        pool.release(third)
+        again = await pool.acquire("a")  # "a" lost its worker: it gets a fresh process
+        assert again not in (first, second, third)
+        assert pool.owners() == {"a": again.pid, "c": third.pid}
+        pool.release(again)
         pool.configure(size=2, memory_mb=128)
         fresh = await pool.acquire("a")
         assert fresh.memory_mb == 128
-        assert fresh not in (first, second)
+        assert fresh is not again
         pool.release(fresh)
+        pool.forget("a")  # the sink went away: its worker stops
+        await asyncio.wait_for(fresh.proc.wait(), 5)
+        assert "a" not in pool.owners()
     finally:
         await pool.close()
     assert pool.pids() == []

@@ -61,21 +61,44 @@ class DeliverySettings:
     sync_timeout: float = 10.0  # how long a synchronous (Sky) answer waits for its sinks
 
 
+RUN_LIMITS = (
+    "max_emits",
+    "max_emit_bytes",
+    "max_directives",
+    "max_directive_bytes",
+    "max_output_bytes",
+)
+
+
 @dataclass(frozen=True)
-class ScriptSettings:
+class RunLimitSettings:
+    """What one run (a sink script handling one event, or one method call) may hand the
+    runtime; the worker stops the run at the first limit it passes, and the runtime checks."""
+
+    max_emits: int = 1000  # events emitted
+    max_emit_bytes: int = 4 * 1024 * 1024  # JSON of their payloads, together
+    max_directives: int = 100
+    max_directive_bytes: int = 1024 * 1024  # JSON of the directives, together
+    max_output_bytes: int = 64 * 1024  # what print() writes; the rest is cut off
+
+    def limit_members(self) -> str:
+        """The limits as JSON object members (`,"max_emits":1000,...`) for a worker request."""
+        return "".join(f',"{name}":{int(getattr(self, name))}' for name in RUN_LIMITS)
+
+
+@dataclass(frozen=True)
+class ScriptSettings(RunLimitSettings):
     dir: str = "scripts"
     timeout: float = 5.0
     memory_mb: int = 256
-    workers: int = 0  # sandbox worker processes shared by script sinks; 0 = one per core
-    max_emits: int = 1000  # events one run of a script (one event handled) may emit
+    workers: int = 0  # sandbox worker processes for script sinks (one sink each); 0 = auto
 
 
 @dataclass(frozen=True)
-class MethodSettings:
+class MethodSettings(RunLimitSettings):
     timeout: float = 30.0  # seconds per call (and for a method script's top-level code)
     memory_mb: int = 256  # per method-script worker
     threads: int = 8  # calls one worker runs at once (concurrent methods; serial: one each)
-    max_emits: int = 1000  # events one call may emit
     restart_backoff: tuple[float, ...] = (0.1, 1.0, 5.0, 30.0)  # between restarts of a worker
 
 
@@ -222,6 +245,13 @@ def _sync_mode(v: Any) -> str | None:
     return None if v in ("normal", "full") else 'must be "normal" or "full"'
 
 
+_RUN_LIMIT_CHECKS: dict[str, _Checker] = {
+    "max_emits": _int(0),
+    "max_emit_bytes": _int(0),
+    "max_directives": _int(0),
+    "max_directive_bytes": _int(0),
+    "max_output_bytes": _int(256),
+}
 _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
     "server": (
         ServerSettings,
@@ -254,7 +284,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
             "timeout": _number(0.001),
             "memory_mb": _int(16),
             "workers": _int(0),
-            "max_emits": _int(0),
+            **_RUN_LIMIT_CHECKS,
         },
     ),
     "spaces": (SpaceSettings, {"stop_grace": _number(0)}),
@@ -264,7 +294,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
             "timeout": _number(0.001),
             "memory_mb": _int(16),
             "threads": _int(1),
-            "max_emits": _int(0),
+            **_RUN_LIMIT_CHECKS,
             "restart_backoff": _backoff,
         },
     ),

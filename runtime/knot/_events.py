@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import uuid_utils
 
 from ._exceptions import EventError
-from .types import JSONObject
+from .types import MAX_JSON_DEPTH, JSONObject
 
 __all__ = [
     "CUSTOM_PREFIX",
@@ -26,12 +26,14 @@ __all__ = [
     "Event",
     "NotJSON",
     "Space",
+    "TooDeep",
     "as_custom_type",
     "check_type",
     "decode_json",
     "encode_payload",
     "json_kind",
     "loads_json",
+    "nests_too_deeply",
     "new_event_id",
     "now_rfc3339",
 ]
@@ -296,10 +298,18 @@ def encode_payload(
         )
     try:
         encoded = _encode(payload)
+    except RecursionError:
+        encoded = ""  # deeper than the encoder goes: far past the limit below
     except (TypeError, ValueError) as exc:
         raise EventError(
             f"The payload cannot be encoded as JSON: {exc}.", event_type=event_type
         ) from None
+    if not encoded or nests_too_deeply(payload, encoded):
+        raise EventError(
+            f"The payload nests deeper than {MAX_JSON_DEPTH} levels of objects and arrays, "
+            "the limit for JSON in knot.",
+            event_type=event_type,
+        )
     size = len(encoded.encode()) if len(encoded) * 4 > max_bytes else len(encoded)
     if size > max_bytes:
         raise EventError(
@@ -307,6 +317,23 @@ def encode_payload(
             event_type=event_type,
         )
     return payload, encoded
+
+
+def nests_too_deeply(value: Any, text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `value` (decoded from, or encoded as, the JSON `text`) nests deeper than `limit`.
+
+    Counting brackets in the text (in C) settles nearly every document at once: one with no
+    more brackets than the limit cannot nest deeper. Only the rest are walked."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def check_event_id(value: object) -> str:
@@ -337,6 +364,16 @@ class NotJSON(ValueError):
     """NaN, Infinity or -Infinity in a document (json.loads takes them; JSON does not)."""
 
 
+class TooDeep(NotJSON):
+    """A document nested deeper than MAX_JSON_DEPTH levels."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"it nests deeper than {MAX_JSON_DEPTH} levels of objects and arrays, the limit "
+            "for JSON in knot"
+        )
+
+
 def _not_json(constant: str) -> Any:
     raise NotJSON(f"{constant} is not a JSON value")
 
@@ -352,10 +389,20 @@ def loads_json(text: str | bytes, *, finite: bool = False) -> Any:
     """json.loads, minus Python's extensions: NaN, Infinity and -Infinity are not JSON, and a
     value holding one could not be sent on (encoders refuse them) nor stored as JSON.
     `finite` also refuses numbers too large for a float (1e999), for JSON a user typed.
-    Raises json.JSONDecodeError or NotJSON (both ValueErrors)."""
-    if finite:
-        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
-    return json.loads(text, parse_constant=_not_json)
+    Nesting is limited to MAX_JSON_DEPTH levels (TooDeep): sandbox workers must be able to
+    decode whatever comes in. Raises json.JSONDecodeError or NotJSON (both ValueErrors)."""
+    try:
+        if finite:
+            value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
+        else:
+            value = json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise TooDeep() from None
+    if isinstance(value, dict | list) and nests_too_deeply(
+        value, text if isinstance(text, str) else text.decode("utf-8", "replace")
+    ):
+        raise TooDeep()
+    return value
 
 
 def decode_json(body: bytes, *, what: str = "The request body") -> Any:
@@ -364,6 +411,8 @@ def decode_json(body: bytes, *, what: str = "The request body") -> Any:
         return loads_json(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise EventError(f"{what} is not UTF-8 text.") from None
+    except TooDeep as exc:
+        raise EventError(f"{what} is refused: {exc}.") from None
     except NotJSON as exc:
         raise EventError(f"{what} is not valid JSON: {exc}.") from None
     except json.JSONDecodeError as exc:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._events import Actor, Event
+from ._events import Actor, Event, TooDeep, nests_too_deeply
 from ._exceptions import DeliveryFailed, KnotError, MethodFailed, NotFound
 from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, Handler, RpcError
 from ._logtext import log_output
@@ -179,12 +179,9 @@ class Methods:
 
     def _call_body(self, info: MethodInfo, fields: str, timeout: float) -> str:
         """The worker's `call` request: the method, `fields` (params and event, or a batch),
-        the time limit and the emit limit."""
-        max_emits = self.runtime.config.methods.max_emits
-        return (
-            f'{{"method":{json.dumps(info.name)},{fields},"timeout":{float(timeout)!r},'
-            f'"max_emits":{max_emits}}}'
-        )
+        the time limit and the run limits."""
+        limits = self.runtime.config.methods.limit_members()
+        return f'{{"method":{json.dumps(info.name)},{fields},"timeout":{float(timeout)!r}{limits}}}'
 
     async def deliver(self, sink: MethodSink, event: Event, params: str) -> DeliveryResult:
         """One subscribed call for `event` (MethodHost); DeliveryFailed when it fails."""
@@ -440,6 +437,11 @@ def _encode(info: MethodInfo, params: Any) -> str:
     if params is not None and not isinstance(params, list | dict):
         raise _failed(info, INVALID_PARAMS, "JSON-RPC params are an object or an array.", None)
     try:
-        return json.dumps(params, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(params, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        text = ""
     except (TypeError, ValueError) as exc:
         raise _failed(info, INVALID_PARAMS, f"The params are not JSON: {exc}.", None) from None
+    if not text or nests_too_deeply(params, text):
+        raise _failed(info, INVALID_PARAMS, f"The params are refused: {TooDeep()}.", None)
+    return text

@@ -12,69 +12,145 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
 
 from ..types import JSONObject
+from .plain import exact_str, plain_json
 
 __all__ = [
-    "EmitBudget",
-    "EmitLimitReached",
+    "DEFAULT_LIMITS",
+    "LIMIT_SETTINGS",
     "EventBinding",
     "EventContext",
+    "RunBudget",
+    "RunLimitReached",
+    "RunLimits",
     "ThreadEventContext",
     "build_knot_module",
+    "over_limit_text",
 ]
 
-EmitFunction = Callable[[str, JSONObject], str]
+EmitFunction = Callable[[str, str], str]
+"""Sends one emit to the runtime: (event type, payload as JSON text) → the new event's id."""
+
+LIMIT_SETTINGS = ("max_emits", "max_emit_bytes", "max_directives", "max_directive_bytes")
 
 
-class EmitLimitReached(RuntimeError):
-    """Raised in a script by the emit past its run's `max_emits`."""
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    """What one run (a sink handling one event, or one method call) may hand the runtime."""
+
+    max_emits: int = 1000
+    max_emit_bytes: int = 4 * 1024 * 1024  # JSON of every payload emitted, together
+    max_directives: int = 100
+    max_directive_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_params(cls, params: JSONObject) -> RunLimits:
+        """The limits a `run` or `call` request names (the defaults for those it does not)."""
+        given = {name: int(params[name]) for name in LIMIT_SETTINGS if name in params}
+        return cls(**given)
 
 
-class EmitBudget:
-    """How many events one run (a sink handling one event, or one method call) may emit.
+class RunLimitReached(RuntimeError):
+    """Raised in a script by the emit or directive that goes past one of its run's limits."""
 
-    Once a run has hit the limit it has failed, even if the script catches the error: a
+    def __init__(self, setting: str, limit: int, what: str) -> None:
+        super().__init__(f"{what} while handling one event or call ({setting})")
+        self.setting = setting
+        self.limit = limit
+
+
+class RunBudget:
+    """Counts what one run hands the runtime, against its RunLimits.
+
+    Once a run has gone past a limit it has failed, even if the script catches the error: a
     `while True: emit(...)` loop must not turn one event into an unbounded burst.
     """
 
-    __slots__ = ("exceeded", "limit", "used")
+    __slots__ = ("directive_bytes", "directives", "emit_bytes", "emits", "exceeded", "limits")
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self.exceeded = False
+    def __init__(self, limits: RunLimits) -> None:
+        self.limits = limits
+        self.emits = self.emit_bytes = self.directives = self.directive_bytes = 0
+        self.exceeded: RunLimitReached | None = None
 
-    def take(self) -> None:
-        if self.used >= self.limit:
-            self.exceeded = True
-            raise EmitLimitReached(
-                f"knot.event.emit() may be called at most {self.limit} times while handling "
-                "one event or call (max_emits)"
+    def take_emit(self, size: int) -> None:
+        limits = self.limits
+        if self.emits >= limits.max_emits:
+            self._fail(
+                "max_emits",
+                limits.max_emits,
+                f"knot.event.emit() may be called at most {limits.max_emits} times",
             )
-        self.used += 1
+        if self.emit_bytes + size > limits.max_emit_bytes:
+            self._fail(
+                "max_emit_bytes",
+                limits.max_emit_bytes,
+                f"the events emitted may hold at most {limits.max_emit_bytes} bytes of JSON",
+            )
+        self.emits += 1
+        self.emit_bytes += size
+
+    def take_directive(self, size: int) -> None:
+        limits = self.limits
+        if self.directives >= limits.max_directives:
+            self._fail(
+                "max_directives",
+                limits.max_directives,
+                f"knot.event.directive() may be called at most {limits.max_directives} times",
+            )
+        if self.directive_bytes + size > limits.max_directive_bytes:
+            self._fail(
+                "max_directive_bytes",
+                limits.max_directive_bytes,
+                f"directives may hold at most {limits.max_directive_bytes} bytes of JSON",
+            )
+        self.directives += 1
+        self.directive_bytes += size
+
+    def _fail(self, setting: str, limit: int, what: str) -> None:
+        if self.exceeded is None:
+            self.exceeded = RunLimitReached(setting, limit, what)
+        raise RunLimitReached(setting, limit, what)
 
 
-def _no_emit(event_type: str, payload: JSONObject) -> str:
+def over_limit_text(setting: str, limit: int) -> str:
+    """What a run that went past `setting` tried, for a sentence: "tried to emit more than ..."."""
+    return {
+        "max_emits": f"tried to emit more than {limit} events",
+        "max_emit_bytes": f"tried to emit more than {limit} bytes of events",
+        "max_directives": f"tried to add more than {limit} directives",
+        "max_directive_bytes": f"tried to add more than {limit} bytes of directives",
+    }.get(setting, f"went past {setting}")
+
+
+def _no_emit(event_type: str, payload: str) -> str:
     raise RuntimeError("knot.event.emit() is only available while a script handles an event")
 
 
-class EventContext:
-    """The event a script is handling, and where its emits and directives go."""
+DEFAULT_LIMITS = RunLimits()
+_UNLIMITED = RunLimits(0, 0, 0, 0)  # nothing may be handed over outside a run
 
-    __slots__ = ("directives", "emit", "event")
+
+class EventContext:
+    """The event a script is handling, where its emits and directives go, and their budget."""
+
+    __slots__ = ("budget", "directives", "emit", "event")
 
     def __init__(self) -> None:
         self.event: JSONObject = {}
         self.emit: EmitFunction = _no_emit
         self.directives: list[JSONObject] = []
+        self.budget = RunBudget(_UNLIMITED)
 
-    def bind(self, event: JSONObject, emit: EmitFunction) -> None:
+    def bind(self, event: JSONObject, emit: EmitFunction, budget: RunBudget | None = None) -> None:
         self.event = event
         self.emit = emit
         self.directives = []
+        self.budget = budget if budget is not None else RunBudget(_UNLIMITED)
 
 
 class ThreadEventContext(threading.local):
@@ -86,12 +162,14 @@ class ThreadEventContext(threading.local):
     event: JSONObject
     emit: EmitFunction
     directives: list[JSONObject]
+    budget: RunBudget
 
 
 class EventBinding(Protocol):
     event: JSONObject
     emit: EmitFunction
     directives: list[JSONObject]
+    budget: RunBudget
 
 
 def _empty_space() -> JSONObject:
@@ -158,26 +236,29 @@ def build_knot_module(ctx: EventBinding) -> ModuleType:
         return data() if event_type().startswith("custom.") else {}
 
     def emit(event_type: str, payload: JSONObject | None = None) -> str:
-        if not isinstance(event_type, str):
-            raise TypeError("knot.event.emit() needs the event type as a string")
+        event_type = exact_str(event_type, "knot.event.emit()'s event type")
         if payload is None:
             payload = {}
         if not isinstance(payload, dict):
             raise TypeError("knot.event.emit() needs the payload as a dict (a JSON object)")
-        return ctx.emit(event_type, payload)
+        encoded = _encode(plain_json(payload, "the emitted payload"))
+        ctx.budget.take_emit(_size(encoded))
+        return ctx.emit(event_type, encoded)
 
     def directive(name: str, options: JSONObject | None = None) -> None:
-        if not isinstance(name, str) or not name:
+        name = exact_str(name, "knot.event.directive()'s name")
+        if not name:
             raise TypeError("knot.event.directive() needs a non-empty name")
         if options is None:
             options = {}
         if not isinstance(options, dict):
             raise TypeError("knot.event.directive() needs the options as a dict")
         try:
-            json.dumps(options, allow_nan=False)
+            plain = plain_json(options, "the directive's options")
         except (TypeError, ValueError) as exc:
             raise TypeError(f"the directive's options are not JSON: {exc}") from None
-        ctx.directives.append({"name": name, "options": options})
+        ctx.budget.take_directive(_size(name) + _size(_encode(plain)))
+        ctx.directives.append({"name": name, "options": plain})
 
     event = ModuleType("knot.event")
     for attr, fn in {
@@ -201,6 +282,14 @@ def build_knot_module(ctx: EventBinding) -> ModuleType:
     knot = ModuleType("knot")
     knot.event = event  # type: ignore[attr-defined]
     return knot
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _is_integral(value: object) -> bool:

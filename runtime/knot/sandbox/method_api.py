@@ -25,6 +25,7 @@ from types import FrameType, ModuleType
 from typing import Any
 
 from ..types import JSONObject
+from .plain import exact_int, exact_str, plain_json
 
 __all__ = [
     "DEFAULT_MODE",
@@ -50,10 +51,11 @@ class JSONRPCError(Exception):
     """Raise (or return) this from a method to answer with this JSON-RPC error."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
-        if isinstance(code, bool) or not isinstance(code, int):
-            raise TypeError("a JSON-RPC error code must be an integer")
-        if not isinstance(message, str):
-            raise TypeError("a JSON-RPC error message must be a string")
+        # Exact copies (see plain.py): the worker encodes these after the method returned.
+        code = exact_int(code, "a JSON-RPC error code")
+        message = exact_str(message, "a JSON-RPC error message")
+        if data is not None:
+            data = plain_json(data, "a JSON-RPC error's data")
         super().__init__(message)
         self.code = code
         self.message = message
@@ -107,9 +109,12 @@ def _names(value: object, what: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        return tuple(v.strip() for v in value if v.strip())
+        text = exact_str(value, what)
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    if isinstance(value, list | tuple):
+        names = plain_json(value, what)
+        if all(type(v) is str for v in names):
+            return tuple(v.strip() for v in names if v.strip())
     raise TypeError(f"{what} must be a list of strings (or one comma-separated string)")
 
 
@@ -165,8 +170,11 @@ class Declarations:
             raise RuntimeError(
                 "methods are declared while the script loads (at its top level), not later"
             )
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str) or not exact_str(name, "a method's name").strip():
             raise TypeError("a method needs a name (a non-empty string)")
+        name = exact_str(name, "a method's name")
+        if isinstance(mode, str):
+            mode = exact_str(mode, "mode")
         if mode not in MODES:
             raise ValueError(f"mode must be 'serial' or 'concurrent', not {mode!r}")
         self.items.append(
@@ -277,7 +285,7 @@ def resolve_handler(
     script itself (a method script is its own library)."""
     if not isinstance(handler, str):
         return handler
-    target = handler.rsplit(".", 1)[-1]
+    target = exact_str(handler, "the handler").rsplit(".", 1)[-1]
     found = namespace.get(target)
     if not callable(found) or target.startswith("_"):
         raise NameError(f"the handler {handler!r} names no function {target!r} of this script")

@@ -17,7 +17,7 @@ from types import CodeType
 from typing import Any
 
 from ..types import JSONObject
-from .api import ThreadEventContext, build_knot_module
+from .api import DEFAULT_LIMITS, EmitFunction, RunBudget, ThreadEventContext, build_knot_module
 from .method_api import (
     Declaration,
     Declarations,
@@ -28,12 +28,11 @@ from .method_api import (
     timed_out,
 )
 from .modules import SleepBudget, build_modules, warm_up
+from .plain import plain_json
 from .policy import METHOD_SCRIPTS, PrintCollector, Violation, compile_script, script_globals
-from .runner import ScriptError, describe_failure
+from .runner import MAX_OUTPUT_BYTES, ScriptError, describe_failure
 
 __all__ = ["CallCancelled", "CallOutcome", "LoadOutcome", "MethodModule"]
-
-EmitFunction = Callable[[str, JSONObject], str]
 
 SERVER_ERROR = -32000
 INTERNAL_ERROR = -32603
@@ -42,6 +41,10 @@ METHOD_NOT_FOUND = -32601
 
 class CallCancelled(BaseException):
     """Raised inside a call that ran past its time (see the worker's `cancel`)."""
+
+
+class _Unsendable(Exception):
+    """A method's result that JSON cannot carry (or nested too deeply)."""
 
 
 class ThreadSleepBudget(SleepBudget):
@@ -116,7 +119,7 @@ class _Method:
     notification: bool
 
 
-def _no_emit(event_type: str, payload: JSONObject) -> str:
+def _no_emit(event_type: str, payload: str) -> str:
     raise RuntimeError("knot.event.emit() is only available while a method handles a call")
 
 
@@ -185,15 +188,20 @@ class MethodModule:
         emit: EmitFunction,
         *,
         timeout: float,
+        budget: RunBudget | None = None,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> CallOutcome:
-        """Run one call on this thread; every failure becomes a JSON-RPC error object."""
+        """Run one call on this thread; every failure becomes a JSON-RPC error object.
+
+        The result is copied to plain JSON here, on the call's clock: a result that is not
+        JSON (or nests too deeply) is the method's error, not the worker's."""
         found = self.methods.get(method)
         if found is None:
             error = {"code": METHOD_NOT_FOUND, "message": f"{self.name} has no method {method!r}."}
             return CallOutcome(error=error)
-        collector = PrintCollector()
+        collector = PrintCollector(max_output_bytes)
         self.prints.bind(collector)
-        self.context.bind(event or {}, emit)
+        self.context.bind(event or {}, emit, budget or RunBudget(DEFAULT_LIMITS))
         self.budget.deadline = time.monotonic() + timeout
         result: Any = None
         error_object: JSONObject | None = None
@@ -201,6 +209,14 @@ class MethodModule:
             result = found.function(bind_params(f"{self.name}.{method}", found.params, params))
             if isinstance(result, JSONRPCError):  # Scriptling's `return runtime.jsonrpc.error()`
                 error_object, result = result.to_dict(), None
+            elif not found.notification:
+                result = self._sendable(method, result)
+        except _Unsendable as exc:
+            error_object = {
+                "code": INTERNAL_ERROR,
+                "message": f"The method {method} failed: its result cannot be sent as JSON "
+                f"({exc}).",
+            }
         except JSONRPCError as exc:
             error_object = exc.to_dict()
         except CallCancelled:
@@ -215,6 +231,12 @@ class MethodModule:
         if found.notification:
             result = None
         return CallOutcome(result, error_object, collector.lines(), directives)
+
+    def _sendable(self, method: str, result: Any) -> Any:
+        try:
+            return plain_json(result, f"the result of {self.name}.{method}")
+        except (TypeError, ValueError) as exc:
+            raise _Unsendable(str(exc)) from None
 
     def _raised(self, method: str, error: ScriptError) -> JSONObject:
         where = f"{self.filename}:{error.line}" if error.line else self.filename

@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..types import JSONObject
-from .api import EmitBudget
+from .api import DEFAULT_LIMITS, RunBudget, RunLimits, over_limit_text
 from .method_api import timed_out
 from .method_runner import SERVER_ERROR, CallCancelled, CallOutcome, MethodModule
+from .runner import MAX_OUTPUT_BYTES
 from .worker import Channel, apply_limits, isolate
 
 __all__ = ["main"]
@@ -75,8 +76,10 @@ class SharedChannel(Channel):
         with self._write_lock:
             super().send_text(line)
 
-    def call(self, method: str, params: JSONObject) -> Any:
-        """A request to the runtime from a call thread; the reader thread hands us the answer."""
+    def call(self, method: str, params: JSONObject, raw: str = "") -> Any:
+        """A request to the runtime from a call thread; the reader thread hands us the answer.
+
+        `raw` is JSON text spliced into the params as the member `payload` (already encoded)."""
         request_id = f"w{next(self._counter)}"
         text = json.dumps(  # encoded first: a payload that is not JSON fails before any write
             {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params},
@@ -84,6 +87,8 @@ class SharedChannel(Channel):
             ensure_ascii=False,
             allow_nan=False,
         )
+        if raw:
+            text = f'{text[:-2]},"payload":{raw}}}}}'
         waiter = _Waiter()
         self._waiters[request_id] = waiter
         self.send_text(text + "\n")
@@ -112,7 +117,8 @@ class _Call:
     batch: bool
     timeout: float
     serial: bool
-    max_emits: int = 1000  # per call (each call of a batch has its own)
+    limits: RunLimits = DEFAULT_LIMITS  # per call (each call of a batch has its own budget)
+    max_output_bytes: int = MAX_OUTPUT_BYTES
     state: str = "queued"  # queued → running ⇄ talking → done; or cancelled / cancel_asked
     thread: int = 0
 
@@ -183,13 +189,18 @@ class Calls:
         try:
             try:
                 for index, (params, event) in enumerate(call.items):
-                    budget = EmitBudget(call.max_emits)
-                    emit = self._emitter(call, index, budget)
+                    budget = RunBudget(call.limits)
                     outcome = self.module.call(
-                        call.method, params, event, emit, timeout=call.timeout
+                        call.method,
+                        params,
+                        event,
+                        self._emitter(call, index),
+                        timeout=call.timeout,
+                        budget=budget,
+                        max_output_bytes=call.max_output_bytes,
                     )
-                    if budget.exceeded:  # failed, whatever the method did with the error
-                        outcome = self._over_budget(call, outcome)
+                    if budget.exceeded is not None:  # failed, whatever the method did with it
+                        outcome = self._over_budget(call, outcome, budget)
                     outcomes.append(outcome)
                     if outcome.error is not None or index == len(call.items) - 1:
                         break
@@ -219,22 +230,23 @@ class Calls:
             if asked:
                 raise CallCancelled()
 
-    def _emitter(self, call: _Call, index: int, budget: EmitBudget) -> Any:
-        def emit(event_type: str, payload: JSONObject) -> str:
-            budget.take()
-            params = {"call": call.id, "index": index, "type": event_type, "payload": payload}
-            answer = self._talk(call, lambda: self.channel.call("emit", params))
+    def _emitter(self, call: _Call, index: int) -> Any:
+        def emit(event_type: str, payload: str) -> str:
+            params = {"call": call.id, "index": index, "type": event_type}
+            answer = self._talk(call, lambda: self.channel.call("emit", params, payload))
             return str(answer["id"])
 
         return emit
 
-    def _over_budget(self, call: _Call, outcome: CallOutcome) -> CallOutcome:
-        limit = call.max_emits
+    def _over_budget(self, call: _Call, outcome: CallOutcome, budget: RunBudget) -> CallOutcome:
+        exceeded = budget.exceeded
+        assert exceeded is not None
+        setting, limit = exceeded.setting, exceeded.limit
         error: JSONObject = {
             "code": SERVER_ERROR,
-            "message": f"The method {self._name(call)} tried to emit more than {limit} events "
-            f"in one call (methods.max_emits = {limit}).",
-            "data": {"reason": "max_emits", "max_emits": limit},
+            "message": f"The method {self._name(call)} {over_limit_text(setting, limit)} "
+            f"in one call (methods.{setting} = {limit}).",
+            "data": {"reason": setting, setting: limit},
         }
         return CallOutcome(None, error, outcome.output, outcome.directives)
 
@@ -315,7 +327,8 @@ class MethodWorker:
                             isinstance(batch, list) and bool(batch),
                             float(params.get("timeout", 30.0)),
                             params["method"] in self.serial,
-                            int(params.get("max_emits", 1000)),
+                            RunLimits.from_params(params),
+                            int(params.get("max_output_bytes", MAX_OUTPUT_BYTES)),
                         )
                     )
                 elif method == "cancel":

@@ -33,6 +33,8 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no stubs
 
+from .plain import exact_float, exact_int, exact_str
+
 __all__ = ["SleepBudget", "build_modules"]
 
 
@@ -50,17 +52,25 @@ class _Template(string.Template):
 
     `string.Template` compiles a subclass's `pattern` / `idpattern` / `braceidpattern` with
     Python's backtracking `re` (scripts' own `re` is RE2), and a catastrophic one runs inside
-    one C call that no watchdog can interrupt. The delimiter is escaped before use: safe.
+    one C call that no watchdog can interrupt. So none of them may come from a script: not
+    from the subclass itself, nor from a mixin class it also inherits from. The delimiter is
+    escaped before use, which is safe for an exact `str` only: a str subclass could override
+    the `translate` that `re.escape` calls and hand back any pattern it likes.
     """
 
     def __init_subclass__(cls) -> None:
-        for name in ("pattern", "idpattern", "braceidpattern", "flags"):
-            if name in cls.__dict__:
-                raise TypeError(
-                    f"a string.Template subclass in a script cannot set {name}: it would run "
-                    "on Python's backtracking regex engine; change delimiter only, or use re "
-                    "(RE2) directly."
-                )
+        for klass in cls.__mro__:
+            if klass is not cls and issubclass(klass, string.Template):
+                continue  # this class itself, or one that passed this check when it was made
+            for name in ("pattern", "idpattern", "braceidpattern", "flags"):
+                if name in klass.__dict__:
+                    raise TypeError(
+                        f"a string.Template subclass in a script cannot set {name}: it would "
+                        "run on Python's backtracking regex engine; change delimiter only, or "
+                        "use re (RE2) directly."
+                    )
+        if type(cls.delimiter) is not str:
+            raise TypeError("a string.Template's delimiter must be a plain string")
         super().__init_subclass__()
 
 
@@ -85,8 +95,7 @@ class SleepBudget:
         self.deadline = float("inf")
 
     def sleep(self, seconds: float) -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise TypeError("time.sleep() takes a number of seconds")
+        seconds = exact_float(seconds, "time.sleep()'s argument")
         if seconds < 0:
             raise ValueError("sleep length must be non-negative")
         if time.monotonic() + seconds > self.deadline:
@@ -110,8 +119,17 @@ _KNOWN_FLAGS = IGNORECASE | MULTILINE | DOTALL
 _MAX_REGEX_MEMORY = 8 << 20
 
 
+def _compile_re(pattern: object, flags: object) -> Any:
+    """RE2's compile of an exact copy of what the script gave (see plain.py), cached."""
+    if isinstance(pattern, bytes):
+        exact: str | bytes = pattern if type(pattern) is bytes else bytes.__bytes__(pattern)
+    else:
+        exact = exact_str(pattern, "a regular expression")
+    return _compile_exact(exact, exact_int(flags, "the regex flags"))
+
+
 @functools.lru_cache(maxsize=512)
-def _compile_re(pattern: str | bytes, flags: int) -> Any:
+def _compile_exact(pattern: str | bytes, flags: int) -> Any:
     if flags & ~_KNOWN_FLAGS:
         raise RegexError("only the flags IGNORECASE, MULTILINE and DOTALL are supported")
     options = re2.Options()
@@ -124,12 +142,79 @@ def _compile_re(pattern: str | bytes, flags: int) -> Any:
     if flags & MULTILINE:
         pattern = ("(?m)" if isinstance(pattern, str) else b"(?m)") + pattern  # type: ignore[operator]
     try:
-        return re2.compile(pattern, options)
+        return Pattern(re2.compile(pattern, options))
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         raise RegexError(f"the pattern {pattern!r} is not supported: {reason}") from None
+
+
+def _text(value: object) -> str | bytes:
+    if isinstance(value, bytes):
+        return value if type(value) is bytes else bytes.__bytes__(value)
+    return exact_str(value, "the text to match")
+
+
+def _position(value: object) -> int | None:
+    return None if value is None else exact_int(value, "a position")
+
+
+class Pattern:
+    """A compiled RE2 pattern as scripts hold it: what they pass in is copied to exact types.
+
+    google-re2's wrapper measures a text with `len()` and encodes it with `.encode()` before
+    handing byte offsets to C++: a str subclass overriding those could make the two disagree.
+    """
+
+    __slots__ = ("_regexp",)
+
+    def __init__(self, regexp: Any) -> None:
+        self._regexp = regexp
+
+    @property
+    def pattern(self) -> str | bytes:
+        return self._regexp.pattern  # type: ignore[no-any-return]
+
+    @property
+    def groups(self) -> int:
+        return self._regexp.groups  # type: ignore[no-any-return]
+
+    @property
+    def groupindex(self) -> dict[str, int]:
+        return dict(self._regexp.groupindex)
+
+    def search(self, text: object, pos: object = None, endpos: object = None) -> Any:
+        return self._regexp.search(_text(text), _position(pos), _position(endpos))
+
+    def match(self, text: object, pos: object = None, endpos: object = None) -> Any:
+        return self._regexp.match(_text(text), _position(pos), _position(endpos))
+
+    def fullmatch(self, text: object, pos: object = None, endpos: object = None) -> Any:
+        return self._regexp.fullmatch(_text(text), _position(pos), _position(endpos))
+
+    def finditer(self, text: object, pos: object = None, endpos: object = None) -> Any:
+        return self._regexp.finditer(_text(text), _position(pos), _position(endpos))
+
+    def findall(self, text: object, pos: object = None, endpos: object = None) -> Any:
+        return self._regexp.findall(_text(text), _position(pos), _position(endpos))
+
+    def split(self, text: object, maxsplit: object = 0) -> Any:
+        return self._regexp.split(_text(text), exact_int(maxsplit, "maxsplit"))
+
+    def sub(self, repl: object, text: object, count: object = 0) -> Any:
+        return self._regexp.sub(_replacement(repl), _text(text), exact_int(count, "count"))
+
+    def subn(self, repl: object, text: object, count: object = 0) -> Any:
+        return self._regexp.subn(_replacement(repl), _text(text), exact_int(count, "count"))
+
+
+def _replacement(repl: object) -> Any:
+    if isinstance(repl, str | bytes):
+        return _text(repl)
+    if not callable(repl):
+        raise TypeError("the replacement must be a string or a function")
+    return lambda match: _text(repl(match))
 
 
 def _re_function(method: str) -> Callable[..., Any]:

@@ -34,6 +34,8 @@ from RestrictedPython.Guards import (
 )
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES, RestrictingNodeTransformer
 
+from .plain import exact_str
+
 __all__ = [
     "ALLOWED_MODULES",
     "METHOD_MODULES",
@@ -105,6 +107,7 @@ _MISSING_BUILTINS = {
     "exit": "exit() is not allowed; return from the script or raise an exception",
     "quit": "quit() is not allowed; return from the script or raise an exception",
     "help": "help() is not available to scripts",
+    "id": "id() is not available to scripts (it would reveal memory addresses)",
 }
 _FORMAT_METHODS = frozenset({"format", "format_map"})
 _EXCEPTION_ATTRIBUTES = frozenset({"obj", "with_traceback"})
@@ -283,8 +286,10 @@ def _syntax_violation(exc: SyntaxError) -> Violation:
 
 
 def _refuse_attribute(obj: object, name: object) -> str | None:
-    if not isinstance(name, str):
-        return "attribute names must be strings"
+    # Exactly `str`, checked before any method of the name is called: a subclass could
+    # override `startswith` to hide "__globals__" from the test below (see plain.py).
+    if type(name) is not str:
+        return "attribute names must be plain strings (not of a str subclass)"
     if name.startswith("_"):
         return f'"{name}" is an invalid attribute name because it starts with "_"'
     if name in INSPECT_ATTRIBUTES:
@@ -389,7 +394,6 @@ _PLAIN_BUILTINS = [
     "frozenset",
     "hash",
     "hex",
-    "id",
     "int",
     "isinstance",
     "issubclass",
@@ -421,13 +425,22 @@ _PLAIN_BUILTINS = [
 ]
 
 
-class PrintCollector:
-    """Collects what `print()` writes during one script run, capped so output stays small."""
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
-    def __init__(self, max_chars: int = 64 * 1024) -> None:
+
+class PrintCollector:
+    """Collects what `print()` writes during one run, capped as it arrives.
+
+    The cap holds for every write: the part of a write past `max_bytes` (UTF-8) is cut off
+    before it is kept, so one `print('x' * 10**8)` keeps `max_bytes`, not 100 MB, and the
+    output ends with a line saying it was truncated.
+    """
+
+    def __init__(self, max_bytes: int = 64 * 1024) -> None:
         self.parts: list[str] = []
         self.size = 0
-        self.max_chars = max_chars
+        self.max_bytes = max_bytes
         self.truncated = False
 
     def __call__(self, _getattr: object = None) -> PrintCollector:
@@ -436,11 +449,23 @@ class PrintCollector:
         return self
 
     def write(self, text: str) -> None:
-        if self.size >= self.max_chars:
-            self.truncated = True
+        if self.truncated:
             return
-        self.parts.append(text)
-        self.size += len(text)
+        text = exact_str(text, "printed text")
+        room = self.max_bytes - self.size
+        if len(text) * 4 <= room:  # fits even at four bytes a character
+            self.parts.append(text)
+            self.size += len(text) if text.isascii() else _utf8_length(text)
+            return
+        head = text[:room].encode("utf-8", "surrogatepass")  # O(room), however long `text` is
+        if len(text) <= room and len(head) <= room:
+            self.parts.append(text)
+            self.size += len(head)
+            return
+        self.truncated = True
+        kept = head[:room].decode("utf-8", "ignore")  # without a character cut in half
+        self.parts.append(kept)
+        self.size += _utf8_length(kept)
 
     def _call_print(self, *objects: object, **kwargs: Any) -> None:
         target = kwargs.get("file")
@@ -454,7 +479,7 @@ class PrintCollector:
         text = "".join(self.parts)
         lines = text.splitlines()
         if self.truncated:
-            lines.append(f"[output truncated at {self.max_chars} characters]")
+            lines.append(f"[output truncated at {self.max_bytes} bytes]")
         return lines
 
 

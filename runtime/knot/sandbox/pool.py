@@ -1,10 +1,16 @@
-"""A few sandbox workers shared by every script sink of a runtime.
+"""The sandbox workers of a runtime's script sinks: one process per sink, never shared.
 
-The delivery engine runs one delivery per sink at a time, so a sink needs a worker only while
-it delivers: `WorkerPool` lends workers out (one per core by default), preferring one that has
-the sink's script compiled already. A killed or dead worker is replaced in the background, so
-a warm spare is usually ready. One pool per runtime, created by its first script sink and
-closed by its last (`acquire_shared_pool` / `release_shared_pool`).
+A worker process serves one script sink for its whole life: the first delivery of a sink
+binds a worker to it, later deliveries reuse it (its compiled script, its module state), and
+no other sink's script ever runs in it. Whatever a script leaves behind in its process (a
+generator whose `finally` runs at the next garbage collection, a class registered with an ABC,
+a planted regex-cache entry) can therefore only ever meet that same sink's own later runs.
+The isolation between sinks is the process boundary, not a reset we would have to get right.
+
+Processes cost memory (about 10 MB each, idle), so at most `size` live at once (the setting
+`scripts.workers`, by default twice the cores but at least 8). When a sink needs a worker and
+none is free, the idle worker used longest ago is stopped to make room. One unbound spare is
+kept started, so a sink that gets a worker does not wait the ~50 ms a new interpreter takes.
 
 Scripts stuck in a loop hold their workers until `scripts.timeout`; with every worker held
 like that, an unrelated sink would wait just as long. So when every worker has been busy for
@@ -16,12 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 from .process import WorkerDied, WorkerProcess
 
-__all__ = ["WorkerPool", "acquire_shared_pool", "release_shared_pool", "shared_pool"]
+__all__ = [
+    "WorkerPool",
+    "acquire_shared_pool",
+    "default_size",
+    "release_shared_pool",
+    "shared_pool",
+]
 
 log = logging.getLogger("knot.sandbox")
 
@@ -29,35 +44,43 @@ GROW_AFTER = 0.5  # seconds every worker must have been busy before the pool gro
 RECHECK = 0.05  # seconds between looks while workers are starting
 
 
+def default_size() -> int:
+    """Live workers when `scripts.workers` is 0: enough for the sinks of most projects."""
+    return max(8, 2 * (os.cpu_count() or 1))
+
+
 class WorkerPool:
-    """Up to `size` workers shared by every script sink of one runtime."""
+    """Up to `size` workers, each bound to one sink of one runtime."""
 
     def __init__(self, *, size: int, memory_mb: int) -> None:
         self.size = max(1, size)
         self.memory_mb = memory_mb
-        self._idle: list[WorkerProcess] = []
-        self._busy: dict[WorkerProcess, float] = {}  # → when it was lent out (monotonic)
-        self._count = 0  # idle + busy + starting
-        self._starting = 0  # spares on their way (see warm)
+        self._bound: dict[str, WorkerProcess] = {}  # sink → its worker, idle or busy
+        self._owner: dict[WorkerProcess, str] = {}
+        self._idle: dict[WorkerProcess, float] = {}  # bound, not lent out → since when
+        self._busy: dict[WorkerProcess, float] = {}  # lent out → since when (monotonic)
+        self._spares: list[WorkerProcess] = []  # started, bound to nobody yet
+        self._count = 0  # bound + spares + starting
+        self._starting = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
         self.started = 0  # workers started over the pool's life (tests, status)
 
     def configure(self, *, size: int, memory_mb: int) -> None:
-        """New settings: idle workers with another memory limit are replaced as they are used."""
+        """New settings: workers with another memory limit are replaced as they are used."""
         self.size = max(1, size)
         self.memory_mb = memory_mb
 
+    # -- spares ---------------------------------------------------------------------------
+
     def warm(self) -> None:
-        """Start a spare worker in the background, if there is room for one."""
-        if self._closed or self._count >= self.size or self._idle:
+        """Start a spare worker in the background, if there is room and none is ready."""
+        if self._closed or self._spares or self._starting or self._count >= self.size:
             return
         self._count += 1
         self._starting += 1
-        task = asyncio.create_task(self._spawn_spare())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn_in_background(self._spawn_spare())
 
     async def _spawn_spare(self) -> None:
         try:
@@ -69,17 +92,22 @@ class WorkerPool:
             self._wake()
             return
         self._starting -= 1
-        if self._closed:
+        if self._closed or worker.memory_mb != self.memory_mb:
             self._count -= 1
             await worker.close()
             return
-        self._idle.append(worker)
+        self._spares.append(worker)
         self._wake()
 
     async def _spawn(self) -> WorkerProcess:
         worker = await WorkerProcess.spawn(memory_mb=self.memory_mb)
         self.started += 1
         return worker
+
+    def _spawn_in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _wake(self) -> None:
         while self._waiters:
@@ -88,90 +116,150 @@ class WorkerPool:
                 waiter.set_result(None)
                 return
 
-    async def acquire(self, script: str = "") -> WorkerProcess:
-        """An idle worker (preferring one that has `script` compiled), a new one, or a wait."""
+    # -- lending --------------------------------------------------------------------------
+
+    async def acquire(self, sink: str) -> WorkerProcess:
+        """The worker of `sink` (started for it if it has none), or a wait for one."""
         while True:
             if self._closed:
                 raise WorkerDied("the sandbox pool is closed")
-            while self._idle:
-                pick = next((w for w in self._idle if script in w.loaded), self._idle[-1])
-                self._idle.remove(pick)
-                if pick.alive and pick.memory_mb == self.memory_mb:
-                    self._busy[pick] = time.monotonic()
-                    return pick
-                self._retire(pick)
-            # A spare on its way is as good as a new worker, and ready sooner.
-            spare_coming = self._starting > len(self._waiters)
-            grow_in = None if spare_coming else self._grow_in()
-            if (self._count < self.size and not spare_coming) or grow_in == 0.0:
-                self._count += 1
-                try:
-                    worker = await self._spawn()
-                except BaseException:
-                    self._count -= 1
-                    self._wake()
-                    raise
-                self._busy[worker] = time.monotonic()
-                return worker
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                async with asyncio.timeout(grow_in):
-                    await waiter
-            except TimeoutError:  # every worker is still busy: look again, and grow
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # pass the wake-up on
-                raise
+            worker = self._bound.get(sink)
+            if worker is not None:
+                if worker in self._busy:  # another delivery of this sink (a test, a dry run)
+                    await self._wait(RECHECK)
+                    continue
+                if worker.alive and worker.memory_mb == self.memory_mb:
+                    self._idle.pop(worker, None)
+                    self._busy[worker] = time.monotonic()
+                    return worker
+                self._retire(worker)
+            worker = await self._new_worker()
+            if worker is None:
+                await self._wait(self._grow_in())
+                continue
+            if self._closed or sink in self._bound:  # closed, or raced by the same sink
+                self._count -= 1
+                self._spawn_in_background(worker.close())
+                continue
+            self._bind(sink, worker)
+            self._busy[worker] = time.monotonic()
+            self.warm()
+            return worker
+
+    async def _new_worker(self) -> WorkerProcess | None:
+        """A spare, or one started now (making room if needed); None: wait and look again."""
+        while self._spares:
+            spare = self._spares.pop()
+            if spare.alive and spare.memory_mb == self.memory_mb:
+                return spare
+            self._count -= 1
+            self._spawn_in_background(spare.close())
+        if self._starting > len(self._waiters):
+            return None  # a spare on its way is as good as a new worker, and ready sooner
+        if self._count >= self.size and self._idle:
+            oldest = min(self._idle, key=self._idle.__getitem__)
+            self._retire(oldest)  # its sink will get a fresh worker when it needs one
+        if self._count >= self.size and self._grow_in() != 0.0:
+            return None
+        self._count += 1
+        try:
+            return await self._spawn()
+        except BaseException:
+            self._count -= 1
+            self._wake()
+            raise
+
+    async def _wait(self, timeout: float | None) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:  # nothing changed: look again (and maybe grow)
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake()  # pass the wake-up on
+            raise
 
     def _grow_in(self) -> float | None:
         """Seconds until the pool may grow past `size` (None: not while things stay as they are)."""
         if self._count >= 2 * self.size:
             return None  # released or retired workers wake us
         if not self._busy or self._count > len(self._busy):
-            return RECHECK  # workers on their way: look again once they have started
+            return RECHECK  # workers on their way or idle: look again once things change
         youngest = max(self._busy.values())
         return max(0.0, youngest + GROW_AFTER - time.monotonic())
 
+    def _bind(self, sink: str, worker: WorkerProcess) -> None:
+        self._bound[sink] = worker
+        self._owner[worker] = sink
+
     def release(self, worker: WorkerProcess) -> None:
-        """Give a worker back after a request that ended normally."""
+        """Give a worker back after a request that ended normally; it stays its sink's."""
         self._busy.pop(worker, None)
-        extra = self._count > self.size and not self._waiters
-        if self._closed or not worker.alive or worker.memory_mb != self.memory_mb or extra:
+        if (
+            self._closed
+            or not worker.alive
+            or worker.memory_mb != self.memory_mb
+            or not self._owner.get(worker)  # its sink went away meanwhile
+            or self._count > self.size  # grown for stuck scripts: shrink back
+        ):
             self._retire(worker)
             return
-        self._idle.append(worker)
+        self._idle[worker] = time.monotonic()
         self._wake()
 
     def discard(self, worker: WorkerProcess) -> None:
-        """A worker that was killed or broke: drop it and start a replacement."""
+        """A worker that was killed or broke: drop it (its sink gets a fresh one next time)."""
         self._retire(worker)
         self.warm()
 
+    def forget(self, sink: str) -> None:
+        """`sink` is gone (removed, or replaced by a new version): stop its worker, now if
+        it is idle, or when it comes back."""
+        worker = self._bound.pop(sink, None)
+        if worker is None:
+            return
+        self._owner[worker] = ""
+        if worker not in self._busy:
+            self._retire(worker)
+
     def _retire(self, worker: WorkerProcess) -> None:
         self._busy.pop(worker, None)
+        self._idle.pop(worker, None)
+        sink = self._owner.pop(worker, None)
+        if sink and self._bound.get(sink) is worker:
+            del self._bound[sink]
         self._count -= 1
-        task = asyncio.create_task(worker.close())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn_in_background(worker.close())
         self._wake()
+
+    # -- status ---------------------------------------------------------------------------
 
     @property
     def workers(self) -> int:
         return self._count
 
+    def owners(self) -> dict[str, int]:
+        """Which sink each live worker serves: sink → pid."""
+        return {sink: worker.pid for sink, worker in self._bound.items()}
+
     def pids(self) -> list[int]:
-        """Process ids of the running workers, idle and busy."""
-        return sorted(w.pid for w in [*self._idle, *self._busy])
+        """Process ids of the running workers, bound and spare."""
+        return sorted(w.pid for w in [*self._owner, *self._spares])
 
     async def close(self) -> None:
         self._closed = True
-        idle, self._idle = self._idle, []
+        idle = [*self._idle, *self._spares]
+        self._idle.clear()
+        self._spares.clear()
         for worker in idle:
+            self._owner.pop(worker, None)
             self._count -= 1
             await worker.close()
+        self._bound = {s: w for s, w in self._bound.items() if w in self._busy}
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)

@@ -3,8 +3,8 @@
 `WorkerProcess` starts `knot.sandbox.worker` in a fresh interpreter (about 50 ms: it imports
 only the sandbox, not the runtime) and makes JSON-RPC requests to it. A request has a wall-
 clock budget; when it runs out the worker is SIGKILLed, the only way to stop a script stuck in
-one long C call. Requests the worker makes back (`emit`) are answered in between; the time the
-parent spends on them is not charged to the script.
+one long C call. Requests the worker makes back (`emit`) are answered in between, on the
+script's clock: a run that emits is charged for the time its events take to journal.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ class WorkerProcess:
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._stderr_task: asyncio.Task[None] | None = None
+        self.last_size = 0  # bytes of the last message read (what an emit weighs, at most)
 
     @property
     def pid(self) -> int:
@@ -156,7 +157,7 @@ class WorkerProcess:
         stdin = self.proc.stdin
         assert stdin is not None
         try:
-            stdin.write(text.encode() + b"\n")
+            stdin.write(text.encode("utf-8", "surrogatepass") + b"\n")
         except (ConnectionError, RuntimeError) as exc:
             self.broken = True
             raise WorkerDied(f"its input pipe is closed ({exc})") from None
@@ -167,8 +168,9 @@ class WorkerProcess:
         while not lines:
             await self._fill()
         line = lines.popleft()
+        self.last_size = len(line)
         try:
-            message: JSONObject = json.loads(line.decode())
+            message: JSONObject = json.loads(line.decode("utf-8", "surrogatepass"))
         except ValueError:
             self.broken = True
             self.kill()
@@ -235,8 +237,9 @@ class WorkerProcess:
         `params` may come JSON-encoded already (a str holding one object), which lets a caller
         splice in payloads it has as JSON text instead of encoding them again.
 
-        `timeout` is the budget for the worker's own time; it starts over at each `result`
-        notification (one event done) and stands still while `on_request` runs here.
+        `timeout` is the budget for each event a `run` handles: it starts over at each
+        `result` notification (one event done). It keeps running while `on_request` serves
+        the worker's own requests: the time an event's emits take is part of its run.
         """
         if not self.alive:
             raise WorkerDied("it had already stopped")
@@ -247,13 +250,13 @@ class WorkerProcess:
             f'{{"jsonrpc":"2.0","id":{request_id},"method":{json.dumps(method)},"params":{encoded}}}'
         )
         loop = asyncio.get_running_loop()
-        budget = timeout
-        timer = loop.call_later(budget, self._expire) if budget is not None else None
-        started = loop.time()
+        timer = loop.call_later(timeout, self._expire) if timeout is not None else None
         try:
             while True:
                 message = await self._read()
-                if message.get("id") == request_id and "method" not in message:
+                # An error without an id: the worker could not read what we sent (this is
+                # the only request it has from us).
+                if "method" not in message and message.get("id") in (request_id, None):
                     if "error" in message:
                         error = message["error"]
                         raise RemoteError(
@@ -271,17 +274,9 @@ class WorkerProcess:
                         on_notify(method_name, params_in)
                     if method_name == "result" and timer is not None and timeout is not None:
                         timer.cancel()
-                        budget, started = timeout, loop.time()
-                        timer = loop.call_later(budget, self._expire)
+                        timer = loop.call_later(timeout, self._expire)
                     continue
-                # A request from the worker: stop its clock while we answer.
-                if timer is not None and budget is not None:
-                    timer.cancel()
-                    budget -= loop.time() - started
                 await self._answer(message["id"], method_name, params_in, on_request)
-                if budget is not None:
-                    started = loop.time()
-                    timer = loop.call_later(max(budget, 0.0), self._expire)
         except RemoteError:
             raise
         except BaseException:

@@ -10,25 +10,31 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType, TracebackType
 
 from ..types import JSONObject
-from .api import EventContext, build_knot_module
+from .api import (
+    DEFAULT_LIMITS,
+    EmitFunction,
+    EventContext,
+    RunBudget,
+    RunLimits,
+    build_knot_module,
+)
 from .modules import SleepBudget, build_modules, warm_up
 from .policy import PrintCollector, Violation, compile_script, script_globals
 
-__all__ = ["RunOutcome", "ScriptError", "ScriptRunner", "describe_failure"]
+__all__ = ["MAX_OUTPUT_BYTES", "RunOutcome", "ScriptError", "ScriptRunner", "describe_failure"]
 
-EmitFunction = Callable[[str, JSONObject], str]
+MAX_OUTPUT_BYTES = 64 * 1024  # what `print` may write in one run, by default
 
 
 @dataclass(frozen=True, slots=True)
 class ScriptError:
-    kind: str  # "exception", "memory", "recursion", "emits" (past max_emits)
+    kind: str  # "exception", "memory", "recursion", "limit" (past a RunLimits setting)
     type: str  # the exception class name
-    message: str
+    message: str  # for "limit": the setting (max_emits, ...)
     line: int  # the script line it was raised at (0 when unknown)
 
     def to_dict(self) -> JSONObject:
@@ -81,11 +87,19 @@ class ScriptRunner:
         return ()
 
     def run_one(
-        self, name: str, event: JSONObject, emit: EmitFunction, *, timeout: float
+        self,
+        name: str,
+        event: JSONObject,
+        emit: EmitFunction,
+        *,
+        timeout: float,
+        limits: RunLimits = DEFAULT_LIMITS,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> RunOutcome:
         loaded = self.scripts[name]
-        collector = PrintCollector()
-        self.context.bind(event, emit)
+        collector = PrintCollector(max_output_bytes)
+        budget = RunBudget(limits)
+        self.context.bind(event, emit, budget)
         self.budget.deadline = time.monotonic() + timeout
         namespace = self.namespace.copy()
         namespace["_print_"] = collector
@@ -98,10 +112,19 @@ class ScriptRunner:
             self.budget.deadline = float("inf")
         directives = self.context.directives
         self.context.bind({}, _unbound_emit)
+        if budget.exceeded is not None:  # failed, whatever the script did with the error
+            error = over_limit(budget, error)
         return RunOutcome(collector.lines(), directives, error)
 
 
-def _unbound_emit(event_type: str, payload: JSONObject) -> str:
+def over_limit(budget: RunBudget, error: ScriptError | None) -> ScriptError:
+    """The run failed on a limit of its budget, whatever the script did with the error."""
+    assert budget.exceeded is not None
+    line = error.line if error is not None else 0
+    return ScriptError("limit", "RunLimitReached", budget.exceeded.setting, line)
+
+
+def _unbound_emit(event_type: str, payload: str) -> str:
     raise RuntimeError("knot.event.emit() is only available while a script handles an event")
 
 

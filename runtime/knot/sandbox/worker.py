@@ -26,18 +26,24 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ..types import JSONObject
-from .api import EmitBudget
-from .runner import RunOutcome, ScriptError, ScriptRunner, set_recursion_limit
+from .api import RunLimits
+from .runner import MAX_OUTPUT_BYTES, ScriptRunner, set_recursion_limit
 
-__all__ = ["RECURSION_LIMIT", "Channel", "apply_limits", "isolate", "main"]
+__all__ = ["RECURSION_LIMIT", "Channel", "apply_limits", "isolate", "main", "request_id_of"]
 
 RECURSION_LIMIT = 400  # frames, the worker's own few included
+# Decoding a message from the runtime recurses once per nesting level. Ingress keeps JSON
+# within MAX_JSON_DEPTH (100) levels, but a frame must never end the worker: it is decoded
+# under a higher limit, and one that is still too deep is answered as a parse error.
+DECODE_RECURSION_LIMIT = 2000
+PARSE_ERROR = -32700
 MAX_OPEN_FILES = 16
 UNKNOWN_SCRIPT = -32002
 SCRIPT_REJECTED = -32001
@@ -59,7 +65,9 @@ class Channel:
         self.send_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\n")
 
     def send_text(self, line: str) -> None:
-        view = memoryview(line.encode())
+        # surrogatepass: a lone surrogate a script put in a string must not end the worker;
+        # the runtime reads it back the same way, as JSON over HTTP would give it.
+        view = memoryview(line.encode("utf-8", "surrogatepass"))
         while view:
             written = os.write(self.out_fd, view)
             view = view[written:]
@@ -77,17 +85,37 @@ class Channel:
         self.send({"jsonrpc": "2.0", "id": request_id, "error": error})
 
     def receive(self) -> JSONObject | None:
-        line = self.stdin.readline()
-        if not line:
-            return None
-        message: JSONObject = json.loads(line)
-        return message
+        """The next message from the runtime; one that cannot be decoded is answered with a
+        parse error (for the request it was, when its id can be read) and skipped."""
+        while True:
+            line = self.stdin.readline()
+            if not line:
+                return None
+            limit = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(limit, DECODE_RECURSION_LIMIT))
+            try:
+                message = json.loads(line.decode("utf-8", "surrogatepass"))
+            except (ValueError, RecursionError, MemoryError) as exc:
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+                self.fail(request_id_of(line), PARSE_ERROR, f"the message cannot be read: {reason}")
+                continue
+            finally:
+                sys.setrecursionlimit(limit)
+            if isinstance(message, dict):
+                return message
 
-    def call(self, method: str, params: JSONObject) -> Any:
-        """A request to the parent, answered before anything else arrives."""
+    def call(self, method: str, params: JSONObject, raw: str = "") -> Any:
+        """A request to the parent, answered before anything else arrives.
+
+        `raw` is JSON text spliced into the params as the member `payload` (already encoded)."""
         self._next_id += 1
         request_id = f"w{self._next_id}"
-        self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        encoded = json.dumps(params, separators=(",", ":"), ensure_ascii=False)
+        if raw:
+            encoded = f'{encoded[:-1]},"payload":{raw}}}' if params else f'{{"payload":{raw}}}'
+        self.send_text(
+            f'{{"jsonrpc":"2.0","id":"{request_id}","method":"{method}","params":{encoded}}}\n'
+        )
         reply = self.receive()
         if reply is None:
             raise SystemExit(0)  # the parent went away mid-call
@@ -147,26 +175,18 @@ class Worker:
             return
         name = params["name"]
         timeout = float(params.get("timeout", 5.0))
-        max_emits = int(params.get("max_emits", DEFAULT_MAX_EMITS))
+        limits = RunLimits.from_params(params)
+        max_output = int(params.get("max_output_bytes", MAX_OUTPUT_BYTES))
         events: Sequence[JSONObject] = params["events"]
         for index, event in enumerate(events):
-            budget = EmitBudget(max_emits)
 
-            def emit(
-                event_type: str,
-                payload: JSONObject,
-                index: int = index,
-                budget: EmitBudget = budget,
-            ) -> str:
-                budget.take()
-                result = self.channel.call(
-                    "emit", {"index": index, "type": event_type, "payload": payload}
-                )
+            def emit(event_type: str, payload: str, index: int = index) -> str:
+                result = self.channel.call("emit", {"index": index, "type": event_type}, payload)
                 return str(result["id"])
 
-            outcome = self.runner.run_one(name, event, emit, timeout=timeout)
-            if budget.exceeded:
-                outcome = over_budget(outcome, budget)
+            outcome = self.runner.run_one(
+                name, event, emit, timeout=timeout, limits=limits, max_output_bytes=max_output
+            )
             if outcome.error is not None:
                 self.channel.respond(request_id, {"failed_at": index, **outcome.to_dict()})
                 return
@@ -179,11 +199,13 @@ class Worker:
         self.channel.respond(request_id, {"failed_at": None})
 
 
-def over_budget(outcome: RunOutcome, budget: EmitBudget) -> RunOutcome:
-    """The run failed on its emits, whatever the script did with the error afterwards."""
-    line = outcome.error.line if outcome.error is not None else 0
-    error = ScriptError("emits", "EmitLimitReached", f"more than {budget.limit} emits", line)
-    return RunOutcome(outcome.output, outcome.directives, error)
+_REQUEST_ID = re.compile(rb'\{"jsonrpc":"2\.0","id":(\d{1,18}),')
+
+
+def request_id_of(line: bytes) -> int | None:
+    """The id of a request the runtime framed (it always starts the same way), or None."""
+    match = _REQUEST_ID.match(line)
+    return int(match.group(1)) if match else None
 
 
 def _die_with_parent(parent: int) -> None:

@@ -10,8 +10,8 @@ attempt: the engine retries it and, in the end, audits "Event Sink Script Failed
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-import os
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -21,8 +21,9 @@ from .._config import ScriptSettings
 from .._events import Event
 from .._exceptions import KnotError, ScriptFailed
 from .._sinkspec import SinkSpec
+from ..sandbox.api import LIMIT_SETTINGS, over_limit_text
 from ..sandbox.policy import check_source
-from ..sandbox.pool import WorkerPool, acquire_shared_pool, release_shared_pool
+from ..sandbox.pool import WorkerPool, acquire_shared_pool, default_size, release_shared_pool
 from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
 from ..sandbox.worker import RECURSION_LIMIT
 from ..types import JSONObject
@@ -35,7 +36,10 @@ OUTPUT_KEPT = 20  # recent output lines a sink's status shows
 
 
 def pool_size(settings: ScriptSettings) -> int:
-    return settings.workers or os.cpu_count() or 1
+    return settings.workers or default_size()
+
+
+_instances = itertools.count(1)
 
 
 def encode_event(event: Event) -> str:
@@ -71,6 +75,9 @@ class ScriptSink(Sink):
         self.digest = hashlib.sha256(self.source.encode()).hexdigest()[:20]
         self.recent: deque[str] = deque(maxlen=OUTPUT_KEPT)
         self._pool: WorkerPool | None = None
+        # This sink object's own worker: a new version of the script (a new object) gets a
+        # fresh process, so not even an old version of the same file shares one with it.
+        self.worker_key = f"{spec.name}#{next(_instances)}"
 
     @classmethod
     def validate(cls, spec: SinkSpec) -> list[str]:
@@ -98,6 +105,7 @@ class ScriptSink(Sink):
 
     async def close(self) -> None:
         if self._pool is not None and self.host is not None:
+            self._pool.forget(self.worker_key)
             self._pool = None
             await release_shared_pool(self.host)
 
@@ -134,7 +142,8 @@ class ScriptSink(Sink):
         settings = self.settings
         pool.configure(size=pool_size(settings), memory_mb=settings.memory_mb)
         results: list[DeliveryResult | None] = []
-        emits: dict[int, int] = {}  # per event; the worker counts too, this holds if it lies
+        # Per event, what was emitted: the worker keeps count too, this holds if it lies.
+        emits: dict[int, tuple[int, int]] = {}
 
         def on_notify(method: str, params: JSONObject) -> None:
             if method == "result":
@@ -145,9 +154,14 @@ class ScriptSink(Sink):
                 raise KnotError(f"{method} is not available to sink scripts.")
             index = int(params["index"])
             parent = events[index]
-            emits[index] = emits.get(index, 0) + 1
-            if emits[index] > settings.max_emits:
+            count, size = emits.get(index, (0, 0))
+            emits[index] = count, size = count + 1, size + worker.last_size
+            if count > settings.max_emits:
                 raise KnotError(f"More than {settings.max_emits} emits (scripts.max_emits).")
+            if size > settings.max_emit_bytes + 1024 * count:  # the frame's own bytes
+                raise KnotError(
+                    f"More than {settings.max_emit_bytes} bytes emitted (scripts.max_emit_bytes)."
+                )
             payload = params.get("payload")
             event_id = await host.emit_child(
                 parent, str(params.get("type")), payload if isinstance(payload, dict) else {}
@@ -155,7 +169,7 @@ class ScriptSink(Sink):
             return {"id": event_id}
 
         try:
-            worker = await pool.acquire(self.name)
+            worker = await pool.acquire(self.worker_key)
         except WorkerDied as exc:
             return BatchResult([], 0, f"The sandbox has no worker for {self.path}: {exc.how}")
         source = ""
@@ -163,7 +177,7 @@ class ScriptSink(Sink):
             source = f',"source":{json.dumps(self.source)},"filename":{json.dumps(self.path)}'
         params = (
             f'{{"name":{json.dumps(self.name)},"hash":"{self.digest}",'
-            f'"timeout":{float(settings.timeout)!r},"max_emits":{int(settings.max_emits)}'
+            f'"timeout":{float(settings.timeout)!r}{settings.limit_members()}'
             f'{source},"events":[{",".join(encoded)}]}}'
         )
         try:
@@ -215,9 +229,10 @@ class ScriptSink(Sink):
         if not params.get("output") and not params.get("directives"):
             return None
         lines = self._output(event, params.get("output") or [])
+        kept = (params.get("directives") or [])[: self.settings.max_directives]
         directives = tuple(
             Directive(str(d.get("name", "")), dict(d.get("options") or {}), sink=self.name)
-            for d in params.get("directives") or []
+            for d in kept
         )
         return DeliveryResult(directives=directives, output=lines)
 
@@ -238,11 +253,12 @@ class ScriptSink(Sink):
                 f"The script {where} ran out of memory "
                 f"(scripts.memory_mb = {self.settings.memory_mb})."
             )
-        if kind == "emits":
-            limit = self.settings.max_emits
+        if kind == "limit":
+            setting = str(error.get("message") or "")
+            limit = int(getattr(self.settings, setting)) if setting in LIMIT_SETTINGS else 0
             return (
-                f"The script {where} tried to emit more than {limit} events while handling one "
-                f"event (scripts.max_emits = {limit})."
+                f"The script {where} {over_limit_text(setting, limit)} while handling one "
+                f"event (scripts.{setting} = {limit})."
             )
         if kind == "recursion":
             return (
