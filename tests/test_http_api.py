@@ -221,3 +221,31 @@ def test_nan_in_a_body_is_not_json(http: httpx.Client) -> None:
     r = http.post("/event", content=b'{"type": "x", "payload": {"n": NaN}}')
     assert r.status_code == 400
     assert r.json() == {"error": "The request body is not valid JSON: NaN is not a JSON value."}
+
+
+def test_a_lone_surrogate_is_not_text_and_breaks_nothing(http: httpx.Client) -> None:
+    # It once reached SQLite, which could not encode it: 500, and the whole write batch lost.
+    r = http.post("/event", content=b'{"type": "x", "payload": {"a": "\\ud800"}}')
+    assert r.status_code == 400
+    assert "lone surrogate" in r.json()["error"]
+    pair = http.post("/event", content=b'{"type": "x", "payload": {"a": "\\ud83d\\ude00"}}')
+    assert pair.status_code == 202  # a surrogate pair is one character, and welcome
+
+
+@pytest.mark.parametrize("route", ["/event", "/json-rpc", "/api/event-sinks"])
+def test_json_nested_past_the_limit_is_refused_and_the_connection_lives(
+    http: httpx.Client, route: str
+) -> None:
+    deep = "[" * 3000 + "]" * 3000
+    r = http.post(route, content=f'{{"type": "x", "payload": {{"n": {deep}}}}}'.encode())
+    if route == "/json-rpc":
+        assert r.status_code == 200
+        assert r.json()["error"]["code"] == -32700
+    else:
+        assert r.status_code == 400, r.text
+        assert "nests deeper than 100 levels" in r.json()["error"]
+    assert http.get("/healthz").status_code == 200  # the same keep-alive connection
+    shallow = "[" * 98 + "]" * 98  # with the body's two objects: 100 levels, the most allowed
+    ok = http.post("/event", content=f'{{"type": "x", "payload": {{"n": {shallow}}}}}'.encode())
+    assert ok.status_code == 202
+    assert http.post("/event", json={"type": "x", "payload": {"n": [[[]]] * 2}}).status_code == 202

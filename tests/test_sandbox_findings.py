@@ -448,3 +448,28 @@ def test_id_is_refused_at_load_time() -> None:
     (violation,) = check_source("x = id(object())\n")
     assert violation.rule == "id() is not available to scripts (it would reveal memory addresses)"
     assert check_source("id = 'mine'\nprint(id)\n") == ()
+
+
+# -- found by hand: text that is not text ---------------------------------------------------------
+
+
+async def test_lone_surrogates_from_a_script_end_nothing(tmp_path: Path) -> None:
+    body = (
+        "import knot.event\nprint('lone \\ud800 here')\n"
+        "try:\n    knot.event.emit('child', {'a': '\\ud800'})\nexcept ValueError as e:\n"
+        "    print('emit:', e)\n"
+        "try:\n    knot.event.directive('d', {'x': '\\udfff'})\nexcept TypeError as e:\n"
+        "    print('directive:', e)\n"
+    )
+    async with Runtime(tmp_path, config=config()) as rt:
+        await add_script(rt, tmp_path / "s", "odd", "*", body)
+        outcome = await run_once(rt, "x", "odd")
+        assert outcome.status is DeliveryStatus.DELIVERED, outcome.error
+        assert outcome.result.output == (
+            "lone \ufffd here",
+            "emit: the emitted payload holds a lone surrogate, which is not text",
+            "directive: the directive's options are not JSON: the directive holds a lone "
+            "surrogate, which is not text",
+        )
+        with pytest.raises(Exception, match="lone surrogate"):
+            await rt.emit("direct", {"a": "\ud800"})

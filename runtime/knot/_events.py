@@ -31,6 +31,7 @@ __all__ = [
     "check_type",
     "decode_json",
     "encode_payload",
+    "is_text",
     "json_kind",
     "loads_json",
     "nests_too_deeply",
@@ -310,6 +311,12 @@ def encode_payload(
             "the limit for JSON in knot.",
             event_type=event_type,
         )
+    if not encoded.isascii() and not is_text(encoded):
+        raise EventError(
+            "The payload holds a lone surrogate (a \\ud800-\\udfff escape without its pair), "
+            "which is not text.",
+            event_type=event_type,
+        )
     size = len(encoded.encode()) if len(encoded) * 4 > max_bytes else len(encoded)
     if size > max_bytes:
         raise EventError(
@@ -317,6 +324,16 @@ def encode_payload(
             event_type=event_type,
         )
     return payload, encoded
+
+
+def is_text(text: str) -> bool:
+    """Whether `text` is valid Unicode (no lone surrogate, which JSON can escape but nothing
+    downstream can store, send or print)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def nests_too_deeply(value: Any, text: str, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -398,11 +415,17 @@ def loads_json(text: str | bytes, *, finite: bool = False) -> Any:
             value = json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise TooDeep() from None
-    if isinstance(value, dict | list) and nests_too_deeply(
-        value, text if isinstance(text, str) else text.decode("utf-8", "replace")
-    ):
+    source = text if isinstance(text, str) else text.decode("utf-8", "replace")
+    if isinstance(value, dict | list) and nests_too_deeply(value, source):
         raise TooDeep()
+    if not source.isascii() and not is_text(source):  # a str with raw surrogates (argv)
+        raise NotJSON("it is not valid Unicode text")
+    if _SURROGATE_ESCAPE.search(source) and not is_text(json.dumps(value, ensure_ascii=False)):
+        raise NotJSON("it holds a lone surrogate (a \\ud800-\\udfff escape without its pair)")
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def decode_json(body: bytes, *, what: str = "The request body") -> Any:

@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from ..types import JSONObject
-from .plain import exact_str, plain_json
+from .plain import check_text, exact_str, plain_json
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -236,7 +236,7 @@ def build_knot_module(ctx: EventBinding) -> ModuleType:
         return data() if event_type().startswith("custom.") else {}
 
     def emit(event_type: str, payload: JSONObject | None = None) -> str:
-        event_type = exact_str(event_type, "knot.event.emit()'s event type")
+        event_type = check_text(exact_str(event_type, "knot.event.emit()'s event type"), "it")
         if payload is None:
             payload = {}
         if not isinstance(payload, dict):
@@ -246,7 +246,7 @@ def build_knot_module(ctx: EventBinding) -> ModuleType:
         return ctx.emit(event_type, encoded)
 
     def directive(name: str, options: JSONObject | None = None) -> None:
-        name = exact_str(name, "knot.event.directive()'s name")
+        name = check_text(exact_str(name, "knot.event.directive()'s name"), "the name")
         if not name:
             raise TypeError("knot.event.directive() needs a non-empty name")
         if options is None:
@@ -254,7 +254,7 @@ def build_knot_module(ctx: EventBinding) -> ModuleType:
         if not isinstance(options, dict):
             raise TypeError("knot.event.directive() needs the options as a dict")
         try:
-            plain = plain_json(options, "the directive's options")
+            plain = plain_json(options, "the directive")
         except (TypeError, ValueError) as exc:
             raise TypeError(f"the directive's options are not JSON: {exc}") from None
         ctx.budget.take_directive(_size(name) + _size(_encode(plain)))

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..types import MAX_JSON_DEPTH
 
-__all__ = ["exact_float", "exact_int", "exact_str", "plain_json"]
+__all__ = ["check_text", "exact_float", "exact_int", "exact_str", "plain_json"]
 
 
 def _kind(value: object) -> str:
@@ -60,11 +60,23 @@ def exact_float(value: object, what: str) -> float:
     raise TypeError(f"{what} must be a number, not {_kind(value)}")
 
 
+def check_text(text: str, what: str) -> str:
+    """`text` itself, or ValueError when it holds a lone surrogate: JSON can escape one, but it
+    is not text, and nothing downstream (the store, HTTP answers, a terminal) could encode it."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} holds a lone surrogate, which is not text") from None
+    return text
+
+
 def plain_json(value: object, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """A copy of `value` made of exact dict, list, str, int, float, bool and None.
 
     Tuples become lists. Raises TypeError for anything JSON cannot hold (a set, a function,
-    a non-string key) and ValueError for NaN or infinity or nesting deeper than `max_depth`.
+    a non-string key) and ValueError for NaN or infinity, a lone surrogate in a string, or
+    nesting deeper than `max_depth`.
     """
     root: list[Any] = [None]
     stack: list[tuple[Any, Any, Any, int]] = [(value, root, 0, 0)]
@@ -75,7 +87,7 @@ def plain_json(value: object, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> 
         if item is None or kind is bool:
             copy = item
         elif issubclass(kind, str):
-            copy = item if kind is str else str.__str__(item)
+            copy = check_text(item if kind is str else str.__str__(item), what)
         elif issubclass(kind, int):
             copy = item if kind is int else int.__int__(item)
         elif issubclass(kind, float):
@@ -90,7 +102,7 @@ def plain_json(value: object, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> 
                 for key, member in dict.items(item):
                     if not isinstance(key, str):
                         raise TypeError(f"{what} has a key that is not a string: {_kind(key)}")
-                    name = key if type(key) is str else str.__str__(key)
+                    name = check_text(key if type(key) is str else str.__str__(key), what)
                     copy[name] = None
                     stack.append((member, copy, name, depth + 1))
             else:

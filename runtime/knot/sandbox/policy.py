@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import builtins
 import operator
+import re
 import sys
 import weakref
 from collections import deque
@@ -425,6 +426,9 @@ _PLAIN_BUILTINS = [
 ]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _utf8_length(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
@@ -477,6 +481,8 @@ class PrintCollector:
 
     def lines(self) -> list[str]:
         text = "".join(self.parts)
+        if not text.isascii():  # a lone surrogate is not text: shown as U+FFFD
+            text = _SURROGATE.sub("\ufffd", text)
         lines = text.splitlines()
         if self.truncated:
             lines.append(f"[output truncated at {self.max_bytes} bytes]")
