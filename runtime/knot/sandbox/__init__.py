@@ -4,7 +4,8 @@
     modules.py   the modules a script may import, rebuilt from safe public names
     api.py       `knot.event` as scripts see it
     runner.py    runs compiled scripts on events (inside a worker)
-    worker.py    the worker process: rlimits + JSON-RPC over stdin/stdout
+    worker.py    the worker process: JSON-RPC over stdin/stdout
+    wall.py      the workers' OS-level wall: descriptors, environment, Landlock, rlimits, seccomp
     process.py   the parent's side of one worker: requests, deadlines, SIGKILL
     pool.py      workers shared by a runtime's script sinks
     loader.py    a sink script's header and name, checked: `load_script` (and method scripts')

@@ -15,13 +15,14 @@ It speaks newline-delimited JSON-RPC 2.0 with the runtime over stdin/stdout, bot
 error: {code, message, data}, output?, directives?}: the method's own JSON-RPC outcome; a batch
 answers {results: [outcome, ...]}, stopping after the first that failed.
 
-Threads: the main thread reads the pipe; calls run on a fixed set of threads started before
-the rlimits apply (RLIMIT_NPROC = 0 forbids new ones later). A serial method runs one call at a
-time, the others waiting here in arrival order; concurrent methods take any free thread (up
-to `--threads` at once). A call past its time is cancelled by raising CallCancelled in its
-thread (PyThreadState_SetAsyncExc) while it runs script code, never while it talks to the
-runtime; one stuck in a single C call does not notice, and the runtime kills the worker after
-a grace period. Limits otherwise as `worker.py`.
+Threads: the main thread reads the pipe; calls run on a fixed set of threads started after
+Landlock is up (it confines only threads started after it) and before seccomp and the rlimits
+(RLIMIT_NPROC = 0 forbids new ones later): `wall.lockdown(start_threads=...)`. A serial
+method runs one call at a time, the others waiting here in arrival order; concurrent methods
+take any free thread (up to `--threads` at once). A call past its time is cancelled by
+raising CallCancelled in its thread (PyThreadState_SetAsyncExc) while it runs script code,
+never while it talks to the runtime; one stuck in a single C call does not notice, and the
+runtime kills the worker after a grace period. Limits otherwise as `worker.py`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from .api import DEFAULT_LIMITS, RunBudget, RunLimits, over_limit_text
 from .method_api import timed_out
 from .method_runner import SERVER_ERROR, CallCancelled, CallOutcome, MethodModule
 from .runner import MAX_OUTPUT_BYTES
-from .worker import Channel, apply_limits, isolate
+from .wall import lockdown
+from .worker import Channel, announce, isolate
 
 __all__ = ["main"]
 
@@ -141,7 +143,11 @@ class Calls:
         self.calls: dict[Any, _Call] = {}
         self.busy: set[str] = set()  # serial methods with a call on a thread
         self.waiting: dict[str, deque[_Call]] = {}
-        for n in range(max(1, threads)):
+        self.threads = max(1, threads)
+
+    def start(self) -> None:
+        """Start the call threads (once the walls they must be inside are up)."""
+        for n in range(self.threads):
             threading.Thread(target=self._work, name=f"call-{n}", daemon=True).start()
 
     def submit(self, call: _Call) -> None:
@@ -374,11 +380,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out_fd = isolate(args.parent)
     module = MethodModule()
-    module.warm_up()
     channel = SharedChannel(out_fd)
-    worker = MethodWorker(channel, module, args.threads)  # its threads start before the limits
-    apply_limits(args.memory_mb)
-    channel.notify("ready", {"pid": os.getpid()})
+    worker = MethodWorker(channel, module, args.threads)
+    walls = lockdown(
+        memory_mb=args.memory_mb,
+        keep_fds=(out_fd,),
+        warm_up=module.warm_up,
+        start_threads=worker.calls.start,  # inside Landlock, before seccomp and RLIMIT_NPROC
+    )
+    announce(channel, walls)
     try:
         worker.serve()
     except MemoryError:

@@ -1,7 +1,9 @@
 """One sandbox worker process, seen from the runtime: start it, make requests, kill it.
 
 `WorkerProcess` starts `knot.sandbox.worker` in a fresh interpreter (about 50 ms: it imports
-only the sandbox, not the runtime) and makes JSON-RPC requests to it. A request has a wall-
+only the sandbox, not the runtime), with a tiny environment of its own and `/` as its working
+folder, and makes JSON-RPC requests to it. The worker walls itself in (`wall.py`) and says
+which walls are up; a missing one is logged once per runtime. A request has a wall-
 clock budget; when it runs out the worker is SIGKILLed, the only way to stop a script stuck in
 one long C call. Requests the worker makes back (`emit`) are answered in between, on the
 script's clock: a run that emits is charged for the time its events take to journal.
@@ -17,13 +19,22 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..types import JSONObject
+from .wall import WORKER_ENV_NAMES
 
-__all__ = ["RemoteError", "WorkerBlocked", "WorkerDied", "WorkerProcess", "WorkerTimeout"]
+__all__ = [
+    "WORKER_FLAGS",
+    "RemoteError",
+    "WorkerBlocked",
+    "WorkerDied",
+    "WorkerProcess",
+    "WorkerTimeout",
+    "worker_env",
+]
 
 log = logging.getLogger("knot.sandbox")
 
@@ -37,6 +48,11 @@ _BOOT = (
     "sys.modules['knot'] = pkg; "
     "sys.exit(importlib.import_module(sys.argv[2]).main(sys.argv[3:]))"
 )
+
+# Isolated mode (no PYTHON* variables, no user site, no script folder on sys.path) and UTF-8
+# whatever the (absent) locale variables say.
+WORKER_FLAGS = ("-I", "-X", "utf8")
+_missing_walls_logged = False
 
 RequestHandler = Callable[[str, JSONObject], Awaitable[Any]]
 NotifyHandler = Callable[[str, JSONObject], None]
@@ -72,10 +88,32 @@ class RemoteError(Exception):
         self.data = data
 
 
+def worker_env() -> dict[str, str]:
+    """A worker's whole environment: none of the runtime's variables (tokens, KNOT_*, cloud
+    credentials, the store's path) but the few an interpreter may need (`WORKER_ENV_NAMES`)."""
+    return {name: os.environ[name] for name in WORKER_ENV_NAMES if name in os.environ}
+
+
+def _log_missing_walls(missing: Mapping[str, str]) -> None:
+    """Once per runtime: a layer of the OS wall could not be raised on this machine."""
+    global _missing_walls_logged
+    if not missing or _missing_walls_logged:
+        return
+    _missing_walls_logged = True
+    reasons = "; ".join(f"{layer} ({why})" for layer, why in missing.items())
+    log.warning(
+        "sandbox workers run without part of their OS wall, the scripts' last line of "
+        "defence after RestrictedPython: %s (see SECURITY.md, 'What a script can reach')",
+        reasons,
+    )
+
+
 class WorkerProcess:
     def __init__(self, proc: asyncio.subprocess.Process, memory_mb: int) -> None:
         self.proc = proc
         self.memory_mb = memory_mb
+        self.walls: tuple[str, ...] = ()  # the OS-level layers the worker reported up
+        self.missing_walls: dict[str, str] = {}  # requested layers that are not, and why
         self.loaded: dict[str, str] = {}  # script name → the version (hash) it has compiled
         self.broken = False
         self._next_id = 0
@@ -100,9 +138,9 @@ class WorkerProcess:
         cls, *, memory_mb: int, module: str = "worker", args: tuple[str, ...] = ()
     ) -> WorkerProcess:
         """Start `knot.sandbox.<module>` (`worker`, or `method_worker` for method scripts)."""
-        proc = await asyncio.create_subprocess_exec(
+        command = (
             sys.executable,
-            "-I",
+            *WORKER_FLAGS,
             "-c",
             _BOOT,
             _KNOT_DIR,
@@ -112,9 +150,28 @@ class WorkerProcess:
             "--parent",
             str(os.getpid()),
             *args,
+        )
+        return await cls.launch(command, memory_mb=memory_mb)
+
+    @classmethod
+    async def launch(
+        cls,
+        command: Sequence[str],
+        *,
+        memory_mb: int,
+        env: Mapping[str, str] | None = None,
+        cwd: str = "/",
+    ) -> WorkerProcess:
+        """Start `command` as a worker and wait for its `ready` (`spawn` builds knot's own
+        command lines; tests launch probes that boot the same way). `env` defaults to
+        `worker_env()`; the working folder is `/`, far from the project and its store."""
+        proc = await asyncio.create_subprocess_exec(
+            *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=worker_env() if env is None else dict(env),
+            cwd=cwd,
             start_new_session=True,  # a Ctrl-C in the terminal is the runtime's to handle
         )
         worker = cls(proc, memory_mb)
@@ -128,6 +185,11 @@ class WorkerProcess:
         if ready.get("method") != "ready":
             worker.kill()
             raise WorkerDied(f"the sandbox worker said {ready!r} instead of ready")
+        params = ready.get("params") or {}
+        worker.walls = tuple(str(layer) for layer in params.get("walls") or ())
+        missing = params.get("missing") or {}
+        worker.missing_walls = {str(k): str(v) for k, v in missing.items()}
+        _log_missing_walls(worker.missing_walls)
         return worker
 
     async def _drain_stderr(self) -> None:

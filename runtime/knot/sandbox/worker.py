@@ -11,11 +11,12 @@ It speaks newline-delimited JSON-RPC 2.0 over stdin/stdout with its parent, both
 A `run` answers `{failed_at: null}` when every event succeeded, else `{failed_at: i, error,
 output, directives}` for the first failed event (later events are not run).
 
-Before its first request the worker imports everything it will ever need, then limits itself
-with rlimits: address space (`--memory-mb` above what it already uses), no file writes, few
-file descriptors, no core dumps, no child processes, a low recursion limit. Time is limited
-by the parent, which SIGKILLs a worker that overruns; that is the only way to stop a single C
-call such as `7 ** (10 ** 8)`. The worker also dies with its parent (PR_SET_PDEATHSIG).
+Before its first request the worker imports everything it will ever need, then walls itself
+in at the OS level (`wall.lockdown`: inherited descriptors closed, an empty environment,
+no_new_privs, Landlock, rlimits, seccomp) and lowers its recursion limit; `ready` names the
+walls that are up. Time is limited by the parent, which SIGKILLs a worker that overruns; that
+is the only way to stop a single C call such as `7 ** (10 ** 8)`. The worker also dies with
+its parent (PR_SET_PDEATHSIG).
 
 Method scripts run in workers of their own (`method_worker.py`), built from the same parts.
 """
@@ -23,7 +24,6 @@ Method scripts run in workers of their own (`method_worker.py`), built from the 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -35,8 +35,9 @@ from typing import Any
 from ..types import JSONObject
 from .api import RunLimits
 from .runner import MAX_OUTPUT_BYTES, ScriptRunner, set_recursion_limit
+from .wall import Walls, lockdown
 
-__all__ = ["RECURSION_LIMIT", "Channel", "apply_limits", "isolate", "main", "request_id_of"]
+__all__ = ["RECURSION_LIMIT", "Channel", "announce", "isolate", "main", "request_id_of"]
 
 RECURSION_LIMIT = 400  # frames, the worker's own few included
 # Decoding a message from the runtime recurses once per nesting level. Ingress keeps JSON
@@ -44,7 +45,6 @@ RECURSION_LIMIT = 400  # frames, the worker's own few included
 # under a higher limit, and one that is still too deep is answered as a parse error.
 DECODE_RECURSION_LIMIT = 2000
 PARSE_ERROR = -32700
-MAX_OPEN_FILES = 16
 UNKNOWN_SCRIPT = -32002
 SCRIPT_REJECTED = -32001
 INVALID_PARAMS = -32602
@@ -243,35 +243,6 @@ def _one_malloc_arena() -> None:
         return
 
 
-def _vm_size() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def apply_limits(memory_mb: int) -> None:
-    import resource
-
-    def limit(which: int, value: int) -> None:
-        # Not supported here, or above the hard limit: keep what we have.
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(which, (value, value))
-
-    if memory_mb > 0:
-        limit(resource.RLIMIT_AS, _vm_size() + memory_mb * 1024 * 1024)
-    limit(resource.RLIMIT_FSIZE, 0)
-    limit(resource.RLIMIT_CORE, 0)
-    limit(resource.RLIMIT_NOFILE, MAX_OPEN_FILES)
-    if hasattr(resource, "RLIMIT_NPROC") and os.getuid() != 0:
-        limit(resource.RLIMIT_NPROC, 0)
-    set_recursion_limit(RECURSION_LIMIT)
-
-
 def isolate(parent: int) -> int:
     """Tie this process to its parent and keep fd 1 for the protocol; return that fd."""
     _die_with_parent(parent)
@@ -288,6 +259,12 @@ def isolate(parent: int) -> int:
     return out_fd
 
 
+def announce(channel: Channel, walls: Walls) -> None:
+    """Lower the recursion limit (the last limit), then tell the parent we are ready."""
+    set_recursion_limit(RECURSION_LIMIT)
+    channel.notify("ready", {"pid": os.getpid(), **walls.to_dict()})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m knot.sandbox.worker")
     parser.add_argument("--memory-mb", type=int, default=256)
@@ -295,10 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out_fd = isolate(args.parent)
     runner = ScriptRunner()
-    runner.warm_up()
+    walls = lockdown(memory_mb=args.memory_mb, keep_fds=(out_fd,), warm_up=runner.warm_up)
     channel = Channel(out_fd)
-    apply_limits(args.memory_mb)
-    channel.notify("ready", {"pid": os.getpid()})
+    announce(channel, walls)
     try:
         Worker(channel, runner).serve()
     except MemoryError:
