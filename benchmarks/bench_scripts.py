@@ -19,9 +19,9 @@ import uvloop
 
 from knot import Event, Runtime, SinkOrigin, SinkSpec, parse_patterns
 from knot._config import Config, DeliverySettings, ScriptSettings
-from knot.sandbox import load_script
 from knot.sandbox.process import WorkerProcess
-from knot.sandbox.runner import ScriptRunner
+from knot.sandbox.worker.runner import ScriptRunner
+from knot.scripts import load_script
 from knot.sinks import DeliveryResult, Sink
 
 from .common import Result

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from knot._reload import Reload, Reloader
+from knot.scripts.reload import Reload, Reloader
 
 
 class Reloads:

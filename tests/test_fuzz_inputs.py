@@ -17,20 +17,20 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from knot import KnotError, Pattern, SinkOrigin, SinkSpec, parse_config
-from knot._channels import ChannelPolicy
 from knot._events import as_custom_type, check_event_id, encode_payload
-from knot._sky import (
+from knot.sandbox.worker.policy import compile_script
+from knot.scripts import load_script
+from knot.scripts.loader import parse_header
+from knot.sinks import build_sink
+from knot.sky.channels import ChannelPolicy
+from knot.sky.esl import (
     BodyKind,
     body_kind,
     parse_esl_path,
     parse_sky_request,
     read_attributes,
 )
-from knot._spacespec import check_space
-from knot.sandbox import load_script
-from knot.sandbox.loader import parse_header
-from knot.sandbox.policy import compile_script
-from knot.sinks import build_sink
+from knot.spaces.spec import check_space
 
 from .fuzzing import event_types, fuzz, json_objects, json_values, patterns, texts
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from knot import Config, DeliveryStatus, Runtime, Template, TemplateError
 from knot._config import DeliverySettings
-from knot._template_eval import MAX_OUTPUT_CHARS, MAX_RANGE_STEPS
+from knot.templates.render import MAX_OUTPUT_CHARS, MAX_RANGE_STEPS
 
 from .conftest import recording
 from .fuzzing import fuzz, json_objects, texts

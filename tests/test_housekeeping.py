@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from knot import Config, Runtime
-from knot import _housekeeping as housekeeping
 from knot._config import StoreSettings
+from knot.engine import housekeeping
 
 from .conftest import recording
 

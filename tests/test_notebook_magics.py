@@ -17,7 +17,7 @@ import knot.event
 import knot.ipython
 import knot.methods
 from knot import SyncRuntime
-from knot._display import DryRunReport, LiveTail, Message, Raised, Table
+from knot.notebook.display import DryRunReport, LiveTail, Message, Raised, Table
 
 from .conftest import write_config
 from .helpers import KnotServer

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from knot._display import Message, Table, TextLines
+from knot.notebook.display import Message, Table, TextLines
 
 from .conftest import write_config
 from .helpers import KnotServer, wait_until

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from watchfiles import Change
 
-from knot._reload import Action, Seen, Step, checks, classify, is_script_name
+from knot.scripts.reload import Action, Seen, Step, checks, classify, is_script_name
 
 PROJECT = Path("/p")
 SCRIPTS = PROJECT / "scripts"

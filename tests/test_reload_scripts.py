@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from knot import AuditKind, DeliveryStatus, Event, Outcome, Runtime
-from knot._reload import Reloader, ReloadStatus
+from knot.scripts.reload import Reloader, ReloadStatus
 
 from .conftest import write_config
 from .reloading import Reloads, atomic_save, vim_save

@@ -26,11 +26,11 @@ import pytest
 
 from knot import Config, DeliveryStatus, Runtime, SinkSpec
 from knot._config import DeliverySettings, ScriptSettings
-from knot.sandbox import load_script
-from knot.sandbox.method_runner import MethodModule
-from knot.sandbox.policy import _refuse_attribute, check_source
 from knot.sandbox.pool import shared_pool
-from knot.sandbox.runner import RunOutcome, ScriptRunner
+from knot.sandbox.worker.method_runner import MethodModule
+from knot.sandbox.worker.policy import _refuse_attribute, check_source
+from knot.sandbox.worker.runner import RunOutcome, ScriptRunner
+from knot.scripts import load_script
 
 from .conftest import recording
 

@@ -16,9 +16,9 @@ import pytest
 
 from knot import Config, DeliveryStatus, Runtime
 from knot._config import DeliverySettings, ScriptSettings
-from knot.sandbox import load_script
-from knot.sandbox.policy import check_source
-from knot.sandbox.runner import RunOutcome, ScriptRunner
+from knot.sandbox.worker.policy import check_source
+from knot.sandbox.worker.runner import RunOutcome, ScriptRunner
+from knot.scripts import load_script
 
 RUNNER = ScriptRunner()
 
@@ -228,7 +228,7 @@ def test_modules_hold_no_path_to_real_modules() -> None:
     assert not hasattr(RUNNER.modules["string"], "Formatter")
     assert not hasattr(RUNNER.modules["time"], "sleep") or RUNNER.modules[
         "time"
-    ].sleep.__module__ == ("knot.sandbox.modules")
+    ].sleep.__module__ == ("knot.sandbox.worker.modules")
 
 
 def test_nothing_survives_from_one_run_to_the_next() -> None:

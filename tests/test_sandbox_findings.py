@@ -22,10 +22,10 @@ import pytest
 
 from knot import Config, DeliveryStatus, MethodFailed, Runtime
 from knot._config import DeliverySettings, ScriptSettings
-from knot.sandbox import load_script
-from knot.sandbox.policy import check_source
 from knot.sandbox.pool import shared_pool
 from knot.sandbox.process import RemoteError, WorkerProcess, WorkerTimeout
+from knot.sandbox.worker.policy import check_source
+from knot.scripts import load_script
 
 from .conftest import write_config
 

@@ -16,8 +16,8 @@ import pytest
 
 from knot import AuditKind, Config, DeliveryStatus, Runtime, SinkSpec
 from knot._config import DeliverySettings, ScriptSettings
-from knot.sandbox import load_script
 from knot.sandbox.pool import shared_pool
+from knot.scripts import load_script
 
 from .conftest import recording
 

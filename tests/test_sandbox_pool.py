@@ -9,8 +9,8 @@ import pytest
 
 from knot import Config, DeliveryStatus, Runtime
 from knot._config import DeliverySettings, ScriptSettings
-from knot.sandbox import load_script
 from knot.sandbox.pool import shared_pool
+from knot.scripts import load_script
 
 pytestmark = pytest.mark.anyio
 

@@ -10,9 +10,9 @@ import pytest
 
 from knot import Config, EventError, Runtime, parse_config
 from knot._config import ScriptSettings
-from knot.sandbox import check_paths, dry_run, dry_run_async, load_script
 from knot.sandbox.pool import WorkerPool, shared_pool
 from knot.sandbox.process import RemoteError, WorkerProcess
+from knot.scripts import check_paths, dry_run, dry_run_async, load_script
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -27,8 +27,7 @@ import pytest
 from knot.sandbox import process
 from knot.sandbox.method_process import MethodProcess
 from knot.sandbox.process import WorkerProcess, worker_env
-from knot.sandbox.tools import dry_run_async
-from knot.sandbox.wall import (
+from knot.sandbox.worker.wall import (
     ALL_LAYERS,
     ENVIRONMENT,
     LANDLOCK,
@@ -37,6 +36,7 @@ from knot.sandbox.wall import (
     SECCOMP,
     lockdown,
 )
+from knot.scripts.tools import dry_run_async
 
 HOST = str(Path(__file__).with_name("wallhost.py"))
 REPO = Path(__file__).resolve().parent.parent
@@ -240,7 +240,7 @@ def test_the_probe_boots_like_a_worker(tmp_path: Path, hosts: list[Host]) -> Non
     host = Host(make_project(tmp_path))
     hosts.append(host)
     probe = host.ask(do="launch", layers=list(ALL_LAYERS))
-    worker = host.ask(do="spawn", module="worker")
+    worker = host.ask(do="spawn", module="sink")
     command = Path(f"/proc/{worker['pid']}/cmdline").read_bytes().split(b"\0")
     assert command[1:4] == [flag.encode() for flag in process.WORKER_FLAGS]
     probe_command = Path(f"/proc/{probe['pid']}/cmdline").read_bytes().split(b"\0")
@@ -252,7 +252,7 @@ def test_the_probe_boots_like_a_worker(tmp_path: Path, hosts: list[Host]) -> Non
         assert os.readlink(f"/proc/{pid}/cwd") == "/"
 
 
-@pytest.mark.parametrize("module", ["worker", "method_worker"])
+@pytest.mark.parametrize("module", ["sink", "method"])
 def test_a_worker_started_from_uvloop_keeps_only_its_protocol_descriptors(
     tmp_path: Path, hosts: list[Host], module: str
 ) -> None:
@@ -279,7 +279,7 @@ def test_a_worker_started_from_uvloop_keeps_only_its_protocol_descriptors(
     assert status["Seccomp"] == "2"
     # Every thread is filtered (TSYNC): the method worker's call threads too.
     tasks = os.listdir(f"/proc/{worker['pid']}/task")
-    assert len(tasks) == (5 if module == "method_worker" else 1)
+    assert len(tasks) == (5 if module == "method" else 1)
     for task in tasks:
         assert status_of(worker["pid"], int(task))["Seccomp"] == "2"
 
@@ -296,7 +296,7 @@ def test_landlock_confines_the_threads_lockdown_starts(tmp_path: Path, hosts: li
     main = host.ask(do="exec", code=read, thread="main")
     assert not main["ok"], main
     early = host.ask(do="exec", code=read, thread="early")
-    assert early == {"ok": True, "value": True}  # why the order in method_worker.main matters
+    assert early == {"ok": True, "value": True}  # why the order in worker.method.main matters
 
 
 def test_python_still_works_behind_every_wall(tmp_path: Path, hosts: list[Host]) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from knot import AuditKind, Config, DeliveryStatus, Runtime
 from knot._config import DeliverySettings, ScriptSettings, parse_config
-from knot.sandbox import load_script
+from knot.scripts import load_script
 
 pytestmark = pytest.mark.anyio
 

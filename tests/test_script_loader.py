@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from knot import SinkError, SinkOrigin
-from knot.sandbox import ScriptLoad, load_script
+from knot.scripts import ScriptLoad, load_script
 from knot.sinks import SINK_TYPES, ScriptSink, build_sink
 
 

@@ -11,9 +11,9 @@ import pytest
 from knot import AuditKind, Config, DeliveryStatus, Runtime, Space
 from knot._config import DeliverySettings, ScriptSettings
 from knot._events import Actor, ActorKind
-from knot._reload import Reloader
-from knot._scripts import ScriptSinks
-from knot.sandbox import load_script
+from knot.scripts import load_script
+from knot.scripts.reload import Reloader
+from knot.scripts.sinks import ScriptSinks
 from knot.sinks import Directive
 
 from .conftest import recording

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from knot import Actor, Channel, ChannelPolicy, EventError, PatternError
-from knot._sky import (
+from knot.server.auth import LOCAL_CALLER, Caller
+from knot.server.sky import may_raise_on
+from knot.sky.esl import (
     BodyKind,
     EslPath,
     body_kind,
@@ -18,8 +20,6 @@ from knot._sky import (
     parse_timestamp,
     read_attributes,
 )
-from knot.server.auth import LOCAL_CALLER, Caller
-from knot.server.sky import may_raise_on
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from knot import SpaceError
-from knot._health import HealthChange, HealthState, HealthTracker, ProbeResult
-from knot._spacespec import (
+from knot.spaces.health import HealthChange, HealthState, HealthTracker, ProbeResult
+from knot.spaces.spec import (
     HealthKind,
     OnRestart,
     SpaceRecord,

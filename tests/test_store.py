@@ -10,7 +10,7 @@ import pytest
 
 from knot import Config, Runtime, StoreError
 from knot._config import StoreSettings
-from knot._store import Store
+from knot.engine.store import Store
 
 from .conftest import recording
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from knot._store import Store
+from knot.engine.store import Store
 
 from .crashing import jsonl_deliveries
 from .helpers import KnotServer, run_knot, wait_until

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from knot import Actor, ActorKind, Event, Space, TemplateError
 from knot._events import encode_payload
-from knot._templates import DEFAULT_TEMPLATE, Template
+from knot.templates.syntax import DEFAULT_TEMPLATE, Template
 
 DATA = {"version": "1.2", "n": 3, "ok": True, "nested": {"b": [1, 2.5, None]}, "txt": 'say "hi"'}
 

@@ -9,7 +9,7 @@ One JSON object per line each way, on stdin and stdout:
   {"do": "launch", "layers": [...], "threads": n, "early_thread": bool, "memory_mb": n}
       → {"pid", "walls", "missing", "listener"}: a tests/wallprobe.py behind `layers`; without
         the environment layer it gets this process's whole environment and folder
-  {"do": "spawn", "module": "worker" | "method_worker"} → {"pid", "walls", "missing", "listener"}
+  {"do": "spawn", "module": "sink" | "method"} → {"pid", "walls", "missing", "listener"}
   {"do": "exec", "code": ..., "thread": ...} → the probe's answer, or {"gone": how it ended}
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 import uvloop
 
 from knot.sandbox.process import _KNOT_DIR, WORKER_FLAGS, WorkerDied, WorkerProcess
-from knot.sandbox.wall import ENVIRONMENT
+from knot.sandbox.worker.wall import ENVIRONMENT
 
 PROBE = str(Path(__file__).with_name("wallprobe.py"))
 
@@ -61,7 +61,7 @@ async def serve() -> None:
                 worker = await launch(command)
             else:
                 module = str(command["module"])
-                args = ("--threads", "4") if module == "method_worker" else ()
+                args = ("--threads", "4") if module == "method" else ()
                 worker = await WorkerProcess.spawn(memory_mb=256, module=module, args=args)
             workers.append(worker)
             say(

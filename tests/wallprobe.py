@@ -1,6 +1,6 @@
 """A test-only sandbox worker that runs plain Python behind the walls a test chooses.
 
-It plays a script that already got past RestrictedPython: it boots like `knot.sandbox.worker`
+It plays a script that already got past RestrictedPython: it boots like `knot.sandbox.worker.sink`
 (the same `isolate`, warm-up, `wall.lockdown` and `ready`), but raises only `--layers`, then
 runs the Python it is sent, unrestricted, and answers what happened:
 
@@ -52,9 +52,9 @@ def main(argv: Sequence[str]) -> int:
     knot = types.ModuleType("knot")
     knot.__path__ = [argv[0]]
     sys.modules["knot"] = knot
-    from knot.sandbox.runner import ScriptRunner
-    from knot.sandbox.wall import lockdown
-    from knot.sandbox.worker import Channel, announce, isolate
+    from knot.sandbox.worker.runner import ScriptRunner
+    from knot.sandbox.worker.sink import Channel, announce, isolate
+    from knot.sandbox.worker.wall import lockdown
 
     parser = argparse.ArgumentParser(prog="wallprobe")
     parser.add_argument("--layers", default="")

@@ -9,10 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._audit import AuditEntry, AuditKind
-from ._channels import Channel, ChannelPolicy, Channels
 from ._client import Client
 from ._config import Config, ConfigResult, load_config, parse_config
-from ._delivery import DeliveryStatus, EmitReport, Outcome
 from ._events import Actor, ActorKind, Event, Space
 from ._exceptions import (
     ConfigError,
@@ -34,15 +32,13 @@ from ._exceptions import (
     StoreLocked,
     TemplateError,
 )
-from ._health import HealthState
-from ._methods import CallResult, MethodInfo, Methods
 from ._patterns import Pattern, parse_patterns
-from ._registry import SinkStatus
 from ._runtime import Runtime
 from ._sinkspec import SinkOrigin, SinkSpec
-from ._spacespec import OnRestart, SpaceInfo, SpaceState
 from ._sync import SyncRuntime
-from ._templates import Template
+from .engine.delivery import DeliveryStatus, EmitReport, Outcome
+from .engine.registry import SinkStatus
+from .methods.service import CallResult, MethodInfo, Methods
 from .sinks import (
     DeliveryResult,
     Directive,
@@ -53,7 +49,11 @@ from .sinks import (
     Sink,
     WebhookSink,
 )
-from .spaces import Spaces
+from .sky.channels import Channel, ChannelPolicy, Channels
+from .spaces.health import HealthState
+from .spaces.service import Spaces
+from .spaces.spec import OnRestart, SpaceInfo, SpaceState
+from .templates.syntax import Template
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell

@@ -19,10 +19,7 @@ from typing import Any, Protocol
 import httpx
 
 from ._audit import AuditEntry, AuditKind
-from ._channels import KV_CHANNELS, Channels
 from ._config import CONFIG_FILE, RESTART_SETTINGS, Config, changed_settings, load_config
-from ._delivery import DeliveryEngine, EmitReport, Outcome, Tracker
-from ._dispatch import Dispatcher, EventListener
 from ._events import (
     LOCAL_ACTOR,
     SYSTEM_ACTOR,
@@ -37,22 +34,26 @@ from ._events import (
     now_rfc3339,
 )
 from ._exceptions import EventError, RuntimeClosed
-from ._housekeeping import Housekeeper
-from ._journal import Journal
 from ._logtext import log_output
-from ._method_scripts import MethodScripts
-from ._methods import Methods
 from ._patterns import Pattern
-from ._registry import SinkRegistry, SinkStatus
-from ._reload import Reloader
-from ._router import Router
-from ._scripts import ScriptSinks
 from ._sinkspec import SinkOrigin, SinkSpec
-from ._store import Store
 from ._users import KV_USERS, UserDirectory
+from .engine.delivery import DeliveryEngine, EmitReport, Tracker
+from .engine.dispatch import Dispatcher
+from .engine.hooks import EventListener, Hooks, OutcomeListener
+from .engine.housekeeping import Housekeeper
+from .engine.journal import Journal
+from .engine.registry import SinkRegistry, SinkStatus
+from .engine.router import Router
+from .engine.store import Store
+from .methods.service import Methods
+from .scripts.methods import MethodScripts
+from .scripts.reload import Reloader
+from .scripts.sinks import ScriptSinks
 from .sinks import Sink
 from .sinks.webhook import WebhookClients
-from .spaces import Spaces, SpacesPart
+from .sky.channels import KV_CHANNELS, Channels
+from .spaces.service import Spaces, SpacesPart
 from .types import JSONObject
 
 __all__ = ["EmitReport", "Runtime", "RuntimePart"]
@@ -95,8 +96,7 @@ class Runtime:
         self._registry: SinkRegistry | None = None
         self.router = Router()
         self.channels = Channels(self)  # Sky event channels (ecis), loaded from the store
-        self._listeners: list[EventListener] = []  # shared with the dispatcher
-        self._outcome_listeners: list[Callable[[Event, Outcome], None]] = []
+        self.hooks = Hooks()  # observers of the event path; one that raises stops nothing
         self._housekeeper: Housekeeper | None = None
         self._dispatcher: Dispatcher | None = None
         self._started = False
@@ -214,10 +214,8 @@ class Runtime:
     async def _start_core(self) -> None:
         store = self.store
         self._journal = Journal(store, on_commit=self._on_commit)
-        self._delivery = DeliveryEngine(self._journal, self.config.delivery)
-        self._delivery.outcome_listeners = self._outcome_listeners
-        self._dispatcher = Dispatcher(self.router, self._delivery)
-        self._dispatcher.listeners = self._listeners
+        self._delivery = DeliveryEngine(self._journal, self.config.delivery, self.hooks)
+        self._dispatcher = Dispatcher(self.router, self._delivery, self.hooks)
         # Sinks known from an earlier run resume right after their stored cursor, whenever
         # (and from whichever source) they are installed again.
         self._registry = SinkRegistry(
@@ -444,24 +442,16 @@ class Runtime:
             self._dispatcher.on_commit(events, flags)
 
     def on_event(self, listener: EventListener) -> Callable[[], None]:
-        """Call `listener(event, sink_names)` for each routed event; returns an unsubscribe."""
-        self._listeners.append(listener)
+        """Call `listener(event, sink_names)` for each routed event; returns an unsubscribe.
 
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+        A listener that raises is logged once and skipped; routing goes on."""
+        return self.hooks.on_event(listener)
 
-        return unsubscribe
+    def on_outcome(self, listener: OutcomeListener) -> Callable[[], None]:
+        """Call `listener(event, outcome)` when a sink finishes with an event.
 
-    def on_outcome(self, listener: Callable[[Event, Outcome], None]) -> Callable[[], None]:
-        """Call `listener(event, outcome)` when a sink finishes with an event."""
-        self._outcome_listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._outcome_listeners:
-                self._outcome_listeners.remove(listener)
-
-        return unsubscribe
+        A listener that raises is logged once and skipped; delivery goes on."""
+        return self.hooks.on_outcome(listener)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until everything emitted so far is journaled, routed and handled by its sinks."""

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 from ._audit import AuditEntry
 from ._events import Event
 from ._exceptions import RuntimeClosed
-from ._registry import SinkStatus
 from ._runtime import EmitReport, Runtime
 from ._sinkspec import SinkSpec
+from .engine.registry import SinkStatus
 from .sinks import Sink
 
 __all__ = ["SyncRuntime"]

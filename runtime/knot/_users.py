@@ -23,7 +23,7 @@ from typing import Any
 
 from ._events import Actor, ActorKind, now_rfc3339
 from ._exceptions import Conflict, InvalidInput, NotFound
-from ._store import Store
+from .engine.store import Store
 from .types import JSONObject
 
 __all__ = [

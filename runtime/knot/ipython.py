@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import event as knot_event
 from ._config import ScriptSettings, load_config
-from ._display import LiveTail
 from ._exceptions import InvalidInput, KnotError
-from ._magics import KnotMagics
-from ._notebook_backends import Backend, ConnectedBackend, EmbeddedBackend
+from .notebook.backends import Backend, ConnectedBackend, EmbeddedBackend
+from .notebook.display import LiveTail
+from .notebook.magics import KnotMagics
 from .types import JSONObject
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ import json
 import sys
 
 from .._config import load_config
-from ..sandbox.tools import CheckReport, check_paths, dry_run
+from ..scripts.tools import CheckReport, check_paths, dry_run
 from .common import Subparsers, add_command, parse_json_object, project_folder
 
 __all__ = ["register"]

@@ -1,6 +1,6 @@
 """A method-script worker seen from the runtime: many calls in flight over one pipe.
 
-`MethodProcess` starts `knot.sandbox.method_worker`, loads the script into it, and makes
+`MethodProcess` starts `knot.sandbox.worker.method`, loads the script into it, and makes
 requests to it concurrently: one reader task hands each answer to the request waiting for it
 and serves the worker's own requests (`emit`) as they come. A request that runs past its time
 (which starts over at each `progress` the worker reports for a batch) fails at once with
@@ -57,7 +57,7 @@ class MethodProcess:
         cls, *, memory_mb: int, threads: int, on_request: RequestHandler, grace: float = 2.0
     ) -> MethodProcess:
         worker = await WorkerProcess.spawn(
-            memory_mb=memory_mb, module="method_worker", args=("--threads", str(threads))
+            memory_mb=memory_mb, module="method", args=("--threads", str(threads))
         )
         return cls(worker, on_request, grace)
 

@@ -1,6 +1,6 @@
 """One sandbox worker process, seen from the runtime: start it, make requests, kill it.
 
-`WorkerProcess` starts `knot.sandbox.worker` in a fresh interpreter (about 50 ms: it imports
+`WorkerProcess` starts `knot.sandbox.worker.sink` in a fresh interpreter (about 50 ms: it imports
 only the sandbox, not the runtime), with a tiny environment of its own and `/` as its working
 folder, and makes JSON-RPC requests to it. The worker walls itself in (`wall.py`) and says
 which walls are up; a missing one is logged once per runtime. A request has a wall-
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..types import JSONObject
-from .wall import WORKER_ENV_NAMES
+from .worker.wall import WORKER_ENV_NAMES
 
 __all__ = [
     "WORKER_FLAGS",
@@ -135,16 +135,16 @@ class WorkerProcess:
 
     @classmethod
     async def spawn(
-        cls, *, memory_mb: int, module: str = "worker", args: tuple[str, ...] = ()
+        cls, *, memory_mb: int, module: str = "sink", args: tuple[str, ...] = ()
     ) -> WorkerProcess:
-        """Start `knot.sandbox.<module>` (`worker`, or `method_worker` for method scripts)."""
+        """Start `knot.sandbox.worker.<module>` (`sink`, or `method` for method scripts)."""
         command = (
             sys.executable,
             *WORKER_FLAGS,
             "-c",
             _BOOT,
             _KNOT_DIR,
-            f"knot.sandbox.{module}",  # in the command line, so `ps` tells workers apart
+            f"knot.sandbox.worker.{module}",  # in the command line: `ps` tells workers apart
             "--memory-mb",
             str(memory_mb),
             "--parent",

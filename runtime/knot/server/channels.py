@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .._channels import Channel
 from .._exceptions import InvalidInput, NotFound, PermissionDenied
 from .._runtime import Runtime
+from ..sky.channels import Channel
 from .auth import Caller, caller
 from .common import read_json
 

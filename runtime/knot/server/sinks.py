@@ -16,9 +16,9 @@ from starlette.routing import Route
 
 from .._events import Event, check_type, new_event_id, now_rfc3339
 from .._exceptions import Conflict, DeliveryFailed, EventError, InvalidInput, NotFound
-from .._registry import SinkStatus
 from .._runtime import Runtime
 from .._sinkspec import SinkOrigin, SinkSpec
+from ..engine.registry import SinkStatus
 from ..sinks import WebhookSink
 from .auth import Caller, caller
 from .common import read_json

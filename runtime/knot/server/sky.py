@@ -18,11 +18,11 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .._audit import AuditEntry, AuditKind
-from .._channels import Channel
 from .._exceptions import InvalidInput, KnotError, MethodFailed, NotFound, PermissionDenied
 from .._jsonrpc import INVALID_PARAMS
 from .._runtime import Runtime
-from .._sky import (
+from ..sky.channels import Channel
+from ..sky.esl import (
     BodyKind,
     body_kind,
     parse_esl_path,

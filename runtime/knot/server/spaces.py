@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from .._exceptions import InvalidInput, PermissionDenied
 from .._runtime import Runtime
-from .._spacespec import HealthKind, SpaceSpec
-from ..spaces import Spaces
+from ..spaces.service import Spaces
+from ..spaces.spec import HealthKind, SpaceSpec
 from .auth import caller
 from .common import query_int, read_json
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from .._events import Event, loads_json, new_event_id, now_rfc3339
 from .._exceptions import DeliveryFailed, TemplateError
 from .._sinkspec import SinkSpec
-from .._templates import DEFAULT_TEMPLATE, Template
+from ..templates.syntax import DEFAULT_TEMPLATE, Template
 from .base import DeliveryResult, Sink
 
 __all__ = ["JsonRpcSink", "default_params"]

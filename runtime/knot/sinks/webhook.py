@@ -33,7 +33,7 @@ import httpx
 from .._events import Event
 from .._exceptions import DeliveryFailed, TemplateError
 from .._sinkspec import SinkSpec, masked_url
-from .._templates import DEFAULT_TEMPLATE, Template
+from ..templates.syntax import DEFAULT_TEMPLATE, Template
 from ..types import JSONObject
 from .base import DeliveryResult, Sink, SinkHost
 from .webhook_http import WebhookClients

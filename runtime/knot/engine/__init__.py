@@ -1,0 +1,13 @@
+"""The event path: an event is journaled in the store, routed to sinks and delivered in order.
+
+    store.py         the embedded SQLite store (events, cursors, sinks, audit, key-value)
+    journal.py       group commit: one writer thread, one transaction per batch
+    router.py        which sinks an event goes to
+    dispatch.py      from journal to sinks: route freshly committed events in order
+    delivery.py      one ordered, bounded queue and one worker per sink; retries and give-ups
+    registry.py      the one place sinks are added, replaced and removed
+    housekeeping.py  periodic chores: idle cursors move on, old rows are pruned
+
+The engine imports no feature package: sinks reach it through `knot.sinks.base`, and what it
+needs of the runtime through the Protocols in `knot.types`.
+"""

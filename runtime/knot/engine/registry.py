@@ -1,0 +1,280 @@
+"""The sink registry: the one place sinks are added, replaced and removed, from any source.
+
+Scripts, knot.toml, the API and in-process callers all define sinks; the registry keeps names
+unique across them, builds and starts the sink objects, and keeps the router and the delivery
+engine in step. A replaced sink keeps its queue, so events waiting for it survive a reload.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .._events import Event
+from .._exceptions import NotFound, SinkError
+from .._sinkspec import SinkOrigin, SinkSpec
+from ..sinks import Sink, SinkHost, build_sink
+from ..sinks.webhook import new_secret
+from ..types import JSONObject
+from .delivery import DeliveryEngine, SinkWorker
+from .router import Router
+from .store import Store
+
+__all__ = ["KV_SINKS", "KV_SINK_SECRETS", "SinkRegistry", "SinkStatus"]
+
+log = logging.getLogger("knot.sinks")
+KV_SINKS = "sinks"  # sinks created at run time (origin API), kept across restarts
+KV_SINK_SECRETS = "sink_secrets"  # generated webhook secrets, stable across restarts
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStatus:
+    """A snapshot of one sink for listings."""
+
+    spec: SinkSpec
+    pending: int
+    delivered: int
+    failed: int
+    dropped: int
+    retries: int
+    last_error: str
+    problem: str  # why the current definition is not in use ("" when it is)
+    extra: JSONObject
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def to_dict(self) -> JSONObject:
+        return {
+            **self.spec.to_dict(redact=True),
+            "pending": self.pending,
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "retries": self.retries,
+            "last_error": self.last_error,
+            "problem": self.problem,
+            **self.extra,
+        }
+
+
+class SinkRegistry:
+    def __init__(
+        self,
+        router: Router,
+        delivery: DeliveryEngine,
+        host: SinkHost,
+        *,
+        cursors: dict[str, int] | None = None,
+        backlog: Callable[[str, int, int], Iterable[Event]] | None = None,
+    ) -> None:
+        self._router = router
+        self._delivery = delivery
+        self._host = host
+        self._resume = dict(cursors or {})
+        self._backlog = backlog
+        self._specs: dict[str, SinkSpec] = {}
+        self._problems: dict[str, tuple[SinkSpec | None, str]] = {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def names(self, origin: SinkOrigin | None = None) -> list[str]:
+        return [n for n, s in self._specs.items() if origin is None or s.origin is origin]
+
+    def spec(self, name: str) -> SinkSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise NotFound(f"There is no sink named {name!r}.", what=name) from None
+
+    def sink(self, name: str) -> Sink:
+        worker = self._delivery.workers.get(name)
+        if worker is None:
+            raise NotFound(f"There is no sink named {name!r}.", what=name)
+        return worker.sink
+
+    def check(self, spec: SinkSpec) -> Sink:
+        """Build (but do not start) the sink a spec describes; raise SinkError if it cannot be."""
+        existing = self._specs.get(spec.name)
+        if existing is not None and existing.origin is not spec.origin:
+            raise SinkError(
+                f"A sink named {spec.name!r} already exists ({_where(existing)}); "
+                "pick another name.",
+                sink=spec.name,
+            )
+        return build_sink(spec)
+
+    async def install(self, item: SinkSpec | Sink) -> SinkWorker:
+        """Add a sink, or replace the one of the same name and origin (keeping its queue).
+
+        A sink that had progress in an earlier run gets its undelivered events back, in order.
+        """
+        sink = item if isinstance(item, Sink) else self.check(item)
+        spec = sink.spec
+        if isinstance(item, Sink):
+            existing = self._specs.get(spec.name)
+            if existing is not None and existing.origin is not spec.origin:
+                raise SinkError(
+                    f"A sink named {spec.name!r} already exists ({_where(existing)}).",
+                    sink=spec.name,
+                )
+        await sink.start(self._host)
+        # No await from here on: routing cannot interleave with the backlog being queued.
+        delivery = self._delivery
+        cursor = None if spec.name in delivery.workers else self._resume.pop(spec.name, None)
+        worker = delivery.attach(sink, cursor=cursor)
+        self._specs[spec.name] = spec
+        self._problems.pop(spec.name, None)
+        if spec.active and sink.routed:
+            self._router.set(spec.name, spec.events, owner=spec.owner)
+        else:
+            self._router.discard(spec.name)
+        if cursor is not None and self._backlog is not None and cursor < delivery.last_routed:
+            restored = 0
+            for event in self._backlog(spec.name, cursor, delivery.last_routed):
+                if self._router.accepts(spec.name, event):
+                    delivery.restore(worker, event)
+                    restored += 1
+            if restored:
+                log.info("%s: resuming %d undelivered events from the journal", spec.name, restored)
+        return worker
+
+    async def remove(self, name: str, *, reason: str) -> SinkSpec:
+        self._resume.pop(name, None)
+        spec = self._specs.pop(name, None)
+        self._problems.pop(name, None)
+        if spec is None:
+            raise NotFound(f"There is no sink named {name!r}.", what=name)
+        self._router.discard(name)
+        await self._delivery.detach(name, reason=reason)
+        return spec
+
+    async def update(self, name: str, changes: dict[str, Any]) -> SinkSpec:
+        """Change fields of a sink (same origin rules as install)."""
+        current = self.spec(name)
+        merged = {**current.to_dict(redact=False), **changes, "name": name}
+        merged.pop("origin", None)
+        spec = SinkSpec.from_dict(merged, origin=current.origin)
+        await self.install(spec)
+        return spec
+
+    # -- sinks created at run time: persisted in the store ---------------------------------
+
+    def stored_specs(self) -> list[SinkSpec]:
+        """The sinks an earlier run created through the API (start-up only)."""
+        specs = []
+        for raw in self._delivery.journal.store.kv_all(KV_SINKS).values():
+            try:
+                specs.append(SinkSpec.from_dict(raw, origin=SinkOrigin.API))
+            except SinkError as exc:  # a stored sink gone bad must not stop start-up
+                log.error("a stored sink could not be loaded: %s", exc.message)
+        return specs
+
+    async def add(self, item: SinkSpec | Sink | Mapping[str, Any]) -> SinkSpec:
+        """Install a sink; one given as data is an API sink and is persisted."""
+        if isinstance(item, Mapping):
+            item = SinkSpec.from_dict(item, origin=SinkOrigin.API)
+        await self.install(item)
+        spec = item.spec if isinstance(item, Sink) else item
+        await self._persist(spec)
+        return spec
+
+    async def change(self, name: str, changes: Mapping[str, Any]) -> SinkSpec:
+        spec = await self.update(name, dict(changes))
+        await self._persist(spec)
+        return spec
+
+    async def delete(self, name: str, *, reason: str) -> SinkSpec:
+        spec = await self.remove(name, reason=reason)
+        if spec.origin is SinkOrigin.API:
+
+            def forget(store: Store) -> None:
+                store.kv_delete(KV_SINKS, name)
+                store.kv_delete(KV_SINK_SECRETS, name)  # a new sink of this name gets a new one
+
+            await self._delivery.journal.call(forget)
+        return spec
+
+    async def secret(self, sink: str) -> str:
+        """The signing secret of a sink defined without one: generated once, then kept."""
+        journal = self._delivery.journal
+        stored = journal.store.kv_all(KV_SINK_SECRETS).get(sink, {}).get("secret")
+        if isinstance(stored, str) and stored:
+            return stored
+        secret = new_secret()
+        await journal.call(lambda s: s.kv_put(KV_SINK_SECRETS, sink, {"secret": secret}))
+        return secret
+
+    async def _persist(self, spec: SinkSpec) -> None:
+        if spec.origin is SinkOrigin.API:
+            data = spec.to_dict(redact=False)
+            await self._delivery.journal.call(lambda s: s.kv_put(KV_SINKS, spec.name, data))
+
+    def set_problem(self, name: str, spec: SinkSpec | None, problem: str) -> None:
+        """Record why a definition of `name` is not in use (a broken save keeps the old one)."""
+        self._problems[name] = (spec, problem)
+
+    def clear_problem(self, name: str) -> None:
+        self._problems.pop(name, None)
+
+    def problem(self, name: str) -> str:
+        entry = self._problems.get(name)
+        return entry[1] if entry else ""
+
+    def statuses(self) -> list[SinkStatus]:
+        out: list[SinkStatus] = []
+        workers = self._delivery.workers
+        for name, spec in self._specs.items():
+            out.append(_status(spec, workers.get(name), self.problem(name)))
+        for name, (maybe_spec, problem) in self._problems.items():
+            if name in self._specs:
+                continue
+            # Broken from its first load: list it so the user sees why it does not run.
+            placeholder = maybe_spec or SinkSpec(name=name, type="?", events=())
+            out.append(_status(replace(placeholder, active=False), None, problem))
+        return sorted(out, key=lambda s: s.name)
+
+    async def sync(self, origin: SinkOrigin, specs: Iterable[SinkSpec], *, reason: str) -> None:
+        """Make the sinks of one origin exactly `specs` (used when knot.toml changes)."""
+        wanted = {s.name: s for s in specs}
+        for name in self.names(origin):
+            if name not in wanted:
+                await self.remove(name, reason=reason)
+        for name, spec in wanted.items():
+            if self._specs.get(name) != spec:
+                try:
+                    await self.install(spec)
+                except SinkError as exc:
+                    self.set_problem(name, spec, exc.message)
+                    log.error("%s", exc.message)
+
+
+def _status(spec: SinkSpec, worker: SinkWorker | None, problem: str) -> SinkStatus:
+    if worker is None:
+        return SinkStatus(spec, 0, 0, 0, 0, 0, "", problem, {})
+    st = worker.stats
+    return SinkStatus(
+        spec,
+        worker.pending,
+        st.delivered,
+        st.failed,
+        st.dropped,
+        st.retries,
+        st.last_error,
+        problem,
+        worker.sink.status(),
+    )
+
+
+def _where(spec: SinkSpec) -> str:
+    return {
+        SinkOrigin.SCRIPT: "a script in scripts/sinks/",
+        SinkOrigin.CONFIG: "a [[sinks]] table in knot.toml",
+        SinkOrigin.API: "created through the API",
+        SinkOrigin.BUILTIN: "created in-process",
+        SinkOrigin.METHOD: "a subscribed method in scripts/methods/",
+    }[spec.origin]

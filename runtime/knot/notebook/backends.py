@@ -1,0 +1,416 @@
+"""Where the notebook magics send their work: an embedded runtime, or a running `knot serve`.
+
+Both backends answer the same small protocol with plain JSON rows (the HTTP API's shapes), so
+every magic is written once. Each method is a thin call into the Python API (SyncRuntime) or the
+HTTP client (Client); neither holds logic of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import httpx
+import psutil
+
+from .._client import Client
+from .._config import ScriptSettings, load_config
+from .._env import api_token_from_env
+from .._events import Event
+from .._exceptions import (
+    InvalidInput,
+    KnotError,
+    PermissionDenied,
+    RuntimeClosed,
+    SinkError,
+    StoreLocked,
+)
+from .._patterns import Pattern
+from .._sinkspec import check_sink_name
+from .._sync import SyncRuntime
+from ..scripts.reload import Reload, Reloader
+from ..types import JSONObject
+from .display import Feed
+
+__all__ = ["Backend", "ConnectedBackend", "EmbeddedBackend", "SpaceAction", "serve_url"]
+
+SpaceAction = Literal["start", "stop", "delete"]
+WAIT_POLL_SECONDS = 0.02
+PROBE_SECONDS = 1.0  # asking a local process whether it is a knot serve
+
+
+class Backend(Protocol):
+    """What the magics need from a runtime, embedded or remote."""
+
+    def describe(self) -> str: ...
+
+    def emit(self, event_type: str, payload: JSONObject | None = None) -> str: ...
+
+    def events(self, pattern: str | None, n: int) -> list[JSONObject]: ...
+
+    def sinks(self) -> list[JSONObject]: ...
+
+    def audit(self, n: int) -> list[JSONObject]: ...
+
+    def wait(self, timeout: float) -> None: ...
+
+    def follow(self, pattern: Pattern) -> Feed: ...
+
+    def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None: ...
+
+    def save_method(self, name: str, source: str, *, timeout: float) -> Reload | None: ...
+
+    def call(self, method: str, params: Any = None) -> Any: ...
+
+    def spaces(self) -> list[JSONObject]: ...
+
+    def create_space(self, fields: JSONObject, *, start: bool) -> JSONObject: ...
+
+    def space_action(self, name: str, action: SpaceAction) -> JSONObject: ...
+
+    def space_log(self, name: str, n: int) -> list[str]: ...
+
+    def script_settings(self) -> ScriptSettings: ...
+
+    def close(self) -> None: ...
+
+
+class EmbeddedBackend:
+    """A Runtime on a background loop inside this process (the kernel)."""
+
+    def __init__(self, project: str | Path) -> None:
+        try:
+            self.sync = SyncRuntime(project).start()
+        except StoreLocked as exc:
+            raise StoreLocked(_locked_message(exc), path=exc.path, pid=exc.pid) from None
+
+    @property
+    def project(self) -> Path:
+        return self.sync.runtime.project
+
+    def describe(self) -> str:
+        runtime = self.sync.runtime
+        store = runtime.resolve(runtime.config.store.path)
+        return f"embedded runtime on {runtime.project} (store {store})"
+
+    def emit(self, event_type: str, payload: JSONObject | None = None) -> str:
+        return self.sync.emit(event_type, payload)
+
+    def events(self, pattern: str | None, n: int) -> list[JSONObject]:
+        return [event.to_dict() for event in self.sync.events(pattern, limit=n)]
+
+    def sinks(self) -> list[JSONObject]:
+        return [status.to_dict() for status in self.sync.sinks()]
+
+    def audit(self, n: int) -> list[JSONObject]:
+        return [entry.to_dict() for entry in self.sync.audit(limit=n)]
+
+    def wait(self, timeout: float) -> None:
+        self.sync.wait_idle(timeout)
+        # Sinks audit their failures through the journal; make those rows readable too.
+        self.sync.call(self.sync.runtime.flush())
+
+    def follow(self, pattern: Pattern) -> _ListenerFeed:
+        return _ListenerFeed(self.sync, pattern)
+
+    def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None:
+        """Save `scripts/sinks/NAME.py` and wait for the reloader to apply it (None: unchanged)."""
+        return self._save("sinks", name, source, timeout=timeout)
+
+    def save_method(self, name: str, source: str, *, timeout: float) -> Reload | None:
+        """Save `scripts/methods/NAME.py` and wait until its worker runs it (None: unchanged)."""
+        return self._save("methods", name, source, timeout=timeout)
+
+    def call(self, method: str, params: Any = None) -> Any:
+        return self.sync.call(self.sync.runtime.methods.call_name(method, params))
+
+    def spaces(self) -> list[JSONObject]:
+        async def snapshot() -> list[JSONObject]:  # read on the loop that changes them
+            return [info.to_dict() for info in self.sync.runtime.spaces.list()]
+
+        return self.sync.call(snapshot())
+
+    def create_space(self, fields: JSONObject, *, start: bool) -> JSONObject:
+        spaces = self.sync.runtime.spaces
+        return self.sync.call(spaces.create_from(fields, start=start)).to_dict()
+
+    def space_action(self, name: str, action: SpaceAction) -> JSONObject:
+        spaces = self.sync.runtime.spaces
+        act = {"start": spaces.start, "stop": spaces.stop, "delete": spaces.delete}[action]
+        return self.sync.call(act(name)).to_dict()
+
+    def space_log(self, name: str, n: int) -> list[str]:
+        return self.sync.call(self.sync.runtime.spaces.logs(name, lines=n))
+
+    def _save(self, folder: str, name: str, source: str, *, timeout: float) -> Reload | None:
+        if (problem := check_sink_name(name)) is not None:
+            raise SinkError(problem, sink=name)
+        runtime = self.sync.runtime
+        reloader = next((p for p in runtime.parts if isinstance(p, Reloader)), None)
+        if reloader is None:
+            raise InvalidInput("This runtime does not watch its scripts folder.")
+        path = runtime.resolve(runtime.config.scripts.dir) / folder / f"{name}.py"
+        if path.is_file() and path.read_text(encoding="utf-8") == source:
+            return None  # the reloader compares contents: it would not report anything
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = path.resolve()
+        applied: queue.SimpleQueue[Reload] = queue.SimpleQueue()
+
+        def listener(reload: Reload) -> None:
+            if reload.path.resolve() == target:
+                applied.put(reload)
+
+        async def subscribe() -> Callable[[], None]:
+            return reloader.on_reload(listener)
+
+        unsubscribe = self.sync.call(subscribe())
+        try:
+            # Whole or not at all, as editors save: the reloader never reads a half-written file.
+            staging = path.with_name(f".{path.name}.saving")
+            staging.write_text(source, encoding="utf-8")
+            os.replace(staging, path)
+            try:
+                return applied.get(timeout=timeout)
+            except queue.Empty:
+                raise KnotError(f"The runtime did not pick up {path} within {timeout} s.") from None
+        finally:
+            self.sync.loop.call_soon_threadsafe(unsubscribe)
+
+    def script_settings(self) -> ScriptSettings:
+        return self.sync.runtime.config.scripts
+
+    def close(self) -> None:
+        self.sync.close()
+
+
+def _locked_message(exc: StoreLocked) -> str:
+    """The notebook's answer to a store another runtime holds: attach to it, if it serves."""
+    url = serve_url(exc.pid)
+    if url:
+        return (
+            f"The knot serve at {url} (pid {exc.pid}) already runs on this project (store "
+            f"{exc.path}); use it with `%knot connect {url}` instead of a second runtime."
+        )
+    return (
+        f"The store {exc.path} is in use by another knot runtime (pid {exc.pid or 'unknown'}) "
+        "that answers no HTTP here (another kernel's embedded runtime?); stop it, or use "
+        "`%knot connect URL` if it is a knot serve, or `%knot project DIR` for another folder."
+    )
+
+
+def serve_url(pid: int) -> str | None:
+    """The URL of the knot serve running as process `pid`, if it is one and answers.
+
+    `knot serve` records its address nowhere, so look at the sockets the process listens on
+    and ask each for /healthz (a kernel listens too, for Jupyter: only a knot answer counts).
+    """
+    if pid <= 0:
+        return None
+    try:
+        sockets = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return None
+    for conn in sockets:
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr:
+            continue
+        host = conn.laddr.ip
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = "[::1]" if host == "::" else f"[{host}]"
+        url = f"http://{host}:{conn.laddr.port}"
+        try:
+            answer = httpx.get(f"{url}/healthz", timeout=PROBE_SECONDS, trust_env=False)
+            body = answer.json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        if isinstance(body, dict) and "status" in body and "zone" in body:
+            return url
+    return None
+
+
+class _ListenerFeed:
+    """Routed events from `Runtime.on_event`, handed from the runtime's loop to a reader."""
+
+    def __init__(self, sync: SyncRuntime, pattern: Pattern) -> None:
+        self._sync = sync
+        self._queue: queue.SimpleQueue[JSONObject | None] = queue.SimpleQueue()
+
+        def listener(event: Event, sinks: tuple[str, ...]) -> None:
+            if pattern.matches(event.type):
+                self._queue.put({**event.to_dict(), "sinks": list(sinks)})
+
+        async def subscribe() -> None:
+            self._unsubscribe = sync.runtime.on_event(listener)
+
+        sync.call(subscribe())
+
+    def __iter__(self) -> Iterator[JSONObject]:
+        while (item := self._queue.get()) is not None:
+            yield item
+
+    def wait_open(self, timeout: float) -> bool:
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeClosed):  # a stopped runtime has no listeners left
+            self._sync.loop.call_soon_threadsafe(self._unsubscribe)
+        self._queue.put(None)
+
+
+class _NotebookClient(Client):
+    """The HTTP client, saying in a 401 how a notebook passes a token (the server's own
+    message names the CLI's way)."""
+
+    def __init__(self, url: str | None, *, token: str | None) -> None:
+        super().__init__(url, token=token)
+        self.has_token = bool(token)
+
+    def request(self, method: str, path: str, **options: Any) -> Any:
+        try:
+            return super().request(method, path, **options)
+        except PermissionDenied as exc:
+            raise self._explain(exc) from None
+
+    def follow(
+        self, pattern: str | None = None, *, on_open: Callable[[], None] | None = None
+    ) -> Iterator[JSONObject]:
+        try:
+            yield from super().follow(pattern, on_open=on_open)
+        except PermissionDenied as exc:
+            raise self._explain(exc) from None
+
+    def _explain(self, exc: PermissionDenied) -> PermissionDenied:
+        if exc.status != 401:
+            return exc  # a 403 says which permission is missing: nothing to add
+        how = (
+            f"connect with `%knot connect {self.url} --token TOKEN` (or run "
+            f"`%env KNOT_TOKEN=TOKEN` before `%knot connect {self.url}`)"
+        )
+        if self.has_token:
+            message = (
+                f"The knot serve at {self.url} did not accept the token: {how}, with a token "
+                "`knot user add` gave."
+            )
+        else:
+            message = f"The knot serve at {self.url} has users and needs a token: {how}."
+        return PermissionDenied(message, status=401)
+
+
+class ConnectedBackend:
+    """A `knot serve` reached over its HTTP API."""
+
+    def __init__(self, url: str | None = None, *, token: str | None = None) -> None:
+        self._token = token if token is not None else api_token_from_env()
+        self.client = _NotebookClient(url, token=self._token)
+        try:
+            self.client.request("GET", "/healthz")
+            # /healthz is open to all; an authenticated read finds a missing or wrong token
+            # now rather than at the next magic.
+            self.client.whoami()
+        except KnotError:
+            self.client.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        return self.client.url
+
+    def describe(self) -> str:
+        return f"connected to the knot serve at {self.client.url}"
+
+    def emit(self, event_type: str, payload: JSONObject | None = None) -> str:
+        return self.client.emit(event_type, payload)
+
+    def events(self, pattern: str | None, n: int) -> list[JSONObject]:
+        return self.client.events(pattern, n=n)
+
+    def sinks(self) -> list[JSONObject]:
+        return self.client.sinks()
+
+    def audit(self, n: int) -> list[JSONObject]:
+        return self.client.audit(n=n)
+
+    def wait(self, timeout: float) -> None:
+        """Wait until no sink has events queued or in flight (the API's `pending` counts)."""
+        deadline = time.monotonic() + timeout
+        while any(sink.get("pending") for sink in self.client.sinks()):
+            if time.monotonic() > deadline:
+                raise KnotError(f"The sinks at {self.url} were still busy after {timeout} s.")
+            time.sleep(WAIT_POLL_SECONDS)
+
+    def follow(self, pattern: Pattern) -> _StreamFeed:
+        # A client of its own: closing it is how a blocked stream read is interrupted.
+        return _StreamFeed(_NotebookClient(self.client.url, token=self._token), pattern)
+
+    def save_sink(self, name: str, source: str, *, timeout: float) -> Reload | None:
+        raise InvalidInput(
+            f"The scripts folder belongs to the knot serve at {self.url}: save "
+            f"scripts/sinks/{name}.py there and it reloads the sink by itself."
+        )
+
+    def save_method(self, name: str, source: str, *, timeout: float) -> Reload | None:
+        raise InvalidInput(
+            f"The scripts folder belongs to the knot serve at {self.url}: save "
+            f"scripts/methods/{name}.py there and it reloads the method script by itself."
+        )
+
+    def call(self, method: str, params: Any = None) -> Any:
+        return self.client.call(method, params)
+
+    def spaces(self) -> list[JSONObject]:
+        return self.client.spaces()
+
+    def create_space(self, fields: JSONObject, *, start: bool) -> JSONObject:
+        return self.client.create_space({**fields, "start": start})
+
+    def space_action(self, name: str, action: SpaceAction) -> JSONObject:
+        if action == "delete":
+            return self.client.delete_space(name)
+        return self.client.space_action(name, action)
+
+    def space_log(self, name: str, n: int) -> list[str]:
+        return self.client.space_log(name, n=n)
+
+    def script_settings(self) -> ScriptSettings:
+        return load_config(Path.cwd()).raise_for_errors().scripts
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _StreamFeed:
+    """Routed events from the server-sent event stream `GET /api/events/stream`."""
+
+    def __init__(self, client: Client, pattern: Pattern) -> None:
+        self._client = client
+        self._pattern = pattern
+        self._open = threading.Event()
+        self._closed = False
+        self._error: KnotError | None = None
+
+    def __iter__(self) -> Iterator[JSONObject]:
+        try:
+            yield from self._client.follow(self._pattern.text, on_open=self._open.set)
+        except KnotError as exc:
+            if not self._closed:
+                self._error = exc
+                raise
+        finally:
+            self._open.set()
+
+    def wait_open(self, timeout: float) -> bool:
+        opened = self._open.wait(timeout)
+        if self._error is not None:
+            raise self._error
+        return opened and not self._closed
+
+    def close(self) -> None:
+        self._closed = True
+        self._client.close()

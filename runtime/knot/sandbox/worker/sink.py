@@ -1,0 +1,286 @@
+"""The sandbox worker process: `python -m knot.sandbox.worker --memory-mb 256`.
+
+It speaks newline-delimited JSON-RPC 2.0 over stdin/stdout with its parent, both ways:
+
+  parent → worker   ping; load {name, hash, source, filename}; run {name, hash, source?,
+                    filename?, events: [...], timeout, max_emits}
+  worker → parent   notification `ready` {pid} once, notification `result` {index, output,
+                    directives} after each event of a `run`, request `emit` {index, type,
+                    payload} → {id} while a script runs.
+
+A `run` answers `{failed_at: null}` when every event succeeded, else `{failed_at: i, error,
+output, directives}` for the first failed event (later events are not run).
+
+Before its first request the worker imports everything it will ever need, then walls itself
+in at the OS level (`wall.lockdown`: inherited descriptors closed, an empty environment,
+no_new_privs, Landlock, rlimits, seccomp) and lowers its recursion limit; `ready` names the
+walls that are up. Time is limited by the parent, which SIGKILLs a worker that overruns; that
+is the only way to stop a single C call such as `7 ** (10 ** 8)`. The worker also dies with
+its parent (PR_SET_PDEATHSIG).
+
+Method scripts run in workers of their own (`method_worker.py`), built from the same parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ...types import JSONObject
+from .event_module import RunLimits
+from .runner import MAX_OUTPUT_BYTES, ScriptRunner, set_recursion_limit
+from .wall import Walls, lockdown
+
+__all__ = ["RECURSION_LIMIT", "Channel", "announce", "isolate", "main", "request_id_of"]
+
+RECURSION_LIMIT = 400  # frames, the worker's own few included
+# Decoding a message from the runtime recurses once per nesting level. Ingress keeps JSON
+# within MAX_JSON_DEPTH (100) levels, but a frame must never end the worker: it is decoded
+# under a higher limit, and one that is still too deep is answered as a parse error.
+DECODE_RECURSION_LIMIT = 2000
+PARSE_ERROR = -32700
+UNKNOWN_SCRIPT = -32002
+SCRIPT_REJECTED = -32001
+INVALID_PARAMS = -32602
+METHOD_NOT_FOUND = -32601
+DEFAULT_MAX_EMITS = 1000
+M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
+
+
+class Channel:
+    """The JSON-RPC pipe to the parent: our private copy of stdout, and stdin."""
+
+    def __init__(self, out_fd: int) -> None:
+        self.out_fd = out_fd
+        self.stdin = sys.stdin.buffer
+        self._next_id = 0
+
+    def send(self, message: JSONObject) -> None:
+        self.send_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\n")
+
+    def send_text(self, line: str) -> None:
+        # surrogatepass: a lone surrogate a script put in a string must not end the worker;
+        # the runtime reads it back the same way, as JSON over HTTP would give it.
+        view = memoryview(line.encode("utf-8", "surrogatepass"))
+        while view:
+            written = os.write(self.out_fd, view)
+            view = view[written:]
+
+    def notify(self, method: str, params: JSONObject) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def respond(self, request_id: Any, result: Any) -> None:
+        self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+    def fail(self, request_id: Any, code: int, message: str, data: Any = None) -> None:
+        error: JSONObject = {"code": code, "message": message}
+        if data is not None:
+            error["data"] = data
+        self.send({"jsonrpc": "2.0", "id": request_id, "error": error})
+
+    def receive(self) -> JSONObject | None:
+        """The next message from the runtime; one that cannot be decoded is answered with a
+        parse error (for the request it was, when its id can be read) and skipped."""
+        while True:
+            line = self.stdin.readline()
+            if not line:
+                return None
+            limit = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(limit, DECODE_RECURSION_LIMIT))
+            try:
+                message = json.loads(line.decode("utf-8", "surrogatepass"))
+            except (ValueError, RecursionError, MemoryError) as exc:
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+                self.fail(request_id_of(line), PARSE_ERROR, f"the message cannot be read: {reason}")
+                continue
+            finally:
+                sys.setrecursionlimit(limit)
+            if isinstance(message, dict):
+                return message
+
+    def call(self, method: str, params: JSONObject, raw: str = "") -> Any:
+        """A request to the parent, answered before anything else arrives.
+
+        `raw` is JSON text spliced into the params as the member `payload` (already encoded)."""
+        self._next_id += 1
+        request_id = f"w{self._next_id}"
+        encoded = json.dumps(params, separators=(",", ":"), ensure_ascii=False)
+        if raw:
+            encoded = f'{encoded[:-1]},"payload":{raw}}}' if params else f'{{"payload":{raw}}}'
+        self.send_text(
+            f'{{"jsonrpc":"2.0","id":"{request_id}","method":"{method}","params":{encoded}}}\n'
+        )
+        reply = self.receive()
+        if reply is None:
+            raise SystemExit(0)  # the parent went away mid-call
+        if reply.get("id") != request_id:
+            raise RuntimeError("the runtime answered out of turn")
+        if "error" in reply:
+            raise ValueError(str(reply["error"].get("message", "the runtime refused")))
+        return reply.get("result")
+
+
+class Worker:
+    def __init__(self, channel: Channel, runner: ScriptRunner) -> None:
+        self.channel = channel
+        self.runner = runner
+
+    def serve(self) -> None:
+        while True:
+            message = self.channel.receive()
+            if message is None:
+                return
+            request_id = message.get("id")
+            method = message.get("method")
+            params = message.get("params") or {}
+            handler = {"ping": self.ping, "load": self.load, "run": self.run}.get(str(method))
+            if handler is None:
+                self.channel.fail(request_id, METHOD_NOT_FOUND, f"unknown method {method!r}")
+                continue
+            try:
+                handler(request_id, params)
+            except (KeyError, TypeError) as exc:
+                self.channel.fail(request_id, INVALID_PARAMS, f"bad params: {exc}")
+
+    def ping(self, request_id: Any, params: JSONObject) -> None:
+        self.channel.respond(request_id, {"pid": os.getpid()})
+
+    def _ensure(self, request_id: Any, params: JSONObject) -> bool:
+        name, digest = params["name"], params["hash"]
+        if self.runner.has(name, digest):
+            return True
+        source = params.get("source")
+        if not isinstance(source, str):
+            self.channel.fail(request_id, UNKNOWN_SCRIPT, f"script {name} {digest} not loaded")
+            return False
+        violations = self.runner.load(name, digest, source, str(params.get("filename") or name))
+        if violations:
+            data = [{"line": v.line, "col": v.col, "rule": v.rule} for v in violations]
+            self.channel.fail(request_id, SCRIPT_REJECTED, "the script breaks the rules", data)
+            return False
+        return True
+
+    def load(self, request_id: Any, params: JSONObject) -> None:
+        if self._ensure(request_id, params):
+            self.channel.respond(request_id, {"ok": True})
+
+    def run(self, request_id: Any, params: JSONObject) -> None:
+        if not self._ensure(request_id, params):
+            return
+        name = params["name"]
+        timeout = float(params.get("timeout", 5.0))
+        limits = RunLimits.from_params(params)
+        max_output = int(params.get("max_output_bytes", MAX_OUTPUT_BYTES))
+        events: Sequence[JSONObject] = params["events"]
+        for index, event in enumerate(events):
+
+            def emit(event_type: str, payload: str, index: int = index) -> str:
+                result = self.channel.call("emit", {"index": index, "type": event_type}, payload)
+                return str(result["id"])
+
+            outcome = self.runner.run_one(
+                name, event, emit, timeout=timeout, limits=limits, max_output_bytes=max_output
+            )
+            if outcome.error is not None:
+                self.channel.respond(request_id, {"failed_at": index, **outcome.to_dict()})
+                return
+            if outcome.output or outcome.directives:
+                self.channel.notify("result", {"index": index, **outcome.to_dict()})
+            else:  # the common case, without the encoder
+                self.channel.send_text(
+                    f'{{"jsonrpc":"2.0","method":"result","params":{{"index":{index}}}}}\n'
+                )
+        self.channel.respond(request_id, {"failed_at": None})
+
+
+_REQUEST_ID = re.compile(rb'\{"jsonrpc":"2\.0","id":(\d{1,18}),')
+
+
+def request_id_of(line: bytes) -> int | None:
+    """The id of a request the runtime framed (it always starts the same way), or None."""
+    match = _REQUEST_ID.match(line)
+    return int(match.group(1)) if match else None
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL us when the parent dies (a busy loop never reads EOF)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent and os.getppid() != parent:
+        os._exit(0)
+
+
+def _one_malloc_arena() -> None:
+    """Make every thread allocate from glibc's main arena.
+
+    glibc gives each new thread an arena of its own, reserving 64 MB of address space for it
+    up front. A method worker starts its call threads before RLIMIT_AS applies, so those
+    reservations (8 threads: ~520 MB) counted as already used, and calls could fill them
+    without ever touching the limit: 8 concurrent calls held ~545 MB at memory_mb = 64. With
+    one arena the worker's VmSize before the limit is ~95 MB, all of it really mapped.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mallopt(M_ARENA_MAX, 1)
+    except (OSError, AttributeError):  # not glibc: no per-thread arenas to worry about
+        return
+
+
+def isolate(parent: int) -> int:
+    """Tie this process to its parent and keep fd 1 for the protocol; return that fd."""
+    _die_with_parent(parent)
+    _one_malloc_arena()  # before any thread starts
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over RLIMIT_FSIZE fails, not kills
+    # Keep the protocol to ourselves: anything else printing to fd 1 goes to /dev/null.
+    out_fd = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    sys.stdout = sys.stderr
+    return out_fd
+
+
+def announce(channel: Channel, walls: Walls) -> None:
+    """Lower the recursion limit (the last limit), then tell the parent we are ready."""
+    set_recursion_limit(RECURSION_LIMIT)
+    channel.notify("ready", {"pid": os.getpid(), **walls.to_dict()})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m knot.sandbox.worker")
+    parser.add_argument("--memory-mb", type=int, default=256)
+    parser.add_argument("--parent", type=int, default=0)
+    args = parser.parse_args(argv)
+    out_fd = isolate(args.parent)
+    runner = ScriptRunner()
+    walls = lockdown(memory_mb=args.memory_mb, keep_fds=(out_fd,), warm_up=runner.warm_up)
+    channel = Channel(out_fd)
+    announce(channel, walls)
+    try:
+        Worker(channel, runner).serve()
+    except MemoryError:
+        os._exit(70)  # could not even report it; the parent sees us die and says so
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
