@@ -36,7 +36,7 @@ from ._patterns import Pattern, parse_patterns
 from ._runtime import Runtime
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._sync import SyncRuntime
-from .engine.delivery import DeliveryStatus, EmitReport, Outcome
+from .engine.outcomes import DeliveryStatus, EmitReport, Outcome
 from .engine.registry import SinkStatus
 from .methods.service import CallResult, MethodInfo, Methods
 from .sinks import (

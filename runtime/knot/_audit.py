@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ._events import now_rfc3339
-from .types import JSONObject
+from ._json import JSONObject
 
 __all__ = ["AuditEntry", "AuditKind"]
 

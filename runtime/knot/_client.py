@@ -24,8 +24,8 @@ from ._exceptions import (
     RuntimeClosed,
     RuntimeUnavailable,
 )
+from ._json import JSONObject
 from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
-from .types import JSONObject
 
 __all__ = ["Client"]
 

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import uuid_utils
 
 from ._exceptions import EventError
-from .types import MAX_JSON_DEPTH, JSONObject
+from ._json import MAX_JSON_DEPTH, JSONObject
 
 __all__ = [
     "CUSTOM_PREFIX",

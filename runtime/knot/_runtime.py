@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
@@ -34,15 +34,18 @@ from ._events import (
     now_rfc3339,
 )
 from ._exceptions import EventError, RuntimeClosed
+from ._json import JSONObject
 from ._logtext import log_output
 from ._patterns import Pattern
 from ._sinkspec import SinkOrigin, SinkSpec
-from ._users import KV_USERS, UserDirectory
-from .engine.delivery import DeliveryEngine, EmitReport, Tracker
+from ._user_directory import UserDirectory
+from ._users import KV_USERS
+from .engine.delivery import DeliveryEngine
 from .engine.dispatch import Dispatcher
 from .engine.hooks import EventListener, Hooks, OutcomeListener
 from .engine.housekeeping import Housekeeper
 from .engine.journal import Journal
+from .engine.outcomes import EmitReport, Tracker
 from .engine.registry import SinkRegistry, SinkStatus
 from .engine.router import Router
 from .engine.store import Store
@@ -54,19 +57,11 @@ from .sinks import Sink
 from .sinks.webhook import WebhookClients
 from .sky.channels import KV_CHANNELS, Channels
 from .spaces.service import Spaces, SpacesPart
-from .types import JSONObject
+from .types import RuntimePart
 
 __all__ = ["EmitReport", "Runtime", "RuntimePart"]
 
 log = logging.getLogger("knot.events")
-
-
-class RuntimePart(Protocol):
-    """A component started after the core and stopped before it (reloader, spaces, ...)."""
-
-    async def start(self, runtime: Runtime) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 class Runtime:
@@ -95,7 +90,8 @@ class Runtime:
         self._delivery: DeliveryEngine | None = None
         self._registry: SinkRegistry | None = None
         self.router = Router()
-        self.channels = Channels(self)  # Sky event channels (ecis), loaded from the store
+        self.users = UserDirectory(config_users=lambda: self.config.users, store=self)
+        self.channels = Channels(self, self.users)  # Sky event channels (ecis), from the store
         self.hooks = Hooks()  # observers of the event path; one that raises stops nothing
         self._housekeeper: Housekeeper | None = None
         self._dispatcher: Dispatcher | None = None
@@ -104,9 +100,6 @@ class Runtime:
         # The HTTP pool all webhook sinks share; `http_transport` replaces its transport.
         self.webhook_clients = WebhookClients(transport=http_transport)
         self.methods = Methods(self)  # method scripts: workers, calls, subscriptions
-        self.users = UserDirectory(
-            config_users=lambda: self.config.users, persist=lambda fn: self.journal.call(fn)
-        )
 
     def _default_parts(self) -> list[RuntimePart]:
         """The components every runtime runs unless `parts` says otherwise."""
@@ -180,6 +173,27 @@ class Runtime:
         """A path from the settings, relative to the project folder."""
         p = Path(path)
         return p if p.is_absolute() else self.project / p
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the runtime keeps its own files: the store's folder (`.knot/`)."""
+        return self.store.path.parent
+
+    @property
+    def method_loader(self) -> Methods:
+        return self.methods
+
+    # -- durable records (KeyValueArea) ----------------------------------------------------
+
+    def kv_all(self, area: str) -> dict[str, Any]:
+        return self.store.kv_all(area)
+
+    async def kv_put(self, area: str, key: str, value: Any) -> None:
+        """Written through the journal's writer, in order with the events around it."""
+        await self.journal.call(lambda store: store.kv_put(area, key, value))
+
+    async def kv_delete(self, area: str, key: str) -> None:
+        await self.journal.call(lambda store: store.kv_delete(area, key))
 
     async def start(self) -> None:
         if self._started:

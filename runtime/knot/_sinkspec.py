@@ -10,8 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._exceptions import SinkError
+from ._json import JSONObject
 from ._patterns import Pattern, validate_patterns
-from .types import JSONObject
 
 __all__ = ["SECRET_OPTIONS", "SinkOrigin", "SinkSpec", "check_sink_name", "masked_url"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ._client import Client
-from .types import JSONObject
+from ._json import JSONObject
 
 __all__ = ["Emitter", "current", "emit", "use"]
 

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from .._client import Client
-from ..types import JSONObject
+from .._json import JSONObject
 from .common import Subparsers, add_command, print_table
 
 __all__ = ["register"]

@@ -13,8 +13,8 @@ from typing import Any, NoReturn, TypeAlias
 
 from .._events import NotJSON, loads_json
 from .._exceptions import InvalidInput
+from .._json import JSONObject
 from .._logtext import loggable
-from ..types import JSONObject
 
 __all__ = [
     "Formatter",

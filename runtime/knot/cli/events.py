@@ -7,7 +7,7 @@ import json
 import sys
 
 from .._client import Client
-from ..types import JSONObject
+from .._json import JSONObject
 from .common import Subparsers, add_command, count, parse_json_object
 
 __all__ = ["register"]

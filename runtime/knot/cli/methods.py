@@ -9,8 +9,8 @@ from typing import Any
 
 from .._client import Client
 from .._exceptions import InvalidInput, MethodFailed, NotFound
+from .._json import JSONObject
 from .._jsonrpc import METHOD_NOT_FOUND
-from ..types import JSONObject
 from .common import Subparsers, add_command, loads_user_json, print_table
 
 __all__ = ["parse_params", "register"]

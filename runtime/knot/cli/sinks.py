@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .._client import Client
 from .._exceptions import DeliveryFailed, InvalidInput
-from ..types import JSONObject
+from .._json import JSONObject
 from .common import (
     Handler,
     Subparsers,

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from .._client import Client
-from ..types import JSONObject
+from .._json import JSONObject
 from .common import Subparsers, add_command, count, print_table, seconds
 
 __all__ = ["register"]

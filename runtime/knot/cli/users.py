@@ -16,8 +16,9 @@ from pathlib import Path
 from .._client import Client
 from .._config import load_config
 from .._exceptions import NotFound, StoreLocked
-from .._users import User, offline_users
-from ..types import JSONObject
+from .._json import JSONObject
+from .._user_directory import offline_users
+from .._users import User
 from .common import Subparsers, add_command, print_table, project_folder
 
 __all__ = ["register"]

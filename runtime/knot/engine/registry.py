@@ -14,10 +14,10 @@ from typing import Any
 
 from .._events import Event
 from .._exceptions import NotFound, SinkError
+from .._json import JSONObject
 from .._sinkspec import SinkOrigin, SinkSpec
 from ..sinks import Sink, SinkHost, build_sink
 from ..sinks.webhook import new_secret
-from ..types import JSONObject
 from .delivery import DeliveryEngine, SinkWorker
 from .router import Router
 from .store import Store

@@ -25,8 +25,8 @@ from typing import Any
 from .._audit import AuditEntry, AuditKind
 from .._events import Event
 from .._exceptions import StoreError, StoreLocked
+from .._json import JSONObject
 from .._patterns import Pattern, PatternKind
-from ..types import JSONObject
 
 __all__ = ["Store", "WriteBatch"]
 

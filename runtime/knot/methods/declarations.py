@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import PatternError
+from .._json import JSONObject
 from .._patterns import Pattern
 from .._sinkspec import check_sink_name
 from ..sandbox.process import RemoteError
 from ..scripts.loader import ScriptProblem, method_script_problems
-from ..types import JSONObject
 
 __all__ = ["MethodInfo", "declared", "load_problems", "static_problems"]
 

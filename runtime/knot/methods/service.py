@@ -21,10 +21,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._events import Actor, Event, TooDeep, nests_too_deeply
 from .._exceptions import DeliveryFailed, KnotError, MethodFailed, NotFound
+from .._json import JSONObject
 from .._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, Handler, RpcError
 from .._logtext import log_output
 from .._sinkspec import SinkOrigin, SinkSpec
@@ -32,12 +33,9 @@ from ..sandbox.process import RemoteError, WorkerBlocked, WorkerDied, WorkerTime
 from ..sandbox.worker.method_module import timed_out
 from ..sinks import BatchResult, DeliveryResult, Directive, JsonRpcSink, MethodSink
 from ..sinks.script import encode_event
-from ..types import JSONObject
+from ..types import MethodsHost
 from .declarations import MethodInfo
 from .workers import MethodLoad, MethodScript, MethodWorkers
-
-if TYPE_CHECKING:
-    from .._runtime import Runtime
 
 __all__ = ["CallResult", "MethodInfo", "MethodLoad", "Methods"]
 
@@ -66,7 +64,7 @@ class _CallContext:
 class Methods:
     """The method scripts of one runtime: `runtime.methods`."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: MethodsHost) -> None:
         self.runtime = runtime
         self.workers = MethodWorkers(runtime, serve=self._serve, changed=self._sync_sinks)
 

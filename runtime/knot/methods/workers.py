@@ -22,16 +22,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._audit import AuditEntry, AuditKind
 from .._logtext import log_output
 from ..sandbox.method_process import MethodProcess, RequestHandler
 from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
+from ..types import MethodsHost
 from .declarations import MethodInfo, declared, load_problems, static_problems
-
-if TYPE_CHECKING:
-    from .._runtime import Runtime
 
 __all__ = ["MethodLoad", "MethodScript", "MethodWorkers", "ScriptState"]
 
@@ -106,7 +104,7 @@ class _LoadFailed(Exception):
 class MethodWorkers:
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: MethodsHost,
         *,
         serve: RequestHandler,
         changed: Callable[[MethodScript, str], Awaitable[list[str]]],

@@ -31,11 +31,11 @@ from .._exceptions import (
     SinkError,
     StoreLocked,
 )
+from .._json import JSONObject
 from .._patterns import Pattern
 from .._sinkspec import check_sink_name
 from .._sync import SyncRuntime
 from ..scripts.reload import Reload, Reloader
-from ..types import JSONObject
 from .display import Feed
 
 __all__ = ["Backend", "ConnectedBackend", "EmbeddedBackend", "SpaceAction", "serve_url"]

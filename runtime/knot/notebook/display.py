@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from IPython.display import DisplayHandle
 
 from .._exceptions import KnotError
-from ..types import JSONObject
+from .._json import JSONObject
 
 __all__ = [
     "EVENT_COLUMNS",

@@ -36,7 +36,7 @@ from .display import (
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from ..ipython import KnotSession
+    from .session import KnotSession
 
 __all__ = ["KnotMagics", "build_parser"]
 

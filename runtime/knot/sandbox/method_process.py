@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..types import JSONObject
+from .._json import JSONObject
 from .process import RemoteError, WorkerBlocked, WorkerDied, WorkerProcess, WorkerTimeout
 
 __all__ = ["MethodProcess", "RequestHandler"]

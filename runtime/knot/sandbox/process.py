@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..types import JSONObject
+from .._json import JSONObject
 from .worker.wall import WORKER_ENV_NAMES
 
 __all__ = [

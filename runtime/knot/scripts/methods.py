@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ..types import PartHost
 from .reload import Reload, ReloadStatus, display_path
-
-if TYPE_CHECKING:
-    from .._runtime import Runtime
 
 __all__ = ["MethodScripts"]
 
@@ -27,10 +24,10 @@ KIND = "methods"
 class MethodScripts:
     """Loads, reloads and unloads the method scripts of one runtime (a reloader FolderLoader)."""
 
-    async def load(self, runtime: Runtime, path: Path, source: str | None) -> Reload:
-        shown = display_path(runtime.project, path)
+    async def load(self, host: PartHost, path: Path, source: str | None) -> Reload:
+        shown = display_path(host.project, path)
         name = path.stem
-        result = await runtime.methods.load(name, source, path=shown)
+        result = await host.method_loader.load(name, source, path=shown)
         if result.ok:
             status = ReloadStatus.RELOADED if result.replaced else ReloadStatus.LOADED
             names = ", ".join(m.name for m in result.methods) or "no methods"
@@ -40,10 +37,10 @@ class MethodScripts:
         status = ReloadStatus.KEPT if result.replaced else ReloadStatus.REJECTED
         return Reload(status, KIND, name, path, result.message, result.problems)
 
-    async def unload(self, runtime: Runtime, path: Path) -> Reload | None:
+    async def unload(self, host: PartHost, path: Path) -> Reload | None:
         name = path.stem
-        shown = display_path(runtime.project, path)
-        if not await runtime.methods.unload(name, reason=f"its script {shown} was deleted"):
+        shown = display_path(host.project, path)
+        if not await host.method_loader.unload(name, reason=f"its script {shown} was deleted"):
             return None
         message = f"removed method script {name} ({shown} was deleted)"
         log.info("%s", message)

@@ -27,15 +27,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from watchfiles import Change, awatch
 
 from .._audit import AuditEntry, AuditKind
 from .._config import CONFIG_FILE, ConfigResult, changed_settings, parse_config
-
-if TYPE_CHECKING:
-    from .._runtime import Runtime
+from ..types import PartHost
 
 __all__ = [
     "Action",
@@ -90,11 +88,11 @@ class Reload:
 class FolderLoader(Protocol):
     """Turns the scripts of one folder (`scripts/sinks/`) into running parts of the runtime."""
 
-    async def load(self, runtime: Runtime, path: Path, source: str | None) -> Reload:
+    async def load(self, host: PartHost, path: Path, source: str | None) -> Reload:
         """Apply a new or changed script (`source` None: it could not be read as text)."""
         ...
 
-    async def unload(self, runtime: Runtime, path: Path) -> Reload | None:
+    async def unload(self, host: PartHost, path: Path) -> Reload | None:
         """The script is gone; remove what it defined (None: it had defined nothing)."""
         ...
 
@@ -265,7 +263,7 @@ class Reloader:
         self.step_ms = step_ms
         self.grace = grace
         self.history: deque[Reload] = deque(maxlen=200)
-        self._runtime: Runtime | None = None
+        self._host: PartHost | None = None
         self._known: dict[Path, str] = {}  # path → digest of the content last applied
         self._lock = asyncio.Lock()
         self._project_watch: _Watch | None = None
@@ -273,28 +271,28 @@ class Reloader:
         self._listeners: list[Callable[[Reload], None]] = []
 
     @property
-    def runtime(self) -> Runtime:
-        assert self._runtime is not None, "the reloader is not running"
-        return self._runtime
+    def host(self) -> PartHost:
+        assert self._host is not None, "the reloader is not running"
+        return self._host
 
     @property
     def scripts(self) -> Path:
-        return self.runtime.resolve(self.runtime.config.scripts.dir)
+        return self.host.resolve(self.host.config.scripts.dir)
 
     def on_reload(self, listener: Callable[[Reload], None]) -> Callable[[], None]:
         """Call `listener(reload)` after each applied step; returns an unsubscribe."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    async def start(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        config_path = runtime.config_path
+    async def start(self, host: PartHost) -> None:
+        self._host = host
+        config_path = host.config_path
         if config_path is not None:
             seen = look(config_path, CONFIG)
             if seen.exists:
                 self._known[config_path] = seen.digest
         # Watch first, then scan: a save between the two is seen twice and applied once.
-        project = runtime.project
+        project = host.project
         try:
             top = self.scripts.relative_to(project).parts[0]
         except (ValueError, IndexError):
@@ -373,13 +371,13 @@ class Reloader:
         await self._changed(changes)
 
     async def _changed(self, changes: set[tuple[Change, str]]) -> None:
-        runtime = self.runtime
+        host = self.host
         found = checks(
             changes,
-            project=runtime.project,
+            project=host.project,
             scripts=self.scripts,
             kinds=self.folders,
-            config=runtime.config_path is not None,
+            config=host.config_path is not None,
         )
         if found.files or found.rescan:
             await self._apply(found)
@@ -415,13 +413,13 @@ class Reloader:
             return await self._apply_config(step)
         loader = self.folders[step.kind]
         if step.action is Action.UNLOAD:
-            return await loader.unload(self.runtime, step.path)
-        return await loader.load(self.runtime, step.path, step.source)
+            return await loader.unload(self.host, step.path)
+        return await loader.load(self.host, step.path, step.source)
 
     async def _apply_config(self, step: Step) -> Reload:
-        runtime = self.runtime
+        host = self.host
         path = step.path
-        shown = display_path(self.runtime.project, path)
+        shown = display_path(self.host.project, path)
         if step.source is None and step.action is Action.LOAD:
             result = ConfigResult(None, (f"{shown}: is not UTF-8 text.",), path=shown)
         else:
@@ -432,12 +430,12 @@ class Reloader:
         if result.config is None:
             problems = result.errors
             message = f"kept the last good settings of {shown}: " + " ".join(problems)
-            runtime.audit(AuditEntry.new(AuditKind.CONFIG_REJECTED, message))
+            host.audit(AuditEntry.new(AuditKind.CONFIG_REJECTED, message))
             log.error("%s", message)
             return Reload(ReloadStatus.KEPT, CONFIG, CONFIG_FILE, path, message, problems)
         new = result.config.with_env()
-        changed = changed_settings(runtime.config, new)
-        pending = await runtime.apply_config(new)
+        changed = changed_settings(host.config, new)
+        pending = await host.apply_config(new)
         for name in pending:
             log.warning(
                 "%s: %s changed; restart the runtime to apply it (the running value stays)",

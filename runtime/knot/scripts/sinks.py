@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .._audit import AuditEntry, AuditKind
 from .._exceptions import KnotError
 from .._sinkspec import SinkOrigin, SinkSpec
+from ..types import PartHost
 from .loader import ScriptLoad, ScriptProblem, load_script
 from .reload import Reload, ReloadStatus, display_path
-
-if TYPE_CHECKING:
-    from .._runtime import Runtime
 
 __all__ = ["ScriptSinks"]
 
@@ -35,14 +32,14 @@ KIND = "sinks"
 class ScriptSinks:
     """Loads, reloads and unloads the script sinks of one runtime (a reloader FolderLoader)."""
 
-    async def load(self, runtime: Runtime, path: Path, source: str | None) -> Reload:
+    async def load(self, host: PartHost, path: Path, source: str | None) -> Reload:
         """Install the script at `path` (text `source`), or say why not, keeping the old one."""
-        shown = display_path(runtime.project, path)
+        shown = display_path(host.project, path)
         # Problems and the sink's messages name the file as the user sees it in the project.
         load = load_script(Path(shown), source=source) if source is not None else load_script(path)
         for warning in load.warnings:
             log.warning("%s", warning)
-        registry = runtime.registry
+        registry = host.registry
         name = path.stem
         running = name in registry and registry.spec(name).origin is SinkOrigin.SCRIPT
         if load.spec is not None:
@@ -69,15 +66,15 @@ class ScriptSinks:
             message = f"could not load sink {name} ({shown}): "
         message += "; ".join(problems)
         log.error("%s", message)
-        runtime.audit(AuditEntry.new(AuditKind.SCRIPT_REJECTED, message, sink=name))
+        host.audit(AuditEntry.new(AuditKind.SCRIPT_REJECTED, message, sink=name))
         status = ReloadStatus.KEPT if running else ReloadStatus.REJECTED
         return Reload(status, KIND, name, path, message, problems)
 
-    async def unload(self, runtime: Runtime, path: Path) -> Reload | None:
+    async def unload(self, host: PartHost, path: Path) -> Reload | None:
         """The script is gone: remove its sink (queued events are given up and audited)."""
-        registry = runtime.registry
+        registry = host.registry
         name = path.stem
-        shown = display_path(runtime.project, path)
+        shown = display_path(host.project, path)
         had_problem = bool(registry.problem(name))
         registry.clear_problem(name)
         if name in registry and registry.spec(name).origin is SinkOrigin.SCRIPT:

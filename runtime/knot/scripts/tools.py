@@ -26,7 +26,7 @@ from .._events import (
     now_rfc3339,
 )
 from .._exceptions import EventError
-from ..types import JSONObject
+from .._json import JSONObject
 from .loader import ScriptLoad, ScriptProblem, load_method_script, load_script
 
 __all__ = ["CheckReport", "DryRun", "EmittedEvent", "check_paths", "dry_run", "dry_run_async"]

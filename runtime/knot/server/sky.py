@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._audit import AuditEntry, AuditKind
 from .._exceptions import InvalidInput, KnotError, MethodFailed, NotFound, PermissionDenied
+from .._json import JSONObject
 from .._jsonrpc import INVALID_PARAMS
 from .._runtime import Runtime
 from ..sky.channels import Channel
@@ -30,7 +31,6 @@ from ..sky.esl import (
     read_attributes,
     sky_answer,
 )
-from ..types import JSONObject
 from .auth import Caller, caller
 from .common import error_response, json_error, read_body
 

@@ -16,8 +16,8 @@ from .._audit import AuditEntry, AuditKind
 from .._config import Config
 from .._events import Event
 from .._exceptions import DeliveryFailed
+from .._json import JSONObject
 from .._sinkspec import SinkSpec
-from ..types import JSONObject
 
 __all__ = ["BatchResult", "DeliveryResult", "Directive", "Sink", "SinkHost"]
 

@@ -18,8 +18,8 @@ from typing import ClassVar, Protocol
 from .._audit import AuditKind
 from .._events import Event
 from .._exceptions import DeliveryFailed
+from .._json import JSONObject
 from .._sinkspec import SinkSpec
-from ..types import JSONObject
 from .base import BatchResult, DeliveryResult, Sink
 from .jsonrpc import JsonRpcSink, default_params
 from .script import OUTPUT_KEPT

@@ -16,8 +16,8 @@ from typing import IO, ClassVar
 
 from .._events import Event
 from .._exceptions import DeliveryFailed
+from .._json import JSONObject
 from .._sinkspec import SinkSpec
-from ..types import JSONObject
 from .base import DeliveryResult, Sink
 
 __all__ = ["RecordingSink"]

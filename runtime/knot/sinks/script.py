@@ -20,13 +20,13 @@ from .._audit import AuditKind
 from .._config import ScriptSettings
 from .._events import Event
 from .._exceptions import KnotError, ScriptFailed
+from .._json import JSONObject
 from .._sinkspec import SinkSpec
 from ..sandbox.pool import WorkerPool, acquire_shared_pool, default_size, release_shared_pool
 from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
 from ..sandbox.worker.event_module import LIMIT_SETTINGS, over_limit_text
 from ..sandbox.worker.policy import check_source
 from ..sandbox.worker.sink import RECURSION_LIMIT
-from ..types import JSONObject
 from .base import BatchResult, DeliveryResult, Directive, Sink, SinkHost
 
 __all__ = ["OUTPUT_KEPT", "ScriptSink", "encode_event", "pool_size"]

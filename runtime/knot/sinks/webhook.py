@@ -32,9 +32,9 @@ import httpx
 
 from .._events import Event
 from .._exceptions import DeliveryFailed, TemplateError
+from .._json import JSONObject
 from .._sinkspec import SinkSpec, masked_url
 from ..templates.syntax import DEFAULT_TEMPLATE, Template
-from ..types import JSONObject
 from .base import DeliveryResult, Sink, SinkHost
 from .webhook_http import WebhookClients
 

@@ -16,15 +16,14 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._events import now_rfc3339
 from .._exceptions import InvalidInput, NotFound
+from .._json import JSONObject
 from .._patterns import Pattern, parse_patterns
-from ..types import JSONObject
-
-if TYPE_CHECKING:
-    from .._runtime import Runtime
+from .._user_directory import UserDirectory
+from ..types import KeyValueArea
 
 __all__ = ["KV_CHANNELS", "Channel", "ChannelPolicy", "Channels", "check_eci", "check_owner"]
 
@@ -134,8 +133,9 @@ class Channel:
 class Channels:
     """The channels of one runtime: in memory for lookups, written through to the store."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(self, store: KeyValueArea, users: UserDirectory) -> None:
+        self._store = store
+        self._users = users
         self._by_eci: dict[str, Channel] = {}
 
     def __len__(self) -> int:
@@ -189,7 +189,7 @@ class Channels:
         channel of a user who does not exist would raise events no user's sinks ever get.
         """
         problems = [p for p in (check_owner(owner),) if p]
-        users = self._runtime.users
+        users = self._users
         if not problems and owner and users and users.get(owner) is None:
             problems.append(f"There is no user named {owner!r} to own the channel.")
         if eci is not None:
@@ -207,7 +207,7 @@ class Channels:
         data = channel.to_dict()
         self._by_eci[chosen] = channel
         try:
-            await self._runtime.journal.call(lambda s: s.kv_put(KV_CHANNELS, chosen, data))
+            await self._store.kv_put(KV_CHANNELS, chosen, data)
         except BaseException:
             self._by_eci.pop(chosen, None)
             raise
@@ -217,5 +217,5 @@ class Channels:
         """Remove a channel; events raised on it from now on get 404."""
         channel = self.find(eci)
         del self._by_eci[eci]
-        await self._runtime.journal.call(lambda s: s.kv_delete(KV_CHANNELS, eci))
+        await self._store.kv_delete(KV_CHANNELS, eci)
         return channel

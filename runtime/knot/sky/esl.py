@@ -25,8 +25,8 @@ from urllib.parse import parse_qsl, unquote
 
 from .._events import CUSTOM_PREFIX, MAX_TYPE_LENGTH, check_type, decode_json, json_kind
 from .._exceptions import EventError
-from ..engine.delivery import DeliveryStatus, EmitReport
-from ..types import JSONObject
+from .._json import JSONObject
+from ..engine.outcomes import DeliveryStatus, EmitReport
 
 __all__ = [
     "MAX_EID_LENGTH",

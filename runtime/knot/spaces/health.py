@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import httpx
 
-from ..types import JSONObject
+from .._json import JSONObject
 from .spec import HealthCheck, HealthKind
 
 __all__ = ["HealthChange", "HealthState", "HealthTracker", "ProbeResult", "probe"]

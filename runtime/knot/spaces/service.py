@@ -16,20 +16,18 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from .._env import child_environment
 from .._events import Space, now_rfc3339
 from .._exceptions import NotFound, RuntimeClosed, SpaceError
-from ..types import JSONObject
+from .._json import JSONObject
+from ..types import PartHost
 from .health import HealthChange, HealthState, HealthTracker, probe
 from .process import SpaceProcess, read_tail, reap_orphan
 from .spec import OnRestart, SpaceInfo, SpaceRecord, SpaceSpec, SpaceState
-
-if TYPE_CHECKING:
-    from .._runtime import Runtime
 
 __all__ = ["Spaces", "SpacesPart"]
 
@@ -64,7 +62,7 @@ class Spaces:
     """
 
     def __init__(self) -> None:
-        self._runtime: Runtime | None = None
+        self._host: PartHost | None = None
         self._spaces: dict[str, _Space] = {}
         self._lock = asyncio.Lock()  # creating and deleting (names are unique)
         self._http: httpx.AsyncClient | None = None
@@ -72,10 +70,10 @@ class Spaces:
         self.log_dir = Path(".knot/spaces")
 
     @property
-    def runtime(self) -> Runtime:
-        if self._runtime is None:
+    def host(self) -> PartHost:
+        if self._host is None:
             raise RuntimeClosed("The runtime is not running; start it before using spaces.")
-        return self._runtime
+        return self._host
 
     # -- the API ----------------------------------------------------------------------------
 
@@ -162,7 +160,7 @@ class Spaces:
             record = space.record
             space.deleted = True
             del self._spaces[record.id]
-            await self.runtime.journal.call(lambda s: s.kv_delete(KV_SPACES, record.id))
+            await self.host.kv_delete(KV_SPACES, record.id)
             await self._raise(space, "space.deleted", {"deleted_at": now_rfc3339()})
             log.info("space %s deleted", record.name)
         return self._info(space)
@@ -184,11 +182,11 @@ class Spaces:
 
     # -- the runtime part -------------------------------------------------------------------
 
-    async def _open(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self.log_dir = runtime.store.path.parent / "spaces"
+    async def _open(self, host: PartHost) -> None:
+        self._host = host
+        self.log_dir = host.state_dir / "spaces"
         self.node_id = await self._load_node_id()
-        for raw in runtime.store.kv_all(KV_SPACES).values():
+        for raw in host.kv_all(KV_SPACES).values():
             try:
                 record = SpaceRecord.from_store(raw)
             except Exception as exc:
@@ -207,7 +205,7 @@ class Spaces:
             await self._http.aclose()
             self._http = None
         self._spaces.clear()
-        self._runtime = None
+        self._host = None
 
     async def _recover(self, space: _Space) -> None:
         """Bring a stored space back: after a crash its process may still run (its own
@@ -218,7 +216,7 @@ class Spaces:
                 self._begin(space, self._go_live(space, None))  # a record only: checks resume
                 return
             if record.state is SpaceState.RUNNING:
-                grace = self.runtime.config.spaces.stop_grace
+                grace = self.host.config.spaces.stop_grace
                 if await reap_orphan(record.pid, record.pid_created, grace):
                     log.warning("space %s: stopped its process left from before", record.name)
                 await self._mark_stopped(space, exit_code=None, resume=True)
@@ -250,7 +248,7 @@ class Spaces:
             try:
                 process = await SpaceProcess.spawn(
                     record.spec.cmd,
-                    cwd=self.runtime.project,
+                    cwd=self.host.project,
                     env=child_environment(
                         {"KNOT_SPACE_ID": record.id, "KNOT_SPACE_NAME": record.name}
                     ),
@@ -313,7 +311,7 @@ class Spaces:
             live.stopping = True
             await _cancel(live.tasks)
             if live.process is not None:
-                exit_code = await live.process.terminate(self.runtime.config.spaces.stop_grace)
+                exit_code = await live.process.terminate(self.host.config.spaces.stop_grace)
         await self._mark_stopped(space, exit_code=exit_code, resume=resume)
 
     async def _mark_stopped(self, space: _Space, *, exit_code: int | None, resume: bool) -> None:
@@ -352,7 +350,7 @@ class Spaces:
             )
             try:
                 # The leader is gone; whatever it started must not outlive the space.
-                await live.process.terminate(self.runtime.config.spaces.stop_grace)
+                await live.process.terminate(self.host.config.spaces.stop_grace)
                 await self._mark_stopped(space, exit_code=exit_code, resume=False)
             except RuntimeClosed:
                 log.warning("space %s exited while the runtime stopped", space.record.name)
@@ -371,7 +369,7 @@ class Spaces:
         tracker = live.tracker
         assert check is not None
         assert tracker is not None
-        cwd = str(self.runtime.project)
+        cwd = str(self.host.project)
         while True:
             await asyncio.sleep(check.interval)
             result = await probe(check, http=self._http_client(), cwd=cwd)
@@ -405,7 +403,7 @@ class Spaces:
         """Raise a system event for `space`, carrying the space and its owner."""
         record = space.record
         payload: JSONObject = {"space_name": record.name, "space_id": record.id, **fields}
-        await self.runtime.emit_system(
+        await self.host.emit_system(
             event_type,
             payload,
             space=Space(record.id, record.name, record.spec.urls),
@@ -414,15 +412,15 @@ class Spaces:
 
     async def _persist(self, record: SpaceRecord) -> None:
         key, data = record.id, record.to_store()
-        await self.runtime.journal.call(lambda s: s.kv_put(KV_SPACES, key, data))
+        await self.host.kv_put(KV_SPACES, key, data)
 
     async def _load_node_id(self) -> str:
         """This runtime's node id (Knot's node_id in space.started): made once, then kept."""
-        stored = self.runtime.store.kv_all(KV_NODE).get("id")
+        stored = self.host.kv_all(KV_NODE).get("id")
         if stored and isinstance(stored.get("id"), str):
             return str(stored["id"])
         node = str(uuid.uuid4())
-        await self.runtime.journal.call(lambda s: s.kv_put(KV_NODE, "id", {"id": node}))
+        await self.host.kv_put(KV_NODE, "id", {"id": node})
         return node
 
     def _find(self, name: str, owner: str | None) -> _Space:
@@ -441,7 +439,7 @@ class Spaces:
         return self._http
 
     def _check_open(self) -> None:
-        if self._runtime is None or not self._runtime.running:
+        if self._host is None or not self._host.running:
             raise RuntimeClosed("The runtime is not running; start it before using spaces.")
 
     @staticmethod
@@ -478,8 +476,8 @@ class SpacesPart:
     def __init__(self) -> None:
         self.spaces = Spaces()
 
-    async def start(self, runtime: Runtime) -> None:
-        await self.spaces._open(runtime)
+    async def start(self, host: PartHost) -> None:
+        await self.spaces._open(host)
 
     async def stop(self) -> None:
         await self.spaces._close()

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._exceptions import SpaceError
-from ..types import JSONObject
+from .._json import JSONObject
 
 __all__ = [
     "DEFAULT_INTERVAL",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
 
-from ...types import JSONObject
+from ..._json import JSONObject
 from .plain import check_text, exact_str, plain_json
 
 __all__ = [

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...types import JSONObject
+from ..._json import JSONObject
 from .event_module import DEFAULT_LIMITS, RunBudget, RunLimits, over_limit_text
 from .method_module import timed_out
 from .method_runner import SERVER_ERROR, CallCancelled, CallOutcome, MethodModule

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from types import FrameType, ModuleType
 from typing import Any
 
-from ...types import JSONObject
+from ..._json import JSONObject
 from .plain import exact_int, exact_str, plain_json
 
 __all__ = [

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
-from ...types import JSONObject
+from ..._json import JSONObject
 from .event_module import (
     DEFAULT_LIMITS,
     EmitFunction,

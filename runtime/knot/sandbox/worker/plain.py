@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ...types import MAX_JSON_DEPTH
+from ..._json import MAX_JSON_DEPTH
 
 __all__ = ["check_text", "exact_float", "exact_int", "exact_str", "plain_json"]
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from types import CodeType, TracebackType
 
-from ...types import JSONObject
+from ..._json import JSONObject
 from .event_module import (
     DEFAULT_LIMITS,
     EmitFunction,

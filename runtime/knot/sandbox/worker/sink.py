@@ -32,7 +32,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ...types import JSONObject
+from ..._json import JSONObject
 from .event_module import RunLimits
 from .runner import MAX_OUTPUT_BYTES, ScriptRunner, set_recursion_limit
 from .wall import Walls, lockdown
