@@ -26,7 +26,6 @@ import pytest
 
 from knot import Config, DeliveryStatus, Runtime, SinkSpec
 from knot._config import DeliverySettings, ScriptSettings
-from knot.sandbox.pool import shared_pool
 from knot.sandbox.worker.method_runner import MethodModule
 from knot.sandbox.worker.policy import _refuse_attribute, check_source
 from knot.sandbox.worker.runner import RunOutcome, ScriptRunner
@@ -391,7 +390,7 @@ async def test_every_bomb_fails_its_delivery_and_nothing_else(tmp_path: Path) ->
         assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
         await rt.wait_idle()
         assert rt.sink("steady").status()["output"] == [str(n) for n in range(20)]
-        pool = shared_pool(rt)
+        pool = rt.script_pool
         assert pool is not None
         assert pool.workers <= 4
         after = await rt.emit_and_wait("tick", {"n": 99})

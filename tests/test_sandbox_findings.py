@@ -22,7 +22,6 @@ import pytest
 
 from knot import Config, DeliveryStatus, MethodFailed, Runtime
 from knot._config import DeliverySettings, ScriptSettings
-from knot.sandbox.pool import shared_pool
 from knot.sandbox.process import RemoteError, WorkerProcess, WorkerTimeout
 from knot.sandbox.worker.policy import check_source
 from knot.scripts import load_script
@@ -439,7 +438,7 @@ async def test_a_worker_crashing_in_c_fails_only_its_own_sink(tmp_path: Path) ->
         assert report.outcomes["crash"].status is DeliveryStatus.FAILED
         assert "stopped its sandbox worker" in report.outcomes["crash"].error
         assert report.outcomes["calm"].status is DeliveryStatus.DELIVERED
-        pool = shared_pool(rt)
+        pool = rt.script_pool
         assert pool is not None
         assert list(pool.owners()) == [k for k in pool.owners() if k.startswith("calm#")]
 

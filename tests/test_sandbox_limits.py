@@ -16,7 +16,6 @@ import pytest
 
 from knot import AuditKind, Config, DeliveryStatus, Runtime, SinkSpec
 from knot._config import DeliverySettings, ScriptSettings
-from knot.sandbox.pool import shared_pool
 from knot.scripts import load_script
 
 from .conftest import recording
@@ -120,7 +119,7 @@ async def test_a_worker_that_dies_fails_the_attempt_and_is_replaced(tmp_path: Pa
         await rt.add_sink(script_spec(tmp_path, "sleepy", "*", body))
         first = await rt.emit_and_wait("x", {})
         assert first.outcomes["sleepy"].status is DeliveryStatus.DELIVERED
-        pool = shared_pool(rt)
+        pool = rt.script_pool
         assert pool is not None
         (pid,) = pool.pids()
         slow = asyncio.create_task(rt.emit_and_wait("x", {"s": 5}, timeout=30))
@@ -179,7 +178,7 @@ async def test_a_worker_that_ran_out_of_memory_is_replaced(tmp_path: Path) -> No
     async with Runtime(tmp_path, config=limits_config(workers=1)) as rt:
         await rt.add_sink(script_spec(tmp_path, "hungry", "*", body))
         await rt.emit_and_wait("x", {})
-        pool = shared_pool(rt)
+        pool = rt.script_pool
         assert pool is not None
         before = pool.pids()
         report = await rt.emit_and_wait("x", {"bomb": True})
@@ -210,7 +209,7 @@ async def test_a_long_expression_compiles_in_the_worker_as_it_did_at_load(tmp_pa
     body = "x = " + " + ".join(["1"] * 150) + "\nprint(x)\n"
     async with Runtime(tmp_path, config=limits_config(workers=1)) as rt:
         await rt.add_sink(script_spec(tmp_path, "longsum", "*", body))
-        pool = shared_pool(rt)
+        pool = rt.script_pool
         assert pool is not None
         report = await rt.emit_and_wait("x", {})
         outcome = report.outcomes["longsum"]

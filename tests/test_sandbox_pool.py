@@ -9,7 +9,6 @@ import pytest
 
 from knot import Config, DeliveryStatus, Runtime
 from knot._config import DeliverySettings, ScriptSettings
-from knot.sandbox.pool import shared_pool
 from knot.scripts import load_script
 
 pytestmark = pytest.mark.anyio
@@ -40,7 +39,7 @@ async def test_stuck_scripts_on_every_worker_do_not_hold_up_other_sinks(tmp_path
         for name in ("spin_a", "spin_b", "spin_c"):
             await add_script(rt, folder, name, "custom.spin", "while True:\n    pass\n")
         await add_script(rt, folder, "quick", "custom.other", "print('quick')\n")
-        pool = shared_pool(rt)
+        pool = rt.script_pool
         assert pool is not None
         finished: list[tuple[str, str]] = []
         rt.on_outcome(lambda event, outcome: finished.append((outcome.sink, outcome.error)))

@@ -10,7 +10,7 @@ import pytest
 
 from knot import Config, EventError, Runtime, parse_config
 from knot._config import ScriptSettings
-from knot.sandbox.pool import WorkerPool, shared_pool
+from knot.sandbox.pool import WorkerPool
 from knot.sandbox.process import RemoteError, WorkerProcess
 from knot.scripts import check_paths, dry_run, dry_run_async, load_script
 
@@ -162,20 +162,24 @@ async def test_pool_gives_each_sink_a_worker_of_its_own_and_never_shares_it() ->
 
 
 @pytest.mark.anyio
-async def test_the_pool_lives_as_long_as_a_script_sink_does(tmp_path: Path) -> None:
+async def test_the_runtime_owns_the_pool_and_workers_live_as_long_as_script_sinks(
+    tmp_path: Path,
+) -> None:
     script = write(tmp_path, "lone.py", "# events: *\nx = 1\n")
     spec = load_script(script).spec
     assert spec is not None
     async with Runtime(tmp_path, config=Config(scripts=ScriptSettings(workers=1))) as rt:
-        assert shared_pool(rt) is None
+        pool = rt.script_pool
+        assert pool.pids() == []  # no script sink: no worker process
         await rt.add_sink(spec)
-        pool = shared_pool(rt)
-        assert pool is not None
         await rt.emit_and_wait("x", {})
         (pid,) = pool.pids()
         await rt.remove_sink("lone")
-        assert shared_pool(rt) is None  # the last script sink closed the pool
+        async with asyncio.timeout(5):
+            while pool.workers:  # its worker (and the spare) stop with the last script sink
+                await asyncio.sleep(0.02)
         assert pool.pids() == []
-        assert pool.workers == 0
         with pytest.raises(ProcessLookupError):  # ended and reaped
-            os.kill(pid, 0)
+            while True:
+                os.kill(pid, 0)
+                await asyncio.sleep(0.02)

@@ -50,10 +50,12 @@ from .engine.registry import SinkRegistry, SinkStatus
 from .engine.router import Router
 from .engine.store import Store
 from .methods.service import Methods
+from .sandbox.pool import WorkerPool
 from .scripts.methods import MethodScripts
 from .scripts.reload import Reloader
 from .scripts.sinks import ScriptSinks
 from .sinks import Sink
+from .sinks.script import pool_size
 from .sinks.webhook import WebhookClients
 from .sky.channels import KV_CHANNELS, Channels
 from .spaces.service import Spaces, SpacesPart
@@ -99,6 +101,7 @@ class Runtime:
         self._stopping = False
         # The HTTP pool all webhook sinks share; `http_transport` replaces its transport.
         self.webhook_clients = WebhookClients(transport=http_transport)
+        self._script_pool: WorkerPool | None = None  # made when the first script sink starts
         self.methods = Methods(self)  # method scripts: workers, calls, subscriptions
 
     def _default_parts(self) -> list[RuntimePart]:
@@ -269,6 +272,9 @@ class Runtime:
             await self._delivery.close()
         await self.methods.close()
         await self.webhook_clients.close()
+        if self._script_pool is not None:
+            await self._script_pool.close()
+            self._script_pool = None
         if self._journal is not None:
             await self._journal.close()
         if self._store is not None:
@@ -483,6 +489,15 @@ class Runtime:
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
         """What a sink printed: one log line each, named after the sink (`knot serve` shows it)."""
         log_output(f"knot.sink.{sink}", sink, lines)
+
+    @property
+    def script_pool(self) -> WorkerPool:
+        """The sandbox workers of this runtime's script sinks: made on first use, so a
+        runtime without script sinks starts no worker process."""
+        if self._script_pool is None:
+            settings = self.config.scripts
+            self._script_pool = WorkerPool(size=pool_size(settings), memory_mb=settings.memory_mb)
+        return self._script_pool
 
     async def sink_secret(self, sink: str) -> str:
         """The signing secret of a sink defined without one: generated once, then kept."""

@@ -10,7 +10,8 @@ The isolation between sinks is the process boundary, not a reset we would have t
 Processes cost memory (about 10 MB each, idle), so at most `size` live at once (the setting
 `scripts.workers`, by default twice the cores but at least 8). When a sink needs a worker and
 none is free, the idle worker used longest ago is stopped to make room. One unbound spare is
-kept started, so a sink that gets a worker does not wait the ~50 ms a new interpreter takes.
+kept started while script sinks exist, so a sink that gets a worker does not wait the ~60 ms a
+new interpreter takes. The runtime owns the pool (`SinkHost.script_pool`) and closes it.
 
 Scripts stuck in a loop hold their workers until `scripts.timeout`; with every worker held
 like that, an unrelated sink would wait just as long. So when every worker has been busy for
@@ -30,13 +31,7 @@ from typing import Any
 
 from .process import WorkerDied, WorkerProcess
 
-__all__ = [
-    "WorkerPool",
-    "acquire_shared_pool",
-    "default_size",
-    "release_shared_pool",
-    "shared_pool",
-]
+__all__ = ["WorkerPool", "default_size"]
 
 log = logging.getLogger("knot.sandbox")
 
@@ -218,13 +213,17 @@ class WorkerPool:
 
     def forget(self, sink: str) -> None:
         """`sink` is gone (removed, or replaced by a new version): stop its worker, now if
-        it is idle, or when it comes back."""
+        it is idle, or when it comes back. With no sink left, the spare stops too."""
         worker = self._bound.pop(sink, None)
-        if worker is None:
-            return
-        self._owner[worker] = ""
-        if worker not in self._busy:
-            self._retire(worker)
+        if worker is not None:
+            self._owner[worker] = ""
+            if worker not in self._busy:
+                self._retire(worker)
+        if not self._bound:
+            while self._spares:
+                spare = self._spares.pop()
+                self._count -= 1
+                self._spawn_in_background(spare.close())
 
     def _retire(self, worker: WorkerProcess) -> None:
         self._busy.pop(worker, None)
@@ -265,43 +264,3 @@ class WorkerPool:
                 waiter.set_result(None)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-
-
-# -- one pool per runtime -----------------------------------------------------------------
-
-_shared: dict[int, tuple[WorkerPool, int]] = {}
-
-
-def shared_pool(owner: object) -> WorkerPool | None:
-    """The pool `owner` uses now, if any."""
-    entry = _shared.get(id(owner))
-    return entry[0] if entry else None
-
-
-def acquire_shared_pool(owner: object, *, size: int, memory_mb: int) -> WorkerPool:
-    """The pool of `owner` (a runtime), created on first use; counted per user."""
-    key = id(owner)
-    entry = _shared.get(key)
-    if entry is None:
-        pool = WorkerPool(size=size, memory_mb=memory_mb)
-        _shared[key] = (pool, 1)
-        pool.warm()
-        return pool
-    pool, users = entry
-    pool.configure(size=size, memory_mb=memory_mb)
-    _shared[key] = (pool, users + 1)
-    return pool
-
-
-async def release_shared_pool(owner: object) -> None:
-    """One user is done; the last one closes the pool and its workers."""
-    key = id(owner)
-    entry = _shared.get(key)
-    if entry is None:
-        return
-    pool, users = entry
-    if users > 1:
-        _shared[key] = (pool, users - 1)
-        return
-    del _shared[key]
-    await pool.close()

@@ -172,7 +172,10 @@ async def dry_run_async(
     max_payload_bytes: int = 1024 * 1024,
 ) -> DryRun:
     """Run `script` once on a synthesized event in a sandbox worker; see `dry_run`."""
+    from ..sandbox.pool import WorkerPool
     from ..sinks.script import ScriptSink
+    from ..sinks.webhook import new_secret
+    from ..sinks.webhook_http import WebhookClients
 
     config = Config(scripts=settings or ScriptSettings())
     load = load_script(Path(script))
@@ -189,8 +192,15 @@ async def dry_run_async(
     emitted: list[EmittedEvent] = []
 
     class DryRunHost:
+        """A SinkHost of its own: one worker process, nothing journaled or delivered."""
+
         def __init__(self) -> None:
             self.config = config
+            self.script_pool = WorkerPool(size=1, memory_mb=config.scripts.memory_mb)
+            self.webhook_clients = WebhookClients(limit=4)
+
+        async def sink_secret(self, sink: str) -> str:
+            return new_secret()
 
         async def emit_child(self, parent: Event, event_type: str, payload: JSONObject) -> str:
             full_type = as_custom_type(event_type)
@@ -212,6 +222,8 @@ async def dry_run_async(
         results, failed_at, error = await sink.deliver_batch([event])
     finally:
         await sink.close()
+        await host.script_pool.close()
+        await host.webhook_clients.close()
     output = tuple(sink.recent)
     directives: tuple[JSONObject, ...] = ()
     if failed_at is None and results and results[0] is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from .._audit import AuditEntry, AuditKind
 from .._config import Config
@@ -18,6 +18,10 @@ from .._events import Event
 from .._exceptions import DeliveryFailed
 from .._json import JSONObject
 from .._sinkspec import SinkSpec
+
+if TYPE_CHECKING:
+    from ..sandbox.pool import WorkerPool
+    from .webhook_http import WebhookClients
 
 __all__ = ["BatchResult", "DeliveryResult", "Directive", "Sink", "SinkHost"]
 
@@ -49,7 +53,12 @@ class DeliveryResult:
 
 
 class SinkHost(Protocol):
-    """What the runtime offers a sink: emitting (depth-limited), logging, auditing, settings."""
+    """What the runtime offers a sink: emitting (depth-limited), logging, auditing, settings,
+    and the resources sinks share (the sandbox's workers, the webhook HTTP pools, secrets).
+
+    Every shared resource comes from here, owned by the host and closed with it; no sink
+    keeps a registry of its own.
+    """
 
     @property
     def config(self) -> Config: ...
@@ -59,6 +68,20 @@ class SinkHost(Protocol):
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None: ...
 
     def audit(self, entry: AuditEntry) -> None: ...
+
+    @property
+    def script_pool(self) -> WorkerPool:
+        """The sandbox worker processes of script sinks (one per sink)."""
+        ...
+
+    @property
+    def webhook_clients(self) -> WebhookClients:
+        """The HTTP connection pools webhook sinks share."""
+        ...
+
+    async def sink_secret(self, sink: str) -> str:
+        """The signing secret of a sink defined without one: generated once, then kept."""
+        ...
 
 
 class BatchResult(NamedTuple):

@@ -22,7 +22,7 @@ from .._events import Event
 from .._exceptions import KnotError, ScriptFailed
 from .._json import JSONObject
 from .._sinkspec import SinkSpec
-from ..sandbox.pool import WorkerPool, acquire_shared_pool, default_size, release_shared_pool
+from ..sandbox.pool import WorkerPool, default_size
 from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
 from ..sandbox.worker.event_module import LIMIT_SETTINGS, over_limit_text
 from ..sandbox.worker.policy import check_source
@@ -99,15 +99,14 @@ class ScriptSink(Sink):
     async def start(self, host: SinkHost) -> None:
         await super().start(host)
         settings = self.settings
-        self._pool = acquire_shared_pool(
-            host, size=pool_size(settings), memory_mb=settings.memory_mb
-        )
+        self._pool = host.script_pool
+        self._pool.configure(size=pool_size(settings), memory_mb=settings.memory_mb)
+        self._pool.warm()  # a spare, so the first event does not wait for a new interpreter
 
     async def close(self) -> None:
-        if self._pool is not None and self.host is not None:
+        if self._pool is not None:
             self._pool.forget(self.worker_key)
             self._pool = None
-            await release_shared_pool(self.host)
 
     async def deliver(self, event: Event) -> DeliveryResult | None:
         results, failed_at, error = await self.deliver_batch([event])

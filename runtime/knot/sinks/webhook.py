@@ -25,7 +25,7 @@ import secrets
 import ssl
 import time
 from collections.abc import Mapping
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -41,7 +41,6 @@ from .webhook_http import WebhookClients
 __all__ = [
     "RESERVED_HEADERS",
     "WebhookClients",
-    "WebhookHost",
     "WebhookSink",
     "new_secret",
     "standard_webhooks_key",
@@ -89,15 +88,6 @@ def standard_webhooks_key(secret: str) -> bytes:
     return secret.encode()
 
 
-@runtime_checkable
-class WebhookHost(Protocol):
-    """What a runtime offers webhook sinks beyond SinkHost: the pool and persisted secrets."""
-
-    webhook_clients: WebhookClients
-
-    async def sink_secret(self, sink: str) -> str: ...
-
-
 class WebhookSink(Sink):
     type: ClassVar[str] = "webhook"
     options: ClassVar[tuple[str, ...]] = OPTIONS
@@ -116,7 +106,6 @@ class WebhookSink(Sink):
         self.secret = str(opts.get("secret") or "")
         self.last_status = 0
         self._clients: WebhookClients | None = None
-        self._own_clients: WebhookClients | None = None
         self._knot_key = b""
         self._standard_key = b""
 
@@ -154,19 +143,11 @@ class WebhookSink(Sink):
 
     async def start(self, host: SinkHost) -> None:
         await super().start(host)
-        if isinstance(host, WebhookHost):
-            self._clients = host.webhook_clients
-            if not self.secret:
-                self.secret = await host.sink_secret(self.name)
-        else:  # a host without a pool (a dry run): this sink gets one of its own
-            self._clients = self._own_clients = WebhookClients(limit=4)
-            self.secret = self.secret or new_secret()
+        self._clients = host.webhook_clients
+        if not self.secret:
+            self.secret = await host.sink_secret(self.name)
         self._knot_key = self.secret.encode()
         self._standard_key = standard_webhooks_key(self.secret)
-
-    async def close(self) -> None:
-        if self._own_clients is not None:
-            await self._own_clients.close()
 
     def render(self, event: Event) -> bytes:
         """The request body for `event`; DeliveryFailed when the template fails on it."""
