@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from ._aliases import warn_renamed
 from ._audit import AuditEntry, AuditKind
 from ._config import CONFIG_FILE, RESTART_SETTINGS, Config, changed_settings, load_config
 from ._events import (
@@ -419,7 +420,7 @@ class Runtime:
             parent=parent.id,
         )
         if depth > self.config.delivery.max_depth:
-            self.audit(
+            self.record_audit(
                 AuditEntry.new(
                     AuditKind.DEPTH_EXCEEDED,
                     f"Event {event.type} raised while handling {parent.id} was dropped: the "
@@ -463,8 +464,15 @@ class Runtime:
 
     # -- what a sink may ask of the runtime (SinkHost) --------------------------------------
 
-    def audit(self, entry: AuditEntry) -> None:
+    def record_audit(self, entry: AuditEntry) -> None:
+        """Write an audit entry (committed with the next batch); `audit_entries` reads them."""
         self.journal.audit(entry)
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Deprecated alias of `record_audit`: elsewhere `audit` read the log, so a write got
+        a name of its own."""
+        warn_renamed("Runtime.audit(entry)", "Runtime.record_audit(entry)")
+        self.record_audit(entry)
 
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
         """What a sink printed: one log line each, named after the sink (`knot serve` shows it)."""
