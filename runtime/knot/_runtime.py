@@ -454,6 +454,12 @@ class Runtime:
         A listener that raises is logged once and skipped; delivery goes on."""
         return self.hooks.on_outcome(listener)
 
+    async def call_method(self, method: str, params: Any = None) -> Any:
+        """Call a method script's method (`script.method`, or a `method` one script has).
+
+        The name SyncRuntime and Client use too; `runtime.methods` has the finer forms."""
+        return await self.methods.call_name(method, params)
+
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until everything emitted so far is journaled, routed and handled by its sinks."""
         async with asyncio.timeout(timeout):
