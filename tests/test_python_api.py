@@ -39,7 +39,7 @@ def test_sync_runtime_emits_and_lists(project: Path) -> None:
         assert report.outcomes["rec"].status is knot.DeliveryStatus.DELIVERED
         assert rt.events("custom.sync.*")[0].id == event_id
         assert [s.name for s in rt.sinks()] == ["rec"]
-        assert rt.audit() == []
+        assert rt.audit_entries() == []
     with pytest.raises(knot.RuntimeClosed):
         rt.emit("after.close")
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from ._aliases import count_keyword, warn_renamed
 from ._env import api_token_from_env, api_url_from_env
 from ._events import as_custom_type
 from ._exceptions import (
@@ -28,6 +30,8 @@ from ._json import JSONObject
 from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
 
 __all__ = ["Client"]
+
+WAIT_POLL_SECONDS = 0.02  # how often `wait_idle` asks for the sinks' pending counts
 
 
 class Client:
@@ -119,17 +123,40 @@ class Client:
         answer = self.request("POST", "/event", json_body=body, expect=(202,))
         return str(answer["id"])
 
-    def events(self, pattern: str | None = None, *, n: int = 50) -> list[JSONObject]:
-        params: dict[str, Any] = {"n": n}
+    def events(
+        self, pattern: str | None = None, *, limit: int = 50, n: int | None = None
+    ) -> list[JSONObject]:
+        """The newest `limit` events, oldest first; `pattern` is one sink pattern.
+
+        `n=` is the old spelling of `limit=` (deprecated)."""
+        limit = count_keyword(limit, n, "Client.events")
+        params: dict[str, Any] = {"n": limit}  # the HTTP API's own name stays `n`
         if pattern:
             params["pattern"] = pattern
         return list(self.request("GET", "/api/events", params=params)["events"])
 
-    def audit(self, *, n: int = 50) -> list[JSONObject]:
-        return list(self.request("GET", "/api/audit", params={"n": n})["audit"])
+    def audit_entries(self, *, limit: int = 50, sink: str | None = None) -> list[JSONObject]:
+        """The newest `limit` audit entries, of `sink` or of every sink the caller may see."""
+        params: dict[str, Any] = {"n": limit}
+        if sink:
+            params["sink"] = sink
+        return list(self.request("GET", "/api/audit", params=params)["audit"])
+
+    def audit(self, *, limit: int = 50, n: int | None = None) -> list[JSONObject]:
+        """Deprecated alias of `audit_entries` (on Runtime, `audit` was the write)."""
+        warn_renamed("Client.audit()", "Client.audit_entries()")
+        return self.audit_entries(limit=count_keyword(limit, n, "Client.audit"))
 
     def sinks(self) -> list[JSONObject]:
         return list(self.request("GET", "/api/sinks")["sinks"])
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no sink has events queued or in flight (the API's `pending` counts)."""
+        deadline = time.monotonic() + timeout
+        while any(sink.get("pending") for sink in self.sinks()):
+            if time.monotonic() > deadline:
+                raise KnotError(f"The sinks at {self.url} were still busy after {timeout} s.")
+            time.sleep(WAIT_POLL_SECONDS)
 
     # -- Sky channels ----------------------------------------------------------------------
 
@@ -203,7 +230,7 @@ class Client:
 
     # -- methods -------------------------------------------------------------------------
 
-    def call(self, method: str, params: Any = None) -> Any:
+    def call_method(self, method: str, params: Any = None) -> Any:
         """Call a method script's method (`POST /json-rpc`) and return its result.
 
         A JSON-RPC error answer raises NotFound (-32601) or MethodFailed (with .code, .data).
@@ -231,9 +258,9 @@ class Client:
             raise MethodFailed(message, method=method, code=code, data=data)
         return answer.get("result")
 
-    def call_method(self, method: str, params: Any = None) -> Any:
-        """`knot.methods.call` through this client (same as `call`)."""
-        return self.call(method, params)
+    def call(self, method: str, params: Any = None) -> Any:
+        """The same as `call_method`, by the short name README documents (kept as an alias)."""
+        return self.call_method(method, params)
 
     def methods(self) -> JSONObject:
         """The methods and method scripts of the runtime (`GET /api/methods`)."""
@@ -257,8 +284,10 @@ class Client:
     def delete_space(self, name: str) -> JSONObject:
         return dict(self.request("DELETE", f"/api/spaces/{_segment(name)}"))
 
-    def space_log(self, name: str, *, n: int = 100) -> list[str]:
-        answer = self.request("GET", f"/api/spaces/{_segment(name)}/log", params={"n": n})
+    def space_log(self, name: str, *, limit: int = 100, n: int | None = None) -> list[str]:
+        """The last `limit` lines the space's process printed (`n=`: deprecated spelling)."""
+        limit = count_keyword(limit, n, "Client.space_log")
+        answer = self.request("GET", f"/api/spaces/{_segment(name)}/log", params={"n": limit})
         return list(answer["lines"])
 
     def follow(

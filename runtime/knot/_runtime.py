@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from ._aliases import warn_renamed
 from ._audit import AuditEntry, AuditKind
 from ._config import CONFIG_FILE, RESTART_SETTINGS, Config, changed_settings, load_config
 from ._events import (
@@ -439,7 +440,7 @@ class Runtime:
             parent=parent.id,
         )
         if depth > self.config.delivery.max_depth:
-            self.audit(
+            self.record_audit(
                 AuditEntry.new(
                     AuditKind.DEPTH_EXCEEDED,
                     f"Event {event.type} raised while handling {parent.id} was dropped: the "
@@ -473,6 +474,12 @@ class Runtime:
         A listener that raises is logged once and skipped; delivery goes on."""
         return self.hooks.on_outcome(listener)
 
+    async def call_method(self, method: str, params: Any = None) -> Any:
+        """Call a method script's method (`script.method`, or a `method` one script has).
+
+        The name SyncRuntime and Client use too; `runtime.methods` has the finer forms."""
+        return await self.methods.call_name(method, params)
+
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until everything emitted so far is journaled, routed and handled by its sinks."""
         async with asyncio.timeout(timeout):
@@ -483,8 +490,15 @@ class Runtime:
 
     # -- what a sink may ask of the runtime (SinkHost) --------------------------------------
 
-    def audit(self, entry: AuditEntry) -> None:
+    def record_audit(self, entry: AuditEntry) -> None:
+        """Write an audit entry (committed with the next batch); `audit_entries` reads them."""
         self.journal.audit(entry)
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Deprecated alias of `record_audit`: elsewhere `audit` read the log, so a write got
+        a name of its own."""
+        warn_renamed("Runtime.audit(entry)", "Runtime.record_audit(entry)")
+        self.record_audit(entry)
 
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
         """What a sink printed: one log line each, named after the sink (`knot serve` shows it)."""

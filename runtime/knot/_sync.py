@@ -7,8 +7,9 @@ import threading
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
+from ._aliases import warn_renamed
 from ._audit import AuditEntry
 from ._events import Event
 from ._exceptions import RuntimeClosed
@@ -64,7 +65,7 @@ class SyncRuntime:
         started.wait()
         self._loop = loop
         try:
-            self.call(self.runtime.start())
+            self.run(self.runtime.start())
         except BaseException:
             self._shutdown_loop()
             raise
@@ -74,7 +75,7 @@ class SyncRuntime:
         if self._loop is None:
             return
         try:
-            self.call(self.runtime.stop())
+            self.run(self.runtime.stop())
         finally:
             self._shutdown_loop()
 
@@ -88,7 +89,7 @@ class SyncRuntime:
         if loop is not None and not loop.is_running():
             loop.close()
 
-    def call(self, coro: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T:
         """Run a coroutine on the runtime's loop and wait for its result."""
         if self._loop is None:
             coro.close()
@@ -96,10 +97,24 @@ class SyncRuntime:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result(timeout)
 
+    @overload
+    def call(self, method: str, params: Any = None) -> Any: ...
+
+    @overload
+    def call(self, coro: Coroutine[Any, Any, T], /, *, timeout: float | None = None) -> T: ...
+
+    def call(self, method: Any, params: Any = None, *, timeout: float | None = None) -> Any:
+        """`call(method, params)` is `call_method`, as on Client; `call(coro)` is the old
+        name of `run` (deprecated), from before `call` meant calling a method everywhere."""
+        if isinstance(method, str):
+            return self.call_method(method, params)
+        warn_renamed("SyncRuntime.call(coroutine)", "SyncRuntime.run(coroutine)")
+        return self.run(method, timeout=timeout)
+
     # -- the Runtime API, blocking ---------------------------------------------------------
 
     def emit(self, event_type: str, payload: object = None, **options: Any) -> str:
-        return self.call(self.runtime.emit(event_type, payload, **options))
+        return self.run(self.runtime.emit(event_type, payload, **options))
 
     def emit_and_wait(
         self,
@@ -109,31 +124,37 @@ class SyncRuntime:
         timeout: float | None = None,
         **options: Any,
     ) -> EmitReport:
-        return self.call(
-            self.runtime.emit_and_wait(event_type, payload, timeout=timeout, **options)
-        )
+        return self.run(self.runtime.emit_and_wait(event_type, payload, timeout=timeout, **options))
 
     def events(self, pattern: str | None = None, *, limit: int = 50) -> list[Event]:
-        return self.call(self.runtime.events(pattern, limit=limit))
+        return self.run(self.runtime.events(pattern, limit=limit))
+
+    def audit_entries(self, *, limit: int = 50, sink: str | None = None) -> list[AuditEntry]:
+        return self.run(self.runtime.audit_entries(limit=limit, sink=sink))
 
     def audit(self, *, limit: int = 50) -> list[AuditEntry]:
-        return self.call(self.runtime.audit_entries(limit=limit))
+        """Deprecated alias of `audit_entries` (on Runtime, `audit` was the write)."""
+        warn_renamed("SyncRuntime.audit()", "SyncRuntime.audit_entries()")
+        return self.audit_entries(limit=limit)
 
     def sinks(self) -> list[SinkStatus]:
         async def snapshot() -> list[SinkStatus]:
             return self.runtime.sinks()
 
-        return self.call(snapshot())
+        return self.run(snapshot())
 
     def add_sink(self, item: SinkSpec | Sink | Mapping[str, Any]) -> SinkSpec:
-        return self.call(self.runtime.add_sink(item))
+        return self.run(self.runtime.add_sink(item))
+
+    def update_sink(self, name: str, changes: Mapping[str, Any]) -> SinkSpec:
+        return self.run(self.runtime.update_sink(name, changes))
 
     def remove_sink(self, name: str) -> SinkSpec:
-        return self.call(self.runtime.remove_sink(name))
+        return self.run(self.runtime.remove_sink(name))
 
     def call_method(self, method: str, params: Any = None) -> Any:
         """Call a method script's method (`script.method` or an unambiguous `method`)."""
-        return self.call(self.runtime.methods.call_name(method, params))
+        return self.run(self.runtime.call_method(method, params))
 
     def wait_idle(self, timeout: float = 30.0) -> None:
-        self.call(self.runtime.wait_idle(timeout))
+        self.run(self.runtime.wait_idle(timeout))

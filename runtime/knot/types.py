@@ -47,7 +47,7 @@ class KeyValueArea(Protocol):
 
 
 class Auditor(Protocol):
-    def audit(self, entry: AuditEntry) -> None:
+    def record_audit(self, entry: AuditEntry) -> None:
         """Record what the runtime did not do as asked (written with the next commit)."""
         ...
 

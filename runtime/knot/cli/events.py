@@ -64,7 +64,7 @@ def _event(args: argparse.Namespace) -> int:
 
 def _events(args: argparse.Namespace) -> int:
     with Client() as client:
-        for event in client.events(args.pattern, n=args.n) if args.n > 0 else []:
+        for event in client.events(args.pattern, limit=args.n) if args.n > 0 else []:
             _print_event(event, as_json=args.json)
         if args.follow:
             for event in client.follow(args.pattern):
@@ -85,7 +85,7 @@ def _print_event(event: JSONObject, *, as_json: bool) -> None:
 
 def _audit(args: argparse.Namespace) -> int:
     with Client() as client:
-        entries = client.audit(n=args.n)
+        entries = client.audit_entries(limit=args.n)
     for entry in entries:
         if args.json:
             print(json.dumps(entry))

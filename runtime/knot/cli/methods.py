@@ -67,7 +67,7 @@ def _call(args: argparse.Namespace) -> int:
     params = parse_params(raw)
     with Client() as client:
         try:
-            result = client.call(args.method, params)
+            result = client.call_method(args.method, params)
         except (MethodFailed, NotFound) as exc:
             # The `knot:` line (main) is the whole story for a person; a program asks --json.
             if args.json:

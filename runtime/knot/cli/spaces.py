@@ -131,7 +131,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _logs(args: argparse.Namespace) -> int:
     with Client() as client:
-        for line in client.space_log(args.name, n=args.n):
+        for line in client.space_log(args.name, limit=args.n):
             print(line)
     return 0
 

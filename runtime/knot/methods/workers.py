@@ -202,7 +202,7 @@ class MethodWorkers:
             message = f"could not load method script {name} ({path}): "
         message += "; ".join(problems)
         log.error("%s", message)
-        self.runtime.audit(AuditEntry.new(AuditKind.METHOD_REJECTED, message, sink=name))
+        self.runtime.record_audit(AuditEntry.new(AuditKind.METHOD_REJECTED, message, sink=name))
         return MethodLoad(name, False, replaced, problems=problems, message=message)
 
     def _retire(self, script: MethodScript, worker: MethodProcess) -> None:
@@ -291,7 +291,9 @@ class MethodWorkers:
             f"in flight on it failed; a new worker starts in {delay:g} s, with fresh module state."
         )
         log.warning("%s", message)
-        self.runtime.audit(AuditEntry.new(AuditKind.WORKER_RESTARTED, message, sink=script.name))
+        self.runtime.record_audit(
+            AuditEntry.new(AuditKind.WORKER_RESTARTED, message, sink=script.name)
+        )
         script.restart = asyncio.current_task()
         while True:
             await asyncio.sleep(delay)

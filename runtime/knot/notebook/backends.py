@@ -11,7 +11,6 @@ import contextlib
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -41,7 +40,6 @@ from .display import Feed
 __all__ = ["Backend", "ConnectedBackend", "EmbeddedBackend", "SpaceAction", "serve_url"]
 
 SpaceAction = Literal["start", "stop", "delete"]
-WAIT_POLL_SECONDS = 0.02
 PROBE_SECONDS = 1.0  # asking a local process whether it is a knot serve
 
 
@@ -52,13 +50,13 @@ class Backend(Protocol):
 
     def emit(self, event_type: str, payload: JSONObject | None = None) -> str: ...
 
-    def events(self, pattern: str | None, n: int) -> list[JSONObject]: ...
+    def events(self, pattern: str | None, *, limit: int) -> list[JSONObject]: ...
 
     def sinks(self) -> list[JSONObject]: ...
 
-    def audit(self, n: int) -> list[JSONObject]: ...
+    def audit_entries(self, *, limit: int) -> list[JSONObject]: ...
 
-    def wait(self, timeout: float) -> None: ...
+    def wait_idle(self, timeout: float) -> None: ...
 
     def follow(self, pattern: Pattern) -> Feed: ...
 
@@ -66,7 +64,7 @@ class Backend(Protocol):
 
     def save_method(self, name: str, source: str, *, timeout: float) -> Reload | None: ...
 
-    def call(self, method: str, params: Any = None) -> Any: ...
+    def call_method(self, method: str, params: Any = None) -> Any: ...
 
     def spaces(self) -> list[JSONObject]: ...
 
@@ -74,7 +72,7 @@ class Backend(Protocol):
 
     def space_action(self, name: str, action: SpaceAction) -> JSONObject: ...
 
-    def space_log(self, name: str, n: int) -> list[str]: ...
+    def space_log(self, name: str, *, limit: int) -> list[str]: ...
 
     def script_settings(self) -> ScriptSettings: ...
 
@@ -102,19 +100,19 @@ class EmbeddedBackend:
     def emit(self, event_type: str, payload: JSONObject | None = None) -> str:
         return self.sync.emit(event_type, payload)
 
-    def events(self, pattern: str | None, n: int) -> list[JSONObject]:
-        return [event.to_dict() for event in self.sync.events(pattern, limit=n)]
+    def events(self, pattern: str | None, *, limit: int) -> list[JSONObject]:
+        return [event.to_dict() for event in self.sync.events(pattern, limit=limit)]
 
     def sinks(self) -> list[JSONObject]:
         return [status.to_dict() for status in self.sync.sinks()]
 
-    def audit(self, n: int) -> list[JSONObject]:
-        return [entry.to_dict() for entry in self.sync.audit(limit=n)]
+    def audit_entries(self, *, limit: int) -> list[JSONObject]:
+        return [entry.to_dict() for entry in self.sync.audit_entries(limit=limit)]
 
-    def wait(self, timeout: float) -> None:
+    def wait_idle(self, timeout: float) -> None:
         self.sync.wait_idle(timeout)
         # Sinks audit their failures through the journal; make those rows readable too.
-        self.sync.call(self.sync.runtime.flush())
+        self.sync.run(self.sync.runtime.flush())
 
     def follow(self, pattern: Pattern) -> _ListenerFeed:
         return _ListenerFeed(self.sync, pattern)
@@ -127,26 +125,26 @@ class EmbeddedBackend:
         """Save `scripts/methods/NAME.py` and wait until its worker runs it (None: unchanged)."""
         return self._save("methods", name, source, timeout=timeout)
 
-    def call(self, method: str, params: Any = None) -> Any:
-        return self.sync.call(self.sync.runtime.methods.call_name(method, params))
+    def call_method(self, method: str, params: Any = None) -> Any:
+        return self.sync.call_method(method, params)
 
     def spaces(self) -> list[JSONObject]:
         async def snapshot() -> list[JSONObject]:  # read on the loop that changes them
             return [info.to_dict() for info in self.sync.runtime.spaces.list()]
 
-        return self.sync.call(snapshot())
+        return self.sync.run(snapshot())
 
     def create_space(self, fields: JSONObject, *, start: bool) -> JSONObject:
         spaces = self.sync.runtime.spaces
-        return self.sync.call(spaces.create_from(fields, start=start)).to_dict()
+        return self.sync.run(spaces.create_from(fields, start=start)).to_dict()
 
     def space_action(self, name: str, action: SpaceAction) -> JSONObject:
         spaces = self.sync.runtime.spaces
         act = {"start": spaces.start, "stop": spaces.stop, "delete": spaces.delete}[action]
-        return self.sync.call(act(name)).to_dict()
+        return self.sync.run(act(name)).to_dict()
 
-    def space_log(self, name: str, n: int) -> list[str]:
-        return self.sync.call(self.sync.runtime.spaces.logs(name, lines=n))
+    def space_log(self, name: str, *, limit: int) -> list[str]:
+        return self.sync.run(self.sync.runtime.spaces.logs(name, lines=limit))
 
     def _save(self, folder: str, name: str, source: str, *, timeout: float) -> Reload | None:
         if (problem := check_sink_name(name)) is not None:
@@ -169,7 +167,7 @@ class EmbeddedBackend:
         async def subscribe() -> Callable[[], None]:
             return reloader.on_reload(listener)
 
-        unsubscribe = self.sync.call(subscribe())
+        unsubscribe = self.sync.run(subscribe())
         try:
             # Whole or not at all, as editors save: the reloader never reads a half-written file.
             staging = path.with_name(f".{path.name}.saving")
@@ -249,7 +247,7 @@ class _ListenerFeed:
         async def subscribe() -> None:
             self._unsubscribe = sync.runtime.on_event(listener)
 
-        sync.call(subscribe())
+        sync.run(subscribe())
 
     def __iter__(self) -> Iterator[JSONObject]:
         while (item := self._queue.get()) is not None:
@@ -328,22 +326,17 @@ class ConnectedBackend:
     def emit(self, event_type: str, payload: JSONObject | None = None) -> str:
         return self.client.emit(event_type, payload)
 
-    def events(self, pattern: str | None, n: int) -> list[JSONObject]:
-        return self.client.events(pattern, n=n)
+    def events(self, pattern: str | None, *, limit: int) -> list[JSONObject]:
+        return self.client.events(pattern, limit=limit)
 
     def sinks(self) -> list[JSONObject]:
         return self.client.sinks()
 
-    def audit(self, n: int) -> list[JSONObject]:
-        return self.client.audit(n=n)
+    def audit_entries(self, *, limit: int) -> list[JSONObject]:
+        return self.client.audit_entries(limit=limit)
 
-    def wait(self, timeout: float) -> None:
-        """Wait until no sink has events queued or in flight (the API's `pending` counts)."""
-        deadline = time.monotonic() + timeout
-        while any(sink.get("pending") for sink in self.client.sinks()):
-            if time.monotonic() > deadline:
-                raise KnotError(f"The sinks at {self.url} were still busy after {timeout} s.")
-            time.sleep(WAIT_POLL_SECONDS)
+    def wait_idle(self, timeout: float) -> None:
+        self.client.wait_idle(timeout)
 
     def follow(self, pattern: Pattern) -> _StreamFeed:
         # A client of its own: closing it is how a blocked stream read is interrupted.
@@ -361,8 +354,8 @@ class ConnectedBackend:
             f"scripts/methods/{name}.py there and it reloads the method script by itself."
         )
 
-    def call(self, method: str, params: Any = None) -> Any:
-        return self.client.call(method, params)
+    def call_method(self, method: str, params: Any = None) -> Any:
+        return self.client.call_method(method, params)
 
     def spaces(self) -> list[JSONObject]:
         return self.client.spaces()
@@ -375,8 +368,8 @@ class ConnectedBackend:
             return self.client.delete_space(name)
         return self.client.space_action(name, action)
 
-    def space_log(self, name: str, n: int) -> list[str]:
-        return self.client.space_log(name, n=n)
+    def space_log(self, name: str, *, limit: int) -> list[str]:
+        return self.client.space_log(name, limit=limit)
 
     def script_settings(self) -> ScriptSettings:
         return load_config(Path.cwd()).raise_for_errors().scripts

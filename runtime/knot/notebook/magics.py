@@ -198,7 +198,7 @@ def _event(session: KnotSession, args: argparse.Namespace, cell: str | None) -> 
 
 
 def _events(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
-    rows = session.backend.events(args.pattern, args.n)
+    rows = session.backend.events(args.pattern, limit=args.n)
     return event_table(f"events {args.pattern or '*'} (newest {args.n})", rows)
 
 
@@ -207,11 +207,11 @@ def _sinks(session: KnotSession, args: argparse.Namespace, cell: str | None) -> 
 
 
 def _audit(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
-    return audit_table(session.backend.audit(args.n))
+    return audit_table(session.backend.audit_entries(limit=args.n))
 
 
 def _wait(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
-    session.backend.wait(args.timeout)
+    session.backend.wait_idle(args.timeout)
     return Message("every event raised so far has been handled by its sinks")
 
 
@@ -251,7 +251,7 @@ def _method(session: KnotSession, args: argparse.Namespace, cell: str | None) ->
 
 
 def _call(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
-    return session.backend.call(args.method, parse_params(args.params))
+    return session.backend.call_method(args.method, parse_params(args.params))
 
 
 def _space_without_action(
@@ -282,7 +282,7 @@ def _space_list(session: KnotSession, args: argparse.Namespace, cell: str | None
 
 
 def _space_logs(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
-    lines = session.backend.space_log(args.name, args.n)
+    lines = session.backend.space_log(args.name, limit=args.n)
     return TextLines(f"log of space {args.name} (last {args.n} lines)", tuple(lines))
 
 

@@ -87,7 +87,7 @@ class KnotSession:
 
     def call_method(self, method: str, params: Any = None) -> Any:
         """`knot.methods.call` in this kernel lands here."""
-        return self.backend.call(method, params)
+        return self.backend.call_method(method, params)
 
     def add_tail(self, tail: LiveTail) -> None:
         with self._lock:

@@ -430,7 +430,7 @@ class Reloader:
         if result.config is None:
             problems = result.errors
             message = f"kept the last good settings of {shown}: " + " ".join(problems)
-            host.audit(AuditEntry.new(AuditKind.CONFIG_REJECTED, message))
+            host.record_audit(AuditEntry.new(AuditKind.CONFIG_REJECTED, message))
             log.error("%s", message)
             return Reload(ReloadStatus.KEPT, CONFIG, CONFIG_FILE, path, message, problems)
         new = result.config.with_env()

@@ -66,7 +66,7 @@ class ScriptSinks:
             message = f"could not load sink {name} ({shown}): "
         message += "; ".join(problems)
         log.error("%s", message)
-        host.audit(AuditEntry.new(AuditKind.SCRIPT_REJECTED, message, sink=name))
+        host.record_audit(AuditEntry.new(AuditKind.SCRIPT_REJECTED, message, sink=name))
         status = ReloadStatus.KEPT if running else ReloadStatus.REJECTED
         return Reload(status, KIND, name, path, message, problems)
 

@@ -212,7 +212,7 @@ async def dry_run_async(
         def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
             return None
 
-        def audit(self, entry: object) -> None:
+        def record_audit(self, entry: object) -> None:
             return None
 
     host = DryRunHost()

@@ -172,7 +172,7 @@ async def _channel_input(
 
 
 def _refuse(runtime: Runtime, message: str) -> None:
-    runtime.audit(AuditEntry.new(AuditKind.SECURITY, message))
+    runtime.record_audit(AuditEntry.new(AuditKind.SECURITY, message))
     raise PermissionDenied(message, status=403)
 
 
