@@ -25,6 +25,8 @@ check: $(STAMP)
 	$(BIN)/ruff check runtime tests benchmarks
 	$(BIN)/ruff format --check runtime tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -26,8 +26,9 @@ import pytest
 
 from knot import Config, DeliveryStatus, Runtime, SinkSpec
 from knot._config import DeliverySettings, ScriptSettings
+from knot.sandbox.worker.guards import _refuse_attribute
 from knot.sandbox.worker.method_runner import MethodModule
-from knot.sandbox.worker.policy import _refuse_attribute, check_source
+from knot.sandbox.worker.policy import check_source
 from knot.sandbox.worker.runner import RunOutcome, ScriptRunner
 from knot.scripts import load_script
 

@@ -7,6 +7,7 @@ import json.encoder
 import math
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,6 +29,7 @@ __all__ = [
     "Space",
     "TooDeep",
     "as_custom_type",
+    "build_event",
     "check_type",
     "decode_json",
     "encode_payload",
@@ -351,6 +353,54 @@ def nests_too_deeply(value: Any, text: str, limit: int = MAX_JSON_DEPTH) -> bool
         children = item.values() if isinstance(item, dict) else item
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
     return False
+
+
+def build_event(
+    event_type: str,
+    payload: object,
+    *,
+    zone: str,
+    next_seq: Callable[[], int],
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+    owner: str = "",
+    actor: Actor | None = None,
+    space: Space | None = None,
+    id: str | None = None,
+    eid: str = "",
+    rids: Iterable[str] | None = None,
+    ts: str | None = None,
+    depth: int = 0,
+    parent: str = "",
+    system: bool = False,
+) -> Event:
+    """Validate and build an event (not journaled). External events get `custom.`.
+
+    `next_seq` is called last, once everything is valid: a refused event takes no place in
+    the journal's sequence."""
+    if system:
+        problem = check_type(event_type)
+        if problem is not None:
+            raise EventError(problem, event_type=event_type)
+        full_type = event_type
+    else:
+        full_type = as_custom_type(event_type)
+    data, data_json = encode_payload(payload, max_bytes=max_payload_bytes, event_type=full_type)
+    return Event(  # positional: the cheapest way to build a NamedTuple on the hot path
+        check_event_id(id) if id is not None else new_event_id(),
+        full_type,
+        data,
+        ts or now_rfc3339(),
+        zone,
+        owner,
+        actor or (SYSTEM_ACTOR if system else LOCAL_ACTOR),
+        space,
+        depth,
+        next_seq(),
+        eid,
+        tuple(rids) if rids is not None else None,
+        parent,
+        data_json,
+    )
 
 
 def check_event_id(value: object) -> str:

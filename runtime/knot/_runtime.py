@@ -22,19 +22,12 @@ from ._aliases import warn_renamed
 from ._audit import AuditEntry, AuditKind
 from ._config import CONFIG_FILE, RESTART_SETTINGS, Config, changed_settings, load_config
 from ._events import (
-    LOCAL_ACTOR,
-    SYSTEM_ACTOR,
     Actor,
     Event,
     Space,
-    as_custom_type,
-    check_event_id,
-    check_type,
-    encode_payload,
-    new_event_id,
-    now_rfc3339,
+    build_event,
 )
-from ._exceptions import EventError, RuntimeClosed
+from ._exceptions import RuntimeClosed
 from ._json import JSONObject
 from ._logtext import log_output
 from ._patterns import Pattern
@@ -55,9 +48,9 @@ from .sandbox.pool import WorkerPool
 from .scripts.methods import MethodScripts
 from .scripts.reload import Reloader
 from .scripts.sinks import ScriptSinks
-from .sinks import Sink
+from .sinks import Sink, build_sink
 from .sinks.script import pool_size
-from .sinks.webhook import WebhookClients
+from .sinks.webhook import WebhookClients, new_secret
 from .sky.channels import KV_CHANNELS, Channels
 from .spaces.service import Spaces, SpacesPart
 from .types import RuntimePart
@@ -237,7 +230,13 @@ class Runtime:
         # Sinks known from an earlier run resume right after their stored cursor, whenever
         # (and from whichever source) they are installed again.
         self._registry = SinkRegistry(
-            self.router, self._delivery, self, cursors=store.load_cursors(), backlog=store.backlog
+            self.router,
+            self._delivery,
+            self,
+            build=build_sink,
+            new_secret=new_secret,
+            cursors=store.load_cursors(),
+            backlog=store.backlog,
         )
         self._journal.start()
         for problem in self.channels.load(store.kv_all(KV_CHANNELS)):
@@ -329,31 +328,22 @@ class Runtime:
         system: bool = False,
     ) -> Event:
         """Validate and build an event (not journaled). External events get `custom.`."""
-        if system:
-            problem = check_type(event_type)
-            if problem is not None:
-                raise EventError(problem, event_type=event_type)
-            full_type = event_type
-        else:
-            full_type = as_custom_type(event_type)
-        data, data_json = encode_payload(
-            payload, max_bytes=self.config.delivery.max_payload_bytes, event_type=full_type
-        )
-        return Event(  # positional: the cheapest way to build a NamedTuple on the hot path
-            check_event_id(id) if id is not None else new_event_id(),
-            full_type,
-            data,
-            ts or now_rfc3339(),
-            self.config.zone,
-            owner,
-            actor or (SYSTEM_ACTOR if system else LOCAL_ACTOR),
-            space,
-            depth,
-            self.journal.next_seq(),
-            eid,
-            tuple(rids) if rids is not None else None,
-            parent,
-            data_json,
+        return build_event(
+            event_type,
+            payload,
+            zone=self.config.zone,
+            next_seq=self.journal.next_seq,
+            max_payload_bytes=self.config.delivery.max_payload_bytes,
+            owner=owner,
+            actor=actor,
+            space=space,
+            id=id,
+            eid=eid,
+            rids=rids,
+            ts=ts,
+            depth=depth,
+            parent=parent,
+            system=system,
         )
 
     async def emit(self, event_type: str, payload: object = None, **options: Any) -> str:

@@ -16,8 +16,7 @@ from .._events import Event
 from .._exceptions import NotFound, SinkError
 from .._json import JSONObject
 from .._sinkspec import SinkOrigin, SinkSpec
-from ..sinks import Sink, SinkHost, build_sink
-from ..sinks.webhook import new_secret
+from ..sinks.base import Sink, SinkHost
 from .delivery import DeliveryEngine, SinkWorker
 from .router import Router
 from .store import Store
@@ -68,9 +67,15 @@ class SinkRegistry:
         delivery: DeliveryEngine,
         host: SinkHost,
         *,
+        build: Callable[[SinkSpec], Sink],
+        new_secret: Callable[[], str],
         cursors: dict[str, int] | None = None,
         backlog: Callable[[str, int, int], Iterable[Event]] | None = None,
     ) -> None:
+        # The sink types and their secrets' format are the sinks package's business: the
+        # runtime hands their factory in, and the engine knows only the Sink interface.
+        self._build = build
+        self._new_secret = new_secret
         self._router = router
         self._delivery = delivery
         self._host = host
@@ -106,7 +111,7 @@ class SinkRegistry:
                 "pick another name.",
                 sink=spec.name,
             )
-        return build_sink(spec)
+        return self._build(spec)
 
     async def install(self, item: SinkSpec | Sink) -> SinkWorker:
         """Add a sink, or replace the one of the same name and origin (keeping its queue).
@@ -205,7 +210,7 @@ class SinkRegistry:
         stored = journal.store.kv_all(KV_SINK_SECRETS).get(sink, {}).get("secret")
         if isinstance(stored, str) and stored:
             return stored
-        secret = new_secret()
+        secret = self._new_secret()
         await journal.call(lambda s: s.kv_put(KV_SINK_SECRETS, sink, {"secret": secret}))
         return secret
 

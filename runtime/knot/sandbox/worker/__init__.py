@@ -4,7 +4,8 @@
     method.py         the method-script worker process: threads, serial/concurrent, cancel
     runner.py         runs compiled sink scripts on events
     method_runner.py  one method script: loaded once, called on threads
-    policy.py         what a script may say (load-time check) and touch (run-time guards)
+    policy.py         what a script may say (the load-time check)
+    guards.py         what it may touch when it runs: builtins, attribute and write guards
     modules.py        the modules a script may import, rebuilt from safe public names
     event_module.py   `knot.event` as scripts see it, and each run's budget
     method_module.py  `knot.methods` and Scriptling's `runtime.jsonrpc` as method scripts see them

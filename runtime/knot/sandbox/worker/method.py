@@ -27,7 +27,6 @@ runtime kills the worker after a grace period. Limits otherwise as `worker.py`.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import itertools
 import json
@@ -45,7 +44,7 @@ from .event_module import DEFAULT_LIMITS, RunBudget, RunLimits, over_limit_text
 from .method_module import timed_out
 from .method_runner import SERVER_ERROR, CallCancelled, CallOutcome, MethodModule
 from .runner import MAX_OUTPUT_BYTES
-from .sink import Channel, announce, isolate
+from .sink import Channel, announce, isolate, worker_options
 from .wall import lockdown
 
 __all__ = ["main"]
@@ -373,17 +372,15 @@ class MethodWorker:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m knot.sandbox.method_worker")
-    parser.add_argument("--memory-mb", type=int, default=256)
-    parser.add_argument("--parent", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=8)
-    args = parser.parse_args(argv)
-    out_fd = isolate(args.parent)
+    options = worker_options(
+        sys.argv[1:] if argv is None else argv, memory_mb=256, parent=0, threads=8
+    )
+    out_fd = isolate(options["parent"])
     module = MethodModule()
     channel = SharedChannel(out_fd)
-    worker = MethodWorker(channel, module, args.threads)
+    worker = MethodWorker(channel, module, options["threads"])
     walls = lockdown(
-        memory_mb=args.memory_mb,
+        memory_mb=options["memory_mb"],
         keep_fds=(out_fd,),
         warm_up=module.warm_up,
         start_threads=worker.calls.start,  # inside Landlock, before seccomp and RLIMIT_NPROC

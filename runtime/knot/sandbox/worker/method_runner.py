@@ -24,6 +24,7 @@ from .event_module import (
     ThreadEventContext,
     build_knot_module,
 )
+from .guards import PrintCollector, script_globals
 from .method_module import (
     Declaration,
     Declarations,
@@ -35,7 +36,7 @@ from .method_module import (
 )
 from .modules import SleepBudget, build_modules, warm_up
 from .plain import plain_json
-from .policy import METHOD_SCRIPTS, PrintCollector, Violation, compile_script, script_globals
+from .policy import METHOD_SCRIPTS, Violation, compile_script
 from .runner import MAX_OUTPUT_BYTES, ScriptError, describe_failure
 
 __all__ = ["CallCancelled", "CallOutcome", "LoadOutcome", "MethodModule"]

@@ -22,8 +22,9 @@ from .event_module import (
     RunLimits,
     build_knot_module,
 )
+from .guards import PrintCollector, script_globals
 from .modules import SleepBudget, build_modules, warm_up
-from .policy import PrintCollector, Violation, compile_script, script_globals
+from .policy import Violation, compile_script
 
 __all__ = ["MAX_OUTPUT_BYTES", "RunOutcome", "ScriptError", "ScriptRunner", "describe_failure"]
 

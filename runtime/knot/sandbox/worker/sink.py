@@ -23,7 +23,6 @@ Method scripts run in workers of their own (`method_worker.py`), built from the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -37,7 +36,15 @@ from .event_module import RunLimits
 from .runner import MAX_OUTPUT_BYTES, ScriptRunner, set_recursion_limit
 from .wall import Walls, lockdown
 
-__all__ = ["RECURSION_LIMIT", "Channel", "announce", "isolate", "main", "request_id_of"]
+__all__ = [
+    "RECURSION_LIMIT",
+    "Channel",
+    "announce",
+    "isolate",
+    "main",
+    "request_id_of",
+    "worker_options",
+]
 
 RECURSION_LIMIT = 400  # frames, the worker's own few included
 # Decoding a message from the runtime recurses once per nesting level. Ingress keeps JSON
@@ -265,14 +272,29 @@ def announce(channel: Channel, walls: Walls) -> None:
     channel.notify("ready", {"pid": os.getpid(), **walls.to_dict()})
 
 
+def worker_options(argv: Sequence[str], **defaults: int) -> dict[str, int]:
+    """The `--name N` options the runtime starts a worker with (`--memory-mb 256 ...`).
+
+    Not argparse: the runtime writes this command line itself, and the worker imports as
+    little as it can before its wall goes up."""
+    options = dict(defaults)
+    pairs = iter(argv)
+    for flag in pairs:
+        name = flag.removeprefix("--").replace("-", "_")
+        if not flag.startswith("--") or name not in options:
+            raise SystemExit(f"unknown worker option {flag!r}")
+        try:
+            options[name] = int(next(pairs))
+        except (StopIteration, ValueError):
+            raise SystemExit(f"the worker option {flag} needs a whole number") from None
+    return options
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m knot.sandbox.worker")
-    parser.add_argument("--memory-mb", type=int, default=256)
-    parser.add_argument("--parent", type=int, default=0)
-    args = parser.parse_args(argv)
-    out_fd = isolate(args.parent)
+    options = worker_options(sys.argv[1:] if argv is None else argv, memory_mb=256, parent=0)
+    out_fd = isolate(options["parent"])
     runner = ScriptRunner()
-    walls = lockdown(memory_mb=args.memory_mb, keep_fds=(out_fd,), warm_up=runner.warm_up)
+    walls = lockdown(memory_mb=options["memory_mb"], keep_fds=(out_fd,), warm_up=runner.warm_up)
     channel = Channel(out_fd)
     announce(channel, walls)
     try:
