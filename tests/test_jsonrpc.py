@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from knot._jsonrpc import INVALID_PARAMS, Handler, RpcError, dispatch
+from knot._jsonrpc import INVALID_PARAMS, RpcError
+from knot.methods.rpc import Handler, dispatch
 
 pytestmark = pytest.mark.anyio
 

@@ -27,7 +27,8 @@ from ._exceptions import (
     RuntimeUnavailable,
 )
 from ._json import JSONObject
-from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
+from ._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
+from ._jsonrpc import request as rpc_request
 
 __all__ = ["Client"]
 
@@ -241,21 +242,18 @@ class Client:
             raise MethodFailed(
                 f"The params are not JSON: {exc}.", method=method, code=INVALID_PARAMS
             ) from None
-        body: JSONObject = {"jsonrpc": "2.0", "method": method, "id": 1}
-        if params is not None:
-            body["params"] = params
+        body = rpc_request(1, method) if params is None else rpc_request(1, method, params)
         answer = self.request("POST", "/json-rpc", json_body=body, expect=(200,))
         if not isinstance(answer, dict):
             raise KnotError(f"The runtime at {self.url} answered the call with {answer!r}.")
         error = answer.get("error")
         if isinstance(error, dict):
-            code = int(error.get("code", INTERNAL_ERROR))
-            data = error.get("data")
-            message = str(error.get("message") or "The call failed.")
-            if code == METHOD_NOT_FOUND:
+            failure = RpcError.from_object(error, message="The call failed.")
+            if failure.code == METHOD_NOT_FOUND:
+                data = failure.data
                 detail = data.get("detail") if isinstance(data, dict) else None
                 raise NotFound(str(detail or f"There is no method named {method!r}."), what=method)
-            raise MethodFailed(message, method=method, code=code, data=data)
+            raise MethodFailed(failure.message, method=method, code=failure.code, data=failure.data)
         return answer.get("result")
 
     def call(self, method: str, params: Any = None) -> Any:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ._jsonrpc import SERVER_ERROR
+
 __all__ = [
     "ConfigError",
     "Conflict",
@@ -146,7 +148,7 @@ class MethodFailed(KnotError):
     """
 
     def __init__(
-        self, message: str, *, method: str = "", code: int = -32000, data: object = None
+        self, message: str, *, method: str = "", code: int = SERVER_ERROR, data: object = None
     ) -> None:
         super().__init__(message)
         self.method = method

@@ -1,43 +1,83 @@
-"""JSON-RPC 2.0: decode requests (single or batch), call handlers, encode responses.
+"""JSON-RPC 2.0 framing: the one place messages are built, error codes named and lines encoded.
 
-Transport-free: `POST /json-rpc`, the method-script workers' pipes and the notebook all hand it
-bytes or decoded JSON and send back whatever it returns (None: nothing to answer). It passes
-every example exchange of section 7 of the specification, including batches with invalid
-members and all-notification batches, which the libraries we measured get wrong.
+Every pipe and endpoint frames its messages here: `POST /json-rpc` (`methods/rpc.py`, the
+dispatcher), the sandbox workers (`sandbox/worker/`) and the runtime's side of their pipes
+(`sandbox/process.py`, `sandbox/method_process.py`), and the HTTP client (`_client.py`).
+
+It imports only the standard library and `knot._json`: a sandbox worker boots with a bare
+`knot` package and may import nothing of the runtime, and it needs this module too. Decoding
+with the runtime's ingress rules (`_events.loads_json`: no NaN, a depth limit) is the
+dispatcher's business, not the framing's.
+
+Two forms of each builder:
+
+- `request`, `notification`, `response`, `error_response` build a message as a dict, for
+  `encode` (or an HTTP JSON response) to turn into text;
+- `request_text`, `notification_text`, `response_text` take params or a result that are JSON
+  text already and splice them in, so a hot path (a batch of events, a method's result)
+  never encodes the same value twice.
+
+Both forms put the members in one order, `jsonrpc` and `id` first. `request_id_of` relies on
+that order to read the id of a request whose line cannot be decoded; the two live together
+here so that they cannot drift apart.
+
+On the pipes a message is one line: `encode_line` adds the newline, `decode_line` reads one.
+Both use `surrogatepass`: a lone surrogate a script put in a string must not end a worker,
+and it reads back as JSON over HTTP would give it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import math
-from collections.abc import Awaitable, Callable
-from typing import Any
+import re
+from collections.abc import Mapping
+from typing import Any, Final, Self
 
-from ._events import loads_json
+from ._json import JSONObject
 
 __all__ = [
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
+    "LOAD_FAILED",
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
+    "SCRIPT_REJECTED",
     "SERVER_ERROR",
-    "Handler",
+    "UNKNOWN_SCRIPT",
+    "VERSION",
     "RpcError",
-    "dispatch",
+    "decode_line",
+    "encode",
+    "encode_line",
+    "error_object",
     "error_response",
-    "handle",
+    "notification",
+    "notification_text",
+    "request",
+    "request_id_of",
+    "request_text",
+    "response",
+    "response_text",
+    "with_member",
 ]
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-SERVER_ERROR = -32000  # a handler raised
+VERSION: Final = "2.0"
 
-_MESSAGES = {
+# The specification's codes.
+PARSE_ERROR: Final = -32700
+INVALID_REQUEST: Final = -32600
+METHOD_NOT_FOUND: Final = -32601
+INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
+SERVER_ERROR: Final = -32000  # a handler (a method) raised
+# Ours, in the specification's range for implementation-defined server errors; only the
+# sandbox workers answer them, to the runtime.
+SCRIPT_REJECTED: Final = -32001  # the script breaks the sandbox's rules (data: the rules)
+UNKNOWN_SCRIPT: Final = -32002  # a sink worker was asked to run a version it has not loaded
+LOAD_FAILED: Final = -32003  # a method script's top level raised
+
+_MESSAGES: Final = {
     PARSE_ERROR: "Parse error",
     INVALID_REQUEST: "Invalid Request",
     METHOD_NOT_FOUND: "Method not found",
@@ -46,96 +86,149 @@ _MESSAGES = {
     SERVER_ERROR: "Server error",
 }
 
-Handler = Callable[[list[Any] | dict[str, Any] | None], Awaitable[Any]]
-"""Called with the request's params (a list, an object, or None when absent)."""
-Lookup = Callable[[str], Handler | None]
+_ABSENT: Any = object()  # "no params": a request without the member, not one with null
 
 
 class RpcError(Exception):
-    """Raise from a handler to answer with this error object."""
+    """A JSON-RPC error object as an exception: raise one from a handler to answer with it.
+
+    `message` defaults to the specification's text for the code."""
 
     def __init__(self, code: int, message: str | None = None, data: Any = None) -> None:
-        super().__init__(message or _MESSAGES.get(code, "Server error"))
+        text = _MESSAGES.get(code, "Server error") if message is None else message
+        super().__init__(text)
         self.code = code
-        self.message = message or _MESSAGES.get(code, "Server error")
+        self.message = text
         self.data = data
 
-    def to_dict(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
+    def to_dict(self) -> JSONObject:
+        return error_object(self.code, self.message, self.data)
+
+    @classmethod
+    def from_object(cls, error: Mapping[str, Any], *, message: str = "") -> Self:
+        """The error object of an answer we received (`message` when it has none)."""
+        return cls(
+            int(error.get("code", INTERNAL_ERROR)),
+            str(error.get("message") or message),
+            error.get("data"),
+        )
+
+
+def error_object(code: int, message: str | None = None, data: Any = None) -> JSONObject:
+    """`{"code", "message", "data"?}`: `data` is left out when None, as the specification
+    allows; `message` defaults to the specification's text for the code."""
+    error: JSONObject = {
+        "code": code,
+        "message": _MESSAGES.get(code, "Server error") if message is None else message,
+    }
+    if data is not None:
+        error["data"] = data
+    return error
+
+
+# -- messages as dicts ------------------------------------------------------------------------
+
+
+def request(request_id: Any, method: str, params: Any = _ABSENT) -> JSONObject:
+    """A request; without `params` the member is left out (the specification allows it)."""
+    message: JSONObject = {"jsonrpc": VERSION, "id": request_id, "method": method}
+    if params is not _ABSENT:
+        message["params"] = params
+    return message
+
+
+def notification(method: str, params: Any = _ABSENT) -> JSONObject:
+    """A request without an id: nobody answers it."""
+    message: JSONObject = {"jsonrpc": VERSION, "method": method}
+    if params is not _ABSENT:
+        message["params"] = params
+    return message
+
+
+def response(request_id: Any, result: Any) -> JSONObject:
+    return {"jsonrpc": VERSION, "id": request_id, "result": result}
 
 
 def error_response(
-    code: int, id: Any = None, *, message: str | None = None, data: Any = None
-) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "error": RpcError(code, message, data).to_dict(), "id": id}
+    request_id: Any, code: int, message: str | None = None, data: Any = None
+) -> JSONObject:
+    """An error answer; `request_id` is None when the request's id could not be read."""
+    return {"jsonrpc": VERSION, "id": request_id, "error": error_object(code, message, data)}
 
 
-async def dispatch(body: bytes | str, lookup: Lookup) -> Any:
-    """Answer a raw JSON-RPC body: a response object, a list of them, or None (nothing)."""
-    try:
-        decoded = loads_json(body)
-    except (ValueError, UnicodeDecodeError):  # not JSON, or NaN / Infinity in it
-        return error_response(PARSE_ERROR)
-    return await handle(decoded, lookup)
+# -- messages as text, around JSON that is encoded already ------------------------------------
 
 
-async def handle(decoded: Any, lookup: Lookup) -> Any:
-    """Answer an already decoded request or batch."""
-    if isinstance(decoded, list):
-        if not decoded:
-            return error_response(INVALID_REQUEST)
-        answers = await asyncio.gather(*(_one(item, lookup) for item in decoded))
-        responses = [a for a in answers if a is not None]
-        return responses or None
-    return await _one(decoded, lookup)
+def request_text(request_id: int | str, method: str, params_json: str) -> str:
+    """A request whose params are JSON text already (an object or an array)."""
+    name = f'"{method}"' if method.isidentifier() else encode(method)  # see _string
+    return f'{{"jsonrpc":"2.0","id":{_id_text(request_id)},"method":{name},"params":{params_json}}}'
 
 
-def _valid_id(value: Any) -> bool:
-    return (
-        value is None
-        or isinstance(value, str)
-        or (isinstance(value, int) and not isinstance(value, bool))
-        or (isinstance(value, float) and math.isfinite(value))
-    )
+def notification_text(method: str, params_json: str) -> str:
+    # A sink worker sends one per event: _string is inlined, a call costs as much as the rest.
+    if method.isidentifier():
+        return f'{{"jsonrpc":"2.0","method":"{method}","params":{params_json}}}'
+    return f'{{"jsonrpc":"2.0","method":{encode(method)},"params":{params_json}}}'
 
 
-async def _one(request: Any, lookup: Lookup) -> dict[str, Any] | None:
-    if not isinstance(request, dict):
-        return error_response(INVALID_REQUEST)
-    has_id = "id" in request
-    request_id = request.get("id")
-    if has_id and not _valid_id(request_id):
-        return error_response(INVALID_REQUEST)
-    method = request.get("method")
-    params = request.get("params")
-    if (
-        request.get("jsonrpc") != "2.0"
-        or not isinstance(method, str)
-        or ("params" in request and not isinstance(params, list | dict))
-    ):
-        return error_response(INVALID_REQUEST, request_id if has_id else None)
-    handler = None if method.startswith("rpc.") else lookup(method)
-    try:
-        if handler is None:
-            raise RpcError(METHOD_NOT_FOUND, data={"method": method})
-        result = await handler(params)
-    except RpcError as exc:
-        return {"jsonrpc": "2.0", "error": exc.to_dict(), "id": request_id} if has_id else None
-    except Exception as exc:
-        if not has_id:
-            return None
-        return error_response(
-            SERVER_ERROR, request_id, data={"type": type(exc).__name__, "message": str(exc)}
-        )
-    if not has_id:
-        return None
-    try:
-        json.dumps(result, allow_nan=False)
-    except (TypeError, ValueError) as exc:  # a result that cannot be sent is our failure
-        return error_response(
-            INTERNAL_ERROR, request_id, data={"message": f"The result cannot be sent: {exc}."}
-        )
-    return {"jsonrpc": "2.0", "result": result, "id": request_id}
+def response_text(request_id: Any, result_json: str) -> str:
+    """An answer whose result is JSON text already."""
+    return f'{{"jsonrpc":"2.0","id":{_id_text(request_id)},"result":{result_json}}}'
+
+
+def with_member(object_json: str, name: str, value_json: str) -> str:
+    """`object_json` (a JSON object, as text) with one more member whose value is JSON text
+    already: a payload a script encoded once on its way out is not decoded to be re-encoded."""
+    head = object_json.rstrip()[:-1].rstrip()  # the object without its closing brace
+    comma = "" if head.endswith("{") else ","
+    return f"{head}{comma}{_string(name)}:{value_json}}}"
+
+
+_REQUEST_ID: Final = re.compile(rb'\{"jsonrpc":"2\.0","id":(\d{1,18}),"method":')
+
+
+def request_id_of(line: bytes) -> int | None:
+    """The id of a request the runtime framed (`request` or `request_text`, with an int id:
+    both start the same way), read without decoding the line; None when it is not one.
+
+    A worker answers a line it cannot decode with a parse error for this id, so the runtime's
+    request fails at once instead of waiting for an answer that never comes."""
+    match = _REQUEST_ID.match(line)
+    return int(match.group(1)) if match else None
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+def encode(value: Any) -> str:
+    """Compact JSON text, non-ASCII as is, and strict: NaN and Infinity are not JSON (the other
+    end's decoder, or a browser's, would refuse them), so they raise ValueError here."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_line(text: str) -> bytes:
+    """One message's text as a line of a pipe."""
+    return text.encode("utf-8", "surrogatepass") + b"\n"
+
+
+def decode_line(line: bytes) -> Any:
+    """One line of a pipe, decoded (ValueError when it is not JSON; RecursionError when it
+    nests deeper than the interpreter's recursion limit allows)."""
+    return json.loads(line.decode("utf-8", "surrogatepass"))
+
+
+def _id_text(request_id: Any) -> str:
+    # The ids we make are ints (the runtime's) and short strings ("w12", the workers'): both
+    # skip the encoder, which costs more than the rest of a message's framing together.
+    if type(request_id) is int:
+        return str(request_id)
+    if isinstance(request_id, str):
+        return _string(request_id)
+    return encode(request_id)
+
+
+def _string(text: str) -> str:
+    # An identifier holds no character JSON must escape (quotes, backslashes, controls), so
+    # it can be quoted as it is; anything else goes through the encoder.
+    return f'"{text}"' if text.isidentifier() else encode(text)

@@ -26,7 +26,7 @@ from typing import Any
 from .._events import Actor, Event, TooDeep, nests_too_deeply
 from .._exceptions import DeliveryFailed, KnotError, MethodFailed, NotFound
 from .._json import JSONObject
-from .._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, Handler, RpcError
+from .._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError, encode
 from .._logtext import log_output
 from .._sinkspec import SinkOrigin, SinkSpec
 from ..sandbox.process import RemoteError, WorkerBlocked, WorkerDied, WorkerTimeout
@@ -35,6 +35,7 @@ from ..sinks import BatchResult, DeliveryResult, Directive, JsonRpcSink, MethodS
 from ..sinks.script import encode_event
 from ..types import MethodsHost
 from .declarations import MethodInfo
+from .rpc import Handler
 from .workers import MethodLoad, MethodScript, MethodWorkers
 
 __all__ = ["CallResult", "MethodInfo", "MethodLoad", "Methods"]
@@ -316,13 +317,8 @@ class Methods:
         self._print(info.full_name, event, output)
         if not answer.get("ok"):
             script.errors += 1
-            error = answer.get("error") or {}
-            raise _failed(
-                info,
-                int(error.get("code", INTERNAL_ERROR)),
-                str(error.get("message") or "The method failed."),
-                error.get("data"),
-            )
+            error = RpcError.from_object(answer.get("error") or {}, message="The method failed.")
+            raise _failed(info, error.code, error.message, error.data)
         directives = tuple(d for d in answer.get("directives") or () if isinstance(d, dict))
         return CallResult(answer.get("result"), output, directives)
 
@@ -360,7 +356,7 @@ class Methods:
         return _failed(info, exc.code, exc.message, exc.data)
 
     def rpc(self, *, owner: str = "", actor: Actor | None = None) -> Callable[[str], Handler]:
-        """A JSON-RPC method lookup for `_jsonrpc.dispatch`, calling as this caller."""
+        """A JSON-RPC method lookup for `rpc.dispatch`, calling as this caller."""
 
         def lookup(name: str) -> Handler:
             try:
@@ -435,7 +431,7 @@ def _encode(info: MethodInfo, params: Any) -> str:
     if params is not None and not isinstance(params, list | dict):
         raise _failed(info, INVALID_PARAMS, "JSON-RPC params are an object or an array.", None)
     try:
-        text = json.dumps(params, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = encode(params)
     except RecursionError:
         text = ""
     except (TypeError, ValueError) as exc:

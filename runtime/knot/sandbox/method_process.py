@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._json import JSONObject
+from .._jsonrpc import SERVER_ERROR, encode, error_response, notification, request_text, response
 from .process import RemoteError, WorkerBlocked, WorkerDied, WorkerProcess, WorkerTimeout
 
 __all__ = ["MethodProcess", "RequestHandler"]
@@ -77,7 +77,7 @@ class MethodProcess:
         """Load the script (once); a top level that runs past `timeout` gets the worker killed."""
         params = {"name": name, "source": source, "filename": filename, "timeout": timeout}
         try:
-            answer: JSONObject = await self.request("load", json.dumps(params), timeout=timeout)
+            answer: JSONObject = await self.request("load", encode(params), timeout=timeout)
         except WorkerTimeout:
             self.kill(f"its top level ran longer than {timeout:g} s")
             raise
@@ -106,9 +106,7 @@ class MethodProcess:
         self._contexts[request_id] = context
         self._idle.clear()
         try:
-            self.worker.send(
-                f'{{"jsonrpc":"2.0","id":{request_id},"method":"{method}","params":{params}}}'
-            )
+            self.worker.send(request_text(request_id, method, params))
             async with asyncio.timeout(timeout) as clock:
                 if timeout is not None:
                     self._clocks[request_id] = (clock, timeout, on_progress)
@@ -143,7 +141,7 @@ class MethodProcess:
         loop = asyncio.get_running_loop()
         self._overdue[request_id] = loop.call_later(self.grace, self._overran, request_id)
         with contextlib.suppress(WorkerDied):
-            self.worker.send({"jsonrpc": "2.0", "method": "cancel", "params": {"id": request_id}})
+            self.worker.send(notification("cancel", {"id": request_id}))
 
     def _blocked(self) -> bool:
         """Whether another request, past its time, has held on to the worker for a while.
@@ -205,10 +203,7 @@ class MethodProcess:
             return
         error = message.get("error")
         if isinstance(error, dict):
-            code = int(error.get("code", -32603))
-            future.set_exception(
-                RemoteError(code, str(error.get("message", "")), error.get("data"))
-            )
+            future.set_exception(RemoteError.from_object(error))
         else:
             future.set_result(message.get("result"))
 
@@ -231,10 +226,9 @@ class MethodProcess:
         reply: JSONObject
         try:
             result = await self.on_request(str(message["method"]), params, context)
-            reply = {"jsonrpc": "2.0", "id": message["id"], "result": result}
+            reply = response(message["id"], result)
         except Exception as exc:
-            error = {"code": -32000, "message": str(exc)}
-            reply = {"jsonrpc": "2.0", "id": message["id"], "error": error}
+            reply = error_response(message["id"], SERVER_ERROR, str(exc))
         if self.alive:
             with contextlib.suppress(WorkerDied):
                 self.worker.send(reply)

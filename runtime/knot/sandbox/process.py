@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -24,6 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from .._json import JSONObject
+from .._jsonrpc import (
+    METHOD_NOT_FOUND,
+    SERVER_ERROR,
+    RpcError,
+    decode_line,
+    encode,
+    encode_line,
+    error_response,
+    request_text,
+    response,
+)
 from .worker.wall import WORKER_ENV_NAMES
 
 __all__ = [
@@ -78,14 +88,8 @@ class WorkerTimeout(Exception):
     """A request ran past its budget; the worker was killed."""
 
 
-class RemoteError(Exception):
-    """A JSON-RPC error answer from the worker."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
+class RemoteError(RpcError):
+    """A JSON-RPC error answer from the worker (`.code`, `.message`, `.data`)."""
 
 
 def worker_env() -> dict[str, str]:
@@ -206,20 +210,14 @@ class WorkerProcess:
         return await self._read()
 
     def send(self, message: JSONObject | str) -> None:
-        """Write one message (a dict, or one already encoded as JSON text without newlines)."""
-        if isinstance(message, str):
-            self._write_text(message)
-        else:
-            self._write(message)
-
-    def _write(self, message: JSONObject) -> None:
-        self._write_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+        """Write one message (a dict, or one already framed as JSON text without newlines)."""
+        self._write_text(message if isinstance(message, str) else encode(message))
 
     def _write_text(self, text: str) -> None:
         stdin = self.proc.stdin
         assert stdin is not None
         try:
-            stdin.write(text.encode("utf-8", "surrogatepass") + b"\n")
+            stdin.write(encode_line(text))
         except (ConnectionError, RuntimeError) as exc:
             self.broken = True
             raise WorkerDied(f"its input pipe is closed ({exc})") from None
@@ -232,7 +230,7 @@ class WorkerProcess:
         line = lines.popleft()
         self.last_size = len(line)
         try:
-            message: JSONObject = json.loads(line.decode("utf-8", "surrogatepass"))
+            message: JSONObject = decode_line(line)
         except ValueError:
             self.broken = True
             self.kill()
@@ -307,10 +305,8 @@ class WorkerProcess:
             raise WorkerDied("it had already stopped")
         self._next_id += 1
         request_id = self._next_id
-        encoded = params if isinstance(params, str) else json.dumps(params, ensure_ascii=False)
-        self._write_text(
-            f'{{"jsonrpc":"2.0","id":{request_id},"method":{json.dumps(method)},"params":{encoded}}}'
-        )
+        encoded = params if isinstance(params, str) else encode(params)
+        self._write_text(request_text(request_id, method, encoded))
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self._expire) if timeout is not None else None
         try:
@@ -320,12 +316,7 @@ class WorkerProcess:
                 # the only request it has from us).
                 if "method" not in message and message.get("id") in (request_id, None):
                     if "error" in message:
-                        error = message["error"]
-                        raise RemoteError(
-                            int(error.get("code", -32603)),
-                            str(error.get("message", "")),
-                            error.get("data"),
-                        )
+                        raise RemoteError.from_object(message["error"])
                     return message.get("result")
                 method_name = message.get("method")
                 if not isinstance(method_name, str):
@@ -354,28 +345,17 @@ class WorkerProcess:
         self, request_id: Any, method: str, params: JSONObject, handler: RequestHandler | None
     ) -> None:
         if handler is None:
-            self._write(
-                {
-                    "jsonrpc": "2.0",
-                    "id": request_id,
-                    "error": {"code": -32601, "message": f"{method} is not available here"},
-                }
-            )
+            not_here = f"{method} is not available here"
+            self.send(error_response(request_id, METHOD_NOT_FOUND, not_here))
             return
         try:
             result = await handler(method, params)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._write(
-                {
-                    "jsonrpc": "2.0",
-                    "id": request_id,
-                    "error": {"code": -32000, "message": str(exc)},
-                }
-            )
+            self.send(error_response(request_id, SERVER_ERROR, str(exc)))
             return
-        self._write({"jsonrpc": "2.0", "id": request_id, "result": result})
+        self.send(response(request_id, result))
 
     def kill(self) -> None:
         # os.kill, not Popen.kill: the latter polls first and may reap the child under

@@ -1,6 +1,6 @@
 """`POST /json-rpc`: call method scripts' methods, JSON-RPC 2.0 over HTTP; `GET /api/methods`.
 
-The body is one request or a batch, answered by the runtime's one dispatcher (`_jsonrpc.py`):
+The body is one request or a batch, answered by the runtime's one dispatcher (`methods/rpc.py`):
 200 with the response (or the array of them), or 204 with no body when nothing is to be
 returned (a notification, or a batch of only notifications). Protocol errors are JSON-RPC
 errors in a 200, as the specification has them; only a body over `server.max_body_bytes`
@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .._jsonrpc import PARSE_ERROR, SERVER_ERROR, dispatch, error_response
+from .._jsonrpc import PARSE_ERROR, SERVER_ERROR, error_response
 from .._runtime import Runtime
+from ..methods.rpc import dispatch
 from .auth import caller
 from .common import read_body
 
@@ -33,7 +34,7 @@ async def post_jsonrpc(request: Request) -> Response:
     try:
         text = body.decode("utf-8")  # JSON on the wire is UTF-8; no guessing from a BOM
     except UnicodeDecodeError:
-        return JSONResponse(error_response(PARSE_ERROR))
+        return JSONResponse(error_response(None, PARSE_ERROR))
     call = asyncio.ensure_future(
         dispatch(text, runtime.methods.rpc(owner=who.owner, actor=who.actor))
     )
@@ -48,7 +49,7 @@ async def post_jsonrpc(request: Request) -> Response:
         # The server is shutting down and cancelled the call: answer now, rather than be
         # cancelled mid-answer when uvicorn's graceful timeout runs out.
         message = "The runtime is stopping; the call was cancelled before it finished."
-        return JSONResponse(error_response(SERVER_ERROR, message=message), status_code=503)
+        return JSONResponse(error_response(None, SERVER_ERROR, message), status_code=503)
     if answer is None:
         return Response(status_code=204)
     return JSONResponse(answer)

@@ -12,6 +12,7 @@
     plain.py          values from scripts, copied to exact builtin types before use
     wall.py           the OS-level wall: descriptors, environment, Landlock, rlimits, seccomp
 
-Nothing here imports the runtime (only the standard library, this package and `knot.types`):
-a worker boots with a bare `knot` package and loads only these modules.
+Nothing here imports the runtime: only the standard library, this package, `knot._json` and
+`knot._jsonrpc` (the JSON-RPC framing both ends of the pipe share, itself standard library
+only). A worker boots with a bare `knot` package and loads only these modules.
 """

@@ -22,14 +22,13 @@ method runs one call at a time, the others waiting here in arrival order; concur
 take any free thread (up to `--threads` at once). A call past its time is cancelled by
 raising CallCancelled in its thread (PyThreadState_SetAsyncExc) while it runs script code,
 never while it talks to the runtime; one stuck in a single C call does not notice, and the
-runtime kills the worker after a grace period. Limits otherwise as `worker.py`.
+runtime kills the worker after a grace period. Limits otherwise as `sink.py`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import itertools
-import json
 import os
 import queue
 import sys
@@ -40,19 +39,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..._json import JSONObject
+from ..._jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    LOAD_FAILED,
+    METHOD_NOT_FOUND,
+    SCRIPT_REJECTED,
+    SERVER_ERROR,
+    encode,
+    error_object,
+    request_text,
+    response_text,
+    with_member,
+)
 from .event_module import DEFAULT_LIMITS, RunBudget, RunLimits, over_limit_text
 from .method_module import timed_out
-from .method_runner import SERVER_ERROR, CallCancelled, CallOutcome, MethodModule
+from .method_runner import CallCancelled, CallOutcome, MethodModule
 from .runner import MAX_OUTPUT_BYTES
 from .sink import Channel, announce, isolate, worker_options
 from .wall import lockdown
 
 __all__ = ["main"]
-
-SCRIPT_REJECTED = -32001
-LOAD_FAILED = -32003
-INTERNAL_ERROR = -32603
-METHOD_NOT_FOUND = -32601
 
 
 class _Waiter:
@@ -82,17 +89,12 @@ class SharedChannel(Channel):
 
         `raw` is JSON text spliced into the params as the member `payload` (already encoded)."""
         request_id = f"w{next(self._counter)}"
-        text = json.dumps(  # encoded first: a payload that is not JSON fails before any write
-            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params},
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
+        encoded = encode(params)  # first: params that are not JSON fail before any write
         if raw:
-            text = f'{text[:-2]},"payload":{raw}}}}}'
+            encoded = with_member(encoded, "payload", raw)
         waiter = _Waiter()
         self._waiters[request_id] = waiter
-        self.send_text(text + "\n")
+        self.send_text(request_text(request_id, method, encoded))
         waiter.done.wait()
         if waiter.error:
             raise ValueError(waiter.error)
@@ -247,12 +249,12 @@ class Calls:
         exceeded = budget.exceeded
         assert exceeded is not None
         setting, limit = exceeded.setting, exceeded.limit
-        error: JSONObject = {
-            "code": SERVER_ERROR,
-            "message": f"The method {self._name(call)} {over_limit_text(setting, limit)} "
+        error = error_object(
+            SERVER_ERROR,
+            f"The method {self._name(call)} {over_limit_text(setting, limit)} "
             f"in one call (methods.{setting} = {limit}).",
-            "data": {"reason": setting, setting: limit},
-        }
+            {"reason": setting, setting: limit},
+        )
         return CallOutcome(None, error, outcome.output, outcome.directives)
 
     def _name(self, call: _Call) -> str:
@@ -264,14 +266,14 @@ class Calls:
         encoded: list[str] = []
         for outcome in outcomes if call.batch else outcomes[-1:]:
             try:
-                encoded.append(_encode(outcome.to_dict()))
+                encoded.append(encode(outcome.to_dict()))
             except Exception as exc:
                 problem = f"its result cannot be sent as JSON ({exc})"
                 failed = CallOutcome(None, _internal(call, problem), outcome.output, [])
-                encoded.append(_encode(failed.to_dict()))
+                encoded.append(encode(failed.to_dict()))
                 break
         result = f'{{"results":[{",".join(encoded)}]}}' if call.batch else encoded[0]
-        self.channel.send_text(f'{{"jsonrpc":"2.0","id":{_encode(call.id)},"result":{result}}}\n')
+        self.channel.send_text(response_text(call.id, result))
 
     def _next(self, call: _Call) -> None:
         with self.lock:
@@ -287,11 +289,7 @@ class Calls:
 
 
 def _internal(call: _Call, problem: str) -> JSONObject:
-    return {"code": INTERNAL_ERROR, "message": f"The method {call.method} failed: {problem}."}
-
-
-def _encode(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return error_object(INTERNAL_ERROR, f"The method {call.method} failed: {problem}.")
 
 
 class MethodWorker:
@@ -345,7 +343,7 @@ class MethodWorker:
                 else:
                     channel.fail(request_id, METHOD_NOT_FOUND, f"unknown method {method!r}")
             except (KeyError, TypeError, ValueError) as exc:
-                channel.fail(request_id, -32602, f"bad params: {exc}")
+                channel.fail(request_id, INVALID_PARAMS, f"bad params: {exc}")
 
     def load(self, request_id: Any, params: JSONObject) -> None:
         if self.loaded:

@@ -25,6 +25,7 @@ from types import FrameType, ModuleType
 from typing import Any
 
 from ..._json import JSONObject
+from ..._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError, error_object
 from .plain import exact_int, exact_str, plain_json
 
 __all__ = [
@@ -43,12 +44,12 @@ __all__ = [
 
 MODES = ("serial", "concurrent")
 DEFAULT_MODE = "serial"
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
 
 
-class JSONRPCError(Exception):
-    """Raise (or return) this from a method to answer with this JSON-RPC error."""
+class JSONRPCError(RpcError):
+    """Raise (or return) this from a method to answer with this JSON-RPC error.
+
+    The framing's RpcError, with what a script hands it checked and copied first."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         # Exact copies (see plain.py): the worker encodes these after the method returned.
@@ -56,16 +57,7 @@ class JSONRPCError(Exception):
         message = exact_str(message, "a JSON-RPC error message")
         if data is not None:
             data = plain_json(data, "a JSON-RPC error's data")
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-    def to_dict(self) -> JSONObject:
-        error: JSONObject = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
+        super().__init__(code, message, data)
 
 
 class InvalidParams(JSONRPCError):
@@ -326,9 +318,8 @@ def bind_params(method: str, names: Sequence[str] | None, params: Any) -> Any:
 
 def timed_out(method: str, timeout: float) -> JSONObject:
     """The JSON-RPC error of a call stopped at its time limit (the worker's and the runtime's)."""
-    return {
-        "code": INTERNAL_ERROR,
-        "message": f"The method {method} ran longer than {timeout:g} s (methods.timeout) "
-        "and was stopped.",
-        "data": {"reason": "timeout", "timeout": timeout},
-    }
+    return error_object(
+        INTERNAL_ERROR,
+        f"The method {method} ran longer than {timeout:g} s (methods.timeout) and was stopped.",
+        {"reason": "timeout", "timeout": timeout},
+    )

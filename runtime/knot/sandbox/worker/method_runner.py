@@ -17,6 +17,7 @@ from types import CodeType
 from typing import Any
 
 from ..._json import JSONObject
+from ..._jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, SERVER_ERROR, error_object
 from .event_module import (
     DEFAULT_LIMITS,
     EmitFunction,
@@ -40,10 +41,6 @@ from .policy import METHOD_SCRIPTS, Violation, compile_script
 from .runner import MAX_OUTPUT_BYTES, ScriptError, describe_failure
 
 __all__ = ["CallCancelled", "CallOutcome", "LoadOutcome", "MethodModule"]
-
-SERVER_ERROR = -32000
-INTERNAL_ERROR = -32603
-METHOD_NOT_FOUND = -32601
 
 
 class CallCancelled(BaseException):
@@ -204,32 +201,31 @@ class MethodModule:
         JSON (or nests too deeply) is the method's error, not the worker's."""
         found = self.methods.get(method)
         if found is None:
-            error = {"code": METHOD_NOT_FOUND, "message": f"{self.name} has no method {method!r}."}
+            error = error_object(METHOD_NOT_FOUND, f"{self.name} has no method {method!r}.")
             return CallOutcome(error=error)
         collector = PrintCollector(max_output_bytes)
         self.prints.bind(collector)
         self.context.bind(event or {}, emit, budget or RunBudget(DEFAULT_LIMITS))
         self.budget.deadline = time.monotonic() + timeout
         result: Any = None
-        error_object: JSONObject | None = None
+        failure: JSONObject | None = None
         try:
             result = found.function(bind_params(f"{self.name}.{method}", found.params, params))
             if isinstance(result, JSONRPCError):  # Scriptling's `return runtime.jsonrpc.error()`
-                error_object, result = result.to_dict(), None
+                failure, result = result.to_dict(), None
             elif not found.notification:
                 result = self._sendable(method, result)
         except _Unsendable as exc:
-            error_object = {
-                "code": INTERNAL_ERROR,
-                "message": f"The method {method} failed: its result cannot be sent as JSON "
-                f"({exc}).",
-            }
+            failure = error_object(
+                INTERNAL_ERROR,
+                f"The method {method} failed: its result cannot be sent as JSON ({exc}).",
+            )
         except JSONRPCError as exc:
-            error_object = exc.to_dict()
+            failure = exc.to_dict()
         except CallCancelled:
-            error_object = timed_out(f"{self.name}.{method}", timeout)
+            failure = timed_out(f"{self.name}.{method}", timeout)
         except BaseException as exc:  # the method's failure is data, whatever it raised
-            error_object = self._raised(method, describe_failure(exc, self.filename))
+            failure = self._raised(method, describe_failure(exc, self.filename))
         finally:
             self.budget.deadline = float("inf")
         directives = self.context.directives
@@ -237,7 +233,7 @@ class MethodModule:
         self.prints.bind(None)
         if found.notification:
             result = None
-        return CallOutcome(result, error_object, collector.lines(), directives)
+        return CallOutcome(result, failure, collector.lines(), directives)
 
     def _sendable(self, method: str, result: Any) -> Any:
         try:
@@ -257,4 +253,4 @@ class MethodModule:
         else:
             message = f"The method {self.name}.{method} raised {error.type}{detail} ({where})."
         data = {"type": error.type, "message": error.message, "line": error.line}
-        return {"code": SERVER_ERROR, "message": message, "data": data}
+        return error_object(SERVER_ERROR, message, data)

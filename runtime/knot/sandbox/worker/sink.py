@@ -18,20 +18,36 @@ walls that are up. Time is limited by the parent, which SIGKILLs a worker that o
 is the only way to stop a single C call such as `7 ** (10 ** 8)`. The worker also dies with
 its parent (PR_SET_PDEATHSIG).
 
-Method scripts run in workers of their own (`method_worker.py`), built from the same parts.
+Method scripts run in workers of their own (`method.py`), built from the same parts. Both
+frame their messages with `knot._jsonrpc`, as the runtime does on its side of the pipe.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ..._json import JSONObject
+from ..._jsonrpc import (
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    SCRIPT_REJECTED,
+    UNKNOWN_SCRIPT,
+    decode_line,
+    encode,
+    encode_line,
+    error_response,
+    notification,
+    notification_text,
+    request_id_of,
+    request_text,
+    response,
+    with_member,
+)
 from .event_module import RunLimits
 from .runner import MAX_OUTPUT_BYTES, ScriptRunner, set_recursion_limit
 from .wall import Walls, lockdown
@@ -42,7 +58,6 @@ __all__ = [
     "announce",
     "isolate",
     "main",
-    "request_id_of",
     "worker_options",
 ]
 
@@ -51,11 +66,6 @@ RECURSION_LIMIT = 400  # frames, the worker's own few included
 # within MAX_JSON_DEPTH (100) levels, but a frame must never end the worker: it is decoded
 # under a higher limit, and one that is still too deep is answered as a parse error.
 DECODE_RECURSION_LIMIT = 2000
-PARSE_ERROR = -32700
-UNKNOWN_SCRIPT = -32002
-SCRIPT_REJECTED = -32001
-INVALID_PARAMS = -32602
-METHOD_NOT_FOUND = -32601
 DEFAULT_MAX_EMITS = 1000
 M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 
@@ -69,27 +79,23 @@ class Channel:
         self._next_id = 0
 
     def send(self, message: JSONObject) -> None:
-        self.send_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\n")
+        self.send_text(encode(message))
 
-    def send_text(self, line: str) -> None:
-        # surrogatepass: a lone surrogate a script put in a string must not end the worker;
-        # the runtime reads it back the same way, as JSON over HTTP would give it.
-        view = memoryview(line.encode("utf-8", "surrogatepass"))
+    def send_text(self, text: str) -> None:
+        """Write one message, framed already (`knot._jsonrpc`), as one line."""
+        view = memoryview(encode_line(text))
         while view:
             written = os.write(self.out_fd, view)
             view = view[written:]
 
     def notify(self, method: str, params: JSONObject) -> None:
-        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+        self.send(notification(method, params))
 
     def respond(self, request_id: Any, result: Any) -> None:
-        self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+        self.send(response(request_id, result))
 
     def fail(self, request_id: Any, code: int, message: str, data: Any = None) -> None:
-        error: JSONObject = {"code": code, "message": message}
-        if data is not None:
-            error["data"] = data
-        self.send({"jsonrpc": "2.0", "id": request_id, "error": error})
+        self.send(error_response(request_id, code, message, data))
 
     def receive(self) -> JSONObject | None:
         """The next message from the runtime; one that cannot be decoded is answered with a
@@ -101,7 +107,7 @@ class Channel:
             limit = sys.getrecursionlimit()
             sys.setrecursionlimit(max(limit, DECODE_RECURSION_LIMIT))
             try:
-                message = json.loads(line.decode("utf-8", "surrogatepass"))
+                message = decode_line(line)
             except (ValueError, RecursionError, MemoryError) as exc:
                 reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
                 self.fail(request_id_of(line), PARSE_ERROR, f"the message cannot be read: {reason}")
@@ -117,12 +123,10 @@ class Channel:
         `raw` is JSON text spliced into the params as the member `payload` (already encoded)."""
         self._next_id += 1
         request_id = f"w{self._next_id}"
-        encoded = json.dumps(params, separators=(",", ":"), ensure_ascii=False)
+        encoded = encode(params)
         if raw:
-            encoded = f'{encoded[:-1]},"payload":{raw}}}' if params else f'{{"payload":{raw}}}'
-        self.send_text(
-            f'{{"jsonrpc":"2.0","id":"{request_id}","method":"{method}","params":{encoded}}}\n'
-        )
+            encoded = with_member(encoded, "payload", raw)
+        self.send_text(request_text(request_id, method, encoded))
         reply = self.receive()
         if reply is None:
             raise SystemExit(0)  # the parent went away mid-call
@@ -200,19 +204,8 @@ class Worker:
             if outcome.output or outcome.directives:
                 self.channel.notify("result", {"index": index, **outcome.to_dict()})
             else:  # the common case, without the encoder
-                self.channel.send_text(
-                    f'{{"jsonrpc":"2.0","method":"result","params":{{"index":{index}}}}}\n'
-                )
+                self.channel.send_text(notification_text("result", f'{{"index":{index}}}'))
         self.channel.respond(request_id, {"failed_at": None})
-
-
-_REQUEST_ID = re.compile(rb'\{"jsonrpc":"2\.0","id":(\d{1,18}),')
-
-
-def request_id_of(line: bytes) -> int | None:
-    """The id of a request the runtime framed (it always starts the same way), or None."""
-    match = _REQUEST_ID.match(line)
-    return int(match.group(1)) if match else None
 
 
 def _die_with_parent(parent: int) -> None:
