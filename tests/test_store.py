@@ -91,7 +91,9 @@ async def test_retention_never_deletes_past_the_slowest_cursor(project: Path) ->
         await rt.wait_idle()
         await rt.flush()
         # A sink whose cursor is still at 10 holds everything after it.
-        await rt.journal.call(lambda s: s.run("UPDATE cursors SET seq = 10 WHERE sink = 'a'"))
+        store = rt.store
+        assert isinstance(store, Store)  # this test reaches into SQLite itself
+        await rt.journal.call(lambda s: store.run("UPDATE cursors SET seq = 10 WHERE sink = 'a'"))
         deleted = await rt.journal.call(
             lambda s: s.prune(keep_events=1, keep_audit=100, active_sinks=["a"])
         )

@@ -42,6 +42,7 @@ from .engine.journal import Journal
 from .engine.outcomes import EmitReport, Tracker
 from .engine.registry import SinkRegistry, SinkStatus
 from .engine.router import Router
+from .engine.storage import Storage
 from .engine.store import Store
 from .methods.service import Methods
 from .sandbox.pool import WorkerPool
@@ -81,7 +82,7 @@ class Runtime:
         self._store_path_arg = store_path
         self.config: Config = config or Config()
         self.parts: list[RuntimePart] = list(parts) or self._default_parts()
-        self._store: Store | None = None
+        self._store: Storage | None = None
         self._journal: Journal | None = None
         self._delivery: DeliveryEngine | None = None
         self._registry: SinkRegistry | None = None
@@ -130,7 +131,7 @@ class Runtime:
         return self._journal.failure if self._journal is not None else ""
 
     @property
-    def store(self) -> Store:
+    def store(self) -> Storage:
         if self._store is None:
             raise RuntimeClosed("The runtime is not running.")
         return self._store

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Callable
 
 from .._config import StoreSettings
 from .delivery import DeliveryEngine
 from .journal import Journal
-from .store import Store
+from .storage import Storage
 
 __all__ = ["Housekeeper"]
 
@@ -53,12 +52,15 @@ class Housekeeper:
 
     async def _prune(self) -> None:
         settings = self.settings()
-        prune = functools.partial(
-            Store.prune,
-            keep_events=settings.retention_events,
-            keep_audit=settings.retention_audit,
-            active_sinks=list(self.delivery.workers),
-        )
+        active = list(self.delivery.workers)
+
+        def prune(store: Storage) -> int:
+            return store.prune(
+                keep_events=settings.retention_events,
+                keep_audit=settings.retention_audit,
+                active_sinks=active,
+            )
+
         try:
             await self.journal.call(prune)
         except Exception:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from .._audit import AuditEntry
 from .._events import Event
 from .._exceptions import RuntimeClosed
-from .store import Store, WriteBatch
+from .storage import Storage, WriteBatch
 
 __all__ = ["Journal"]
 
@@ -31,12 +31,12 @@ log = logging.getLogger("knot.store")
 T = TypeVar("T")
 FAILURE_LOG_EVERY = 10.0  # seconds between "still failing" lines while commits keep failing
 CommitCallback = Callable[[list[Event], list[bool]], None]
-_Call = tuple[Callable[[Store], Any], "asyncio.Future[Any]"]
+_Call = tuple[Callable[[Storage], Any], "asyncio.Future[Any]"]
 _Item = tuple[WriteBatch, list["asyncio.Future[bool]"]] | _Call
 
 
 class Journal:
-    def __init__(self, store: Store, *, on_commit: CommitCallback) -> None:
+    def __init__(self, store: Storage, *, on_commit: CommitCallback) -> None:
         self.store = store
         self._on_commit = on_commit
         self._inbox: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
@@ -121,7 +121,7 @@ class Journal:
         self._outbox.forget.append(sink)
         self._handoff()
 
-    def call(self, fn: Callable[[Store], T]) -> asyncio.Future[T]:
+    def call(self, fn: Callable[[Storage], T]) -> asyncio.Future[T]:
         """Run `fn(store)` on the writer thread after everything written before it."""
         assert self._loop is not None, "journal not started"
         future: asyncio.Future[T] = self._loop.create_future()

@@ -19,7 +19,7 @@ from .._sinkspec import SinkOrigin, SinkSpec
 from ..sinks.base import Sink, SinkHost
 from .delivery import DeliveryEngine, SinkWorker
 from .router import Router
-from .store import Store
+from .storage import Storage
 
 __all__ = ["KV_SINKS", "KV_SINK_SECRETS", "SinkRegistry", "SinkStatus"]
 
@@ -197,7 +197,7 @@ class SinkRegistry:
         spec = await self.remove(name, reason=reason)
         if spec.origin is SinkOrigin.API:
 
-            def forget(store: Store) -> None:
+            def forget(store: Storage) -> None:
                 store.kv_delete(KV_SINKS, name)
                 store.kv_delete(KV_SINK_SECRETS, name)  # a new sink of this name gets a new one
 

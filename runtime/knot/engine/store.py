@@ -1,5 +1,7 @@
 """The embedded store: one SQLite file (WAL) for the journal, delivery progress, sinks and audit.
 
+It implements `storage.Storage`, the seam the engine is written against.
+
 Delivery progress is one cursor per sink plus a short list of exceptions (events dropped or
 given up for that sink), not a row per (event, sink): a sink is served in order, so "every
 matching event up to seq N is done" is the whole state. That keeps a journaled event at one
@@ -18,7 +20,6 @@ import os
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from .._events import Event
 from .._exceptions import StoreError, StoreLocked
 from .._json import JSONObject
 from .._patterns import Pattern, PatternKind
+from .storage import WriteBatch
 
-__all__ = ["Store", "WriteBatch"]
+__all__ = ["Store"]
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -69,21 +71,6 @@ CREATE TABLE IF NOT EXISTS kv (
 ) WITHOUT ROWID;
 """
 _EVENT_COLUMNS = "seq, id, type, ts, zone, owner, depth, data, meta"
-
-
-@dataclass
-class WriteBatch:
-    """Everything the writer commits in one transaction."""
-
-    events: list[Event] = field(default_factory=list)
-    check_duplicates: bool = False
-    audits: list[AuditEntry] = field(default_factory=list)
-    cursors: dict[str, int] = field(default_factory=dict)
-    skips: list[tuple[str, int, str]] = field(default_factory=list)
-    forget: list[str] = field(default_factory=list)  # sinks whose progress is deleted
-
-    def __bool__(self) -> bool:
-        return bool(self.events or self.audits or self.cursors or self.skips or self.forget)
 
 
 class Store:
@@ -171,11 +158,11 @@ class Store:
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
-    def unusable(self, exc: sqlite3.Error) -> StoreError:
+    def unusable(self, exc: Exception) -> StoreError:
         """The StoreError for an SQLite error met while using this store."""
         return StoreError(self._describe(exc), path=str(self.path))
 
-    def _describe(self, exc: sqlite3.Error) -> str:
+    def _describe(self, exc: Exception) -> str:
         text = str(exc)
         if "not a database" in text or "malformed" in text:
             return (
