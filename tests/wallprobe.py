@@ -53,7 +53,7 @@ def main(argv: Sequence[str]) -> int:
     knot.__path__ = [argv[0]]
     sys.modules["knot"] = knot
     from knot.sandbox.worker.runner import ScriptRunner
-    from knot.sandbox.worker.sink import Channel, announce, isolate
+    from knot.sandbox.worker.sink import Pipe, announce, isolate
     from knot.sandbox.worker.wall import lockdown
 
     parser = argparse.ArgumentParser(prog="wallprobe")
@@ -82,9 +82,9 @@ def main(argv: Sequence[str]) -> int:
         warm_up=runner.warm_up,
         start_threads=start_threads,
     )
-    channel = Channel(out_fd)
-    announce(channel, walls)
-    while (message := channel.receive()) is not None:
+    pipe = Pipe(out_fd)
+    announce(pipe, walls)
+    while (message := pipe.receive()) is not None:
         params = message.get("params") or {}
         where = params.get("thread", "main")
         if where == "main":
@@ -93,7 +93,7 @@ def main(argv: Sequence[str]) -> int:
             answer: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
             (late if where == "late" else early).put((str(params["code"]), answer))
             outcome = answer.get()
-        channel.respond(message.get("id"), outcome)
+        pipe.respond(message.get("id"), outcome)
     os._exit(0)  # the job threads are daemons
 
 

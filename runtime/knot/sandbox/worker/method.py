@@ -56,7 +56,7 @@ from .event_module import DEFAULT_LIMITS, RunBudget, RunLimits, over_limit_text
 from .method_module import timed_out
 from .method_runner import CallCancelled, CallOutcome, MethodModule
 from .runner import MAX_OUTPUT_BYTES
-from .sink import Channel, announce, isolate, worker_options
+from .sink import Pipe, announce, isolate, worker_options
 from .wall import lockdown
 
 __all__ = ["main"]
@@ -71,7 +71,7 @@ class _Waiter:
         self.error = ""
 
 
-class SharedChannel(Channel):
+class SharedPipe(Pipe):
     """The pipe to the runtime, shared by the reader and every call thread."""
 
     def __init__(self, out_fd: int) -> None:
@@ -136,9 +136,9 @@ def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
 class Calls:
     """Schedules calls onto the worker's threads: serial methods one at a time, in order."""
 
-    def __init__(self, module: MethodModule, channel: SharedChannel, threads: int) -> None:
+    def __init__(self, module: MethodModule, pipe: SharedPipe, threads: int) -> None:
         self.module = module
-        self.channel = channel
+        self.pipe = pipe
         self.jobs: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.calls: dict[Any, _Call] = {}
@@ -212,7 +212,7 @@ class Calls:
                     if outcome.error is not None or index == len(call.items) - 1:
                         break
                     # The runtime's clock for this call starts over for the next one.
-                    self._talk(call, lambda: self.channel.notify("progress", {"call": call.id}))
+                    self._talk(call, lambda: self.pipe.notify("progress", {"call": call.id}))
             finally:
                 with self.lock:
                     if call.state == "cancelled":
@@ -240,7 +240,7 @@ class Calls:
     def _emitter(self, call: _Call, index: int) -> Any:
         def emit(event_type: str, payload: str) -> str:
             params = {"call": call.id, "index": index, "type": event_type}
-            answer = self._talk(call, lambda: self.channel.call("emit", params, payload))
+            answer = self._talk(call, lambda: self.pipe.call("emit", params, payload))
             return str(answer["id"])
 
         return emit
@@ -273,7 +273,7 @@ class Calls:
                 encoded.append(encode(failed.to_dict()))
                 break
         result = f'{{"results":[{",".join(encoded)}]}}' if call.batch else encoded[0]
-        self.channel.send_text(response_text(call.id, result))
+        self.pipe.send_text(response_text(call.id, result))
 
     def _next(self, call: _Call) -> None:
         with self.lock:
@@ -295,22 +295,22 @@ def _internal(call: _Call, problem: str) -> JSONObject:
 class MethodWorker:
     """The reader loop: loads the script once, then hands calls to `Calls`."""
 
-    def __init__(self, channel: SharedChannel, module: MethodModule, threads: int) -> None:
-        self.channel = channel
+    def __init__(self, pipe: SharedPipe, module: MethodModule, threads: int) -> None:
+        self.pipe = pipe
         self.module = module
-        self.calls = Calls(module, channel, threads)
+        self.calls = Calls(module, pipe, threads)
         self.loaded = False
         self.serial: frozenset[str] = frozenset()
 
     def serve(self) -> None:
-        channel = self.channel
+        pipe = self.pipe
         while True:
-            message = channel.receive()
+            message = pipe.receive()
             if message is None:
                 return
             method = message.get("method")
             if method is None:
-                channel.resolve(message)  # the runtime's answer to one of our emits
+                pipe.resolve(message)  # the runtime's answer to one of our emits
                 continue
             request_id = message.get("id")
             params = message.get("params") or {}
@@ -339,16 +339,16 @@ class MethodWorker:
                 elif method == "load":
                     self.load(request_id, params)
                 elif method == "ping":
-                    channel.respond(request_id, {"pid": os.getpid()})
+                    pipe.respond(request_id, {"pid": os.getpid()})
                 else:
-                    channel.fail(request_id, METHOD_NOT_FOUND, f"unknown method {method!r}")
+                    pipe.fail(request_id, METHOD_NOT_FOUND, f"unknown method {method!r}")
             except (KeyError, TypeError, ValueError) as exc:
-                channel.fail(request_id, INVALID_PARAMS, f"bad params: {exc}")
+                pipe.fail(request_id, INVALID_PARAMS, f"bad params: {exc}")
 
     def load(self, request_id: Any, params: JSONObject) -> None:
         if self.loaded:
             channel_error = f"this worker runs {self.module.name} already; start another"
-            self.channel.fail(request_id, INTERNAL_ERROR, channel_error)
+            self.pipe.fail(request_id, INTERNAL_ERROR, channel_error)
             return
         outcome = self.module.load(
             str(params["name"]),
@@ -358,15 +358,15 @@ class MethodWorker:
         )
         if outcome.violations:
             rules = [{"line": v.line, "col": v.col, "rule": v.rule} for v in outcome.violations]
-            self.channel.fail(request_id, SCRIPT_REJECTED, "the script breaks the rules", rules)
+            self.pipe.fail(request_id, SCRIPT_REJECTED, "the script breaks the rules", rules)
         elif outcome.error is not None:
             raised = {**outcome.error.to_dict(), "output": outcome.output}
-            self.channel.fail(request_id, LOAD_FAILED, "the script failed to load", raised)
+            self.pipe.fail(request_id, LOAD_FAILED, "the script failed to load", raised)
         else:
             self.loaded = True
             self.serial = frozenset(d.name for d in outcome.methods if d.mode == "serial")
             methods = [d.to_dict() for d in outcome.methods]
-            self.channel.respond(request_id, {"methods": methods, "output": outcome.output})
+            self.pipe.respond(request_id, {"methods": methods, "output": outcome.output})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -375,15 +375,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     out_fd = isolate(options["parent"])
     module = MethodModule()
-    channel = SharedChannel(out_fd)
-    worker = MethodWorker(channel, module, options["threads"])
+    pipe = SharedPipe(out_fd)
+    worker = MethodWorker(pipe, module, options["threads"])
     walls = lockdown(
         memory_mb=options["memory_mb"],
         keep_fds=(out_fd,),
         warm_up=module.warm_up,
         start_threads=worker.calls.start,  # inside Landlock, before seccomp and RLIMIT_NPROC
     )
-    announce(channel, walls)
+    announce(pipe, walls)
     try:
         worker.serve()
     except MemoryError:

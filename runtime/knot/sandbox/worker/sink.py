@@ -54,7 +54,7 @@ from .wall import Walls, lockdown
 
 __all__ = [
     "RECURSION_LIMIT",
-    "Channel",
+    "Pipe",
     "announce",
     "isolate",
     "main",
@@ -70,7 +70,7 @@ DEFAULT_MAX_EMITS = 1000
 M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 
 
-class Channel:
+class Pipe:
     """The JSON-RPC pipe to the parent: our private copy of stdout, and stdin."""
 
     def __init__(self, out_fd: int) -> None:
@@ -138,13 +138,13 @@ class Channel:
 
 
 class Worker:
-    def __init__(self, channel: Channel, runner: ScriptRunner) -> None:
-        self.channel = channel
+    def __init__(self, pipe: Pipe, runner: ScriptRunner) -> None:
+        self.pipe = pipe
         self.runner = runner
 
     def serve(self) -> None:
         while True:
-            message = self.channel.receive()
+            message = self.pipe.receive()
             if message is None:
                 return
             request_id = message.get("id")
@@ -152,15 +152,15 @@ class Worker:
             params = message.get("params") or {}
             handler = {"ping": self.ping, "load": self.load, "run": self.run}.get(str(method))
             if handler is None:
-                self.channel.fail(request_id, METHOD_NOT_FOUND, f"unknown method {method!r}")
+                self.pipe.fail(request_id, METHOD_NOT_FOUND, f"unknown method {method!r}")
                 continue
             try:
                 handler(request_id, params)
             except (KeyError, TypeError) as exc:
-                self.channel.fail(request_id, INVALID_PARAMS, f"bad params: {exc}")
+                self.pipe.fail(request_id, INVALID_PARAMS, f"bad params: {exc}")
 
     def ping(self, request_id: Any, params: JSONObject) -> None:
-        self.channel.respond(request_id, {"pid": os.getpid()})
+        self.pipe.respond(request_id, {"pid": os.getpid()})
 
     def _ensure(self, request_id: Any, params: JSONObject) -> bool:
         name, digest = params["name"], params["hash"]
@@ -168,18 +168,18 @@ class Worker:
             return True
         source = params.get("source")
         if not isinstance(source, str):
-            self.channel.fail(request_id, UNKNOWN_SCRIPT, f"script {name} {digest} not loaded")
+            self.pipe.fail(request_id, UNKNOWN_SCRIPT, f"script {name} {digest} not loaded")
             return False
         violations = self.runner.load(name, digest, source, str(params.get("filename") or name))
         if violations:
             data = [{"line": v.line, "col": v.col, "rule": v.rule} for v in violations]
-            self.channel.fail(request_id, SCRIPT_REJECTED, "the script breaks the rules", data)
+            self.pipe.fail(request_id, SCRIPT_REJECTED, "the script breaks the rules", data)
             return False
         return True
 
     def load(self, request_id: Any, params: JSONObject) -> None:
         if self._ensure(request_id, params):
-            self.channel.respond(request_id, {"ok": True})
+            self.pipe.respond(request_id, {"ok": True})
 
     def run(self, request_id: Any, params: JSONObject) -> None:
         if not self._ensure(request_id, params):
@@ -192,20 +192,20 @@ class Worker:
         for index, event in enumerate(events):
 
             def emit(event_type: str, payload: str, index: int = index) -> str:
-                result = self.channel.call("emit", {"index": index, "type": event_type}, payload)
+                result = self.pipe.call("emit", {"index": index, "type": event_type}, payload)
                 return str(result["id"])
 
             outcome = self.runner.run_one(
                 name, event, emit, timeout=timeout, limits=limits, max_output_bytes=max_output
             )
             if outcome.error is not None:
-                self.channel.respond(request_id, {"failed_at": index, **outcome.to_dict()})
+                self.pipe.respond(request_id, {"failed_at": index, **outcome.to_dict()})
                 return
             if outcome.output or outcome.directives:
-                self.channel.notify("result", {"index": index, **outcome.to_dict()})
+                self.pipe.notify("result", {"index": index, **outcome.to_dict()})
             else:  # the common case, without the encoder
-                self.channel.send_text(notification_text("result", f'{{"index":{index}}}'))
-        self.channel.respond(request_id, {"failed_at": None})
+                self.pipe.send_text(notification_text("result", f'{{"index":{index}}}'))
+        self.pipe.respond(request_id, {"failed_at": None})
 
 
 def _die_with_parent(parent: int) -> None:
@@ -259,10 +259,10 @@ def isolate(parent: int) -> int:
     return out_fd
 
 
-def announce(channel: Channel, walls: Walls) -> None:
+def announce(pipe: Pipe, walls: Walls) -> None:
     """Lower the recursion limit (the last limit), then tell the parent we are ready."""
     set_recursion_limit(RECURSION_LIMIT)
-    channel.notify("ready", {"pid": os.getpid(), **walls.to_dict()})
+    pipe.notify("ready", {"pid": os.getpid(), **walls.to_dict()})
 
 
 def worker_options(argv: Sequence[str], **defaults: int) -> dict[str, int]:
@@ -288,10 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_fd = isolate(options["parent"])
     runner = ScriptRunner()
     walls = lockdown(memory_mb=options["memory_mb"], keep_fds=(out_fd,), warm_up=runner.warm_up)
-    channel = Channel(out_fd)
-    announce(channel, walls)
+    pipe = Pipe(out_fd)
+    announce(pipe, walls)
     try:
-        Worker(channel, runner).serve()
+        Worker(pipe, runner).serve()
     except MemoryError:
         os._exit(70)  # could not even report it; the parent sees us die and says so
     return 0
