@@ -161,6 +161,26 @@ async def test_pool_gives_each_sink_a_worker_of_its_own_and_never_shares_it() ->
     assert pool.pids() == []
 
 
+@pytest.mark.anyio
+async def test_a_new_version_of_a_sink_keeps_its_worker_and_the_last_one_stops_it() -> None:
+    pool = WorkerPool(size=2, memory_mb=64)
+    try:
+        pool.hold("a")  # version 1 starts
+        worker = await pool.acquire("a")
+        pool.release(worker)
+        pool.hold("a")  # a reload: version 2 starts before version 1 stops
+        pool.forget("a")
+        assert await pool.acquire("a") is worker  # no new interpreter for the new code
+        pool.release(worker)
+        pool.forget("a")  # the sink itself went away
+        await asyncio.wait_for(worker.proc.wait(), 5)
+        async with asyncio.timeout(5):
+            while pool.workers:  # and with no script sink left, the spare stops too
+                await asyncio.sleep(0.02)
+    finally:
+        await pool.close()
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -1,10 +1,11 @@
 """The sandbox workers of a runtime's script sinks: one process per sink, never shared.
 
 A worker process serves one script sink for its whole life: the first delivery of a sink
-binds a worker to it, later deliveries reuse it (its compiled script, its module state), and
-no other sink's script ever runs in it. Whatever a script leaves behind in its process (a
-generator whose `finally` runs at the next garbage collection, a class registered with an ABC,
-a planted regex-cache entry) can therefore only ever meet that same sink's own later runs.
+binds a worker to it, later deliveries reuse it (its compiled script, its module state; a new
+version of the same script is compiled in it), and no other sink's script ever runs in it.
+Whatever a script leaves behind in its process (a generator whose `finally` runs at the next
+garbage collection, a class registered with an ABC, a planted regex-cache entry) can therefore
+only ever meet that same sink's own later runs.
 The isolation between sinks is the process boundary, not a reset we would have to get right.
 
 Processes cost memory (about 10 MB each, idle), so at most `size` live at once (the setting
@@ -51,6 +52,7 @@ class WorkerPool:
         self.size = max(1, size)
         self.memory_mb = memory_mb
         self._bound: dict[str, WorkerProcess] = {}  # sink → its worker, idle or busy
+        self._holders: dict[str, int] = {}  # sink → its running versions (a reload overlaps two)
         self._owner: dict[WorkerProcess, str] = {}
         self._idle: dict[WorkerProcess, float] = {}  # bound, not lent out → since when
         self._busy: dict[WorkerProcess, float] = {}  # lent out → since when (monotonic)
@@ -70,8 +72,15 @@ class WorkerPool:
     # -- spares ---------------------------------------------------------------------------
 
     def warm(self) -> None:
-        """Start a spare worker in the background, if there is room and none is ready."""
-        if self._closed or self._spares or self._starting or self._count >= self.size:
+        """Start a spare worker in the background, if script sinks exist, there is room and
+        none is ready."""
+        if (
+            self._closed
+            or not self._holders
+            or self._spares
+            or self._starting
+            or self._count >= self.size
+        ):
             return
         self._count += 1
         self._starting += 1
@@ -87,7 +96,7 @@ class WorkerPool:
             self._wake()
             return
         self._starting -= 1
-        if self._closed or worker.memory_mb != self.memory_mb:
+        if self._closed or not self._holders or worker.memory_mb != self.memory_mb:
             self._count -= 1
             await worker.close()
             return
@@ -211,15 +220,28 @@ class WorkerPool:
         self._retire(worker)
         self.warm()
 
+    def hold(self, sink: str) -> None:
+        """A version of `sink`'s script started: its worker stays until the last one goes.
+
+        A reload starts the new version before the old one stops, so the worker (and what it
+        compiled) carries over and the next event runs the new code at once."""
+        self._holders[sink] = self._holders.get(sink, 0) + 1
+        self.warm()
+
     def forget(self, sink: str) -> None:
-        """`sink` is gone (removed, or replaced by a new version): stop its worker, now if
-        it is idle, or when it comes back. With no sink left, the spare stops too."""
+        """A version of `sink` stopped. When none is left (the sink was removed), its worker
+        stops, now if idle or when it comes back; with no script sink left, the spare too."""
+        left = self._holders.get(sink, 1) - 1
+        if left > 0:
+            self._holders[sink] = left
+            return
+        self._holders.pop(sink, None)
         worker = self._bound.pop(sink, None)
         if worker is not None:
             self._owner[worker] = ""
             if worker not in self._busy:
                 self._retire(worker)
-        if not self._bound:
+        if not self._holders:
             while self._spares:
                 spare = self._spares.pop()
                 self._count -= 1

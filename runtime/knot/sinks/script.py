@@ -10,7 +10,6 @@ attempt: the engine retries it and, in the end, audits "Event Sink Script Failed
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from collections import deque
 from collections.abc import Sequence
@@ -38,8 +37,6 @@ OUTPUT_KEPT = 20  # recent output lines a sink's status shows
 def pool_size(settings: ScriptSettings) -> int:
     return settings.workers or default_size()
 
-
-_instances = itertools.count(1)
 
 
 def encode_event(event: Event) -> str:
@@ -75,9 +72,8 @@ class ScriptSink(Sink):
         self.digest = hashlib.sha256(self.source.encode()).hexdigest()[:20]
         self.recent: deque[str] = deque(maxlen=OUTPUT_KEPT)
         self._pool: WorkerPool | None = None
-        # This sink object's own worker: a new version of the script (a new object) gets a
-        # fresh process, so not even an old version of the same file shares one with it.
-        self.worker_key = f"{spec.name}#{next(_instances)}"
+        # The worker is the sink's: versions of its script (reloads) share it, nothing else.
+        self.worker_key = spec.name
 
     @classmethod
     def validate(cls, spec: SinkSpec) -> list[str]:
@@ -101,7 +97,7 @@ class ScriptSink(Sink):
         settings = self.settings
         self._pool = host.script_pool
         self._pool.configure(size=pool_size(settings), memory_mb=settings.memory_mb)
-        self._pool.warm()  # a spare, so the first event does not wait for a new interpreter
+        self._pool.hold(self.worker_key)  # and a spare starts, for the first event
 
     async def close(self) -> None:
         if self._pool is not None:
