@@ -38,7 +38,6 @@ def pool_size(settings: ScriptSettings) -> int:
     return settings.workers or default_size()
 
 
-
 def encode_event(event: Event) -> str:
     """The event as a script's `knot.event` sees it, as JSON; the payload's JSON is reused."""
     head = json.dumps(
