@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test check bench fuzz soak clean
+.PHONY: setup system-deps run test check bench fuzz soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Non-Python needs of the tests (libseccomp for the sandbox wall), installed when missing.
+system-deps:
+	bash tools/system-deps
+
 run: $(STAMP)
 	$(BIN)/knot serve --project .
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 check: $(STAMP)
