@@ -59,6 +59,7 @@ class DeliverySettings:
     max_depth: int = 8
     max_payload_bytes: int = 1024 * 1024
     sync_timeout: float = 10.0  # how long a synchronous (Sky) answer waits for its sinks
+    stop_grace: float = 5.0  # how long a stop (or a sink's removal) waits for an attempt
 
 
 RUN_LIMITS = (
@@ -275,6 +276,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
             "max_depth": _int(0),
             "max_payload_bytes": _int(64),
             "sync_timeout": _number(0.001),
+            "stop_grace": _number(0),
         },
     ),
     "scripts": (

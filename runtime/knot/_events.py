@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import json.encoder
 import math
@@ -29,6 +30,7 @@ __all__ = [
     "TooDeep",
     "as_custom_type",
     "check_type",
+    "child_event_id",
     "decode_json",
     "encode_payload",
     "is_text",
@@ -231,6 +233,33 @@ _second: list[Any] = [0, ""]  # the current whole second and its formatted prefi
 def new_event_id() -> str:
     """A UUIDv7: time-ordered, so the journal's id index grows at its right edge."""
     return str(uuid_utils.uuid7())
+
+
+def child_event_id(parent: Event, sink: str, index: int) -> str:
+    """The id of the `index`-th event (0-based) that `sink` raises while handling `parent`.
+
+    Delivery is at-least-once: after a crash a sink may handle `parent` again, and its emits
+    then get the same ids, which the journal's duplicate check drops, instead of raising every
+    child a second time. The id keeps the UUIDv7 layout: the parent's millisecond (so children
+    still sort by time) and 74 bits of SHA-256 over (parent id, sink, index) where v7 puts
+    random bits.
+    """
+    digest = hashlib.sha256(f"{parent.id}\x00{sink}\x00{index}".encode()).digest()
+    value = (_id_millis(parent) & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76 | (int.from_bytes(digest[:2]) & 0xFFF) << 64  # version 7, rand_a
+    value |= 0b10 << 62 | int.from_bytes(digest[2:10]) & 0x3FFF_FFFF_FFFF_FFFF  # variant, rand_b
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _id_millis(event: Event) -> int:
+    """The Unix millisecond of an event: from its id when that is a UUIDv7, else its `ts`."""
+    if len(event.id) == 36 and event.id[14] == "7":
+        return int(event.id[:8] + event.id[9:13], 16)
+    try:
+        return int(datetime.fromisoformat(event.ts).timestamp() * 1000)
+    except ValueError:
+        return 0
 
 
 def now_rfc3339() -> str:

@@ -29,6 +29,7 @@ from ._events import (
     as_custom_type,
     check_event_id,
     check_type,
+    child_event_id,
     encode_payload,
     new_event_id,
     now_rfc3339,
@@ -402,11 +403,22 @@ class Runtime:
         await self.journal.append(event)
         return event.id
 
-    async def emit_child(self, parent: Event, event_type: str, payload: JSONObject) -> str:
+    async def emit_child(
+        self,
+        parent: Event,
+        event_type: str,
+        payload: JSONObject,
+        *,
+        sink: str = "",
+        index: int | None = None,
+    ) -> str:
         """An event raised by a sink while handling `parent`: one level deeper, same owner.
 
-        Chains deeper than `delivery.max_depth` are dropped with an audit entry (the id is
-        still returned, so a script cannot tell and loop on it).
+        With `sink` and `index` (the emit's place in that handling, from 0) its id is derived
+        from them and the parent's id, and the journal drops a repeat: a sink that handles
+        `parent` again after a crash (at-least-once) raises nothing twice. Chains deeper than
+        `delivery.max_depth` are dropped with an audit entry (the id is still returned, so a
+        script cannot tell and loop on it).
         """
         depth = parent.depth + 1
         event = self.make_event(
@@ -417,6 +429,7 @@ class Runtime:
             space=parent.space,
             depth=depth,
             parent=parent.id,
+            id=child_event_id(parent, sink, index) if index is not None else None,
         )
         if depth > self.config.delivery.max_depth:
             self.audit(
@@ -430,7 +443,7 @@ class Runtime:
             )
             log.warning("dropped %s at depth %d (max_depth exceeded)", event.type, depth)
             return event.id
-        await self.journal.append(event)
+        await self.journal.append(event, check_duplicate=index is not None)
         return event.id
 
     def _check_running(self) -> None:

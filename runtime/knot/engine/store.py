@@ -263,15 +263,27 @@ class Store:
         return inserted
 
     def _insert_events_checked(self, events: Sequence[Event]) -> list[bool]:
+        """Insert events whose ids may be known already (client ids, sinks' derived ids).
+
+        Events raised by sinks take this path, so it stays one statement for the batch; only
+        when some id was a duplicate does it look up which: an ignored event's seq (fresh,
+        never reused) is then missing from the table.
+        """
         conn = self._writer
-        flags: list[bool] = []
-        for event in events:
-            cur = conn.execute(
-                f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                _event_row(event),
-            )
-            flags.append(cur.rowcount == 1)
-        return flags
+        cur = conn.executemany(
+            f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            [_event_row(e) for e in events],
+        )
+        if cur.rowcount == len(events):
+            return [True] * len(events)
+        seqs = [e.seq for e in events]
+        stored: set[int] = set()
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(f"SELECT seq FROM events WHERE seq IN ({marks})", chunk)
+            stored.update(seq for (seq,) in rows)
+        return [e.seq in stored for e in events]
 
     def run(
         self, sql: str, params: Sequence[Any] | Iterable[Sequence[Any]] = (), *, many: bool = False

@@ -192,7 +192,15 @@ async def dry_run_async(
         def __init__(self) -> None:
             self.config = config
 
-        async def emit_child(self, parent: Event, event_type: str, payload: JSONObject) -> str:
+        async def emit_child(
+            self,
+            parent: Event,
+            event_type: str,
+            payload: JSONObject,
+            *,
+            sink: str = "",
+            index: int | None = None,
+        ) -> str:
             full_type = as_custom_type(event_type)
             encode_payload(payload, max_bytes=max_payload_bytes, event_type=full_type)
             event_id = new_event_id()
