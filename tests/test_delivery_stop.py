@@ -130,6 +130,21 @@ async def test_a_stop_does_not_wait_for_a_backoff(project: Path) -> None:
     assert time.monotonic() - started < 2.0
 
 
+async def test_a_stop_gives_up_waiting_after_stop_grace(project: Path) -> None:
+    async with Runtime(project, config=config(stop_grace=0.2)) as rt:
+        sink = recording("stuck", delay=60)
+        await rt.add_sink(sink)
+        await rt.emit("x", {})
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await rt.remove_sink("stuck")
+        assert time.monotonic() - started < 2.0
+        await rt.flush()
+        (entry,) = await rt.audit_entries(sink="stuck")
+        assert "that attempt was stopped after 0.2 s (delivery.stop_grace)" in entry.message
+        assert "may or may not have arrived" in entry.message
+
+
 def test_child_ids_are_derived_uuid7s() -> None:
     parent = Event("01a23543-2df8-76f6-959a-7a822acaf30e", "custom.x", {}, "2026-12-02T05:00:00Z")
     first = child_event_id(parent, "relay", 0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
 
 from .conftest import write_config
 from .helpers import KnotServer
+from .receiver import Receiver
 from .reloading import atomic_save, vim_save
 
 SETTINGS = """
@@ -84,3 +86,30 @@ def test_knot_serve_reloads_scripts_and_settings(
         hello.unlink()
         server.wait_for_line(r"removed sink hello \(scripts/sinks/hello\.py was deleted\)")
         assert http.get("/api/sinks/hello").status_code == 404
+
+
+def test_removing_a_webhook_sink_mid_delivery_audits_only_what_it_did_not_get(
+    project: Path, server_factory: type[KnotServer], receiver: Receiver
+) -> None:
+    # A slow receiver (0.3 s per answer) and 10 events; the sink is removed from knot.toml
+    # after a second. The event being delivered then used to be cancelled mid-request and
+    # audited as "will not be delivered" although the receiver had it: 11 for 10 events.
+    receiver.delay = 0.3
+    hook = (
+        f'[[sinks]]\nname = "hook"\ntype = "webhook"\nevents = "custom.*"\n'
+        f'url = "{receiver.url()}"\n'
+    )
+    write_config(project, SETTINGS + hook)
+    server = server_factory(project)
+    with server.client() as http:
+        for i in range(10):
+            post(http, i)
+        time.sleep(1.0)
+        write_config(project, SETTINGS)
+        server.wait_for_line(r"reloaded knot\.toml \(sinks\)", timeout=15)
+        audit = http.get("/api/audit").json()["audit"]
+    got = {r.headers["x-knot-event-id"] for r in receiver.requests}
+    removed = {e["event_id"] for e in audit if e["kind"] == "sink_removed"}
+    assert 0 < len(got) < 10
+    assert not got & removed, "an event the receiver got was audited as not delivered"
+    assert len(got) + len(removed) == 10

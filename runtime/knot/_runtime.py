@@ -286,8 +286,10 @@ class Runtime:
             scripts=replace(config.scripts, dir=old.scripts.dir),
         )
         self.config = config
-        self.delivery.settings = config.delivery
+        # Sinks this change removes stop under the settings their attempt in flight started
+        # with (delivery.stop_grace); everything after uses the new ones.
         await self.registry.sync(SinkOrigin.CONFIG, config.sinks, reason="removed from knot.toml")
+        self.delivery.settings = config.delivery
         return pending
 
     # -- events ---------------------------------------------------------------------------

@@ -403,28 +403,38 @@ class DeliveryEngine:
         return worker
 
     async def detach(self, name: str, *, reason: str) -> Sink | None:
-        """Stop serving a sink; its queued events are given up with an audit entry each."""
+        """Stop serving a sink; its queued events are given up with an audit entry each.
+
+        An attempt in flight may finish first (up to `delivery.stop_grace`): an event the
+        receiver got is delivered, not audited as lost.
+        """
         worker = self.workers.pop(name, None)
         if worker is None:
             return None
         self._wakers.pop(name, None)
-        if worker.task is not None:
-            worker.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker.task
+        await worker.stop(self.settings.stop_grace)
         lost = [*worker.inflight, *worker.queue]
-        for event in lost:
+        for index, event in enumerate(lost):
+            if index == 0 and worker.interrupted:
+                fate = (
+                    f"was being delivered to it and that attempt was stopped after "
+                    f"{self.settings.stop_grace:g} s (delivery.stop_grace), so it may or may "
+                    "not have arrived"
+                )
+            else:
+                fate = "will not be delivered to it"
             self.journal.audit(
                 AuditEntry.new(
                     AuditKind.SINK_REMOVED,
                     f"Event sink {name} was removed ({reason}); event {event.id} "
-                    f"({event.type}) will not be delivered to it.",
+                    f"({event.type}) {fate}.",
                     sink=name,
                     event_id=event.id,
                 )
             )
             self.finished(event, Outcome(name, event.id, DeliveryStatus.REMOVED, 0, reason))
-        self.journal.forget(name)
+        if name not in self.workers:  # a sink of that name added meanwhile keeps its progress
+            self.journal.forget(name)
         await worker.sink.close()
         for old in worker._retired:
             await old.close()
