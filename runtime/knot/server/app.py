@@ -211,5 +211,5 @@ def bind_socket(host: str, port: int) -> socket.socket:
             ) from None
         raise KnotError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
     sock.listen(2048)
-    sock.set_inheritable(True)
+    # Not inheritable (Python's default): no child of the runtime may hold the API's port.
     return sock
