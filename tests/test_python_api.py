@@ -143,3 +143,15 @@ def test_events_follow_prints_new_events(project: Path) -> None:
         follower.kill()
         follower.wait(5)
         server.kill()
+
+
+def test_every_public_name_resolves_though_the_package_imports_lazily() -> None:
+    # `import knot` imports no submodule (so the command catches an early Ctrl-C); each public
+    # name comes from its module on first use.
+    lazy = {n for n in knot.__all__ if not n.endswith("load_ipython_extension")}
+    assert lazy == set(knot._EXPORTS)
+    for name in knot.__all__:
+        assert getattr(knot, name) is not None
+    assert set(knot.__all__) <= set(dir(knot))
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        knot.Nope  # noqa: B018
