@@ -84,9 +84,9 @@ def _describe(channel: JSONObject, base: str) -> None:
     if policy["deny"]:
         print(f"  deny:   {', '.join(policy['deny'])}")
     print("  raise events with, for example:")
-    print(f"    curl '{base}/sky/event/{eci}/none/myapp/hello?name=you'")
+    print(f"    curl '{base}/sky/event/{eci}/none/hello/greet?name=you'")
     print(
-        f"    curl -X POST '{base}/sky/event/{eci}/none?_domain=myapp&_type=hello' "
+        f"    curl -X POST '{base}/sky/event/{eci}/none?_domain=hello&_type=greet' "
         "-H 'Content-Type: application/json' -d '{\"name\": \"you\"}'"
     )
 
