@@ -161,7 +161,13 @@ def test_serve_on_a_corrupt_store_is_a_clear_error(tmp_path: Path) -> None:
             "argument -n: must be a whole number from 0 to 10000, not 'x\\x1b[31m'",
         ),
         (("sinks", "nope"), "knot sinks", "invalid choice: 'nope'"),
-        (("events", "a", "b\nc\x1b[31m"), "knot", "unrecognized arguments: b\\nc\\x1b[31m"),
+        (
+            ("events", "a", "b\nc\x1b[31m"),
+            "knot events",
+            "unrecognized arguments: b\\nc\\x1b[31m",
+        ),
+        (("event", "cli.x", "{}", "--bogus"), "knot event", "unrecognized arguments: --bogus"),
+        (("space", "create", "x", "--bogus"), "knot space create", "arguments: --bogus"),
     ],
 )
 def test_usage_errors_are_one_line_with_control_characters_escaped(
@@ -268,3 +274,32 @@ def test_invalid_names_and_settings_are_said_once(server: KnotServer, tmp_path: 
     assert config == (
         f"knot: {tmp_path / 'knot.toml'}:3: delivery.attempts must be an integer >= 1, not 0."
     )
+
+
+def test_json_split_by_the_shell_is_joined_or_explained(server: KnotServer) -> None:
+    # `knot event x {"a": 1}` unquoted: the shell passes `{a:` and `1}`; argparse answered
+    # "knot: error: unrecognized arguments: 1}".
+    split = knot("event", "cli.split", "{a:", "1}", port=server.port)
+    assert split.returncode == 1
+    assert split.stderr == (
+        "knot: The payload came as 2 words ({a: 1}), which are not JSON together: the shell "
+        "splits unquoted JSON at spaces and removes its double quotes. Quote it: "
+        '\'{"key": "value"}\'.\n'
+    )
+    # Words that are JSON together (no quotes for the shell to remove) are one payload.
+    joined = knot("event", "cli.joined", '{"a":', "[1,", "2]}", port=server.port)
+    assert joined.returncode == 0, joined.stderr
+    rows = knot("events", "custom.cli.joined", "--json", port=server.port).stdout.splitlines()
+    assert json.loads(rows[-1])["data"] == {"a": [1, 2]}
+
+
+def test_options_may_follow_a_json_argument(server: KnotServer) -> None:
+    # argparse stops filling an optional positional at the first option: `--json` before
+    # the params left them over ("unrecognized arguments").
+    for args in (("nosuch.m", "--json", '{"a": 1}'), ("nosuch.m", '{"a": 1}', "--json")):
+        called = knot("call", *args, port=server.port)
+        assert called.returncode == 1, called.stderr
+        assert json.loads(called.stdout)["error"]["code"] == -32601
+    event_id = "01a23549-5fe4-7111-b999-d6849ba7f8f2"
+    raised = knot("event", "cli.opt", "--id", event_id, '{"b": 2}', port=server.port)
+    assert raised.stdout.strip() == event_id

@@ -61,12 +61,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     from .._exceptions import KnotError
     from .._logtext import loggable
-    from .common import Handler, choose_action
+    from .common import Handler, choose_action, take_leftovers
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, leftovers = parser.parse_known_args(argv)
     handler: Handler = getattr(args, "handler", None) or choose_action(parser)
     try:
+        if leftovers:
+            if getattr(args, "command_parser", None) is None:
+                parser.error(f"unrecognized arguments: {' '.join(leftovers)}")
+            take_leftovers(args, leftovers)
         return handler(args)
     except KnotError as exc:
         print(f"knot: {loggable(str(exc), keep_tab=False)}", file=sys.stderr)

@@ -8,7 +8,7 @@ import sys
 
 from .._client import Client
 from ..types import JSONObject
-from .common import Subparsers, add_command, count, parse_json_object
+from .common import Subparsers, add_command, count, parse_json_object, takes_json_words
 
 __all__ = ["register"]
 
@@ -24,6 +24,7 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("type", help="event type, e.g. myapp.deployed")
     p.add_argument("payload", nargs="?", help="JSON object (default: read stdin if piped, else {})")
+    takes_json_words(p, "payload", "payload")
     p.add_argument("--id", default=None, help="event id (UUID) for idempotent retries")
 
     p = add_command(

@@ -11,7 +11,7 @@ from .._client import Client
 from .._exceptions import InvalidInput, MethodFailed, NotFound
 from .._jsonrpc import METHOD_NOT_FOUND
 from ..types import JSONObject
-from .common import Subparsers, add_command, loads_user_json, print_table
+from .common import Subparsers, add_command, loads_user_json, print_table, takes_json_words
 
 __all__ = ["parse_params", "register"]
 
@@ -34,6 +34,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "params", nargs="?", help="JSON object or array (default: read stdin if piped, else none)"
     )
+    takes_json_words(p, "params", "params")
     p.add_argument(
         "--json",
         action="store_true",
