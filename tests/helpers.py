@@ -115,6 +115,7 @@ def run_knot(
     port: int | None = None,
     env: dict[str, str] | None = None,
     stdin: str | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The `knot` command in a subprocess, with no KNOT_* variables but those in `env` (and
     KNOT_API_PORT when `port` is given)."""
@@ -128,4 +129,5 @@ def run_knot(
         text=True,
         env={**base, **(env or {})},
         timeout=60,
+        cwd=cwd,
     )

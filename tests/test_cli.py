@@ -303,3 +303,31 @@ def test_options_may_follow_a_json_argument(server: KnotServer) -> None:
     event_id = "01a23549-5fe4-7111-b999-d6849ba7f8f2"
     raised = knot("event", "cli.opt", "--id", event_id, '{"b": 2}', port=server.port)
     assert raised.stdout.strip() == event_id
+
+
+def test_in_a_project_folder_commands_use_its_server_port(
+    server: KnotServer, tmp_path: Path
+) -> None:
+    # Client commands looked only at KNOT_API_PORT, then 12201, even in the folder whose
+    # knot.toml gives `knot serve` its port.
+    (tmp_path / "knot.toml").write_text(f"[server]\nport = {server.port}\n")
+    raised = knot("event", "cli.here", cwd=tmp_path)
+    assert raised.returncode == 0, raised.stderr
+    listed = knot("events", "custom.cli.here", "--json", cwd=tmp_path)
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [
+        raised.stdout.strip()
+    ]
+    # KNOT_API_PORT still wins, and a runtime missing at the file's address is named so.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    elsewhere = knot("events", port=free, cwd=tmp_path)
+    assert elsewhere.stderr.startswith(f"knot: No knot runtime answers at http://127.0.0.1:{free};")
+    (tmp_path / "knot.toml").write_text(f'[server]\nhost = "0.0.0.0"\nport = {free}\n')
+    missing = knot("events", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr == (
+        f"knot: No knot runtime answers at http://127.0.0.1:{free} (the address "
+        f"{tmp_path / 'knot.toml'} gives `knot serve`); start one with `knot serve` in that "
+        "folder (or set KNOT_API_PORT / KNOT_URL to where it runs).\n"
+    )

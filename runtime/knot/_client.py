@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ._env import api_token_from_env, api_url_from_env
+from ._env import ApiAddress, api_token_from_env, find_api
 from ._events import as_custom_type
 from ._exceptions import (
     Conflict,
@@ -31,7 +31,8 @@ __all__ = ["Client"]
 
 
 class Client:
-    """Talks to the runtime at `url` (default: KNOT_URL, or 127.0.0.1:KNOT_API_PORT)."""
+    """Talks to the runtime at `url` (default: KNOT_URL, or 127.0.0.1:KNOT_API_PORT, or the
+    address the knot.toml of the current folder gives `knot serve`, or 127.0.0.1:12201)."""
 
     def __init__(
         self,
@@ -41,7 +42,9 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = (url or api_url_from_env()).rstrip("/")
+        found = ApiAddress(url) if url else find_api()
+        self.url = found.url.rstrip("/")
+        self._config = found.config  # the knot.toml the address came from, for messages
         token = token if token is not None else api_token_from_env()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
@@ -56,6 +59,18 @@ class Client:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self._http.close()
+
+    def _nobody_answers(self) -> str:
+        if self._config:
+            return (
+                f"No knot runtime answers at {self.url} (the address {self._config} gives "
+                "`knot serve`); start one with `knot serve` in that folder (or set "
+                "KNOT_API_PORT / KNOT_URL to where it runs)."
+            )
+        return (
+            f"No knot runtime answers at {self.url}; start one with `knot serve` "
+            "(or set KNOT_API_PORT / KNOT_URL to where it runs)."
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -84,11 +99,7 @@ class Client:
                 method, path, content=content, headers=headers, params=params
             )
         except httpx.ConnectError:
-            raise RuntimeUnavailable(
-                f"No knot runtime answers at {self.url}; start one with `knot serve` "
-                "(or set KNOT_API_PORT / KNOT_URL to where it runs).",
-                url=self.url,
-            ) from None
+            raise RuntimeUnavailable(self._nobody_answers(), url=self.url) from None
         except httpx.TimeoutException:
             raise RuntimeUnavailable(
                 f"The knot runtime at {self.url} did not answer in time.", url=self.url

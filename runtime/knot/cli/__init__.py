@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  knot space create web --cmd CMD --start   run a local space\n"
             "  knot sinks add hook --events 'custom.*' --url URL   a webhook sink\n"
             "  knot user add alice                 a user; prints the bearer token once\n\n"
-            "Commands that talk to a running runtime use KNOT_API_PORT (default 12201) and,\n"
-            "once users exist, KNOT_TOKEN."
+            "Commands that talk to a running runtime use KNOT_URL or KNOT_API_PORT, else the\n"
+            "[server] port of ./knot.toml, else 12201; and, once users exist, KNOT_TOKEN."
         ),
         formatter_class=Formatter,
     )
