@@ -331,3 +331,13 @@ def test_in_a_project_folder_commands_use_its_server_port(
         f"{tmp_path / 'knot.toml'} gives `knot serve`); start one with `knot serve` in that "
         "folder (or set KNOT_API_PORT / KNOT_URL to where it runs).\n"
     )
+
+
+def test_a_typed_pattern_gets_custom_as_a_typed_type_does(server: KnotServer) -> None:
+    # `knot events 'zz.*'` after `knot event zz.tick` printed nothing: the event is
+    # custom.zz.tick, and no event can have a type outside custom.* but for space.* ones.
+    raised = knot("event", "zz.tick", port=server.port).stdout.strip()
+    for pattern in ("zz.*", "zz.tick", "custom.zz.*"):
+        listed = knot("events", pattern, "--json", port=server.port)
+        assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [raised]
+    assert knot("events", "space.*", "--json", port=server.port).stdout == ""

@@ -201,6 +201,19 @@ def test_tail_updates_its_display_handle_in_place(ip: InteractiveShell) -> None:
     assert [row["sinks"] for row in tail.events] == [["seen"], ["seen"]]
 
 
+def test_typed_patterns_get_custom_as_typed_types_do(ip: InteractiveShell) -> None:
+    raised = knot_magic(ip, "event zz.tick")
+    assert [r["id"] for r in knot_magic(ip, "events zz.*").rows] == [raised.id]
+    tail = knot_magic(ip, "tail zz.*")
+    try:
+        assert tail.pattern == "custom.zz.*"
+        later = knot_magic(ip, "event zz.tock")
+        assert tail.wait(1)
+        assert [row["id"] for row in tail.events] == [later.id]
+    finally:
+        tail.stop()
+
+
 def test_switching_project_stops_tails_and_releases_the_store(
     ip: InteractiveShell, project: Path, tmp_path: Path
 ) -> None:

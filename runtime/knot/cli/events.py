@@ -7,6 +7,7 @@ import json
 import sys
 
 from .._client import Client
+from .._patterns import reading_pattern
 from ..types import JSONObject
 from .common import Subparsers, add_command, count, parse_json_object, takes_json_words
 
@@ -34,7 +35,13 @@ def register(sub: Subparsers) -> None:
         "Show recent events, optionally filtered by a pattern.",
         "  knot events\n  knot events 'custom.myapp.*' -n 100\n  knot events --follow\n",
     )
-    p.add_argument("pattern", nargs="?", default=None, help="'*', 'prefix.*' or an exact type")
+    p.add_argument(
+        "pattern",
+        nargs="?",
+        default=None,
+        help="'*', 'prefix.*' or an exact type; 'custom.' is prefixed as for `knot event` "
+        "unless it matches system events (space.*)",
+    )
     p.add_argument(
         "-n", type=count(0), default=20, help="how many past events (default 20; 0: none)"
     )
@@ -64,11 +71,12 @@ def _event(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
+    pattern = reading_pattern(args.pattern).text if args.pattern else None
     with Client() as client:
-        for event in client.events(args.pattern, n=args.n) if args.n > 0 else []:
+        for event in client.events(pattern, n=args.n) if args.n > 0 else []:
             _print_event(event, as_json=args.json)
         if args.follow:
-            for event in client.follow(args.pattern):
+            for event in client.follow(pattern):
                 _print_event(event, as_json=args.json)
     return 0
 
