@@ -341,3 +341,16 @@ def test_a_typed_pattern_gets_custom_as_a_typed_type_does(server: KnotServer) ->
         listed = knot("events", pattern, "--json", port=server.port)
         assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [raised]
     assert knot("events", "space.*", "--json", port=server.port).stdout == ""
+
+
+def test_events_print_text_as_text_and_controls_escaped(server: KnotServer) -> None:
+    # `knot events` printed {"\\u540d": ...}; text is text, but a C1 control (\x9b is a CSI
+    # to some terminals) or a bidi override stays escaped.
+    payload = {"名": "値 ü", "c1": "\x9b", "bidi": "\u202e"}
+    knot("event", "cli.text", json.dumps(payload), port=server.port)
+    table = knot("events", "custom.cli.text", port=server.port).stdout
+    assert '{"名":"値 ü","c1":"\\u009b","bidi":"\\u202e"}' in table
+    line = knot("events", "custom.cli.text", "--json", port=server.port).stdout.strip()
+    assert '"名": "値 ü"' in line
+    assert "\\u009b" in line
+    assert json.loads(line)["data"] == payload

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from .._client import Client
 from ..types import JSONObject
-from .common import Subparsers, add_command, print_table
+from .common import Subparsers, add_command, json_text, print_table
 
 __all__ = ["register"]
 
@@ -66,7 +65,7 @@ def _create(args: argparse.Namespace) -> int:
         )
         base = client.url
     if args.json:
-        print(json.dumps(channel))
+        print(json_text(channel))
     elif args.quiet:
         print(channel["eci"])
     else:
@@ -96,7 +95,7 @@ def _list(args: argparse.Namespace) -> int:
         channels = client.channels()
     if args.json:
         for channel in channels:
-            print(json.dumps(channel))
+            print(json_text(channel))
         return 0
     rows = [
         {

@@ -25,6 +25,7 @@ __all__ = [
     "add_command",
     "choose_action",
     "count",
+    "json_text",
     "loads_user_json",
     "parse_json_object",
     "port_number",
@@ -189,6 +190,17 @@ def parse_json_object(raw: str | None, *, what: str = "payload") -> JSONObject:
     if not isinstance(value, dict):
         raise InvalidInput(f'The {what} must be a JSON object, like \'{{"key": "value"}}\'.')
     return value
+
+
+def json_text(value: Any, *, indent: int | None = None, compact: bool = False) -> str:
+    """JSON for a terminal: text as text (`名`, not `\\u540d`), but every character a
+    terminal could act on (C0 and C1 controls, bidi overrides, line separators) still
+    escaped, as JSON allows inside a string."""
+    separators = (",", ":") if compact else None
+    text = json.dumps(value, ensure_ascii=False, indent=indent, separators=separators)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else json.dumps(c)[1:-1] for c in text)
 
 
 def print_table(rows: list[JSONObject], columns: list[tuple[str, str]]) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .._client import Client
 from .._patterns import reading_pattern
 from ..types import JSONObject
-from .common import Subparsers, add_command, count, parse_json_object, takes_json_words
+from .common import Subparsers, add_command, count, json_text, parse_json_object, takes_json_words
 
 __all__ = ["register"]
 
@@ -83,9 +82,9 @@ def _events(args: argparse.Namespace) -> int:
 
 def _print_event(event: JSONObject, *, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(event), flush=True)
+        print(json_text(event), flush=True)
         return
-    data = json.dumps(event.get("data", {}), separators=(",", ":"))
+    data = json_text(event.get("data", {}), compact=True)
     if len(data) > 80:
         data = data[:77] + "..."
     line = f"{event['seq']:>7}  {event['ts']}  {event['type']:<32}  {event['id']}  {data}"
@@ -97,7 +96,7 @@ def _audit(args: argparse.Namespace) -> int:
         entries = client.audit(n=args.n)
     for entry in entries:
         if args.json:
-            print(json.dumps(entry))
+            print(json_text(entry))
         else:
             sink = f"[{entry['sink']}] " if entry["sink"] else ""
             print(f"{entry['ts']}  {entry['title']:<28}  {sink}{entry['message']}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from .._config import load_config
 from .._exceptions import NotFound, StoreLocked
 from .._users import User, offline_users
 from ..types import JSONObject
-from .common import Subparsers, add_command, print_table, project_folder
+from .common import Subparsers, add_command, json_text, print_table, project_folder
 
 __all__ = ["register"]
 
@@ -124,7 +123,7 @@ def _list(args: argparse.Namespace) -> int:
             rows = client.users()
     if args.json:
         for row in rows:
-            print(json.dumps(row))
+            print(json_text(row))
         return 0
     for row in rows:
         row["permissions"] = ", ".join(row["permissions"])
@@ -149,5 +148,5 @@ def _remove(args: argparse.Namespace) -> int:
 def _whoami(args: argparse.Namespace) -> int:
     with Client() as client:
         me = client.whoami()
-    print(json.dumps(me))
+    print(json_text(me))
     return 0
