@@ -354,3 +354,17 @@ def test_events_print_text_as_text_and_controls_escaped(server: KnotServer) -> N
     assert '"名": "値 ü"' in line
     assert "\\u009b" in line
     assert json.loads(line)["data"] == payload
+
+
+def test_a_duplicate_id_is_said_on_stderr_and_still_exits_0(server: KnotServer) -> None:
+    # A second `knot event --id` with the same id exited 0 without a word: the user could not
+    # tell that the second payload was ignored.
+    event_id = "01a23549-5fe4-7111-b999-d6849ba7f8f3"
+    first = knot("event", "cli.dup", '{"n": 1}', "--id", event_id, port=server.port)
+    assert (first.returncode, first.stdout, first.stderr) == (0, f"{event_id}\n", "")
+    again = knot("event", "cli.dup", '{"n": 2}', "--id", event_id, port=server.port)
+    assert (again.returncode, again.stdout) == (0, f"{event_id}\n")
+    assert again.stderr == (
+        f"knot: An event with id {event_id} was raised before; this one was ignored (the "
+        "first stands, nothing new was journaled or delivered).\n"
+    )

@@ -6,7 +6,7 @@ import contextlib
 import json
 import socket
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
@@ -27,7 +27,12 @@ from ._exceptions import (
 from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
 from .types import JSONObject
 
-__all__ = ["Client"]
+__all__ = ["Client", "Submitted"]
+
+
+class Submitted(NamedTuple):
+    id: str
+    duplicate: bool = False  # an event with this id was raised before: this one was ignored
 
 
 class Client:
@@ -117,6 +122,14 @@ class Client:
     def emit(
         self, event_type: str, payload: JSONObject | None = None, *, id: str | None = None
     ) -> str:
+        """Raise an event; its id (with `id` given twice, the first event's: nothing new)."""
+        return self.submit(event_type, payload, id=id).id
+
+    def submit(
+        self, event_type: str, payload: JSONObject | None = None, *, id: str | None = None
+    ) -> Submitted:
+        """Raise an event, and say whether `id` was new (False: an event with that id was
+        raised before, and this one was ignored, as idempotent ingress promises)."""
         try:
             encode_json(payload)
         except (TypeError, ValueError) as exc:  # what the embedded runtime says, and raises
@@ -128,7 +141,7 @@ class Client:
         if id is not None:
             body["id"] = id
         answer = self.request("POST", "/event", json_body=body, expect=(202,))
-        return str(answer["id"])
+        return Submitted(str(answer["id"]), duplicate=bool(answer.get("duplicate")))
 
     def events(self, pattern: str | None = None, *, n: int = 50) -> list[JSONObject]:
         params: dict[str, Any] = {"n": n}

@@ -64,8 +64,14 @@ def _event(args: argparse.Namespace) -> int:
         raw = sys.stdin.read()
     payload = parse_json_object(raw)
     with Client() as client:
-        event_id = client.emit(args.type, payload, id=args.id)
-    print(event_id)
+        raised = client.submit(args.type, payload, id=args.id)
+    print(raised.id)
+    if raised.duplicate:  # still exit 0: a retry with the same id is the point of --id
+        print(
+            f"knot: An event with id {raised.id} was raised before; this one was ignored "
+            "(the first stands, nothing new was journaled or delivered).",
+            file=sys.stderr,
+        )
     return 0
 
 
