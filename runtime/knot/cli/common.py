@@ -207,8 +207,13 @@ def print_table(rows: list[JSONObject], columns: list[tuple[str, str]]) -> None:
     if not rows:
         print("(none)")
         return
-    cells = [[str(row.get(key, "")) for key, _ in columns] for row in rows]
+    # None is a value not known (a broken sink's pending count): "?", not "None".
+    cells = [[_cell(row.get(key, "")) for key, _ in columns] for row in rows]
     widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
     print("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths, strict=True)).rstrip())
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+
+
+def _cell(value: object) -> str:
+    return "?" if value is None else str(value)

@@ -34,7 +34,7 @@ class SinkStatus:
     """A snapshot of one sink for listings."""
 
     spec: SinkSpec
-    pending: int
+    pending: int | None  # None: not known (a broken sink's patterns are not known)
     delivered: int
     failed: int
     dropped: int
@@ -233,10 +233,22 @@ class SinkRegistry:
         for name, (maybe_spec, problem) in self._problems.items():
             if name in self._specs:
                 continue
-            # Broken from its first load: list it so the user sees why it does not run.
+            # Broken from its first load: list it so the user sees why it does not run, and
+            # (when it ran before this start) how many events wait for it in the journal.
             placeholder = maybe_spec or SinkSpec(name=name, type="?", events=())
-            out.append(_status(replace(placeholder, active=False), None, problem))
+            status = _status(replace(placeholder, active=False), None, problem)
+            if name in self._resume:
+                status = replace(status, pending=self._waiting(name, placeholder))
+            out.append(status)
         return sorted(out, key=lambda s: s.name)
+
+    def _waiting(self, name: str, spec: SinkSpec) -> int | None:
+        """Events journaled after the stored cursor of a sink that is not running, that its
+        patterns take (None: its patterns are not known, its `# events:` header is broken)."""
+        if not spec.events:
+            return None
+        store = self._delivery.journal.store
+        return store.count_backlog(name, self._resume[name], spec.events, owner=spec.owner)
 
     async def sync(self, origin: SinkOrigin, specs: Iterable[SinkSpec], *, reason: str) -> None:
         """Make the sinks of one origin exactly `specs` (used when knot.toml changes)."""

@@ -354,6 +354,40 @@ class Store:
                 yield Event.from_row(*row)
             last = rows[-1][0]
 
+    def count_backlog(
+        self, sink: str, after: int, patterns: Sequence[Pattern], *, owner: str = ""
+    ) -> int:
+        """How many journal events after `after` would go to a sink with `patterns` (and
+        `owner`; Sky's `_rids` too), minus those skipped for it: what waits for a sink that
+        does not run (its script broken since start-up)."""
+        where = ["seq > ?", "seq NOT IN (SELECT seq FROM skips WHERE sink = ?)"]
+        params: list[Any] = [after, sink]
+        if not any(p.kind is PatternKind.ALL for p in patterns):
+            if not patterns:
+                return 0
+            alternatives = []
+            for p in patterns:
+                if p.kind is PatternKind.EXACT:
+                    alternatives.append("type = ?")
+                    params.append(p.value)
+                else:
+                    alternatives.append("substr(type, 1, ?) = ?")
+                    params += [len(p.value), p.value]
+            where.append(f"({' OR '.join(alternatives)})")
+        if owner:
+            where.append("owner = ?")
+            params.append(owner)
+        where.append(
+            "(json_type(meta, '$.rids') IS NULL OR EXISTS "
+            "(SELECT 1 FROM json_each(meta, '$.rids') WHERE value = ?))"
+        )
+        params.append(sink)
+        with self._read_lock:
+            (count,) = self._reader.execute(
+                f"SELECT count(*) FROM events WHERE {' AND '.join(where)}", params
+            ).fetchone()
+        return int(count)
+
     # -- kv: small persisted records (sinks, channels, users, spaces) -----------------------
 
     def kv_put(self, scope: str, key: str, value: JSONObject) -> None:
