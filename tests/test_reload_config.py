@@ -166,3 +166,43 @@ async def test_comment_only_edit_changes_nothing(live: tuple[Runtime, Reloads]) 
     touched = rt.project / "knot.toml"
     touched.write_text(touched.read_text())  # same bytes: not even a reload
     assert await reloads.quiet() == []
+
+
+HOOK = '\n[[sinks]]\nname = "hook"\ntype = "webhook"\nevents = "custom.*"\n'
+
+
+async def test_a_sink_table_that_cannot_start_is_named_by_its_line_and_audited(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A [[sinks]] table that parses but cannot be a sink (a webhook without a url) was logged
+    # without its line and not audited, at start and on a reload alike.
+    write_config(project, BASE + HOOK)
+    reloader = Reloader(folders={})
+    with caplog.at_level(logging.ERROR, logger="knot"):
+        async with Runtime(project, parts=[reloader]) as rt:
+            reloads = Reloads(reloader)
+            at = (BASE + HOOK).splitlines().index('name = "hook"')  # its [[sinks]] line
+            problem = (
+                f"{project / 'knot.toml'}:{at}: The sink 'hook' is not valid: A webhook sink "
+                "needs a url (http:// or https://)."
+            )
+            assert {s.name: s.problem for s in rt.sinks()} == {"flaky": "", "hook": problem}
+            assert problem in caplog.messages
+            await rt.flush()
+            (entry,) = await rt.audit_entries()
+            assert (entry.kind, entry.sink, entry.message) == (
+                AuditKind.CONFIG_REJECTED,
+                "hook",
+                problem,
+            )
+
+            write_config(project, BASE + HOOK.replace('"hook"', '"hook2"') + HOOK)
+            await reloads.named("knot.toml")
+            await rt.flush()
+            entries = [e.message for e in await rt.audit_entries()]
+            assert len(entries) == 2  # the unchanged, still broken `hook` is not said again
+            assert entries[-1] == (
+                f"knot.toml:{at}: The sink 'hook2' is not valid: A webhook sink needs a url "
+                "(http:// or https://)."
+            )
+            assert entries[-1] in caplog.messages

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -60,6 +60,7 @@ from .types import JSONObject
 __all__ = ["EmitReport", "Runtime", "RuntimePart"]
 
 log = logging.getLogger("knot.events")
+T = TypeVar("T")
 
 
 class RuntimePart(Protocol):
@@ -142,27 +143,19 @@ class Runtime:
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            raise RuntimeClosed("The runtime is not running.")
-        return self._store
+        return _started(self._store)
 
     @property
     def journal(self) -> Journal:
-        if self._journal is None:
-            raise RuntimeClosed("The runtime is not running.")
-        return self._journal
+        return _started(self._journal)
 
     @property
     def delivery(self) -> DeliveryEngine:
-        if self._delivery is None:
-            raise RuntimeClosed("The runtime is not running.")
-        return self._delivery
+        return _started(self._delivery)
 
     @property
     def registry(self) -> SinkRegistry:
-        if self._registry is None:
-            raise RuntimeClosed("The runtime is not running.")
-        return self._registry
+        return _started(self._registry)
 
     @property
     def config_path(self) -> Path | None:
@@ -226,10 +219,7 @@ class Runtime:
         for problem in self.channels.load(store.kv_all(KV_CHANNELS)):
             log.error("%s", problem)
         self.users.load(store.kv_all(KV_USERS))
-        for spec in self.config.sinks:
-            await self._install_at_start(spec)
-        for spec in self.registry.stored_specs():
-            await self._install_at_start(spec)
+        await self.registry.install_at_start(self.config.sinks, where=self.config.sink_lines)
         self._housekeeper = Housekeeper(self._journal, self._delivery, lambda: self.config.store)
         self._housekeeper.start()
 
@@ -288,7 +278,8 @@ class Runtime:
         self.config = config
         # Sinks this change removes stop under the settings their attempt in flight started
         # with (delivery.stop_grace); everything after uses the new ones.
-        await self.registry.sync(SinkOrigin.CONFIG, config.sinks, reason="removed from knot.toml")
+        why, lines = "removed from knot.toml", config.sink_lines
+        await self.registry.sync(SinkOrigin.CONFIG, config.sinks, reason=why, where=lines)
         self.delivery.settings = config.delivery
         return pending
 
@@ -416,12 +407,10 @@ class Runtime:
     ) -> str:
         """An event raised by a sink while handling `parent`: one level deeper, same owner.
 
-        With `sink` and `index` (the emit's place in that handling, from 0) its id is derived
-        from them and the parent's id, and the journal drops a repeat: a sink that handles
-        `parent` again after a crash (at-least-once) raises nothing twice. Chains deeper than
-        `delivery.max_depth` are dropped with an audit entry (the id is still returned, so a
-        script cannot tell and loop on it).
-        """
+        With `sink` and `index` (the emit's place in that handling) its id is derived, and the
+        journal drops a repeat: a re-run after a crash raises nothing twice. Chains deeper than
+        `delivery.max_depth` are dropped and audited (the id is still returned, so a script
+        cannot tell and loop on it)."""
         depth = parent.depth + 1
         event = self.make_event(
             event_type,
@@ -533,3 +522,10 @@ class Runtime:
     async def flush(self) -> None:
         """Wait until everything written so far (events, cursors, audit) is committed."""
         await self.journal.call(lambda store: None)
+
+
+def _started(part: T | None) -> T:
+    """A core part of a running runtime (None once it stopped, or before it started)."""
+    if part is None:
+        raise RuntimeClosed("The runtime is not running.")
+    return part

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .._audit import AuditEntry, AuditKind
 from .._events import Event
 from .._exceptions import NotFound, SinkError
 from .._sinkspec import SinkOrigin, SinkSpec
@@ -250,8 +251,33 @@ class SinkRegistry:
         store = self._delivery.journal.store
         return store.count_backlog(name, self._resume[name], spec.events, owner=spec.owner)
 
-    async def sync(self, origin: SinkOrigin, specs: Iterable[SinkSpec], *, reason: str) -> None:
-        """Make the sinks of one origin exactly `specs` (used when knot.toml changes)."""
+    async def install_at_start(
+        self, config: Iterable[SinkSpec], *, where: Mapping[str, str] | None = None
+    ) -> None:
+        """Install knot.toml's sinks (see `sync`), then those an earlier run created through
+        the API; one that cannot start is listed with its problem, and the rest run."""
+        await self.sync(SinkOrigin.CONFIG, config, reason="", where=where)
+        for spec in self.stored_specs():
+            try:
+                await self.install(spec)
+            except Exception as exc:
+                self.set_problem(spec.name, spec, str(exc))
+                log.error("%s", exc)
+
+    async def sync(
+        self,
+        origin: SinkOrigin,
+        specs: Iterable[SinkSpec],
+        *,
+        reason: str,
+        where: Mapping[str, str] | None = None,
+    ) -> None:
+        """Make the sinks of one origin exactly `specs` (knot.toml's, at start and on change).
+
+        A spec that cannot be a sink (a webhook without a url) is listed with its problem,
+        logged and audited ("Configuration Rejected"), named by `where` (`knot.toml:9`); the
+        others are installed all the same.
+        """
         wanted = {s.name: s for s in specs}
         for name in self.names(origin):
             if name not in wanted:
@@ -261,8 +287,14 @@ class SinkRegistry:
                 try:
                     await self.install(spec)
                 except SinkError as exc:
-                    self.set_problem(name, spec, exc.message)
-                    log.error("%s", exc.message)
+                    at = (where or {}).get(name)
+                    message = f"{at}: {exc.message}" if at else exc.message
+                    said = self._problems.get(name)
+                    if said is not None and said[0] == spec and said[1].endswith(exc.message):
+                        continue  # said already: an unchanged table is not news at a reload
+                    self.set_problem(name, spec, message)
+                    log.error("%s", message)
+                    self._host.audit(AuditEntry.new(AuditKind.CONFIG_REJECTED, message, sink=name))
 
 
 def _status(spec: SinkSpec, worker: SinkWorker | None, problem: str) -> SinkStatus:
