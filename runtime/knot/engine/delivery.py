@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from .._audit import AuditEntry, AuditKind
@@ -23,95 +22,13 @@ from .._events import Event
 from .._exceptions import DeliveryFailed
 from .._logtext import loggable
 from ..sinks.base import DeliveryResult, Sink
-from ..types import JSONObject
 from .hooks import Hooks
 from .journal import Journal
+from .outcomes import DeliveryStatus, EmitReport, Outcome, Tracker
 
 __all__ = ["DeliveryEngine", "DeliveryStatus", "EmitReport", "Outcome", "SinkWorker", "Tracker"]
 
 log = logging.getLogger("knot.delivery")
-
-
-class DeliveryStatus(StrEnum):
-    DELIVERED = "delivered"
-    FAILED = "failed"  # every attempt failed; given up
-    DROPPED = "dropped"  # the sink's queue was full
-    REMOVED = "removed"  # the sink went away before delivering it
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    sink: str
-    event_id: str
-    status: DeliveryStatus
-    attempts: int = 0
-    error: str = ""
-    result: DeliveryResult | None = None
-
-    def to_dict(self) -> JSONObject:
-        out: JSONObject = {
-            "sink": self.sink,
-            "event_id": self.event_id,
-            "status": self.status.value,
-            "attempts": self.attempts,
-        }
-        if self.error:
-            out["error"] = self.error
-        if self.result is not None and self.result.output:
-            out["output"] = list(self.result.output)
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class EmitReport:
-    """What happened to one event at its sinks, for synchronous callers (Sky, dry runs)."""
-
-    event: Event
-    outcomes: Mapping[str, Outcome]
-    pending: tuple[str, ...]  # sinks that had not finished when the wait ended
-    duplicate: bool = False
-
-    @property
-    def id(self) -> str:
-        return self.event.id
-
-
-class Tracker:
-    """Collects the outcomes of one event at every sink it was routed to."""
-
-    def __init__(self) -> None:
-        self.expected: tuple[str, ...] | None = None
-        self.outcomes: dict[str, Outcome] = {}
-        self._done = asyncio.Event()
-
-    def expect(self, names: tuple[str, ...]) -> None:
-        self.expected = names
-        self._check()
-
-    def add(self, outcome: Outcome) -> None:
-        self.outcomes[outcome.sink] = outcome
-        self._check()
-
-    def _check(self) -> None:
-        if self.expected is not None and all(n in self.outcomes for n in self.expected):
-            self._done.set()
-
-    @property
-    def pending(self) -> tuple[str, ...]:
-        return tuple(n for n in self.expected or () if n not in self.outcomes)
-
-    def release(self) -> None:
-        """Stop waiting now: the waiter answers with what is done (the rest pending)."""
-        self._done.set()
-
-    async def wait(self, timeout: float) -> bool:
-        """Wait for every outcome; False when the timeout came first."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._done.wait()
-        except TimeoutError:
-            return False
-        return True
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._events import Event
 
 if TYPE_CHECKING:
-    from .delivery import Outcome
+    from .outcomes import Outcome
 
 __all__ = ["EventListener", "Hooks", "OutcomeListener"]
 

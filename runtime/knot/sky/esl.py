@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, unquote
 
 from .._events import CUSTOM_PREFIX, MAX_TYPE_LENGTH, check_type, decode_json, json_kind
 from .._exceptions import EventError
-from ..engine.delivery import DeliveryStatus, EmitReport
+from ..engine.outcomes import DeliveryStatus, EmitReport
 from ..types import JSONObject
 
 __all__ = [
