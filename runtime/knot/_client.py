@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -28,6 +29,8 @@ from ._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
 from .types import JSONObject
 
 __all__ = ["Client", "Submitted"]
+
+RECONNECT_SECONDS = 0.5  # between tries of a follower whose runtime went away
 
 
 class Submitted(NamedTuple):
@@ -56,9 +59,11 @@ class Client:
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )
         self._streams: set[socket.socket] = set()
+        self._closed = threading.Event()  # set by close(): a follower waiting to reconnect ends
 
     def close(self) -> None:
         """Close the connections; a `follow()` blocked on another thread ends at once."""
+        self._closed.set()
         # Closing a socket does not wake a thread blocked reading it; shutting it down does.
         for sock in list(self._streams):
             with contextlib.suppress(OSError):
@@ -143,10 +148,15 @@ class Client:
         answer = self.request("POST", "/event", json_body=body, expect=(202,))
         return Submitted(str(answer["id"]), duplicate=bool(answer.get("duplicate")))
 
-    def events(self, pattern: str | None = None, *, n: int = 50) -> list[JSONObject]:
+    def events(
+        self, pattern: str | None = None, *, n: int = 50, after: int = 0
+    ) -> list[JSONObject]:
+        """The newest `n` events, oldest first; or, `after` a seq, the first `n` after it."""
         params: dict[str, Any] = {"n": n}
         if pattern:
             params["pattern"] = pattern
+        if after:
+            params["after"] = after
         return list(self.request("GET", "/api/events", params=params)["events"])
 
     def audit(self, *, n: int = 50) -> list[JSONObject]:
@@ -286,13 +296,69 @@ class Client:
         return list(answer["lines"])
 
     def follow(
-        self, pattern: str | None = None, *, on_open: Callable[[], None] | None = None
+        self,
+        pattern: str | None = None,
+        *,
+        on_open: Callable[[], None] | None = None,
+        reconnect: bool = False,
+        on_status: Callable[[str, bool], None] | None = None,
     ) -> Iterator[JSONObject]:
         """Yield events as the runtime routes them (server-sent events), until interrupted.
 
         `on_open` is called once the runtime has subscribed the stream: every event routed
-        after that is yielded (the notebook's live tail waits for it before returning).
+        after that is yielded (the notebook's live tail waits for it before returning). When
+        the runtime goes away (it stopped or restarted, or the connection broke) the stream
+        ends with RuntimeUnavailable saying so; with `reconnect` it is opened again as soon
+        as the runtime answers, and the events routed meanwhile (as far as the journal keeps
+        them) come first, in order. `on_status(sentence, away)` hears each of those turns.
         """
+        last = floor = 0  # the newest seq yielded; the newest in the journal at the start
+        caught: set[int] = set()  # what the last catching up yielded (the stream may repeat it)
+        away = ""  # why the stream ended, while reconnecting
+        while True:
+            try:
+                for item in self._stream(pattern):
+                    if item is not None:
+                        seq = int(item.get("seq") or 0)
+                        if seq not in caught:
+                            last = max(last, seq)
+                            yield item
+                        continue
+                    if not away:  # the first opening
+                        if reconnect:  # where catching up would start if nothing came
+                            newest = self.events(pattern, n=1)
+                            floor = int(newest[-1]["seq"]) if newest else 0
+                        if on_open is not None:
+                            on_open()
+                        continue
+                    missed = self.events(pattern, n=10_000, after=max(last, floor))
+                    caught = {int(event["seq"]) for event in missed}
+                    if on_status is not None:
+                        on_status(
+                            f"The knot runtime at {self.url} answers again; "
+                            f"{len(missed)} event{'' if len(missed) == 1 else 's'} routed "
+                            "meanwhile follow.",
+                            False,
+                        )
+                    away = ""
+                    for event in missed:
+                        last = max(last, int(event["seq"]))
+                        yield event
+                reason = f"The knot runtime at {self.url} ended the stream (it stopped)."
+            except RuntimeUnavailable as exc:
+                reason = exc.message
+            if self._closed.is_set():
+                return
+            if not reconnect:
+                raise RuntimeUnavailable(reason, url=self.url)
+            if not away and on_status is not None:
+                on_status(f"{reason} Waiting for it to come back.", True)
+            away = reason
+            if self._closed.wait(RECONNECT_SECONDS):
+                return
+
+    def _stream(self, pattern: str | None) -> Iterator[JSONObject | None]:
+        """One opening of the event stream: None once subscribed, then the events."""
         params = {"pattern": pattern} if pattern else {}
         try:
             with self._http.stream(
@@ -309,8 +375,8 @@ class Client:
                     for line in response.iter_lines():
                         if line.startswith("data: "):
                             yield json.loads(line[6:])
-                        elif line == ": connected" and on_open is not None:
-                            on_open()
+                        elif line == ": connected":
+                            yield None
                 finally:
                     self._streams.discard(sock)
         except httpx.ConnectError:

@@ -500,12 +500,18 @@ class Runtime:
     # -- reads ----------------------------------------------------------------------------
 
     async def events(
-        self, pattern: str | None = None, *, limit: int = 50, owner: str | None = None
+        self,
+        pattern: str | None = None,
+        *,
+        limit: int = 50,
+        owner: str | None = None,
+        after: int = 0,
     ) -> list[Event]:
-        """The newest `limit` journaled events, oldest first; `pattern` is one sink pattern."""
+        """The newest `limit` journaled events, oldest first (or, `after` a seq, the first
+        `limit` after it); `pattern` is one sink pattern."""
         parsed = Pattern.parse(pattern) if pattern else None
         return await asyncio.to_thread(
-            self.store.recent_events, pattern=parsed, limit=limit, owner=owner
+            self.store.recent_events, pattern=parsed, limit=limit, owner=owner, after_seq=after
         )
 
     async def get_event(self, event_id: str) -> Event | None:

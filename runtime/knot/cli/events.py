@@ -81,9 +81,16 @@ def _events(args: argparse.Namespace) -> int:
         for event in client.events(pattern, n=args.n) if args.n > 0 else []:
             _print_event(event, as_json=args.json)
         if args.follow:
-            for event in client.follow(pattern):
+            # A runtime that stops or restarts is waited for, and what it routed meanwhile is
+            # shown first; each turn is said on stderr, so stdout stays the events alone.
+            for event in client.follow(pattern, reconnect=True, on_status=_say):
                 _print_event(event, as_json=args.json)
     return 0
+
+
+def _say(message: str, away: bool) -> None:
+    shown = f"{message.removesuffix('.')}; Ctrl-C stops." if away else message
+    print(f"knot: {shown}", file=sys.stderr, flush=True)
 
 
 def _print_event(event: JSONObject, *, as_json: bool) -> None:
