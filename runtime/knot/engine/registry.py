@@ -215,6 +215,23 @@ class SinkRegistry:
             data = spec.to_dict(redact=False)
             await self._delivery.journal.call(lambda s: s.kv_put(KV_SINKS, spec.name, data))
 
+    def why_not(self, name: str, event: Event) -> str | None:
+        """Why sink `name` would not get `event` (Sky's `_rids` aside), as a sentence; None
+        when it would."""
+        spec = self._specs.get(name)
+        if spec is None:
+            problem = self.problem(name)
+            if problem:
+                return f"The sink {name} does not run: {problem.splitlines()[0]}"
+            return f"There is no sink named {name!r}."
+        if not spec.active or name not in self._router:
+            return f"The sink {name} is inactive."
+        if not self._router.accepts(name, event._replace(rids=None)):
+            whose = f"; and only events of {spec.owner}" if spec.owner else ""
+            takes = f"its events: {spec.events_text}{whose}"
+            return f"The sink {name} does not take this event, {event.type} ({takes})."
+        return None
+
     def set_problem(self, name: str, spec: SinkSpec | None, problem: str) -> None:
         """Record why a definition of `name` is not in use (a broken save keeps the old one)."""
         self._problems[name] = (spec, problem)
