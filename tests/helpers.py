@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -115,6 +116,7 @@ def run_knot(
     port: int | None = None,
     env: dict[str, str] | None = None,
     stdin: str | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The `knot` command in a subprocess, with no KNOT_* variables but those in `env` (and
     KNOT_API_PORT when `port` is given)."""
@@ -128,4 +130,30 @@ def run_knot(
         text=True,
         env={**base, **(env or {})},
         timeout=60,
+        cwd=cwd,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def serve_on(project: Path, port: int) -> subprocess.Popen[bytes]:
+    """`knot serve` on a fixed port, quiet (a restart must come back where clients wait)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "knot.cli", "serve", "--project", str(project), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("knot serve did not start")

@@ -38,6 +38,7 @@ class Receiver:
         self._release = threading.Event()
         self._connections = 0
         self.set_cookie: str | None = None  # sent as Set-Cookie with every answer when set
+        self.delay = 0.0  # seconds each answer waits after the request is recorded (slow hooks)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -65,6 +66,8 @@ class Receiver:
                         )
                     )
                     receiver._lock.notify_all()
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 if answer == HANG:
                     receiver._release.wait(30)
                     self.close_connection = True

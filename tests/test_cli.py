@@ -161,7 +161,13 @@ def test_serve_on_a_corrupt_store_is_a_clear_error(tmp_path: Path) -> None:
             "argument -n: must be a whole number from 0 to 10000, not 'x\\x1b[31m'",
         ),
         (("sinks", "nope"), "knot sinks", "invalid choice: 'nope'"),
-        (("events", "a", "b\nc\x1b[31m"), "knot", "unrecognized arguments: b\\nc\\x1b[31m"),
+        (
+            ("events", "a", "b\nc\x1b[31m"),
+            "knot events",
+            "unrecognized arguments: b\\nc\\x1b[31m",
+        ),
+        (("event", "cli.x", "{}", "--bogus"), "knot event", "unrecognized arguments: --bogus"),
+        (("space", "create", "x", "--bogus"), "knot space create", "arguments: --bogus"),
     ],
 )
 def test_usage_errors_are_one_line_with_control_characters_escaped(
@@ -267,4 +273,98 @@ def test_invalid_names_and_settings_are_said_once(server: KnotServer, tmp_path: 
     config = one_error_line(knot("serve", "--project", str(tmp_path), "--port", "0"), 1)
     assert config == (
         f"knot: {tmp_path / 'knot.toml'}:3: delivery.attempts must be an integer >= 1, not 0."
+    )
+
+
+def test_json_split_by_the_shell_is_joined_or_explained(server: KnotServer) -> None:
+    # `knot event x {"a": 1}` unquoted: the shell passes `{a:` and `1}`; argparse answered
+    # "knot: error: unrecognized arguments: 1}".
+    split = knot("event", "cli.split", "{a:", "1}", port=server.port)
+    assert split.returncode == 1
+    assert split.stderr == (
+        "knot: The payload came as 2 words ({a: 1}), which are not JSON together: the shell "
+        "splits unquoted JSON at spaces and removes its double quotes. Quote it: "
+        '\'{"key": "value"}\'.\n'
+    )
+    # Words that are JSON together (no quotes for the shell to remove) are one payload.
+    joined = knot("event", "cli.joined", '{"a":', "[1,", "2]}", port=server.port)
+    assert joined.returncode == 0, joined.stderr
+    rows = knot("events", "custom.cli.joined", "--json", port=server.port).stdout.splitlines()
+    assert json.loads(rows[-1])["data"] == {"a": [1, 2]}
+
+
+def test_options_may_follow_a_json_argument(server: KnotServer) -> None:
+    # argparse stops filling an optional positional at the first option: `--json` before
+    # the params left them over ("unrecognized arguments").
+    for args in (("nosuch.m", "--json", '{"a": 1}'), ("nosuch.m", '{"a": 1}', "--json")):
+        called = knot("call", *args, port=server.port)
+        assert called.returncode == 1, called.stderr
+        assert json.loads(called.stdout)["error"]["code"] == -32601
+    event_id = "01a23549-5fe4-7111-b999-d6849ba7f8f2"
+    raised = knot("event", "cli.opt", "--id", event_id, '{"b": 2}', port=server.port)
+    assert raised.stdout.strip() == event_id
+
+
+def test_in_a_project_folder_commands_use_its_server_port(
+    server: KnotServer, tmp_path: Path
+) -> None:
+    # Client commands looked only at KNOT_API_PORT, then 12201, even in the folder whose
+    # knot.toml gives `knot serve` its port.
+    (tmp_path / "knot.toml").write_text(f"[server]\nport = {server.port}\n")
+    raised = knot("event", "cli.here", cwd=tmp_path)
+    assert raised.returncode == 0, raised.stderr
+    listed = knot("events", "custom.cli.here", "--json", cwd=tmp_path)
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [
+        raised.stdout.strip()
+    ]
+    # KNOT_API_PORT still wins, and a runtime missing at the file's address is named so.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    elsewhere = knot("events", port=free, cwd=tmp_path)
+    assert elsewhere.stderr.startswith(f"knot: No knot runtime answers at http://127.0.0.1:{free};")
+    (tmp_path / "knot.toml").write_text(f'[server]\nhost = "0.0.0.0"\nport = {free}\n')
+    missing = knot("events", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr == (
+        f"knot: No knot runtime answers at http://127.0.0.1:{free} (the address "
+        f"{tmp_path / 'knot.toml'} gives `knot serve`); start one with `knot serve` in that "
+        "folder (or set KNOT_API_PORT / KNOT_URL to where it runs).\n"
+    )
+
+
+def test_a_typed_pattern_gets_custom_as_a_typed_type_does(server: KnotServer) -> None:
+    # `knot events 'zz.*'` after `knot event zz.tick` printed nothing: the event is
+    # custom.zz.tick, and no event can have a type outside custom.* but for space.* ones.
+    raised = knot("event", "zz.tick", port=server.port).stdout.strip()
+    for pattern in ("zz.*", "zz.tick", "custom.zz.*"):
+        listed = knot("events", pattern, "--json", port=server.port)
+        assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [raised]
+    assert knot("events", "space.*", "--json", port=server.port).stdout == ""
+
+
+def test_events_print_text_as_text_and_controls_escaped(server: KnotServer) -> None:
+    # `knot events` printed {"\\u540d": ...}; text is text, but a C1 control (\x9b is a CSI
+    # to some terminals) or a bidi override stays escaped.
+    payload = {"名": "値 ü", "c1": "\x9b", "bidi": "\u202e"}
+    knot("event", "cli.text", json.dumps(payload), port=server.port)
+    table = knot("events", "custom.cli.text", port=server.port).stdout
+    assert '{"名":"値 ü","c1":"\\u009b","bidi":"\\u202e"}' in table
+    line = knot("events", "custom.cli.text", "--json", port=server.port).stdout.strip()
+    assert '"名": "値 ü"' in line
+    assert "\\u009b" in line
+    assert json.loads(line)["data"] == payload
+
+
+def test_a_duplicate_id_is_said_on_stderr_and_still_exits_0(server: KnotServer) -> None:
+    # A second `knot event --id` with the same id exited 0 without a word: the user could not
+    # tell that the second payload was ignored.
+    event_id = "01a23549-5fe4-7111-b999-d6849ba7f8f3"
+    first = knot("event", "cli.dup", '{"n": 1}', "--id", event_id, port=server.port)
+    assert (first.returncode, first.stdout, first.stderr) == (0, f"{event_id}\n", "")
+    again = knot("event", "cli.dup", '{"n": 2}', "--id", event_id, port=server.port)
+    assert (again.returncode, again.stdout) == (0, f"{event_id}\n")
+    assert again.stderr == (
+        f"knot: An event with id {event_id} was raised before; this one was ignored (the "
+        "first stands, nothing new was journaled or delivered).\n"
     )

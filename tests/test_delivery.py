@@ -24,7 +24,7 @@ from knot import (
     parse_patterns,
 )
 from knot._config import DeliverySettings
-from knot.sinks import BatchResult, DeliveryResult
+from knot.sinks import BatchResult, DeliveryResult, ResultCallback
 
 from .conftest import recording
 
@@ -373,7 +373,9 @@ class BatchingSink(RecordingSink):
         self.calls.append([event.data["i"]])
         await self._take(event)
 
-    async def deliver_batch(self, events: Sequence[Event]) -> BatchResult:
+    async def deliver_batch(
+        self, events: Sequence[Event], on_result: ResultCallback | None = None
+    ) -> BatchResult:
         self.calls.append([e.data["i"] for e in events])
         results: list[DeliveryResult | None] = []
         for index, event in enumerate(events):
@@ -407,9 +409,11 @@ async def test_batched_sinks_keep_order_and_retry_the_failed_event_first(project
             await gate.wait()
             await original_one(event)
 
-        async def gated_batch(events: Sequence[Event]) -> BatchResult:
+        async def gated_batch(
+            events: Sequence[Event], on_result: ResultCallback | None = None
+        ) -> BatchResult:
             await gate.wait()
-            return await original_batch(events)
+            return await original_batch(events, on_result)
 
         sink.deliver = gated_one  # type: ignore[method-assign]
         sink.deliver_batch = gated_batch  # type: ignore[method-assign]

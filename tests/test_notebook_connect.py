@@ -133,3 +133,32 @@ def test_a_project_another_embedded_runtime_holds_says_so(
         "it, or use `%knot connect URL` if it is a knot serve, or `%knot project DIR` for "
         "another folder."
     )
+
+
+def test_a_refused_project_keeps_the_runtime_in_use(
+    ip: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `%knot project` on the folder the connected server runs is refused; it used to let go
+    # of the connection first, so the next `%knot event` went into a new embedded store.
+    served = tmp_path / "served"
+    served.mkdir()
+    server = KnotServer(served, quiet=True)
+    try:
+        knot_magic(ip, f"connect {server.url}")
+        assert run_cell(ip, f"%knot project {served}").success
+        assert "already runs on this project" in _one_error(capsys)
+        assert knot_magic(ip, "status").text == f"connected to the knot serve at {server.url}"
+        raised = knot_magic(ip, "event tour.hello")
+        with server.client() as http:
+            assert [e["id"] for e in http.get("/api/events").json()["events"]] == [raised.id]
+        # An embedded runtime is kept the same way when the next project cannot start.
+        own = tmp_path / "own"
+        own.mkdir()
+        knot_magic(ip, f"project {own}")
+        assert run_cell(ip, f"%knot project {served}").success
+        assert "already runs on this project" in _one_error(capsys)
+        assert knot_magic(ip, "status").text.startswith(f"embedded runtime on {own}")
+        # Starting the project in use again restarts it (its store is its own).
+        assert knot_magic(ip, f"project {own}").text.startswith(f"embedded runtime on {own}")
+    finally:
+        server.kill()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import display
@@ -17,10 +18,10 @@ import knot.event
 import knot.ipython
 import knot.methods
 from knot import SyncRuntime
-from knot.notebook.display import DryRunReport, LiveTail, Message, Raised, Table
+from knot.notebook.display import DryRunReport, LiveTail, Message, Raised
 
 from .conftest import write_config
-from .helpers import KnotServer
+from .helpers import KnotServer, free_port, serve_on, wait_until
 from .notebookhelpers import formats, knot_cell, knot_magic, one_error_line, run_cell
 
 TOUR_CONFIG = """
@@ -201,6 +202,19 @@ def test_tail_updates_its_display_handle_in_place(ip: InteractiveShell) -> None:
     assert [row["sinks"] for row in tail.events] == [["seen"], ["seen"]]
 
 
+def test_typed_patterns_get_custom_as_typed_types_do(ip: InteractiveShell) -> None:
+    raised = knot_magic(ip, "event zz.tick")
+    assert [r["id"] for r in knot_magic(ip, "events zz.*").rows] == [raised.id]
+    tail = knot_magic(ip, "tail zz.*")
+    try:
+        assert tail.pattern == "custom.zz.*"
+        later = knot_magic(ip, "event zz.tock")
+        assert tail.wait(1)
+        assert [row["id"] for row in tail.events] == [later.id]
+    finally:
+        tail.stop()
+
+
 def test_switching_project_stops_tails_and_releases_the_store(
     ip: InteractiveShell, project: Path, tmp_path: Path
 ) -> None:
@@ -296,24 +310,43 @@ def test_a_failed_connect_keeps_the_runtime_in_use(
     assert [r["id"] for r in knot_magic(ip, "events").rows] == [raised.id]
 
 
-def test_tail_of_a_stopped_server_says_why_it_stopped(ip: InteractiveShell, tmp_path: Path) -> None:
+def test_tail_of_a_stopped_server_says_so_and_catches_up_when_it_is_back(
+    ip: InteractiveShell, tmp_path: Path
+) -> None:
+    # A tail of a connected server used to stop ("stopped", no word why) when the server
+    # restarted. It now says it waits, and once the server is back it goes on, showing first
+    # what was raised meanwhile.
     served = tmp_path / "served"
     served.mkdir()
-    server = KnotServer(served, quiet=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = serve_on(served, port)
     try:
-        knot_magic(ip, f"connect {server.url}")
+        knot_magic(ip, f"connect {url}")
         with capture_output():
             tail = knot_magic(ip, "tail")
-    finally:
         server.kill()
-    assert not tail.wait(1, timeout=10)
+        server.wait(5)
+        wait_until(lambda: "(waiting:" in tail.snapshot().title)
+        assert tail.running
+        assert tail.snapshot().title == (
+            f"tail *: 0 events (waiting: The knot runtime at {url} closed the stream. Waiting "
+            "for it to come back.)"
+        )
+        server = serve_on(served, port)
+        with httpx.Client(base_url=url) as http:
+            missed = http.post("/event", json={"type": "tour.missed", "payload": {}}).json()["id"]
+            assert tail.wait(1)
+            live = http.post("/event", json={"type": "tour.live", "payload": {}}).json()["id"]
+            assert tail.wait(2)
+        assert [row["id"] for row in tail.events] == [missed, live]
+        assert "(live: The knot runtime at" in tail.snapshot().title
+        json.dumps(tail.snapshot().rows)  # rows stay plain JSON
+    finally:
+        knot_magic(ip, "tail --stop")
+        server.kill()
+        server.wait(5)
     assert not tail.running
-    snapshot = tail.snapshot()
-    assert isinstance(snapshot, Table)
-    assert snapshot.title == f"tail *: 0 events (stopped: The knot runtime at {server.url} " + (
-        "closed the stream.)"
-    )
-    json.dumps(snapshot.rows)  # rows stay plain JSON
 
 
 GREETER = """# events: custom.tour.hello

@@ -5,7 +5,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from knot import PatternError
-from knot._patterns import Pattern, PatternIndex, PatternKind, parse_patterns, validate_patterns
+from knot._patterns import (
+    Pattern,
+    PatternIndex,
+    PatternKind,
+    parse_patterns,
+    reading_pattern,
+    validate_patterns,
+)
 
 
 def test_three_kinds() -> None:
@@ -97,3 +104,22 @@ def test_index_lookup_does_not_scan_sinks() -> None:
     index._cache.clear()
     assert set(index.match("custom.app7.deploy")) == {"s7", "target"}
     assert probes <= 3  # the exact type, "custom.", "custom.app7."
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [
+        ("zz.*", "custom.zz.*"),
+        ("zz.tick", "custom.zz.tick"),
+        ("custom.zz.*", "custom.zz.*"),
+        ("*", "*"),
+        ("space.*", "space.*"),
+        ("space.started", "space.started"),
+        ("space.nosuch", "custom.space.nosuch"),
+        ("spa.*", "custom.spa.*"),
+    ],
+)
+def test_a_typed_reading_pattern_gets_custom_unless_it_matches_system_events(
+    typed: str, read: str
+) -> None:
+    assert reading_pattern(typed).text == read

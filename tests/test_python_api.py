@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import knot
@@ -18,7 +20,7 @@ import knot.event
 from knot import RuntimeUnavailable, SyncRuntime
 
 from .conftest import recording
-from .helpers import KnotServer
+from .helpers import KnotServer, free_port, serve_on, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -143,3 +145,62 @@ def test_events_follow_prints_new_events(project: Path) -> None:
         follower.kill()
         follower.wait(5)
         server.kill()
+
+
+def test_every_public_name_resolves_though_the_package_imports_lazily() -> None:
+    # `import knot` imports no submodule (so the command catches an early Ctrl-C); each public
+    # name comes from its module on first use.
+    lazy = {n for n in knot.__all__ if not n.endswith("load_ipython_extension")}
+    assert lazy == set(knot._EXPORTS)
+    for name in knot.__all__:
+        assert getattr(knot, name) is not None
+    assert set(knot.__all__) <= set(dir(knot))
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        knot.Nope  # noqa: B018
+
+
+def test_events_follow_waits_for_a_restarted_runtime_and_catches_up(project: Path) -> None:
+    # `knot events --follow` exited 0 without a word when the runtime stopped (a restart
+    # ended it). It now says so, waits, and shows what was raised while it was away.
+    port = free_port()
+    server = serve_on(project, port)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "knot.cli", "events", "f.*", "-n", "0", "--follow", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "KNOT_API_PORT": str(port)},
+    )
+    out: list[str] = []
+    err: list[str] = []
+    threading.Thread(target=lambda: out.extend(follower.stdout or []), daemon=True).start()
+    threading.Thread(target=lambda: err.extend(follower.stderr or []), daemon=True).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url) as http:
+            deadline = time.monotonic() + 20
+            while not out and time.monotonic() < deadline:  # until the follower is connected
+                http.post("/event", json={"type": "f.before", "payload": {}})
+                time.sleep(0.1)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+        wait_until(lambda: any("ended the stream" in line for line in err))
+        assert follower.poll() is None, "the follower gave up"
+        server = serve_on(project, port)
+        with httpx.Client(base_url=url) as http:  # raised before the follower is back
+            missed = http.post("/event", json={"type": "f.missed", "payload": {}}).json()["id"]
+            wait_until(lambda: any("answers again" in line for line in err))
+            live = http.post("/event", json={"type": "f.after", "payload": {}}).json()["id"]
+            wait_until(lambda: live in "".join(out))
+        ids = [json.loads(line)["id"] for line in out]
+        assert ids.index(missed) < ids.index(live)
+        assert len(ids) == len(set(ids))  # caught up without repeats
+        assert err[0] == (
+            f"knot: The knot runtime at {url} ended the stream (it stopped). Waiting for it "
+            "to come back; Ctrl-C stops.\n"
+        )
+    finally:
+        follower.kill()
+        follower.wait(5)
+        server.kill()
+        server.wait(5)

@@ -125,7 +125,10 @@ async def test_restart_only_settings_are_reported_not_applied(
 async def test_removed_sink_gives_up_its_queue_and_deleting_the_file_means_defaults(
     project: Path,
 ) -> None:
-    write_config(project, BASE.replace("fail_attempts = 1", "delay = 30"))
+    slow = BASE.replace("fail_attempts = 1", "delay = 30").replace(
+        "[delivery]", "[delivery]\nstop_grace = 0.2"
+    )
+    write_config(project, slow)
     reloader = Reloader(folders={})
     async with Runtime(project, parts=[reloader]) as rt:
         reloads = Reloads(reloader)
@@ -138,14 +141,19 @@ async def test_removed_sink_gives_up_its_queue_and_deleting_the_file_means_defau
         reload = await reloads.named("knot.toml")
         assert reload.status is ReloadStatus.REMOVED
         assert reload.message == (
-            "knot.toml was deleted: defaults apply (delivery.attempts, delivery.backoff, sinks)"
+            "knot.toml was deleted: defaults apply (delivery.attempts, delivery.backoff, "
+            "delivery.stop_grace, sinks)"
         )
         assert "flaky" not in rt.registry
         assert rt.config.delivery.attempts == 3  # the default again
         await rt.flush()
         removed = [e for e in await rt.audit_entries() if e.kind is AuditKind.SINK_REMOVED]
-        assert sorted(e.event_id for e in removed) == sorted(ids)
+        assert [e.event_id for e in removed] == ids
         assert all("removed from knot.toml" in e.message for e in removed)
+        # The first was being delivered: its 30 s attempt was stopped after stop_grace (the
+        # setting it started under), so nobody knows whether it arrived.
+        assert "may or may not have arrived" in removed[0].message
+        assert all("will not be delivered" in e.message for e in removed[1:])
 
 
 async def test_comment_only_edit_changes_nothing(live: tuple[Runtime, Reloads]) -> None:
@@ -158,3 +166,43 @@ async def test_comment_only_edit_changes_nothing(live: tuple[Runtime, Reloads]) 
     touched = rt.project / "knot.toml"
     touched.write_text(touched.read_text())  # same bytes: not even a reload
     assert await reloads.quiet() == []
+
+
+HOOK = '\n[[sinks]]\nname = "hook"\ntype = "webhook"\nevents = "custom.*"\n'
+
+
+async def test_a_sink_table_that_cannot_start_is_named_by_its_line_and_audited(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A [[sinks]] table that parses but cannot be a sink (a webhook without a url) was logged
+    # without its line and not audited, at start and on a reload alike.
+    write_config(project, BASE + HOOK)
+    reloader = Reloader(folders={})
+    with caplog.at_level(logging.ERROR, logger="knot"):
+        async with Runtime(project, parts=[reloader]) as rt:
+            reloads = Reloads(reloader)
+            at = (BASE + HOOK).splitlines().index('name = "hook"')  # its [[sinks]] line
+            problem = (
+                f"{project / 'knot.toml'}:{at}: The sink 'hook' is not valid: A webhook sink "
+                "needs a url (http:// or https://)."
+            )
+            assert {s.name: s.problem for s in rt.sinks()} == {"flaky": "", "hook": problem}
+            assert problem in caplog.messages
+            await rt.flush()
+            (entry,) = await rt.audit_entries()
+            assert (entry.kind, entry.sink, entry.message) == (
+                AuditKind.CONFIG_REJECTED,
+                "hook",
+                problem,
+            )
+
+            write_config(project, BASE + HOOK.replace('"hook"', '"hook2"') + HOOK)
+            await reloads.named("knot.toml")
+            await rt.flush()
+            entries = [e.message for e in await rt.audit_entries()]
+            assert len(entries) == 2  # the unchanged, still broken `hook` is not said again
+            assert entries[-1] == (
+                f"knot.toml:{at}: The sink 'hook2' is not valid: A webhook sink needs a url "
+                "(http:// or https://)."
+            )
+            assert entries[-1] in caplog.messages

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -109,3 +111,26 @@ def test_sigterm_answers_a_json_rpc_call_in_flight_with_503(tmp_path: Path) -> N
     answer = sigterm_during(server, lambda http: http.post("/json-rpc", json=body))
     assert answer.status_code == 503
     assert answer.json()["error"]["message"].startswith("The runtime is stopping")
+
+
+def test_ctrl_c_at_any_moment_of_start_up_prints_no_traceback(tmp_path: Path) -> None:
+    # A Ctrl-C in the first ~0.3 s landed while `knot` was still importing the runtime (a
+    # KeyboardInterrupt traceback), and one a little later while uvicorn started ("knot serve
+    # stopped: Bad file descriptor."). Every moment after the interpreter's own start-up (a
+    # few milliseconds no program controls) must end quietly: 130, or 0 once serving, or
+    # killed by SIGINT (Python does that when a KeyboardInterrupt crossed a C extension's
+    # module init, as uvloop's, even though `knot` caught it: what shells show as 130).
+    command = [sys.executable, "-m", "knot.cli", "serve", "--project", str(tmp_path), "--port", "0"]
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import runpy"], check=True)
+    python_start = time.monotonic() - started
+    for delay in (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.7):
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        time.sleep(python_start * 1.5 + delay)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=15)
+        assert proc.returncode in (0, 130, -signal.SIGINT), f"after {delay} s:\n{output}"
+        assert "Traceback" not in output, f"after {delay} s:\n{output}"
+        assert "knot serve stopped" not in output, f"after {delay} s:\n{output}"

@@ -39,7 +39,7 @@ def test_channel_create_explains_how_to_raise_events(knot_server: KnotServer) ->
     made = knot("channel", "create", "--eci", "demo", port=knot_server.port)
     assert made.returncode == 0, made.stderr
     assert made.stdout.splitlines()[0] == "demo"
-    url = f"{knot_server.url}/sky/event/demo/none/myapp/hello?name=you"
+    url = f"{knot_server.url}/sky/event/demo/none/hello/greet?name=you"
     assert url in made.stdout
     with knot_server.client() as http:
         answer = http.get(url)

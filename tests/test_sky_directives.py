@@ -202,6 +202,41 @@ async def test_rids_limit_which_sinks_answer(sky: Sky) -> None:
     assert {d["meta"]["rid"] for d in r.json()["directives"]} == {"another"}
 
 
+async def test_rids_that_match_no_sink_are_named_with_the_reason(sky: Sky) -> None:
+    # `_rids=nosuch` answered 200 with no directives and not a word about the typo.
+    eci = await sky.channel()
+    idle = SinkSpec("idle", "greeter", parse_patterns("*"), active=False, origin=SinkOrigin.BUILTIN)
+    await sky.runtime.add_sink(Greeter(idle))
+    rids = "nosuch;another;greeter;alices;idle"
+    r = await sky.http.post(f"/sky/event/{eci}/e/greet/hello", params={"_rids": rids})
+    assert r.status_code == 200
+    answer = r.json()
+    assert {d["meta"]["rid"] for d in answer["directives"]} == {"greeter"}
+    assert answer["unmatched"] == [
+        {"rid": "nosuch", "reason": "There is no sink named 'nosuch'."},
+        {
+            "rid": "another",
+            "reason": "The sink another does not take this event, custom.greet.hello (its "
+            "events: custom.greet.twice).",
+        },
+        {
+            "rid": "alices",
+            "reason": "The sink alices does not take this event, custom.greet.hello (its "
+            "events: custom.mine.*; and only events of alice).",
+        },
+        {"rid": "idle", "reason": "The sink idle is inactive."},
+    ]
+    r = await sky.http.post(
+        f"/sky/event/{eci}/e/greet/hello", params={"_rids": "nosuch", "_async": "1"}
+    )
+    assert r.status_code == 202
+    assert r.json()["unmatched"] == [
+        {"rid": "nosuch", "reason": "There is no sink named 'nosuch'."}
+    ]
+    r = await sky.http.post(f"/sky/event/{eci}/e/greet/hello", params={"_rids": "greeter"})
+    assert "unmatched" not in r.json()
+
+
 async def test_timeout_answers_what_arrived_and_lists_the_rest(sky: Sky) -> None:
     eci = await sky.channel()
     loop = asyncio.get_running_loop()

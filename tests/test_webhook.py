@@ -381,8 +381,9 @@ body_template = '{{"a": ${{{{ toUpper }}}}}}'
     assert status.name == "broken_hook"
     assert status.spec.active is False
     assert status.problem == (
-        "The sink 'broken_hook' is not valid: The body_template is not valid: The template "
-        "does not parse at line 1, column 11: toUpper takes 1 argument, not 0."
+        f"{project / 'knot.toml'}:2: The sink 'broken_hook' is not valid: The body_template is "
+        "not valid: The template does not parse at line 1, column 11: toUpper takes 1 "
+        "argument, not 0."
     )
     assert receiver.requests == []
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
 
 from ._aliases import count_keyword, warn_renamed
-from ._env import api_token_from_env, api_url_from_env
+from ._env import ApiAddress, api_token_from_env, find_api
 from ._events import as_custom_type
 from ._exceptions import (
     Conflict,
@@ -30,13 +31,22 @@ from ._json import JSONObject
 from ._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
 from ._jsonrpc import request as rpc_request
 
-__all__ = ["Client"]
+__all__ = ["Client", "Submitted"]
+
+RECONNECT_SECONDS = 0.5  # between tries of a follower whose runtime went away
+
+
+class Submitted(NamedTuple):
+    id: str
+    duplicate: bool = False  # an event with this id was raised before: this one was ignored
+
 
 WAIT_POLL_SECONDS = 0.02  # how often `wait_idle` asks for the sinks' pending counts
 
 
 class Client:
-    """Talks to the runtime at `url` (default: KNOT_URL, or 127.0.0.1:KNOT_API_PORT)."""
+    """Talks to the runtime at `url` (default: KNOT_URL, or 127.0.0.1:KNOT_API_PORT, or the
+    address the knot.toml of the current folder gives `knot serve`, or 127.0.0.1:12201)."""
 
     def __init__(
         self,
@@ -46,21 +56,37 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = (url or api_url_from_env()).rstrip("/")
+        found = ApiAddress(url) if url else find_api()
+        self.url = found.url.rstrip("/")
+        self._config = found.config  # the knot.toml the address came from, for messages
         token = token if token is not None else api_token_from_env()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )
         self._streams: set[socket.socket] = set()
+        self._closed = threading.Event()  # set by close(): a follower waiting to reconnect ends
 
     def close(self) -> None:
         """Close the connections; a `follow()` blocked on another thread ends at once."""
+        self._closed.set()
         # Closing a socket does not wake a thread blocked reading it; shutting it down does.
         for sock in list(self._streams):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self._http.close()
+
+    def _nobody_answers(self) -> str:
+        if self._config:
+            return (
+                f"No knot runtime answers at {self.url} (the address {self._config} gives "
+                "`knot serve`); start one with `knot serve` in that folder (or set "
+                "KNOT_API_PORT / KNOT_URL to where it runs)."
+            )
+        return (
+            f"No knot runtime answers at {self.url}; start one with `knot serve` "
+            "(or set KNOT_API_PORT / KNOT_URL to where it runs)."
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -89,11 +115,7 @@ class Client:
                 method, path, content=content, headers=headers, params=params
             )
         except httpx.ConnectError:
-            raise RuntimeUnavailable(
-                f"No knot runtime answers at {self.url}; start one with `knot serve` "
-                "(or set KNOT_API_PORT / KNOT_URL to where it runs).",
-                url=self.url,
-            ) from None
+            raise RuntimeUnavailable(self._nobody_answers(), url=self.url) from None
         except httpx.TimeoutException:
             raise RuntimeUnavailable(
                 f"The knot runtime at {self.url} did not answer in time.", url=self.url
@@ -111,6 +133,14 @@ class Client:
     def emit(
         self, event_type: str, payload: JSONObject | None = None, *, id: str | None = None
     ) -> str:
+        """Raise an event; its id (with `id` given twice, the first event's: nothing new)."""
+        return self.submit(event_type, payload, id=id).id
+
+    def submit(
+        self, event_type: str, payload: JSONObject | None = None, *, id: str | None = None
+    ) -> Submitted:
+        """Raise an event, and say whether `id` was new (False: an event with that id was
+        raised before, and this one was ignored, as idempotent ingress promises)."""
         try:
             encode_json(payload)
         except (TypeError, ValueError) as exc:  # what the embedded runtime says, and raises
@@ -122,18 +152,24 @@ class Client:
         if id is not None:
             body["id"] = id
         answer = self.request("POST", "/event", json_body=body, expect=(202,))
-        return str(answer["id"])
+        return Submitted(str(answer["id"]), duplicate=bool(answer.get("duplicate")))
 
     def events(
-        self, pattern: str | None = None, *, limit: int = 50, n: int | None = None
+        self,
+        pattern: str | None = None,
+        *,
+        limit: int = 50,
+        after: int = 0,
+        n: int | None = None,
     ) -> list[JSONObject]:
-        """The newest `limit` events, oldest first; `pattern` is one sink pattern.
-
-        `n=` is the old spelling of `limit=` (deprecated)."""
+        """The newest `limit` events, oldest first; or, `after` a seq, the first `limit` after
+        it. `pattern` is one sink pattern; `n=` is the old spelling of `limit=` (deprecated)."""
         limit = count_keyword(limit, n, "Client.events")
         params: dict[str, Any] = {"n": limit}  # the HTTP API's own name stays `n`
         if pattern:
             params["pattern"] = pattern
+        if after:
+            params["after"] = after
         return list(self.request("GET", "/api/events", params=params)["events"])
 
     def audit_entries(self, *, limit: int = 50, sink: str | None = None) -> list[JSONObject]:
@@ -289,13 +325,69 @@ class Client:
         return list(answer["lines"])
 
     def follow(
-        self, pattern: str | None = None, *, on_open: Callable[[], None] | None = None
+        self,
+        pattern: str | None = None,
+        *,
+        on_open: Callable[[], None] | None = None,
+        reconnect: bool = False,
+        on_status: Callable[[str, bool], None] | None = None,
     ) -> Iterator[JSONObject]:
         """Yield events as the runtime routes them (server-sent events), until interrupted.
 
         `on_open` is called once the runtime has subscribed the stream: every event routed
-        after that is yielded (the notebook's live tail waits for it before returning).
+        after that is yielded (the notebook's live tail waits for it before returning). When
+        the runtime goes away (it stopped or restarted, or the connection broke) the stream
+        ends with RuntimeUnavailable saying so; with `reconnect` it is opened again as soon
+        as the runtime answers, and the events routed meanwhile (as far as the journal keeps
+        them) come first, in order. `on_status(sentence, away)` hears each of those turns.
         """
+        last = floor = 0  # the newest seq yielded; the newest in the journal at the start
+        caught: set[int] = set()  # what the last catching up yielded (the stream may repeat it)
+        away = ""  # why the stream ended, while reconnecting
+        while True:
+            try:
+                for item in self._stream(pattern):
+                    if item is not None:
+                        seq = int(item.get("seq") or 0)
+                        if seq not in caught:
+                            last = max(last, seq)
+                            yield item
+                        continue
+                    if not away:  # the first opening
+                        if reconnect:  # where catching up would start if nothing came
+                            newest = self.events(pattern, limit=1)
+                            floor = int(newest[-1]["seq"]) if newest else 0
+                        if on_open is not None:
+                            on_open()
+                        continue
+                    missed = self.events(pattern, limit=10_000, after=max(last, floor))
+                    caught = {int(event["seq"]) for event in missed}
+                    if on_status is not None:
+                        on_status(
+                            f"The knot runtime at {self.url} answers again; "
+                            f"{len(missed)} event{'' if len(missed) == 1 else 's'} routed "
+                            "meanwhile follow.",
+                            False,
+                        )
+                    away = ""
+                    for event in missed:
+                        last = max(last, int(event["seq"]))
+                        yield event
+                reason = f"The knot runtime at {self.url} ended the stream (it stopped)."
+            except RuntimeUnavailable as exc:
+                reason = exc.message
+            if self._closed.is_set():
+                return
+            if not reconnect:
+                raise RuntimeUnavailable(reason, url=self.url)
+            if not away and on_status is not None:
+                on_status(f"{reason} Waiting for it to come back.", True)
+            away = reason
+            if self._closed.wait(RECONNECT_SECONDS):
+                return
+
+    def _stream(self, pattern: str | None) -> Iterator[JSONObject | None]:
+        """One opening of the event stream: None once subscribed, then the events."""
         params = {"pattern": pattern} if pattern else {}
         try:
             with self._http.stream(
@@ -312,8 +404,8 @@ class Client:
                     for line in response.iter_lines():
                         if line.startswith("data: "):
                             yield json.loads(line[6:])
-                        elif line == ": connected" and on_open is not None:
-                            on_open()
+                        elif line == ": connected":
+                            yield None
                 finally:
                     self._streams.discard(sock)
         except httpx.ConnectError:

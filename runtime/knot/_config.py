@@ -59,6 +59,7 @@ class DeliverySettings:
     max_depth: int = 8
     max_payload_bytes: int = 1024 * 1024
     sync_timeout: float = 10.0  # how long a synchronous (Sky) answer waits for its sinks
+    stop_grace: float = 5.0  # how long a stop (or a sink's removal) waits for an attempt
 
 
 RUN_LIMITS = (
@@ -119,6 +120,9 @@ class Config:
     sinks: tuple[SinkSpec, ...] = ()
     users: tuple[User, ...] = ()  # [users.NAME]; more can be added to the store at run time
     extra: Mapping[str, Any] = field(default_factory=dict)  # tables later issues own
+    # Where each [[sinks]] table is (`knot.toml:9`), for a sink that fails to start; not a
+    # setting (moving a table changes nothing).
+    sink_lines: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def with_env(self) -> Config:
         """Apply environment overrides (KNOT_API_PORT)."""
@@ -176,6 +180,8 @@ def changed_settings(old: Config, new: Config) -> list[str]:
     """
     changed: list[str] = []
     for f in fields(Config):
+        if not f.compare:
+            continue
         before, after = getattr(old, f.name), getattr(new, f.name)
         if f.name == "extra":
             changed.extend(k for k in sorted({*before, *after}) if before.get(k) != after.get(k))
@@ -275,6 +281,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
             "max_depth": _int(0),
             "max_payload_bytes": _int(64),
             "sync_timeout": _number(0.001),
+            "stop_grace": _number(0),
         },
     ),
     "scripts": (
@@ -348,6 +355,7 @@ def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
             values[key] = value
         kwargs[section] = model(**values)
     sinks: list[SinkSpec] = []
+    sink_lines: dict[str, str] = {}
     raw_sinks = raw.get("sinks", [])
     if not isinstance(raw_sinks, list):
         errors.append(f"{where(None, 'sinks')} must be an array of tables ([[sinks]]).")
@@ -367,7 +375,9 @@ def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
             errors.append(f"{at}: the sink name {spec.name!r} is defined twice.")
             continue
         sinks.append(spec)
+        sink_lines[spec.name] = at
     kwargs["sinks"] = tuple(sinks)
+    kwargs["sink_lines"] = sink_lines
     users, user_problems = parse_config_users(raw.get("users", {}))
     for name, problem in user_problems:
         line = _line_of_header(text, f"users.{name}") if name else 0

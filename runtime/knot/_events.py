@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import json.encoder
 import math
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import uuid_utils
 
@@ -25,12 +26,14 @@ __all__ = [
     "Actor",
     "ActorKind",
     "Event",
+    "EventOptions",
     "NotJSON",
     "Space",
     "TooDeep",
     "as_custom_type",
     "build_event",
     "check_type",
+    "child_event_id",
     "decode_json",
     "encode_payload",
     "is_text",
@@ -235,6 +238,33 @@ def new_event_id() -> str:
     return str(uuid_utils.uuid7())
 
 
+def child_event_id(parent: Event, sink: str, index: int) -> str:
+    """The id of the `index`-th event (0-based) that `sink` raises while handling `parent`.
+
+    Delivery is at-least-once: after a crash a sink may handle `parent` again, and its emits
+    then get the same ids, which the journal's duplicate check drops, instead of raising every
+    child a second time. The id keeps the UUIDv7 layout: the parent's millisecond (so children
+    still sort by time) and 74 bits of SHA-256 over (parent id, sink, index) where v7 puts
+    random bits.
+    """
+    digest = hashlib.sha256(f"{parent.id}\x00{sink}\x00{index}".encode()).digest()
+    value = (_id_millis(parent) & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76 | (int.from_bytes(digest[:2]) & 0xFFF) << 64  # version 7, rand_a
+    value |= 0b10 << 62 | int.from_bytes(digest[2:10]) & 0x3FFF_FFFF_FFFF_FFFF  # variant, rand_b
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _id_millis(event: Event) -> int:
+    """The Unix millisecond of an event: from its id when that is a UUIDv7, else its `ts`."""
+    if len(event.id) == 36 and event.id[14] == "7":
+        return int(event.id[:8] + event.id[9:13], 16)
+    try:
+        return int(datetime.fromisoformat(event.ts).timestamp() * 1000)
+    except ValueError:
+        return 0
+
+
 def now_rfc3339() -> str:
     """The current UTC time as RFC 3339 with microseconds (`2026-11-25T13:34:03.123456Z`)."""
     now = time.time()
@@ -353,6 +383,21 @@ def nests_too_deeply(value: Any, text: str, limit: int = MAX_JSON_DEPTH) -> bool
         children = item.values() if isinstance(item, dict) else item
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
     return False
+
+
+class EventOptions(TypedDict, total=False):
+    """What a caller may say about an event it raises, besides its type and payload."""
+
+    owner: str
+    actor: Actor | None
+    space: Space | None
+    id: str | None
+    eid: str
+    rids: Iterable[str] | None
+    ts: str | None
+    depth: int
+    parent: str
+    system: bool
 
 
 def build_event(

@@ -11,10 +11,17 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, TypeVar
 
-from ._events import check_type
+from ._events import CUSTOM_PREFIX, SYSTEM_EVENT_TYPES, check_type
 from ._exceptions import PatternError
 
-__all__ = ["Pattern", "PatternIndex", "PatternKind", "parse_patterns", "validate_patterns"]
+__all__ = [
+    "Pattern",
+    "PatternIndex",
+    "PatternKind",
+    "parse_patterns",
+    "reading_pattern",
+    "validate_patterns",
+]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -59,6 +66,22 @@ class Pattern:
             "of letters, digits, '_' and '-'.",
             pattern=text,
         )
+
+
+def reading_pattern(text: str) -> Pattern:
+    """A pattern someone typed to read events (`knot events`, `%knot tail`), with the rule a
+    typed event type follows: it gets the `custom.` prefix unless it has it, or is `*`.
+
+    Unlike a type, it keeps its text when it can match a system event (`space.*`,
+    `space.started`): every event is either one of those or custom, so any other pattern
+    without the prefix could never match anything (`zz.*` after `knot event zz.tick`).
+    """
+    pattern = Pattern.parse(text)
+    if pattern.kind is PatternKind.ALL or text.startswith(CUSTOM_PREFIX):
+        return pattern
+    if any(pattern.matches(t) for t in SYSTEM_EVENT_TYPES):
+        return pattern
+    return Pattern.parse(CUSTOM_PREFIX + text)
 
 
 def _entries(spec: str | Iterable[str]) -> list[str]:

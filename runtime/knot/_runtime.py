@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, Unpack
 
 import httpx
 
@@ -22,10 +22,11 @@ from ._aliases import warn_renamed
 from ._audit import AuditEntry, AuditKind
 from ._config import CONFIG_FILE, RESTART_SETTINGS, Config, changed_settings, load_config
 from ._events import (
-    Actor,
     Event,
+    EventOptions,
     Space,
     build_event,
+    child_event_id,
 )
 from ._exceptions import RuntimeClosed
 from ._json import JSONObject
@@ -59,6 +60,7 @@ from .types import RuntimePart
 __all__ = ["EmitReport", "Runtime", "RuntimePart"]
 
 log = logging.getLogger("knot.events")
+T = TypeVar("T")
 
 
 class Runtime:
@@ -132,27 +134,19 @@ class Runtime:
 
     @property
     def store(self) -> Storage:
-        if self._store is None:
-            raise RuntimeClosed("The runtime is not running.")
-        return self._store
+        return _started(self._store)
 
     @property
     def journal(self) -> Journal:
-        if self._journal is None:
-            raise RuntimeClosed("The runtime is not running.")
-        return self._journal
+        return _started(self._journal)
 
     @property
     def delivery(self) -> DeliveryEngine:
-        if self._delivery is None:
-            raise RuntimeClosed("The runtime is not running.")
-        return self._delivery
+        return _started(self._delivery)
 
     @property
     def registry(self) -> SinkRegistry:
-        if self._registry is None:
-            raise RuntimeClosed("The runtime is not running.")
-        return self._registry
+        return _started(self._registry)
 
     @property
     def config_path(self) -> Path | None:
@@ -243,10 +237,7 @@ class Runtime:
         for problem in self.channels.load(store.kv_all(KV_CHANNELS)):
             log.error("%s", problem)
         self.users.load(store.kv_all(KV_USERS))
-        for spec in self.config.sinks:
-            await self._install_at_start(spec)
-        for spec in self.registry.stored_specs():
-            await self._install_at_start(spec)
+        await self.registry.install_at_start(self.config.sinks, where=self.config.sink_lines)
         self._housekeeper = Housekeeper(self._journal, self._delivery, lambda: self.config.store)
         self._housekeeper.start()
 
@@ -306,27 +297,17 @@ class Runtime:
             scripts=replace(config.scripts, dir=old.scripts.dir),
         )
         self.config = config
+        # Sinks this change removes stop under the settings their attempt in flight started
+        # with (delivery.stop_grace); everything after uses the new ones.
+        why, lines = "removed from knot.toml", config.sink_lines
+        await self.registry.sync(SinkOrigin.CONFIG, config.sinks, reason=why, where=lines)
         self.delivery.settings = config.delivery
-        await self.registry.sync(SinkOrigin.CONFIG, config.sinks, reason="removed from knot.toml")
         return pending
 
     # -- events ---------------------------------------------------------------------------
 
     def make_event(
-        self,
-        event_type: str,
-        payload: object = None,
-        *,
-        owner: str = "",
-        actor: Actor | None = None,
-        space: Space | None = None,
-        id: str | None = None,
-        eid: str = "",
-        rids: Iterable[str] | None = None,
-        ts: str | None = None,
-        depth: int = 0,
-        parent: str = "",
-        system: bool = False,
+        self, event_type: str, payload: object = None, **options: Unpack[EventOptions]
     ) -> Event:
         """Validate and build an event (not journaled). External events get `custom.`."""
         return build_event(
@@ -335,16 +316,7 @@ class Runtime:
             zone=self.config.zone,
             next_seq=self.journal.next_seq,
             max_payload_bytes=self.config.delivery.max_payload_bytes,
-            owner=owner,
-            actor=actor,
-            space=space,
-            id=id,
-            eid=eid,
-            rids=rids,
-            ts=ts,
-            depth=depth,
-            parent=parent,
-            system=system,
+            **options,
         )
 
     async def emit(self, event_type: str, payload: object = None, **options: Any) -> str:
@@ -414,12 +386,21 @@ class Runtime:
         await self.journal.append(event)
         return event.id
 
-    async def emit_child(self, parent: Event, event_type: str, payload: JSONObject) -> str:
+    async def emit_child(
+        self,
+        parent: Event,
+        event_type: str,
+        payload: JSONObject,
+        *,
+        sink: str = "",
+        index: int | None = None,
+    ) -> str:
         """An event raised by a sink while handling `parent`: one level deeper, same owner.
 
-        Chains deeper than `delivery.max_depth` are dropped with an audit entry (the id is
-        still returned, so a script cannot tell and loop on it).
-        """
+        With `sink` and `index` (the emit's place in that handling) its id is derived, and the
+        journal drops a repeat: a re-run after a crash raises nothing twice. Chains deeper than
+        `delivery.max_depth` are dropped and audited (the id is still returned, so a script
+        cannot tell and loop on it)."""
         depth = parent.depth + 1
         event = self.make_event(
             event_type,
@@ -429,6 +410,7 @@ class Runtime:
             space=parent.space,
             depth=depth,
             parent=parent.id,
+            id=child_event_id(parent, sink, index) if index is not None else None,
         )
         if depth > self.config.delivery.max_depth:
             self.record_audit(
@@ -442,7 +424,7 @@ class Runtime:
             )
             log.warning("dropped %s at depth %d (max_depth exceeded)", event.type, depth)
             return event.id
-        await self.journal.append(event)
+        await self.journal.append(event, check_duplicate=index is not None)
         return event.id
 
     def _check_running(self) -> None:
@@ -530,12 +512,18 @@ class Runtime:
     # -- reads ----------------------------------------------------------------------------
 
     async def events(
-        self, pattern: str | None = None, *, limit: int = 50, owner: str | None = None
+        self,
+        pattern: str | None = None,
+        *,
+        limit: int = 50,
+        owner: str | None = None,
+        after: int = 0,
     ) -> list[Event]:
-        """The newest `limit` journaled events, oldest first; `pattern` is one sink pattern."""
+        """The newest `limit` journaled events, oldest first (or, `after` a seq, the first
+        `limit` after it); `pattern` is one sink pattern."""
         parsed = Pattern.parse(pattern) if pattern else None
         return await asyncio.to_thread(
-            self.store.recent_events, pattern=parsed, limit=limit, owner=owner
+            self.store.recent_events, pattern=parsed, limit=limit, owner=owner, after_seq=after
         )
 
     async def get_event(self, event_id: str) -> Event | None:
@@ -552,3 +540,10 @@ class Runtime:
     async def flush(self) -> None:
         """Wait until everything written so far (events, cursors, audit) is committed."""
         await self.journal.call(lambda store: None)
+
+
+def _started(part: T | None) -> T:
+    """A core part of a running runtime (None once it stopped, or before it started)."""
+    if part is None:
+        raise RuntimeClosed("The runtime is not running.")
+    return part

@@ -57,7 +57,18 @@ class Emitter(Protocol):
 
     async def emit(self, event_type: str, payload: object = None, **options: Any) -> str: ...
 
-    async def emit_child(self, parent: Event, event_type: str, payload: JSONObject) -> str: ...
+    async def emit_child(
+        self,
+        parent: Event,
+        event_type: str,
+        payload: JSONObject,
+        *,
+        sink: str = "",
+        index: int | None = None,
+    ) -> str:
+        """With `sink` and `index` (the emit's place in that handling) the child's id is
+        derived, so a re-run after a crash raises the same ids and the journal drops them."""
+        ...
 
 
 class SystemEmitter(Protocol):

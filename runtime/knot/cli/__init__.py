@@ -7,22 +7,21 @@ exits non-zero: no tracebacks for anything a user can cause.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 
-from .._exceptions import KnotError
-from .._logtext import loggable
-from . import channels, events, kernel, methods, scripts, serve, sinks, spaces, users
-from .common import Formatter, Handler, Parser, choose_action
+TYPE_CHECKING = False  # not typing's: see knot/__init__.py
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 __all__ = ["build_parser", "main"]
 
-# One line per command group; each module's register() adds its subcommands.
-_GROUPS = (serve, events, sinks, scripts, methods, spaces, channels, users, kernel)
-
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at the top: `main` catches a Ctrl-C that lands while they load.
+    from . import channels, events, kernel, methods, scripts, serve, sinks, spaces, users
+    from .common import Formatter, Parser
+
     parser = Parser(
         prog="knot",
         description="A local runtime for Knot-style events: scripts, webhooks and JSON-RPC sinks.",
@@ -38,27 +37,43 @@ def build_parser() -> argparse.ArgumentParser:
             "  knot space create web --cmd CMD --start   run a local space\n"
             "  knot sinks add hook --events 'custom.*' --url URL   a webhook sink\n"
             "  knot user add alice                 a user; prints the bearer token once\n\n"
-            "Commands that talk to a running runtime use KNOT_API_PORT (default 12201) and,\n"
-            "once users exist, KNOT_TOKEN."
+            "Commands that talk to a running runtime use KNOT_URL or KNOT_API_PORT, else the\n"
+            "[server] port of ./knot.toml, else 12201; and, once users exist, KNOT_TOKEN."
         ),
         formatter_class=Formatter,
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in _GROUPS:
+    # One line per command group; each module's register() adds its subcommands.
+    for group in (serve, events, sinks, scripts, methods, spaces, channels, users, kernel):
         group.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A Ctrl-C at any point, even while the runtime's modules are still being imported (the
+    # first few hundred milliseconds of `knot serve`), ends the command quietly with 130.
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from .._exceptions import KnotError
+    from .._logtext import loggable
+    from .common import Handler, choose_action, take_leftovers
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, leftovers = parser.parse_known_args(argv)
     handler: Handler = getattr(args, "handler", None) or choose_action(parser)
     try:
+        if leftovers:
+            if getattr(args, "command_parser", None) is None:
+                parser.error(f"unrecognized arguments: {' '.join(leftovers)}")
+            take_leftovers(args, leftovers)
         return handler(args)
     except KnotError as exc:
         print(f"knot: {loggable(str(exc), keep_tab=False)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:  # `knot events | head`
         return 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from .._client import Client
 from .._json import JSONObject
-from .common import Subparsers, add_command, print_table
+from .common import Subparsers, add_command, json_text, print_table
 
 __all__ = ["register"]
 
@@ -66,7 +65,7 @@ def _create(args: argparse.Namespace) -> int:
         )
         base = client.url
     if args.json:
-        print(json.dumps(channel))
+        print(json_text(channel))
     elif args.quiet:
         print(channel["eci"])
     else:
@@ -84,9 +83,9 @@ def _describe(channel: JSONObject, base: str) -> None:
     if policy["deny"]:
         print(f"  deny:   {', '.join(policy['deny'])}")
     print("  raise events with, for example:")
-    print(f"    curl '{base}/sky/event/{eci}/none/myapp/hello?name=you'")
+    print(f"    curl '{base}/sky/event/{eci}/none/hello/greet?name=you'")
     print(
-        f"    curl -X POST '{base}/sky/event/{eci}/none?_domain=myapp&_type=hello' "
+        f"    curl -X POST '{base}/sky/event/{eci}/none?_domain=hello&_type=greet' "
         "-H 'Content-Type: application/json' -d '{\"name\": \"you\"}'"
     )
 
@@ -96,7 +95,7 @@ def _list(args: argparse.Namespace) -> int:
         channels = client.channels()
     if args.json:
         for channel in channels:
-            print(json.dumps(channel))
+            print(json_text(channel))
         return 0
     rows = [
         {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -24,12 +25,15 @@ __all__ = [
     "add_command",
     "choose_action",
     "count",
+    "json_text",
     "loads_user_json",
     "parse_json_object",
     "port_number",
     "print_table",
     "project_folder",
     "seconds",
+    "take_leftovers",
+    "takes_json_words",
 ]
 
 Handler = Callable[[argparse.Namespace], int]
@@ -123,8 +127,46 @@ def add_command(
     """A command; `handler` None makes it a group whose bare call shows its actions."""
     epilog = "examples:\n" + examples if examples else None
     p = sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=Formatter)
-    p.set_defaults(handler=handler if handler is not None else choose_action(p))
+    # `command_parser`: the innermost command reports leftover arguments in its own name.
+    p.set_defaults(handler=handler if handler is not None else choose_action(p), command_parser=p)
     return p
+
+
+def takes_json_words(p: argparse.ArgumentParser, dest: str, what: str) -> None:
+    """Let the JSON positional `dest` of command `p` also take the words left over after it.
+
+    argparse stops filling an optional positional at the first option, so `knot call M --json
+    '{...}'` left the JSON over; and a shell splits unquoted JSON into several words. Both
+    reach `take_leftovers`, which gives them to `dest` (`what` names it in errors).
+    """
+    p.set_defaults(json_words=(dest, what))
+
+
+_OPTION = re.compile(r"--?[A-Za-z]")
+
+
+def take_leftovers(args: argparse.Namespace, leftovers: list[str]) -> None:
+    """Words argparse did not place: JSON for a command that takes JSON words, else a usage
+    error in the command's own name (exit 2)."""
+    parser: argparse.ArgumentParser = args.command_parser
+    target = getattr(args, "json_words", None)
+    unknown = [w for w in leftovers if _OPTION.match(w)]
+    if target is None or unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown or leftovers)}")
+    dest, what = target
+    given = getattr(args, dest)
+    words = [given, *leftovers] if given is not None else leftovers
+    joined = " ".join(words)
+    if len(words) > 1:
+        try:
+            loads_json(joined, finite=True)
+        except (NotJSON, json.JSONDecodeError):
+            raise InvalidInput(
+                f"The {what} came as {len(words)} words ({loggable(joined)}), which are not "
+                "JSON together: the shell splits unquoted JSON at spaces and removes its double "
+                f'quotes. Quote it: \'{{"key": "value"}}\'.'
+            ) from None
+    setattr(args, dest, joined)
 
 
 def loads_user_json(raw: str, *, subject: str) -> Any:
@@ -150,12 +192,28 @@ def parse_json_object(raw: str | None, *, what: str = "payload") -> JSONObject:
     return value
 
 
+def json_text(value: Any, *, indent: int | None = None, compact: bool = False) -> str:
+    """JSON for a terminal: text as text (`名`, not `\\u540d`), but every character a
+    terminal could act on (C0 and C1 controls, bidi overrides, line separators) still
+    escaped, as JSON allows inside a string."""
+    separators = (",", ":") if compact else None
+    text = json.dumps(value, ensure_ascii=False, indent=indent, separators=separators)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else json.dumps(c)[1:-1] for c in text)
+
+
 def print_table(rows: list[JSONObject], columns: list[tuple[str, str]]) -> None:
     if not rows:
         print("(none)")
         return
-    cells = [[str(row.get(key, "")) for key, _ in columns] for row in rows]
+    # None is a value not known (a broken sink's pending count): "?", not "None".
+    cells = [[_cell(row.get(key, "")) for key, _ in columns] for row in rows]
     widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
     print("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths, strict=True)).rstrip())
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+
+
+def _cell(value: object) -> str:
+    return "?" if value is None else str(value)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .._client import Client
 from .._json import JSONObject
-from .common import Subparsers, add_command, count, parse_json_object
+from .._patterns import reading_pattern
+from .common import Subparsers, add_command, count, json_text, parse_json_object, takes_json_words
 
 __all__ = ["register"]
 
@@ -24,6 +24,7 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("type", help="event type, e.g. myapp.deployed")
     p.add_argument("payload", nargs="?", help="JSON object (default: read stdin if piped, else {})")
+    takes_json_words(p, "payload", "payload")
     p.add_argument("--id", default=None, help="event id (UUID) for idempotent retries")
 
     p = add_command(
@@ -33,7 +34,13 @@ def register(sub: Subparsers) -> None:
         "Show recent events, optionally filtered by a pattern.",
         "  knot events\n  knot events 'custom.myapp.*' -n 100\n  knot events --follow\n",
     )
-    p.add_argument("pattern", nargs="?", default=None, help="'*', 'prefix.*' or an exact type")
+    p.add_argument(
+        "pattern",
+        nargs="?",
+        default=None,
+        help="'*', 'prefix.*' or an exact type; 'custom.' is prefixed as for `knot event` "
+        "unless it matches system events (space.*)",
+    )
     p.add_argument(
         "-n", type=count(0), default=20, help="how many past events (default 20; 0: none)"
     )
@@ -57,26 +64,40 @@ def _event(args: argparse.Namespace) -> int:
         raw = sys.stdin.read()
     payload = parse_json_object(raw)
     with Client() as client:
-        event_id = client.emit(args.type, payload, id=args.id)
-    print(event_id)
+        raised = client.submit(args.type, payload, id=args.id)
+    print(raised.id)
+    if raised.duplicate:  # still exit 0: a retry with the same id is the point of --id
+        print(
+            f"knot: An event with id {raised.id} was raised before; this one was ignored "
+            "(the first stands, nothing new was journaled or delivered).",
+            file=sys.stderr,
+        )
     return 0
 
 
 def _events(args: argparse.Namespace) -> int:
+    pattern = reading_pattern(args.pattern).text if args.pattern else None
     with Client() as client:
-        for event in client.events(args.pattern, limit=args.n) if args.n > 0 else []:
+        for event in client.events(pattern, limit=args.n) if args.n > 0 else []:
             _print_event(event, as_json=args.json)
         if args.follow:
-            for event in client.follow(args.pattern):
+            # A runtime that stops or restarts is waited for, and what it routed meanwhile is
+            # shown first; each turn is said on stderr, so stdout stays the events alone.
+            for event in client.follow(pattern, reconnect=True, on_status=_say):
                 _print_event(event, as_json=args.json)
     return 0
 
 
+def _say(message: str, away: bool) -> None:
+    shown = f"{message.removesuffix('.')}; Ctrl-C stops." if away else message
+    print(f"knot: {shown}", file=sys.stderr, flush=True)
+
+
 def _print_event(event: JSONObject, *, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(event), flush=True)
+        print(json_text(event), flush=True)
         return
-    data = json.dumps(event.get("data", {}), separators=(",", ":"))
+    data = json_text(event.get("data", {}), compact=True)
     if len(data) > 80:
         data = data[:77] + "..."
     line = f"{event['seq']:>7}  {event['ts']}  {event['type']:<32}  {event['id']}  {data}"
@@ -88,7 +109,7 @@ def _audit(args: argparse.Namespace) -> int:
         entries = client.audit_entries(limit=args.n)
     for entry in entries:
         if args.json:
-            print(json.dumps(entry))
+            print(json_text(entry))
         else:
             sink = f"[{entry['sink']}] " if entry["sink"] else ""
             print(f"{entry['ts']}  {entry['title']:<28}  {sink}{entry['message']}")

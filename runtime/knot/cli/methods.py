@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -11,7 +10,14 @@ from .._client import Client
 from .._exceptions import InvalidInput, MethodFailed, NotFound
 from .._json import JSONObject
 from .._jsonrpc import METHOD_NOT_FOUND
-from .common import Subparsers, add_command, loads_user_json, print_table
+from .common import (
+    Subparsers,
+    add_command,
+    json_text,
+    loads_user_json,
+    print_table,
+    takes_json_words,
+)
 
 __all__ = ["parse_params", "register"]
 
@@ -34,6 +40,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "params", nargs="?", help="JSON object or array (default: read stdin if piped, else none)"
     )
+    takes_json_words(p, "params", "params")
     p.add_argument(
         "--json",
         action="store_true",
@@ -74,12 +81,12 @@ def _call(args: argparse.Namespace) -> int:
                 error: JSONObject = {"code": METHOD_NOT_FOUND, "message": str(exc)}
                 if isinstance(exc, MethodFailed):
                     error = {"code": exc.code, "message": str(exc), "data": exc.data}
-                print(json.dumps({"error": error}, ensure_ascii=False))
+                print(json_text({"error": error}))
             raise
     if args.json:
-        print(json.dumps({"result": result}, ensure_ascii=False))
+        print(json_text({"result": result}))
     else:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        print(json_text(result, indent=2))
     return 0
 
 
@@ -88,7 +95,7 @@ def _methods(args: argparse.Namespace) -> int:
         answer = client.methods()
     if args.json:
         for method in answer.get("methods", []):
-            print(json.dumps(method))
+            print(json_text(method))
         return 0
     print_table(
         answer.get("methods", []),

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .._config import load_config
 from ..scripts.tools import CheckReport, check_paths, dry_run
-from .common import Subparsers, add_command, parse_json_object, project_folder
+from .common import Subparsers, add_command, json_text, parse_json_object, project_folder
 
 __all__ = ["register"]
 
@@ -69,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_config(project_folder(args.project)).raise_for_errors().scripts
     result = dry_run(args.script, args.event, data, space=args.space, settings=settings)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json_text(result.to_dict(), indent=2))
         return 0 if result.ok else 1
     for problem in result.problems:
         print(problem, file=sys.stderr)
@@ -82,12 +81,12 @@ def _run(args: argparse.Namespace) -> int:
         print(line)
     print(f"--- emitted ({_count(len(result.emitted), 'event')}, not delivered)")
     for emitted in result.emitted[:EMITS_SHOWN]:
-        print(f"{emitted.type} {json.dumps(emitted.payload)}")
+        print(f"{emitted.type} {json_text(emitted.payload)}")
     if len(result.emitted) > EMITS_SHOWN:
         print(f"... {len(result.emitted) - EMITS_SHOWN} more not shown (--json lists them all)")
     print(f"--- directives ({_count(len(result.directives), 'directive')})")
     for directive in result.directives:
-        print(f"{directive['name']} {json.dumps(directive['options'])}")
+        print(f"{directive['name']} {json_text(directive['options'])}")
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
         return 1

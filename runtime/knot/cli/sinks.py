@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from .common import (
     Handler,
     Subparsers,
     add_command,
+    json_text,
     loads_user_json,
     parse_json_object,
     print_table,
@@ -121,7 +121,7 @@ def _list(args: argparse.Namespace) -> int:
         sinks = client.sinks()
     if args.json:
         for sink in sinks:
-            print(json.dumps(sink))
+            print(json_text(sink))
         return 0
     print_table(
         sinks,

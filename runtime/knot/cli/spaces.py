@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from .._client import Client
 from .._json import JSONObject
-from .common import Subparsers, add_command, count, print_table, seconds
+from .common import Subparsers, add_command, count, json_text, print_table, seconds
 
 __all__ = ["register"]
 
@@ -123,7 +122,7 @@ def _list(args: argparse.Namespace) -> int:
         spaces = client.spaces()
     if args.json:
         for space in spaces:
-            print(json.dumps(space))
+            print(json_text(space))
         return 0
     print_table([_row(s) for s in spaces], _COLUMNS)
     return 0
@@ -161,7 +160,7 @@ def _row(space: JSONObject) -> JSONObject:
 
 def _print_space(space: JSONObject, *, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(space))
+        print(json_text(space))
         return
     row = _row(space)
     print(f"{row['name']}  {row['state']}  health {row['health']}  pid {row['pid']}  {space['id']}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from .._exceptions import NotFound, StoreLocked
 from .._json import JSONObject
 from .._user_directory import offline_users
 from .._users import User
-from .common import Subparsers, add_command, print_table, project_folder
+from .common import Subparsers, add_command, json_text, print_table, project_folder
 
 __all__ = ["register"]
 
@@ -125,7 +124,7 @@ def _list(args: argparse.Namespace) -> int:
             rows = client.users()
     if args.json:
         for row in rows:
-            print(json.dumps(row))
+            print(json_text(row))
         return 0
     for row in rows:
         row["permissions"] = ", ".join(row["permissions"])
@@ -150,5 +149,5 @@ def _remove(args: argparse.Namespace) -> int:
 def _whoami(args: argparse.Namespace) -> int:
     with Client() as client:
         me = client.whoami()
-    print(json.dumps(me))
+    print(json_text(me))
     return 0

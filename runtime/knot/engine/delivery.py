@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,10 @@ class SinkStats:
     last_delivered_seq: int = 0
 
 
+class _Stopped(Exception):
+    """A stopping worker met a failed attempt: it leaves the event unfinished (no retry)."""
+
+
 @dataclass
 class SinkWorker:
     """One sink's queue and the task serving it."""
@@ -49,9 +53,14 @@ class SinkWorker:
     sink: Sink
     cursor: int
     queue: deque[Event] = field(default_factory=deque)
-    inflight: Sequence[Event] = ()
+    # Taken from the queue and not finished yet, in order: the event being delivered (or
+    # waiting for its retry), or what is left of a batch.
+    inflight: deque[Event] = field(default_factory=deque)
     stats: SinkStats = field(default_factory=SinkStats)
     task: asyncio.Task[None] | None = None
+    stopping: bool = False  # no new events, no retries: `stop` waits for the attempt in flight
+    attempting: bool = False  # a delivery attempt is in flight (not a backoff, not idle)
+    interrupted: bool = False  # `stop` cancelled an attempt in flight (its outcome unknown)
     _retired: list[Sink] = field(default_factory=list)
 
     @property
@@ -68,6 +77,27 @@ class SinkWorker:
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"knot-sink-{self.name}")
+
+    async def stop(self, grace: float) -> None:
+        """Stop serving: an attempt in flight may finish (up to `grace` seconds) and is
+        recorded; nothing else starts. What is left stays in `inflight` and `queue`.
+
+        Cancelling an attempt would lose what it did: a webhook the receiver already got, a
+        script's batch whose finished events would run again after a restart.
+        """
+        self.stopping = True
+        task = self.task
+        if task is None or task.done():
+            return
+        if not self.attempting:  # idle, or sleeping before a retry: nothing to wait for
+            task.cancel()
+        else:
+            await asyncio.wait({task}, timeout=grace)
+            if not task.done():
+                self.interrupted = self.attempting
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     def offer(self, event: Event) -> bool:
         if len(self.queue) >= self.engine.settings.queue_size:
@@ -89,29 +119,35 @@ class SinkWorker:
 
     async def _run(self) -> None:
         queue = self.queue
-        while True:
-            while queue:
-                limit = self.sink.max_batch
-                if limit > 1 and len(queue) > 1:
-                    batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
-                    self.inflight = batch
-                    await self._deliver_batch(batch)
-                else:
-                    event = queue.popleft()
-                    self.inflight = (event,)
-                    # The first attempt inline: this is the path almost every event takes.
-                    try:
-                        result = await self.sink.deliver(event)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        self._finish(event, await self._deliver(event, first_error=exc))
+        inflight = self.inflight
+        try:
+            while not self.stopping:
+                while queue and not self.stopping:
+                    limit = self.sink.max_batch
+                    if limit > 1 and len(queue) > 1:
+                        inflight.extend(queue.popleft() for _ in range(min(limit, len(queue))))
+                        await self._deliver_batch(list(inflight))
                     else:
-                        self._succeeded(event, 1, result)
-                self.inflight = ()
-                if self._retired:
-                    self._close_retired()
-            await self.engine.wakeup(self)
+                        event = queue.popleft()
+                        inflight.append(event)
+                        # The first attempt inline: this is the path almost every event takes.
+                        self.attempting = True
+                        try:
+                            result = await self.sink.deliver(event)
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception as exc:
+                            self.attempting = False
+                            self._finish(event, await self._deliver(event, first_error=exc))
+                        else:
+                            self.attempting = False
+                            self._succeeded(event, 1, result)
+                    if self._retired and not inflight:
+                        self._close_retired()
+                if not self.stopping:
+                    await self.engine.wakeup(self)
+        except _Stopped:
+            return
 
     def _succeeded(self, event: Event, attempt: int, result: DeliveryResult | None) -> None:
         stats = self.stats
@@ -126,10 +162,17 @@ class SinkWorker:
 
     def _finish(self, event: Event, outcome: Outcome | None) -> None:
         engine = self.engine
-        queue = self.queue
-        # Everything before the next queued event (or everything routed so far, when the queue
-        # is empty) is handled: that is the cursor the journal keeps.
-        cursor = queue[0].seq - 1 if queue else engine.last_routed
+        inflight = self.inflight
+        if inflight and inflight[0] is event:
+            inflight.popleft()
+        # Everything before the first unfinished event (or everything routed so far, when
+        # there is none) is handled: that is the cursor the journal keeps.
+        if inflight:
+            cursor = inflight[0].seq - 1
+        elif self.queue:
+            cursor = self.queue[0].seq - 1
+        else:
+            cursor = engine.last_routed
         if cursor > self.cursor:
             self.cursor = cursor
             engine.journal.set_cursor(self.name, cursor)
@@ -139,29 +182,39 @@ class SinkWorker:
     async def _deliver_batch(self, batch: list[Event]) -> None:
         """Hand several queued events to the sink at once; same order and retry rules.
 
-        The sink stops at the first failure; that event continues with its retries and the
+        Each event is finished as the sink reports it (so the cursor moves event by event);
+        the sink stops at the first failure; that event continues with its retries and the
         events after it go back to the front of the queue, untouched.
         """
+        done = 0
+
+        def on_result(index: int, result: DeliveryResult | None) -> None:
+            nonlocal done
+            if index == done:  # in order, once each; anything else waits for the batch's end
+                done += 1
+                self._succeeded(batch[index], 1, result)
+
         first_error: Exception | None = None
+        self.attempting = True
         try:
-            results, failed_at, error = await self.sink.deliver_batch(batch)
+            results, failed_at, error = await self.sink.deliver_batch(batch, on_result)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            results, failed_at, error, first_error = [], 0, "", exc
-        failed: Event | None = None
-        if failed_at is not None:
-            failed = batch[failed_at]
-            for event in reversed(batch[failed_at + 1 :]):
-                self.queue.appendleft(event)
-            self.inflight = (failed,)
-        for event, result in zip(batch, results, strict=False):
-            if event is failed:
-                break
-            self._succeeded(event, 1, result)
-        if failed is not None:
-            first = first_error if first_error is not None else DeliveryFailed(error)
-            self._finish(failed, await self._deliver(failed, first_error=first))
+            results, failed_at, error, first_error = [], done, "", exc
+        finally:
+            self.attempting = False
+        stop = len(batch) if failed_at is None else failed_at
+        for index in range(done, min(stop, len(results))):
+            self._succeeded(batch[index], 1, results[index])
+        if failed_at is None:
+            return
+        failed = batch[failed_at]
+        inflight = self.inflight
+        while inflight and inflight[-1] is not failed:  # the rest go back, untouched
+            self.queue.appendleft(inflight.pop())
+        first = first_error if first_error is not None else DeliveryFailed(error)
+        self._finish(failed, await self._deliver(failed, first_error=first))
 
     def _describe(self, exc: Exception, event: Event) -> str:
         if isinstance(exc, DeliveryFailed):
@@ -178,6 +231,7 @@ class SinkWorker:
             if attempt == 1 and first_error is not None:
                 error = self._describe(first_error, event)
             else:
+                self.attempting = True
                 try:
                     result = await self.sink.deliver(event)
                 except asyncio.CancelledError:
@@ -190,6 +244,8 @@ class SinkWorker:
                     return Outcome(
                         self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result
                     )
+                finally:
+                    self.attempting = False
             self.stats.last_error = error
             log.warning(
                 "%s ✗ %s %s (attempt %d/%d): %s",
@@ -201,6 +257,8 @@ class SinkWorker:
                 loggable(error),  # may quote a receiver's answer or a script's exception
             )
             if attempt < attempts:
+                if self.stopping:  # no retry now: the event stays unfinished (see `stop`)
+                    raise _Stopped
                 self.stats.retries += 1
                 await asyncio.sleep(engine.backoff(attempt))
         self.stats.failed += 1
@@ -262,28 +320,38 @@ class DeliveryEngine:
         return worker
 
     async def detach(self, name: str, *, reason: str) -> Sink | None:
-        """Stop serving a sink; its queued events are given up with an audit entry each."""
+        """Stop serving a sink; its queued events are given up with an audit entry each.
+
+        An attempt in flight may finish first (up to `delivery.stop_grace`): an event the
+        receiver got is delivered, not audited as lost.
+        """
         worker = self.workers.pop(name, None)
         if worker is None:
             return None
         self._wakers.pop(name, None)
-        if worker.task is not None:
-            worker.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker.task
+        await worker.stop(self.settings.stop_grace)
         lost = [*worker.inflight, *worker.queue]
-        for event in lost:
+        for index, event in enumerate(lost):
+            if index == 0 and worker.interrupted:
+                fate = (
+                    f"was being delivered to it and that attempt was stopped after "
+                    f"{self.settings.stop_grace:g} s (delivery.stop_grace), so it may or may "
+                    "not have arrived"
+                )
+            else:
+                fate = "will not be delivered to it"
             self.journal.audit(
                 AuditEntry.new(
                     AuditKind.SINK_REMOVED,
                     f"Event sink {name} was removed ({reason}); event {event.id} "
-                    f"({event.type}) will not be delivered to it.",
+                    f"({event.type}) {fate}.",
                     sink=name,
                     event_id=event.id,
                 )
             )
             self.finished(event, Outcome(name, event.id, DeliveryStatus.REMOVED, 0, reason))
-        self.journal.forget(name)
+        if name not in self.workers:  # a sink of that name added meanwhile keeps its progress
+            self.journal.forget(name)
         await worker.sink.close()
         for old in worker._retired:
             await old.close()
@@ -357,15 +425,13 @@ class DeliveryEngine:
                 await asyncio.sleep(0.001)
 
     async def close(self) -> None:
+        """Stop every sink: attempts in flight finish first (up to `delivery.stop_grace`) and
+        are recorded, so a restart resumes exactly after what finished."""
         self.advance_idle()
         workers = list(self.workers.values())
+        self._wakers.clear()
+        await asyncio.gather(*(w.stop(self.settings.stop_grace) for w in workers))
         for worker in workers:
-            if worker.task is not None:
-                worker.task.cancel()
-        for worker in workers:
-            if worker.task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker.task
             await worker.sink.close()
             for old in worker._retired:
                 await old.close()

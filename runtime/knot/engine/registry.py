@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .._audit import AuditEntry, AuditKind
 from .._events import Event
 from .._exceptions import NotFound, SinkError
 from .._json import JSONObject
@@ -33,7 +34,7 @@ class SinkStatus:
     """A snapshot of one sink for listings."""
 
     spec: SinkSpec
-    pending: int
+    pending: int | None  # None: not known (a broken sink's patterns are not known)
     delivered: int
     failed: int
     dropped: int
@@ -219,6 +220,23 @@ class SinkRegistry:
             data = spec.to_dict(redact=False)
             await self._delivery.journal.call(lambda s: s.kv_put(KV_SINKS, spec.name, data))
 
+    def why_not(self, name: str, event: Event) -> str | None:
+        """Why sink `name` would not get `event` (Sky's `_rids` aside), as a sentence; None
+        when it would."""
+        spec = self._specs.get(name)
+        if spec is None:
+            problem = self.problem(name)
+            if problem:
+                return f"The sink {name} does not run: {problem.splitlines()[0]}"
+            return f"There is no sink named {name!r}."
+        if not spec.active or name not in self._router:
+            return f"The sink {name} is inactive."
+        if not self._router.accepts(name, event._replace(rids=None)):
+            whose = f"; and only events of {spec.owner}" if spec.owner else ""
+            takes = f"its events: {spec.events_text}{whose}"
+            return f"The sink {name} does not take this event, {event.type} ({takes})."
+        return None
+
     def set_problem(self, name: str, spec: SinkSpec | None, problem: str) -> None:
         """Record why a definition of `name` is not in use (a broken save keeps the old one)."""
         self._problems[name] = (spec, problem)
@@ -238,13 +256,50 @@ class SinkRegistry:
         for name, (maybe_spec, problem) in self._problems.items():
             if name in self._specs:
                 continue
-            # Broken from its first load: list it so the user sees why it does not run.
+            # Broken from its first load: list it so the user sees why it does not run, and
+            # (when it ran before this start) how many events wait for it in the journal.
             placeholder = maybe_spec or SinkSpec(name=name, type="?", events=())
-            out.append(_status(replace(placeholder, active=False), None, problem))
+            status = _status(replace(placeholder, active=False), None, problem)
+            if name in self._resume:
+                status = replace(status, pending=self._waiting(name, placeholder))
+            out.append(status)
         return sorted(out, key=lambda s: s.name)
 
-    async def sync(self, origin: SinkOrigin, specs: Iterable[SinkSpec], *, reason: str) -> None:
-        """Make the sinks of one origin exactly `specs` (used when knot.toml changes)."""
+    def _waiting(self, name: str, spec: SinkSpec) -> int | None:
+        """Events journaled after the stored cursor of a sink that is not running, that its
+        patterns take (None: its patterns are not known, its `# events:` header is broken)."""
+        if not spec.events:
+            return None
+        store = self._delivery.journal.store
+        return store.count_backlog(name, self._resume[name], spec.events, owner=spec.owner)
+
+    async def install_at_start(
+        self, config: Iterable[SinkSpec], *, where: Mapping[str, str] | None = None
+    ) -> None:
+        """Install knot.toml's sinks (see `sync`), then those an earlier run created through
+        the API; one that cannot start is listed with its problem, and the rest run."""
+        await self.sync(SinkOrigin.CONFIG, config, reason="", where=where)
+        for spec in self.stored_specs():
+            try:
+                await self.install(spec)
+            except Exception as exc:
+                self.set_problem(spec.name, spec, str(exc))
+                log.error("%s", exc)
+
+    async def sync(
+        self,
+        origin: SinkOrigin,
+        specs: Iterable[SinkSpec],
+        *,
+        reason: str,
+        where: Mapping[str, str] | None = None,
+    ) -> None:
+        """Make the sinks of one origin exactly `specs` (knot.toml's, at start and on change).
+
+        A spec that cannot be a sink (a webhook without a url) is listed with its problem,
+        logged and audited ("Configuration Rejected"), named by `where` (`knot.toml:9`); the
+        others are installed all the same.
+        """
         wanted = {s.name: s for s in specs}
         for name in self.names(origin):
             if name not in wanted:
@@ -254,8 +309,15 @@ class SinkRegistry:
                 try:
                     await self.install(spec)
                 except SinkError as exc:
-                    self.set_problem(name, spec, exc.message)
-                    log.error("%s", exc.message)
+                    at = (where or {}).get(name)
+                    message = f"{at}: {exc.message}" if at else exc.message
+                    said = self._problems.get(name)
+                    if said is not None and said[0] == spec and said[1].endswith(exc.message):
+                        continue  # said already: an unchanged table is not news at a reload
+                    self.set_problem(name, spec, message)
+                    log.error("%s", message)
+                    entry = AuditEntry.new(AuditKind.CONFIG_REJECTED, message, sink=name)
+                    self._host.record_audit(entry)
 
 
 def _status(spec: SinkSpec, worker: SinkWorker | None, problem: str) -> SinkStatus:

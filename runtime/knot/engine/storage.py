@@ -81,6 +81,13 @@ class Storage(Protocol):
         """Journal events in (after, upto], oldest first, minus those skipped for `sink`."""
         ...
 
+    def count_backlog(
+        self, sink: str, after: int, patterns: Sequence[Pattern], *, owner: str = ""
+    ) -> int:
+        """How many journal events after `after` would go to a sink with `patterns` (and
+        `owner`), minus those skipped for it: what waits for a sink that does not run."""
+        ...
+
     # -- reads (any thread) -------------------------------------------------------------
 
     def kv_all(self, scope: str) -> dict[str, JSONObject]: ...

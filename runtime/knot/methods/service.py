@@ -59,6 +59,7 @@ class _CallContext:
     events: tuple[Event, ...]
     owner: str
     actor: Actor | None
+    sink: str = ""  # the method sink delivering `events` (their emits get derived ids)
     emits: dict[int, int] = field(default_factory=dict)  # per call of a batch
 
 
@@ -223,7 +224,7 @@ class Methods:
             done[0] += 1
 
         script.calls += len(events)
-        context = _CallContext(tuple(events), "", None)
+        context = _CallContext(tuple(events), "", None, sink.name)
         try:
             answer = await worker.request(
                 "call", body, timeout=timeout, context=context, on_progress=progress
@@ -307,7 +308,11 @@ class Methods:
         event_json = f',"event":{encode_event(event)}' if event is not None else ""
         body = self._call_body(info, f'"params":{params_json}{event_json}', remaining)
         script.calls += 1
-        context = _CallContext((event,) if event else (), event.owner if event else owner, actor)
+        context = (
+            _CallContext((event,), event.owner, actor, info.full_name)
+            if event is not None
+            else _CallContext((), owner, actor)
+        )
         try:
             answer = await worker.request("call", body, timeout=remaining, context=context)
         except (WorkerTimeout, WorkerDied, RemoteError) as exc:
@@ -397,7 +402,13 @@ class Methods:
                 raise KnotError(f"More than {limit} emits in one call (methods.max_emits).")
         if context.events and isinstance(index, int) and 0 <= index < len(context.events):
             parent = context.events[index]
-            event_id = await self.runtime.emit_child(parent, event_type, payload)
+            event_id = await self.runtime.emit_child(
+                parent,
+                event_type,
+                payload,
+                sink=context.sink,
+                index=context.emits[index] - 1,
+            )
         else:
             options: dict[str, Any] = {"owner": context.owner}
             if context.actor is not None:

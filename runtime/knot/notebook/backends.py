@@ -256,6 +256,9 @@ class _ListenerFeed:
     def wait_open(self, timeout: float) -> bool:
         return True
 
+    def watch_status(self, listener: Callable[[str, bool], None]) -> None:
+        return None  # the embedded runtime is in this process: it does not go away alone
+
     def close(self) -> None:
         with contextlib.suppress(RuntimeClosed):  # a stopped runtime has no listeners left
             self._sync.loop.call_soon_threadsafe(self._unsubscribe)
@@ -277,10 +280,17 @@ class _NotebookClient(Client):
             raise self._explain(exc) from None
 
     def follow(
-        self, pattern: str | None = None, *, on_open: Callable[[], None] | None = None
+        self,
+        pattern: str | None = None,
+        *,
+        on_open: Callable[[], None] | None = None,
+        reconnect: bool = False,
+        on_status: Callable[[str, bool], None] | None = None,
     ) -> Iterator[JSONObject]:
         try:
-            yield from super().follow(pattern, on_open=on_open)
+            yield from super().follow(
+                pattern, on_open=on_open, reconnect=reconnect, on_status=on_status
+            )
         except PermissionDenied as exc:
             raise self._explain(exc) from None
 
@@ -387,10 +397,20 @@ class _StreamFeed:
         self._open = threading.Event()
         self._closed = False
         self._error: KnotError | None = None
+        self._on_status: Callable[[str, bool], None] | None = None
+
+    def watch_status(self, listener: Callable[[str, bool], None]) -> None:
+        self._on_status = listener
 
     def __iter__(self) -> Iterator[JSONObject]:
         try:
-            yield from self._client.follow(self._pattern.text, on_open=self._open.set)
+            # A server that restarts is waited for, and what it routed meanwhile comes first.
+            yield from self._client.follow(
+                self._pattern.text,
+                on_open=self._open.set,
+                reconnect=True,
+                on_status=self._on_status,
+            )
         except KnotError as exc:
             if not self._closed:
                 self._error = exc

@@ -12,7 +12,7 @@ import json
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -334,6 +334,10 @@ class Feed(Protocol):
 
     def wait_open(self, timeout: float) -> bool: ...
 
+    def watch_status(self, listener: Callable[[str, bool], None]) -> None:
+        """Have `listener(sentence, away)` hear when the runtime goes away and comes back."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -352,8 +356,11 @@ class LiveTail:
         self._seen = 0
         self._shown = 0
         self._error = ""
+        self._status = ""  # what the feed last said about its runtime (gone, back)
+        self._away = False
         self._stopped = False
         self._changed = threading.Condition()
+        feed.watch_status(self._status_changed)
         self._thread = threading.Thread(target=self._run, name=f"knot-tail {pattern}", daemon=True)
 
     def start(self, *, timeout: float = 10.0) -> LiveTail:
@@ -381,7 +388,9 @@ class LiveTail:
     def snapshot(self) -> Table:
         with self._changed:
             rows, seen, error, stopped = tuple(self._rows), self._seen, self._error, self._stopped
-        state = f"stopped: {error}" if error else "stopped" if stopped else "live"
+            status, away = self._status, self._away
+        live = f"waiting: {status}" if away else f"live: {status}" if status else "live"
+        state = f"stopped: {error}" if error else "stopped" if stopped else live
         noun = "event" if seen == 1 else "events"
         return event_table(f"tail {self.pattern}: {seen} {noun} ({state})", rows, sinks=True)
 
@@ -404,6 +413,11 @@ class LiveTail:
             self.handle.update(self.snapshot())
             with self._changed:
                 self._changed.notify_all()
+
+    def _status_changed(self, sentence: str, away: bool) -> None:
+        with self._changed:
+            self._status, self._away = sentence, away
+        self.handle.update(self.snapshot())
 
     def wait(self, count: int, *, timeout: float = 10.0) -> bool:
         """Wait until the view has shown `count` events (or has stopped); True if it has."""

@@ -16,7 +16,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 
 from .._events import as_custom_type
 from .._exceptions import InvalidInput, KnotError
-from .._patterns import Pattern
+from .._patterns import reading_pattern
 from ..cli.common import count, parse_json_object, seconds
 from ..cli.methods import parse_params
 from ..cli.spaces import add_create_options, create_fields
@@ -198,8 +198,9 @@ def _event(session: KnotSession, args: argparse.Namespace, cell: str | None) -> 
 
 
 def _events(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
-    rows = session.backend.events(args.pattern, limit=args.n)
-    return event_table(f"events {args.pattern or '*'} (newest {args.n})", rows)
+    pattern = reading_pattern(args.pattern).text if args.pattern else None
+    rows = session.backend.events(pattern, limit=args.n)
+    return event_table(f"events {pattern or '*'} (newest {args.n})", rows)
 
 
 def _sinks(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
@@ -219,7 +220,7 @@ def _tail(session: KnotSession, args: argparse.Namespace, cell: str | None) -> o
     if args.stop:
         stopped = session.stop_tails()
         return Message(f"stopped {stopped} live tail{'s' if stopped != 1 else ''}")
-    pattern = Pattern.parse(args.pattern)
+    pattern = reading_pattern(args.pattern)
     tail = LiveTail(pattern.text, session.backend.follow(pattern), keep=args.n)
     session.add_tail(tail.start())
     return tail

@@ -57,9 +57,17 @@ class KnotSession:
                 "(the one holding knot.toml and scripts/)."
             )
         with self._lock:
+            current = self._backend
+            if isinstance(current, EmbeddedBackend) and current.project == path.resolve():
+                self._release()  # its own store: it must let go before it starts again
+                self._backend = EmbeddedBackend(path)
+                return self._backend
+            # Start the new one before letting go of the current one: a project that cannot
+            # start (its store held by a knot serve, say) leaves the kernel where it was.
+            backend = EmbeddedBackend(path)
             self._release()
-            self._backend = EmbeddedBackend(path)
-            return self._backend
+            self._backend = backend
+            return backend
 
     def connect(self, url: str | None = None, *, token: str | None = None) -> Backend:
         backend = ConnectedBackend(url, token=token)  # fails before the current one is let go

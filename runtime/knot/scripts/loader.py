@@ -57,6 +57,9 @@ class ScriptLoad:
     problems: tuple[ScriptProblem, ...] = ()
     warnings: tuple[str, ...] = ()
     method: bool = False  # a method script
+    # The `# events:` patterns when the header itself is good (a broken sink's listing shows
+    # them, and counts the events waiting for it by them).
+    events: tuple[Pattern, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -202,7 +205,7 @@ def load_script(path: Path, *, source: str | None = None) -> ScriptLoad:
     warnings = tuple(f"{shown}:{line}: {text}" for line, text in header.warnings)
     problems.sort(key=lambda p: (p.line, p.col))
     if problems:
-        return ScriptLoad(path, None, tuple(problems), warnings)
+        return ScriptLoad(path, None, tuple(problems), warnings, events=header.events)
     spec = SinkSpec(
         name=path.stem,
         type="script",

@@ -57,7 +57,9 @@ class ScriptSinks:
         listed = (
             registry.spec(name)
             if running
-            else SinkSpec(name, "script", (), options={"path": shown}, origin=SinkOrigin.SCRIPT)
+            else SinkSpec(
+                name, "script", load.events, options={"path": shown}, origin=SinkOrigin.SCRIPT
+            )
         )
         registry.set_problem(name, listed, load.describe())
         if running:

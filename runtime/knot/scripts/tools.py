@@ -202,7 +202,15 @@ async def dry_run_async(
         async def sink_secret(self, sink: str) -> str:
             return new_secret()
 
-        async def emit_child(self, parent: Event, event_type: str, payload: JSONObject) -> str:
+        async def emit_child(
+            self,
+            parent: Event,
+            event_type: str,
+            payload: JSONObject,
+            *,
+            sink: str = "",
+            index: int | None = None,
+        ) -> str:
             full_type = as_custom_type(event_type)
             encode_payload(payload, max_bytes=max_payload_bytes, event_type=full_type)
             event_id = new_event_id()

@@ -74,7 +74,9 @@ async def list_events(request: Request) -> Response:
     if pattern:
         Pattern.parse(pattern)  # a bad pattern is a 400 with its name
     limit = query_int(request, "n", 50)
-    events = await runtime.events(pattern, limit=limit, owner=_readable_owner(request))
+    after = query_int(request, "after", 0, lo=0, hi=2**62)  # after this seq: a follower catching up
+    owner = _readable_owner(request)
+    events = await runtime.events(pattern, limit=limit, owner=owner, after=after)
     return JSONResponse({"events": [e.to_dict() for e in events]})
 
 

@@ -130,6 +130,8 @@ async def serve(
                 "knot.toml), or listen on 127.0.0.1."
             )
         sock = bind_socket(host, settings.port if port is None else port)
+        # Read now: a signal during start-up can make uvicorn close the socket before `ready`.
+        bound_host, bound_port = sock.getsockname()[:2]
         app = create_app(runtime, loopback=loopback)
         config = uvicorn.Config(
             app,
@@ -150,8 +152,7 @@ async def serve(
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
-        if server.started and ready is not None:
-            bound_host, bound_port = sock.getsockname()[:2]
+        if server.started and not server.should_exit and ready is not None:
             ready(bound_host, bound_port)
         await task
     finally:
@@ -211,5 +212,5 @@ def bind_socket(host: str, port: int) -> socket.socket:
             ) from None
         raise KnotError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
     sock.listen(2048)
-    sock.set_inheritable(True)
+    # Not inheritable (Python's default): no child of the runtime may hold the API's port.
     return sock

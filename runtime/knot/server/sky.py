@@ -143,13 +143,24 @@ async def _raise_event(request: Request) -> tuple[int, JSONObject]:
         ts=sky.ts,
     )
     eid = sky.eid or event.id
+    # A `_rids` name no sink answers to (a typo, a sink that does not take this type) would
+    # otherwise be a silent empty answer: say which, and why.
+    registry = runtime.registry
+    unmatched = [
+        {"rid": rid, "reason": why}
+        for rid in sky.rids or ()
+        if (why := registry.why_not(rid, event)) is not None
+    ]
     if sky.is_async:
         await runtime.submit(event)
-        return 202, {"eid": eid, "id": event.id}
-    bound = runtime.config.delivery.sync_timeout
-    timeout = min(sky.timeout, bound) if sky.timeout is not None else bound
-    report = await runtime.submit_and_wait(event, timeout=timeout)
-    return 200, sky_answer(report, eid)
+        answer: JSONObject = {"eid": eid, "id": event.id}
+    else:
+        bound = runtime.config.delivery.sync_timeout
+        timeout = min(sky.timeout, bound) if sky.timeout is not None else bound
+        answer = sky_answer(await runtime.submit_and_wait(event, timeout=timeout), eid)
+    if unmatched:
+        answer["unmatched"] = unmatched
+    return (202 if sky.is_async else 200), answer
 
 
 async def _channel_input(

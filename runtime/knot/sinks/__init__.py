@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._exceptions import SinkError
 from .._sinkspec import SinkSpec
-from .base import BatchResult, DeliveryResult, Directive, Sink, SinkHost
+from .base import BatchResult, DeliveryResult, Directive, ResultCallback, Sink, SinkHost
 from .jsonrpc import JsonRpcSink
 from .method import MethodSink
 from .recording import RecordingSink
@@ -19,6 +19,7 @@ __all__ = [
     "JsonRpcSink",
     "MethodSink",
     "RecordingSink",
+    "ResultCallback",
     "ScriptSink",
     "Sink",
     "SinkHost",

@@ -8,7 +8,7 @@ progress) is the engine's job, not the sink's.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..sandbox.pool import WorkerPool
     from .webhook_http import WebhookClients
 
-__all__ = ["BatchResult", "DeliveryResult", "Directive", "Sink", "SinkHost"]
+__all__ = ["BatchResult", "DeliveryResult", "Directive", "ResultCallback", "Sink", "SinkHost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,15 @@ class SinkHost(Protocol):
     @property
     def config(self) -> Config: ...
 
-    async def emit_child(self, parent: Event, event_type: str, payload: JSONObject) -> str: ...
+    async def emit_child(
+        self,
+        parent: Event,
+        event_type: str,
+        payload: JSONObject,
+        *,
+        sink: str = "",
+        index: int | None = None,
+    ) -> str: ...
 
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None: ...
 
@@ -84,6 +92,10 @@ class SinkHost(Protocol):
         ...
 
 
+ResultCallback = Callable[[int, "DeliveryResult | None"], None]
+"""`on_result(index, result)`: the event at `index` of a batch is delivered (called in order)."""
+
+
 class BatchResult(NamedTuple):
     """How far a batch got: results for the delivered prefix, then the first failure if any."""
 
@@ -97,7 +109,9 @@ class Sink(abc.ABC):
 
     Sinks whose per-call overhead is high (a worker process behind a pipe) may set `max_batch`
     above 1 and override `deliver_batch`: the engine then hands them up to that many queued
-    events at once, still in order, stopping at the first failure.
+    events at once, still in order, stopping at the first failure. A sink that learns of each
+    event's success as it happens calls `on_result` then, so the engine records progress
+    event by event: a stop or a crash in the middle of a batch re-runs none that finished.
     """
 
     type: ClassVar[str]
@@ -136,14 +150,19 @@ class Sink(abc.ABC):
     async def deliver(self, event: Event) -> DeliveryResult | None:
         """Deliver one event; raise DeliveryFailed for a failed attempt."""
 
-    async def deliver_batch(self, events: Sequence[Event]) -> BatchResult:
+    async def deliver_batch(
+        self, events: Sequence[Event], on_result: ResultCallback | None = None
+    ) -> BatchResult:
         """Deliver `events` in order, stopping at the first failed one."""
         results: list[DeliveryResult | None] = []
         for index, event in enumerate(events):
             try:
-                results.append(await self.deliver(event))
+                result = await self.deliver(event)
             except DeliveryFailed as exc:
                 return BatchResult(results, index, exc.reason)
+            results.append(result)
+            if on_result is not None:
+                on_result(index, result)
         return BatchResult(results)
 
     async def close(self) -> None:  # noqa: B027 - an optional hook, not abstract

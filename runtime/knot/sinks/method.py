@@ -20,7 +20,7 @@ from .._events import Event
 from .._exceptions import DeliveryFailed
 from .._json import JSONObject
 from .._sinkspec import SinkSpec
-from .base import BatchResult, DeliveryResult, Sink
+from .base import BatchResult, DeliveryResult, ResultCallback, Sink
 from .jsonrpc import JsonRpcSink, default_params
 from .script import OUTPUT_KEPT
 
@@ -70,7 +70,11 @@ class MethodSink(Sink):
         self.recent.extend(result.output)
         return result
 
-    async def deliver_batch(self, events: Sequence[Event]) -> BatchResult:
+    async def deliver_batch(
+        self, events: Sequence[Event], on_result: ResultCallback | None = None
+    ) -> BatchResult:
+        # The calls' results come back together at the end of the batch, so there is no
+        # progress to report before it: `on_result` is not called.
         params: list[str] = []
         unformatted = ""  # why the event after the formatted ones could not be formatted
         for event in events:

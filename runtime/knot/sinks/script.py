@@ -26,7 +26,7 @@ from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
 from ..sandbox.worker.event_module import LIMIT_SETTINGS, over_limit_text
 from ..sandbox.worker.policy import check_source
 from ..sandbox.worker.sink import RECURSION_LIMIT
-from .base import BatchResult, DeliveryResult, Directive, Sink, SinkHost
+from .base import BatchResult, DeliveryResult, Directive, ResultCallback, Sink, SinkHost
 
 __all__ = ["OUTPUT_KEPT", "ScriptSink", "encode_event", "pool_size"]
 
@@ -109,8 +109,11 @@ class ScriptSink(Sink):
             raise ScriptFailed(error, script=self.path, sink=self.name, event=event.id)
         return results[0]
 
-    async def deliver_batch(self, events: Sequence[Event]) -> BatchResult:
-        """Run the script on `events` in order, in as few worker round trips as fit."""
+    async def deliver_batch(
+        self, events: Sequence[Event], on_result: ResultCallback | None = None
+    ) -> BatchResult:
+        """Run the script on `events` in order, in as few worker round trips as fit; each
+        event's result goes to `on_result` as soon as the worker reports it."""
         results: list[DeliveryResult | None] = []
         start = 0
         while start < len(events):
@@ -122,14 +125,20 @@ class ScriptSink(Sink):
                 chunk.append(encoded)
                 size += len(encoded)
                 end += 1
-            part = await self._run(events[start:end], chunk)
+            part = await self._run(events[start:end], chunk, on_result, start)
             results.extend(part.results)
             if part.failed_at is not None:
                 return BatchResult(results, start + part.failed_at, part.error)
             start = end
         return BatchResult(results)
 
-    async def _run(self, events: Sequence[Event], encoded: list[str]) -> BatchResult:
+    async def _run(
+        self,
+        events: Sequence[Event],
+        encoded: list[str],
+        on_result: ResultCallback | None = None,
+        offset: int = 0,
+    ) -> BatchResult:
         pool, host = self._pool, self.host
         if pool is None or host is None:
             return BatchResult([], 0, f"The script sink {self.name} is not started.")
@@ -141,7 +150,11 @@ class ScriptSink(Sink):
 
         def on_notify(method: str, params: JSONObject) -> None:
             if method == "result":
-                results.append(self._result(events[int(params["index"])], params))
+                index = int(params["index"])
+                result = self._result(events[index], params)
+                results.append(result)
+                if on_result is not None:
+                    on_result(offset + index, result)
 
         async def on_request(method: str, params: JSONObject) -> Any:
             if method != "emit":
@@ -158,7 +171,11 @@ class ScriptSink(Sink):
                 )
             payload = params.get("payload")
             event_id = await host.emit_child(
-                parent, str(params.get("type")), payload if isinstance(payload, dict) else {}
+                parent,
+                str(params.get("type")),
+                payload if isinstance(payload, dict) else {},
+                sink=self.name,
+                index=count - 1,
             )
             return {"id": event_id}
 

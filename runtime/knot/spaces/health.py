@@ -17,6 +17,7 @@ from typing import NamedTuple
 import httpx
 
 from .._json import JSONObject
+from .launch import spawn_shell
 from .spec import HealthCheck, HealthKind
 
 __all__ = ["HealthChange", "HealthState", "HealthTracker", "ProbeResult", "probe"]
@@ -97,7 +98,7 @@ async def _probe_http(check: HealthCheck, http: httpx.AsyncClient) -> ProbeResul
 
 async def _probe_command(check: HealthCheck, cwd: str) -> ProbeResult:
     try:
-        proc = await asyncio.create_subprocess_shell(
+        proc = await spawn_shell(  # without the runtime's descriptors, as a space's cmd
             check.target,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,

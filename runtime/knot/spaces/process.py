@@ -3,6 +3,8 @@
 The group is what gets signalled, never just the leader: `cmd` runs under `/bin/sh -c`, and
 whatever it starts must stop with it. A space's process lives in its own session, so it also
 survives a crash of the runtime; `reap_orphan` finds and stops it when the runtime comes back.
+It starts without the runtime's descriptors (see `launch.py`): a space outliving the runtime
+must not keep the HTTP API's port open.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from .launch import spawn_shell
 
 __all__ = ["SpaceProcess", "group_alive", "read_tail", "reap_orphan"]
 
@@ -42,7 +46,7 @@ class SpaceProcess:
         with log_path.open("ab") as log:
             log.write(header.encode())
             log.flush()
-            proc = await asyncio.create_subprocess_shell(
+            proc = await spawn_shell(
                 cmd,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
