@@ -126,9 +126,7 @@ class SyncRuntime:
     ) -> EmitReport:
         return self.run(self.runtime.emit_and_wait(event_type, payload, timeout=timeout, **options))
 
-    def events(
-        self, pattern: str | None = None, *, limit: int = 50, after: int = 0
-    ) -> list[Event]:
+    def events(self, pattern: str | None = None, *, limit: int = 50, after: int = 0) -> list[Event]:
         return self.run(self.runtime.events(pattern, limit=limit, after=after))
 
     def audit_entries(self, *, limit: int = 50, sink: str | None = None) -> list[AuditEntry]:
