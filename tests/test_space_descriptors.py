@@ -96,12 +96,22 @@ def test_a_health_command_holds_no_descriptor_of_the_runtime(
         port=server.port,
     )
     assert made.returncode == 0, made.stderr
+    listing: list[str] = []
+
+    def listed() -> bool:
+        # Each check rewrites the file (`>` empties it first): keep one whole listing.
+        text = seen.read_text() if seen.exists() else ""
+        if text.count(" -> ") < 4:  # ls writes its listing in one go; an empty file is not it
+            return False
+        listing[:] = text.splitlines()
+        return True
+
     try:
-        wait_until(lambda: seen.exists() and "->" in seen.read_text())
+        wait_until(listed)
     finally:
         run_knot("space", "delete", "hc", port=server.port)
     # `ls` lists its own: stdin, stdout (the file), stderr and the folder it reads; no socket.
-    targets = [line.split(" -> ")[1] for line in seen.read_text().splitlines() if " -> " in line]
+    targets = [line.split(" -> ")[1] for line in listing if " -> " in line]
     assert len(targets) == 4, targets
     assert targets[0] == "/dev/null"
     assert targets[1] == str(seen)
