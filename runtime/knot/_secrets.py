@@ -1,0 +1,151 @@
+"""Secrets for scripts: where `knot.secrets.get(NAME)` finds values, and how output hides them.
+
+`[secrets]` in knot.toml names each secret, with its value or the file that holds it:
+
+    [secrets]
+    SLACK_TOKEN = "xoxb-..."
+    DEPLOY_KEY = { file = "/run/secrets/deploy_key" }   # relative paths: from the project
+
+and `KNOT_SECRET_<NAME>` in the runtime's environment defines (or overrides) one. Parsing here
+never echoes a value: an error names the secret and what is wrong, not what it holds.
+
+`Redactor` replaces every known value by `[secret:NAME]`, in text and in JSON lines as a
+worker sends them (a JSON string encodes each character on its own, so the encoded value
+appears in the line exactly where the value appears in the decoded text).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "SECRET_ENV_PREFIX",
+    "Redactor",
+    "SecretSettings",
+    "SecretSource",
+    "check_secret_name",
+    "parse_secrets",
+]
+
+SECRET_ENV_PREFIX = "KNOT_SECRET_"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def check_secret_name(name: object) -> str | None:
+    """None for a good name; else why not (a clause for a sentence)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        return (
+            "is not a secret name (letters, digits and underscores, not starting with a digit, "
+            "at most 128)"
+        )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSource:
+    """One secret of `[secrets]`: its value, or the file holding it. The value never shows in
+    a repr (settings get logged and compared)."""
+
+    name: str
+    value: str | None = field(default=None, repr=False)
+    file: str = ""
+
+    def __repr__(self) -> str:
+        where = f"file={self.file!r}" if self.file else "value=********"
+        return f"SecretSource({self.name!r}, {where})"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSettings:
+    sources: tuple[SecretSource, ...] = ()
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+
+def parse_secrets(table: object) -> tuple[SecretSettings, list[tuple[str, str]]]:
+    """`[secrets]` as settings, and (key, problem) pairs; a problem never quotes a value."""
+    if not isinstance(table, Mapping):
+        return SecretSettings(), [("", "must be a table of NAME = value or { file = PATH }")]
+    sources: list[SecretSource] = []
+    problems: list[tuple[str, str]] = []
+    for name, raw in table.items():
+        bad_name = check_secret_name(name)
+        if bad_name is not None:
+            problems.append((str(name), bad_name))
+            continue
+        if isinstance(raw, str):
+            if not raw:
+                problems.append((name, "is empty"))
+                continue
+            sources.append(SecretSource(name, value=raw))
+        elif isinstance(raw, Mapping) and set(raw) == {"file"} and isinstance(raw["file"], str):
+            if not raw["file"]:
+                problems.append((name, "names an empty file path"))
+                continue
+            sources.append(SecretSource(name, file=raw["file"]))
+        else:
+            problems.append(
+                (name, 'must be a string or { file = "PATH" } (its value is not shown here)')
+            )
+    return SecretSettings(tuple(sources)), problems
+
+
+def _needle(value: str) -> bytes:
+    """`value` as it appears inside a JSON string a worker encodes (knot._jsonrpc.encode)."""
+    return json.dumps(value, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
+
+
+class Redactor:
+    """Hides secret values: `[secret:NAME]` wherever one appears. Longer values go first, so
+    a secret that holds another is replaced whole."""
+
+    def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
+        self._text: list[tuple[str, str]] = []
+        self._lines: list[tuple[bytes, bytes]] = []
+        self.update(secrets or {})
+
+    def update(self, secrets: Mapping[str, str]) -> None:
+        pairs = sorted(
+            ((value, name) for name, value in secrets.items() if value),
+            key=lambda p: (-len(p[0]), p[1]),
+        )
+        self._text = [(value, f"[secret:{name}]") for value, name in pairs]
+        self._lines = [(_needle(value), f"[secret:{name}]".encode()) for value, name in pairs]
+
+    def __bool__(self) -> bool:
+        return bool(self._text)
+
+    def text(self, text: str) -> str:
+        for value, mark in self._text:
+            if value in text:
+                text = text.replace(value, mark)
+        return text
+
+    def line(self, line: bytes) -> bytes | None:
+        """A JSON line with every value replaced, or None when it holds none (the common case)."""
+        changed = False
+        for needle, mark in self._lines:
+            if needle in line:
+                line = line.replace(needle, mark)
+                changed = True
+        return line if changed else None
+
+    def value(self, value: Any) -> Any:
+        """A JSON value (dicts, lists, strings) with every string redacted: keys too."""
+        if not self._text:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+        return value
+
+    def lines(self, lines: Iterable[str]) -> tuple[str, ...]:
+        return tuple(self.text(line) for line in lines)
