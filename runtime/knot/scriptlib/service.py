@@ -7,7 +7,7 @@ request is checked again here: the worker's own checks are for clear errors, not
 
 Dry runs (`knot run`) get a `DryRunLog`: requests are checked against the allow-list exactly
 as in the runtime (addresses included) and recorded, but sent only when it is `live`; the
-answer to one not sent is a 200 with an empty body and `X-Knot-Dry-Run: not sent`.
+answer to one not sent is a 200 with the JSON body `{}` and `X-Knot-Dry-Run: not sent`.
 """
 
 from __future__ import annotations
@@ -254,8 +254,11 @@ class ScriptLibraries:
                     "status": 200,
                     "reason": "OK",
                     "url": str(target.url),
-                    "headers": [["X-Knot-Dry-Run", "not sent"]],
-                    "text": "",
+                    "headers": [
+                        ["Content-Type", "application/json"],
+                        ["X-Knot-Dry-Run", "not sent"],
+                    ],
+                    "text": "{}",
                 }
             answer = await self.http.fetch(request, allow, deadline=deadline, max_bytes=max_bytes)
         except Refused as refused:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,16 @@ from ..scriptlib.scratch import ScratchKv
 from ..scriptlib.service import DryRunLog, RecordedRequest, ScriptLibraries, ScriptRef
 from .loader import ScriptLoad, ScriptProblem, load_method_script, load_script
 
-__all__ = ["CheckReport", "DryRun", "EmittedEvent", "check_paths", "dry_run", "dry_run_async"]
+__all__ = [
+    "CheckReport",
+    "DryRun",
+    "EmittedEvent",
+    "check_paths",
+    "dry_run",
+    "dry_run_async",
+    "kv_lines",
+    "request_lines",
+]
 
 _SKIP_DIRS = {"__pycache__"}
 METHODS_FOLDER = "methods"  # scripts in a folder of this name are method scripts
@@ -154,6 +164,29 @@ class DryRun:
             "requests": [r.to_dict() for r in self.requests],
             "kv": dict(self.kv),
         }
+
+
+def request_lines(request: JSONObject) -> list[str]:
+    """A dry run's request as text: the request line and its outcome, then headers and body."""
+    if request["error"]:
+        outcome = f"refused: {request['error']}"
+    elif request["sent"]:
+        outcome = f"sent, answered {request['status']}"
+    else:
+        outcome = "not sent"
+    lines = [f"{request['method']} {request['url']} ({outcome})"]
+    lines += [f"    {name}: {value}" for name, value in request["headers"]]
+    if request["body"]:
+        lines += [f"    {line}" for line in str(request["body"]).splitlines()]
+    return lines
+
+
+def kv_lines(changes: JSONObject) -> list[str]:
+    """A dry run's knot.kv changes as text: `key = value`, or `key (deleted)`."""
+    return [
+        f"{key} (deleted)" if value is None else f"{key} = {json.dumps(value)}"
+        for key, value in changes.items()
+    ]
 
 
 def _dry_event(
