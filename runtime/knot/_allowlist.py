@@ -186,9 +186,10 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 def address_problem(address: str) -> str | None:
     """None for a public address; else what it is ("a loopback address", ...)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) aside
-    candidates: list[IPAddress] = [ip]
-    if isinstance(ip, ipaddress.IPv6Address):
+    candidates: list[IPAddress] = []
+    if isinstance(ip, ipaddress.IPv6Address):  # what it carries says most: "loopback"
         candidates.extend(_embedded_v4(ip))
+    candidates.append(ip)
     for candidate in candidates:
         if candidate.is_loopback:
             return "a loopback address"

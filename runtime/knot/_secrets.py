@@ -101,12 +101,15 @@ def _needle(value: str) -> bytes:
 
 
 class Redactor:
-    """Hides secret values: `[secret:NAME]` wherever one appears. Longer values go first, so
-    a secret that holds another is replaced whole."""
+    """Hides secret values: `[secret:NAME]` wherever one appears. All are replaced in one
+    pass, longest first: a secret that holds another is replaced whole, and a value that
+    appears in a marker (a secret "secret") does not rewrite markers already put in."""
 
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
-        self._text: list[tuple[str, str]] = []
-        self._lines: list[tuple[bytes, bytes]] = []
+        self._text: re.Pattern[str] | None = None
+        self._line: re.Pattern[bytes] | None = None
+        self._marks: dict[str, str] = {}
+        self._line_marks: dict[bytes, bytes] = {}
         self.update(secrets or {})
 
     def update(self, secrets: Mapping[str, str]) -> None:
@@ -114,26 +117,25 @@ class Redactor:
             ((value, name) for name, value in secrets.items() if value),
             key=lambda p: (-len(p[0]), p[1]),
         )
-        self._text = [(value, f"[secret:{name}]") for value, name in pairs]
-        self._lines = [(_needle(value), f"[secret:{name}]".encode()) for value, name in pairs]
+        self._marks = {value: f"[secret:{name}]" for value, name in pairs}
+        self._line_marks = {_needle(value): f"[secret:{name}]".encode() for value, name in pairs}
+        # Alternations of escaped literals: no backtracking to speak of.
+        self._text = re.compile("|".join(map(re.escape, self._marks))) if pairs else None
+        self._line = re.compile(b"|".join(map(re.escape, self._line_marks))) if pairs else None
 
     def __bool__(self) -> bool:
-        return bool(self._text)
+        return self._text is not None
 
     def text(self, text: str) -> str:
-        for value, mark in self._text:
-            if value in text:
-                text = text.replace(value, mark)
-        return text
+        if self._text is None:
+            return text
+        return self._text.sub(lambda m: self._marks[m.group()], text)
 
     def line(self, line: bytes) -> bytes | None:
         """A JSON line with every value replaced, or None when it holds none (the common case)."""
-        changed = False
-        for needle, mark in self._lines:
-            if needle in line:
-                line = line.replace(needle, mark)
-                changed = True
-        return line if changed else None
+        if self._line is None or self._line.search(line) is None:
+            return None
+        return self._line.sub(lambda m: self._line_marks[m.group()], line)
 
     def value(self, value: Any) -> Any:
         """A JSON value (dicts, lists, strings) with every string redacted: keys too."""
