@@ -4,6 +4,7 @@ Routes (any method):
     /echo            200, JSON of what arrived: method, path, headers, body
     /status/N        answers N
     /redirect?to=URL&code=302    a redirect to URL
+    /loop            a redirect to itself
     /slow?seconds=S  waits S seconds, then answers 200
     /trickle         sends its headers, then one byte every 0.1 s until the client leaves
     /big?bytes=N     N bytes of "x" (with a Content-Length)
@@ -16,12 +17,12 @@ Routes (any method):
 
 from __future__ import annotations
 
-import gzip
 import json
 import select
 import socket
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,6 +35,17 @@ class Seen:
     path: str
     headers: dict[str, str]  # lower-case names
     body: bytes
+
+
+def _gzip_zeros(size: int) -> bytes:
+    """`size` zero bytes, gzip-compressed a MiB at a time (the server never holds them all)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = b"\0" * (1 << 20)
+    parts = [
+        packer.compress(zeros[: min(len(zeros), size - start)])
+        for start in range(0, size, len(zeros))
+    ]
+    return b"".join([*parts, packer.flush()])
 
 
 class _V6Server(ThreadingHTTPServer):
@@ -97,6 +109,9 @@ class Origin:
             def _route_redirect(self, path: str, query: dict[str, str], body: bytes) -> None:
                 self._send(int(query.get("code", "302")), b"", {"Location": query["to"]})
 
+            def _route_loop(self, path: str, query: dict[str, str], body: bytes) -> None:
+                self._send(302, b"", {"Location": "/loop"})
+
             def _route_slow(self, path: str, query: dict[str, str], body: bytes) -> None:
                 until = time.monotonic() + float(query.get("seconds", "30"))
                 while time.monotonic() < until and not origin._stop.is_set():
@@ -141,7 +156,7 @@ class Origin:
                     self.close_connection = True
 
             def _route_gzip(self, path: str, query: dict[str, str], body: bytes) -> None:
-                packed = gzip.compress(b"\0" * int(query["bytes"]), compresslevel=9)
+                packed = _gzip_zeros(int(query["bytes"]))
                 self._send(200, packed, {"Content-Type": "text/plain", "Content-Encoding": "gzip"})
 
             def _route_cookie(self, path: str, query: dict[str, str], body: bytes) -> None:
