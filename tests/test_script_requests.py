@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from knot import AuditKind, DeliveryStatus
 from knot._exceptions import MethodFailed
+from knot.scriptlib.service import RunUse, ScriptLibraries, ScriptRef, ScriptRefusal
 
 from .origin import Origin
 from .scripting import output, reach_config, scripted
@@ -476,3 +479,114 @@ def stray(params):
     assert "method script hooks" in audits[0].message
     assert other.requests == []
     assert [json.loads(r.body) for r in origin.at("/echo")] == [{"n": 1}, {"n": 2}]
+
+
+async def test_redirects_without_a_scheme_are_checked_too(
+    tmp_path: Path, origin: Origin, other: Origin
+) -> None:
+    async with scripted(tmp_path, reach_config([origin.netloc])) as s:
+        out = output(
+            await s.run(
+                KIND
+                + f"""
+for to in ["//{other.netloc}/echo", "http://user@{origin.netloc}/echo"]:
+    try:
+        requests.get({origin.url("/redirect?to=")!r} + to)
+    except requests.RequestException as e:
+        print(kind(e), e)
+"""
+            )
+        )
+    assert out[0].startswith(f"RequestDenied the host {other.netloc} is not in")
+    assert out[1].startswith("RequestException the URL holds a user name or password")
+    assert other.requests == []
+
+
+async def test_proxy_settings_of_the_runtimes_environment_are_not_used(
+    tmp_path: Path, origin: Origin, other: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, other.url(""))
+    async with scripted(tmp_path, reach_config([origin.netloc])) as s:
+        out = output(
+            await s.run(f"import requests\nprint(requests.get({origin.url()!r}).status_code)\n")
+        )
+    assert out == ["200"]
+    assert len(origin.at("/echo")) == 1
+    assert other.requests == []
+
+
+async def test_a_certificate_nobody_trusts_is_refused(tmp_path: Path) -> None:
+    import trustme
+
+    from .receiver import Receiver
+
+    authority = trustme.CA()
+    context = ssl_server_context(authority)
+    server = Receiver(tls=context)
+    try:
+        netloc = f"127.0.0.1:{server.port}"
+        async with scripted(tmp_path, reach_config([netloc])) as s:
+            out = output(
+                await s.run(
+                    KIND
+                    + f"""
+try:
+    requests.post("https://{netloc}/hook", json={{}})
+except requests.RequestException as e:
+    print(kind(e), e)
+"""
+                )
+            )
+    finally:
+        server.close()
+    assert out[0].startswith("ConnectionError POST https://")
+    assert "CERTIFICATE_VERIFY_FAILED" in out[0]
+    assert server.requests == []
+
+
+def ssl_server_context(authority: Any) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.mark.parametrize(
+    ("params", "kind"),
+    [
+        ({"method": "CONNECT", "url": "http://127.0.0.1/"}, "invalid"),
+        ({"method": "GET\r\nX: y", "url": "http://127.0.0.1/"}, "invalid"),
+        ({"method": "GET", "url": 5}, "invalid"),
+        (
+            {"method": "GET", "url": "http://h/", "headers": [["X-A", "b\r\nInjected: 1"]]},
+            "invalid",
+        ),
+        ({"method": "GET", "url": "http://h/", "headers": [["Bad Name", "v"]]}, "invalid"),
+        ({"method": "GET", "url": "http://h/", "headers": [["Host", "x"]]}, "invalid"),
+        ({"method": "GET", "url": "http://h/", "timeout": -1}, "invalid"),
+        ({"method": "POST", "url": "http://h/", "body_b64": "!!not base64!!"}, "invalid"),
+        ({"method": "POST", "url": "http://h/", "body_b64": "eHh4" * 1000}, "too_large"),
+        ({"method": "GET", "url": "http://not-listed.example/"}, "denied"),
+    ],
+)
+async def test_a_lying_worker_gets_no_further_than_an_honest_one(
+    tmp_path: Path, params: dict[str, Any], kind: str
+) -> None:
+    """The runtime checks a worker's `http` request itself: as if a script got past the
+    sandbox and wrote the request by hand."""
+    audits: list[Any] = []
+    config = reach_config(["h"], http_max_bytes=1024)
+    libraries = ScriptLibraries(
+        config=lambda: config, project=tmp_path, kv=_no_kv, audit=audits.append
+    )
+    try:
+        with pytest.raises(ScriptRefusal) as refused:
+            await libraries.serve(ScriptRef("sinks", "liar"), "http", params, RunUse("e1"))
+    finally:
+        await libraries.close()
+    assert refused.value.data == {"kind": kind}
+    assert len(audits) == (1 if kind == "denied" else 0)
+
+
+async def _no_kv(operation: Any) -> Any:
+    raise AssertionError("no key-value operation expected")

@@ -406,9 +406,11 @@ class Methods:
             raise KnotError(f"The call that asked for {method} has already ended.")
         if method != "emit":
             index = params.get("index") or 0
+            if not isinstance(index, int) or not 0 <= index < max(len(context.events), 1):
+                raise KnotError(f"{method} came for a call this one does not have.")
             found = self.workers.scripts.get(script)
             ref = ScriptRef("methods", script, found.path if found is not None else "")
-            use = context.use(index if isinstance(index, int) else 0)
+            use = context.use(index)
             return await self.runtime.script_libraries.serve(
                 ref, method, params, use, deadline=deadline
             )

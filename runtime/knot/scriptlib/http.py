@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import socket
 import zlib
 from collections.abc import Iterable
@@ -48,6 +49,9 @@ __all__ = [
 
 MAX_REDIRECTS = 5
 MAX_TRANSPORTS = 32  # distinct allow-lists kept with a connection pool each
+MAX_TIMEOUT = 600.0  # seconds: a request's own timeout, whatever the script (or its worker) says
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 token)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SET_BY_RUNTIME = frozenset(
     {
@@ -91,15 +95,26 @@ class ScriptRequest:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], body: bytes | None) -> ScriptRequest:
+        """The worker's `http` request, checked again here: a worker that lies (a script that
+        got past the sandbox) gets no further than an honest one."""
         method, url = params.get("method"), params.get("url")
-        if not isinstance(method, str) or not isinstance(url, str):
-            raise Refused("invalid", "the request needs a method and a URL")
+        if not isinstance(method, str) or method.upper() not in METHODS:
+            raise Refused("invalid", f"the HTTP method must be one of {', '.join(sorted(METHODS))}")
+        if not isinstance(url, str):
+            raise Refused("invalid", "the request needs a URL")
         pairs: list[tuple[str, str]] = []
         for pair in params.get("headers") or ():
             if not (
-                isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+                isinstance(pair, list)
+                and len(pair) == 2
+                and isinstance(pair[0], str)
+                and isinstance(pair[1], str)
+                and _TOKEN.fullmatch(pair[0])
+                and not any(c in pair[1] for c in "\r\n\0")
             ):
-                raise Refused("invalid", "headers must be names and values, both strings")
+                raise Refused(
+                    "invalid", "headers must be names (tokens) and values without line breaks"
+                )
             if pair[0].lower() in _SET_BY_RUNTIME:
                 raise Refused(
                     "invalid",
@@ -114,7 +129,7 @@ class ScriptRequest:
             url,
             tuple(pairs),
             body,
-            float(timeout),
+            min(float(timeout), MAX_TIMEOUT),
             params.get("redirects") is not False,
         )
 
