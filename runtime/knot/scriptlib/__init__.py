@@ -2,7 +2,7 @@
 
     service.py   ScriptLibraries: answers workers' `http`, `kv` and `secret` requests, per
                  script (ScriptRef) and per run (RunUse); dry runs record requests (DryRunLog)
-    http.py      requests made with httpx, kept to `http_allow` at every hop and connection
+    http.py      requests made with aiohttp, kept to `http_allow` at every hop and connection
     kv.py        `knot.kv` operations against the store's ExpiringKv, with quotas
     secrets.py   secrets from [secrets] and KNOT_SECRET_<NAME>, and their Redactor
     scratch.py   an ExpiringKv in memory: where a dry run's writes go

@@ -1,24 +1,27 @@
 """Scripts' HTTP requests, made by the runtime: the allow-list at every hop and every connection.
 
 A worker cannot open a socket (its seccomp filter refuses them), so `requests` in a script asks
-the runtime, which makes the request here with httpx. Three checks keep it to `http_allow`:
+the runtime, which makes the request here, with aiohttp (the client webhook sinks use too: twice
+httpx-over-httpcore's rate here). Three checks keep it to `http_allow`:
 
-1. The URL (`check_url`): http or https, no user or password in it, a host and port an entry
-   of the script's `AllowList` names. Each redirect's target is checked the same way before it
-   is followed, so a redirect cannot lead out of the list.
-2. The addresses (`GuardedBackend.connect_tcp`, under httpcore, so for every connection the
-   request opens): the host is resolved once, here; an address that is not public (loopback,
-   private, link-local, ...) passes only when the entry names the host exactly (never a
-   wildcard), and the connection goes to an address that passed: a second lookup (DNS
+1. The URL (`check_url`, parsed by yarl, the parser aiohttp itself uses, so the host checked
+   is the host connected to): http or https, no user or password, no whitespace or control
+   characters, a host and port an entry of the script's `AllowList` names; an IP address that
+   is not public only through an entry naming it exactly. Each redirect's target is checked
+   the same way before it is followed, so a redirect cannot lead out of the list.
+2. The addresses of a name (`GuardedResolver`, aiohttp's resolver, asked for every connection:
+   its DNS cache is off): the name is resolved once, there; an address that is not public
+   (loopback, private, link-local, ...) passes only when the entry names the host exactly
+   (never a wildcard), and aiohttp connects to the addresses that passed: a second lookup (DNS
    rebinding) never happens. TLS still verifies the certificate against the host name.
 3. The answer: its body is read up to `http_max_bytes`, counting decoded bytes, and gzip or
    deflate are decoded a bounded piece at a time (a small compressed body cannot inflate past
    the cap in memory). The whole exchange, redirects included, ends at the run's deadline.
 
-Requests are built and sent on a transport, never through an httpx Client: no cookie jar
-shared between scripts, no proxies or .netrc from the environment, no default auth. One
-transport (its own connection pool) per distinct allow-list, so a connection opened under one
-list's address rules is never reused under another's.
+No cookie jar is shared between scripts (a DummyCookieJar), nothing comes from the runtime's
+environment (no proxies or .netrc), redirects are followed here, not by aiohttp. One session
+(its own connection pool) per distinct allow-list, so a connection opened under one list's
+address rules is never reused under another's.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ import asyncio
 import base64
 import re
 import socket
+import ssl
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import httpcore
-import httpx
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from .._allowlist import AllowList, address_problem, default_port, normalize_host
 
@@ -48,10 +52,11 @@ __all__ = [
 ]
 
 MAX_REDIRECTS = 5
-MAX_TRANSPORTS = 32  # distinct allow-lists kept with a connection pool each
+MAX_SESSIONS = 32  # distinct allow-lists kept with a connection pool each
 MAX_TIMEOUT = 600.0  # seconds: a request's own timeout, whatever the script (or its worker) says
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 token)
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")  # whitespace and control characters: never in a URL
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SET_BY_RUNTIME = frozenset(
     {
@@ -136,7 +141,7 @@ class ScriptRequest:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    url: httpx.URL
+    url: URL
     host: str  # normalized
     port: int
 
@@ -145,28 +150,34 @@ class Target:
         return f"{self.url.scheme}://{self.host}:{self.port}"
 
 
-def check_url(url: str | httpx.URL, allow: AllowList) -> Target:
-    """The URL's target if `allow` lets a script reach it by name; Refused otherwise."""
+def check_url(url: str | URL, allow: AllowList) -> Target:
+    """The URL's target if `allow` lets a script reach it (by name, and for an IP address by
+    its kind too); Refused otherwise."""
+    if isinstance(url, str) and _UNSAFE.search(url):
+        raise Refused("invalid", f"{url[:200]!r} holds whitespace or control characters")
     try:
-        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
-    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        parsed = url if isinstance(url, URL) else URL(url)
+        raw_host = parsed.raw_host or ""
+        port = parsed.port
+    except (ValueError, TypeError, UnicodeError) as exc:
         raise Refused("invalid", f"{str(url)[:200]!r} is not a URL ({exc})") from None
     if parsed.scheme not in ("http", "https"):
         raise Refused(
             "invalid", f"only http and https URLs can be requested, not {parsed.scheme!r}"
         )
-    if parsed.userinfo:
+    if parsed.raw_user is not None or parsed.raw_password is not None:
         raise Refused(
             "invalid", "the URL holds a user name or password: pass auth=(user, password) instead"
         )
     try:
-        host = normalize_host(parsed.raw_host.decode("ascii"))
-    except (ValueError, UnicodeDecodeError) as exc:
+        host = normalize_host(raw_host)
+    except ValueError as exc:
         raise Refused("invalid", f"the URL's host is not valid: {exc}") from None
-    port = parsed.port or default_port(parsed.scheme)
+    port = port or default_port(parsed.scheme)
     shown = f"[{host}]" if ":" in host else host
-    if allow.match(host, port, parsed.scheme) is None:
-        where = f"{shown}:{port}"
+    where = f"{shown}:{port}"
+    entry = allow.match(host, port, parsed.scheme)
+    if entry is None:
         raise Refused(
             "denied",
             f"the host {where} is not in {allow.setting}"
@@ -174,7 +185,18 @@ def check_url(url: str | httpx.URL, allow: AllowList) -> Target:
             + f' (add "{where}" there to let scripts reach it)',
             host=where,
         )
+    if _is_ip(host) and entry.wildcard:  # aiohttp connects to an IP without asking a resolver
+        problem = address_problem(host)
+        if problem is not None:
+            raise Refused("denied", _not_exact(host, host, problem, allow), host=where)
     return Target(parsed, host, port)
+
+
+def _not_exact(host: str, address: str, problem: str, allow: AllowList) -> str:
+    return (
+        f"{host} resolves to {address}, {problem}: only a host {allow.setting} names exactly "
+        "(not through a wildcard) may lead to such an address"
+    )
 
 
 async def resolve(host: str, port: int, allow: AllowList) -> list[str]:
@@ -191,10 +213,7 @@ async def resolve(host: str, port: int, allow: AllowList) -> list[str]:
         problem = address_problem(address)
         if problem is not None and not exact:
             raise Refused(
-                "denied",
-                f"{host} resolves to {address}, {problem}: only a host {allow.setting} names "
-                "exactly (not through a wildcard) may lead to such an address",
-                host=f"{host}:{port}",
+                "denied", _not_exact(host, address, problem, allow), host=f"{host}:{port}"
             )
     return addresses
 
@@ -221,70 +240,67 @@ async def _lookup(host: str, port: int) -> list[str]:
     return seen
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to addresses `allow` lets scripts reach."""
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, giving it only addresses `allow` lets scripts connect to."""
 
     def __init__(self, allow: AllowList) -> None:
         self.allow = allow
-        self.inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        failure: Exception | None = None
-        for address in await resolve(host, port, self.allow):
-            try:
-                return await self.inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except httpcore.ConnectError as exc:  # the next address may answer
-                failure = exc
-        assert failure is not None
-        raise failure
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[ResolveResult]:
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in await resolve(host, port, self.allow)
+        ]
 
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+    async def close(self) -> None:
+        return None
 
 
-class _Transport(httpx.AsyncHTTPTransport):
-    def __init__(self, allow: AllowList) -> None:
-        super().__init__(trust_env=False, retries=0)
-        # httpx takes no network backend: its pool is rebuilt around ours (same settings).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=100,
-            max_keepalive_connections=20,
-            keepalive_expiry=5.0,
-            network_backend=GuardedBackend(allow),
-        )
+def _session(allow: AllowList) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(allow),
+        use_dns_cache=False,  # every connection asks the resolver: no stale answer reused
+        ssl=ssl.create_default_context(),  # verified against the system's CA certificates
+        limit=100,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,  # decoded here, a bounded piece at a time
+        trust_env=False,
+        timeout=aiohttp.ClientTimeout(total=None),  # each request gets its own
+    )
 
 
 class ScriptHttp:
     """Makes scripts' requests; one connection pool per distinct allow-list."""
 
     def __init__(self) -> None:
-        self._transports: dict[AllowList, _Transport] = {}
+        self._sessions: dict[AllowList, aiohttp.ClientSession] = {}
 
-    def _transport(self, allow: AllowList) -> _Transport:
-        transport = self._transports.pop(allow, None)
-        if transport is None:
-            transport = _Transport(allow)
-            if len(self._transports) >= MAX_TRANSPORTS:  # the one used longest ago goes
-                oldest = next(iter(self._transports))
-                stale = self._transports.pop(oldest)
-                asyncio.get_running_loop().create_task(stale.aclose())
-        self._transports[allow] = transport  # most recently used last
-        return transport
+    def _session(self, allow: AllowList) -> aiohttp.ClientSession:
+        session = self._sessions.pop(allow, None)
+        if session is None:
+            session = _session(allow)
+            if len(self._sessions) >= MAX_SESSIONS:  # the one used longest ago goes
+                stale = self._sessions.pop(next(iter(self._sessions)))
+                asyncio.get_running_loop().create_task(stale.close())
+        self._sessions[allow] = session  # most recently used last
+        return session
 
     async def close(self) -> None:
-        transports, self._transports = list(self._transports.values()), {}
-        for transport in transports:
-            await transport.aclose()
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
 
     async def fetch(
         self, request: ScriptRequest, allow: AllowList, *, deadline: float, max_bytes: int
@@ -294,68 +310,64 @@ class ScriptHttp:
         Ends by `deadline` (the event loop's clock), whatever the server does."""
         loop = asyncio.get_running_loop()
         deadline = min(deadline, loop.time() + request.timeout)
+        what = f"{request.method} {shown_url(request.url)}"
         try:
             async with asyncio.timeout_at(deadline):
                 return await self._exchange(request, allow, deadline, max_bytes)
         except TimeoutError:
-            raise Refused(
-                "timeout", f"{request.method} {shown_url(request.url)} did not finish in time"
-            ) from None
-        except httpx.TimeoutException:
-            raise Refused(
-                "timeout", f"{request.method} {shown_url(request.url)} did not finish in time"
-            ) from None
-        except httpx.TransportError as exc:
-            raise Refused(
-                "connection",
-                f"{request.method} {shown_url(request.url)} failed: {exc or type(exc).__name__}",
-            ) from None
+            raise Refused("timeout", f"{what} did not finish in time") from None
+        except aiohttp.InvalidURL as exc:
+            raise Refused("invalid", f"{what}: the URL is not valid ({exc})") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise Refused("connection", f"{what} failed: {exc or type(exc).__name__}") from None
 
     async def _exchange(
         self, request: ScriptRequest, allow: AllowList, deadline: float, max_bytes: int
     ) -> dict[str, Any]:
-        transport = self._transport(allow)
-        method, body, url = request.method, request.body, request.url
-        headers = [("User-Agent", USER_AGENT), ("Accept-Encoding", "gzip, deflate")]
+        session = self._session(allow)
+        method, body = request.method, request.body
+        defaults = [("User-Agent", USER_AGENT), ("Accept-Encoding", "gzip, deflate")]
         names = {name.lower() for name, _ in request.headers}
-        headers = [h for h in headers if h[0].lower() not in names] + list(request.headers)
-        target = check_url(url, allow)
+        headers = [h for h in defaults if h[0].lower() not in names] + list(request.headers)
+        target = check_url(request.url, allow)
+        loop = asyncio.get_running_loop()
         for _ in range(MAX_REDIRECTS + 1):
-            left = max(deadline - asyncio.get_running_loop().time(), 0.001)
-            sent = httpx.Request(
+            left = max(deadline - loop.time(), 0.001)
+            async with session.request(
                 method,
                 target.url,
                 headers=headers,
-                content=body,
-                extensions={
-                    "timeout": {"connect": left, "read": left, "write": left, "pool": left}
-                },
-            )
-            response = await transport.handle_async_request(sent)
-            try:
-                location = response.headers.get("location")
-                if request.redirects and response.status_code in _REDIRECTS and location:
-                    following = check_url(target.url.join(location), allow)
+                data=body,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=left),
+            ) as response:
+                location = response.headers.get("Location")
+                if request.redirects and response.status in _REDIRECTS and location:
+                    try:
+                        joined = target.url.join(URL(location))
+                    except (ValueError, TypeError) as exc:
+                        raise Refused(
+                            "invalid", f"the redirect's Location is not a URL ({exc})"
+                        ) from None
+                    following = check_url(joined, allow)
                     if following.origin != target.origin:  # credentials stay with their origin
                         headers = [
                             h for h in headers if h[0].lower() not in ("authorization", "cookie")
                         ]
-                    if response.status_code in (301, 302, 303) and method != "HEAD":
-                        method, body = ("GET" if method != "GET" else method), None
+                    if response.status in (301, 302, 303) and method != "HEAD":
+                        method, body = "GET", None
                         headers = [h for h in headers if h[0].lower() != "content-type"]
                     target = following
                     continue
                 content = await _read(response, max_bytes)
-            finally:
-                await response.aclose()
-            return _answer(response, str(target.url), content)
+                return _answer(response, str(target.url), content)
         raise Refused(
             "redirects",
-            f"{request.method} {shown_url(url)} redirected more than {MAX_REDIRECTS} times",
+            f"{request.method} {shown_url(request.url)} redirected more than {MAX_REDIRECTS} times",
         )
 
 
-async def _read(response: httpx.Response, max_bytes: int) -> bytes:
+async def _read(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     """The body, decoded (gzip, deflate) a bounded piece at a time, at most `max_bytes`."""
     declared = response.headers.get("content-length", "")
     if (
@@ -380,10 +392,8 @@ async def _read(response: httpx.Response, max_bytes: int) -> bytes:
             raise _too_large(max_bytes)
         parts.append(data)
 
-    stream = response.stream
-    assert isinstance(stream, httpx.AsyncByteStream)
     try:
-        async for chunk in stream:
+        async for chunk in response.content.iter_chunked(1 << 16):
             if decoder is None:
                 take(chunk)
                 continue
@@ -405,13 +415,12 @@ def _too_large(max_bytes: int) -> Refused:
     )
 
 
-def _answer(response: httpx.Response, url: str, content: bytes) -> dict[str, Any]:
-    reason = response.extensions.get("reason_phrase", b"")
+def _answer(response: aiohttp.ClientResponse, url: str, content: bytes) -> dict[str, Any]:
     answer: dict[str, Any] = {
-        "status": response.status_code,
-        "reason": reason.decode("ascii", "replace") if isinstance(reason, bytes) else "",
+        "status": response.status,
+        "reason": response.reason or "",
         "url": url,
-        "headers": [[k, v] for k, v in response.headers.multi_items()],
+        "headers": [[k, v] for k, v in response.headers.items()],
     }
     try:
         answer["text"] = content.decode("utf-8")
