@@ -21,17 +21,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "ANY_PORT",
     "AllowEntry",
     "AllowList",
+    "ScriptAccess",
     "address_problem",
+    "check_hosts",
     "default_port",
     "normalize_host",
     "parse_entry",
+    "script_tables",
 ]
 
 ANY_PORT = -1
@@ -204,3 +208,59 @@ def address_problem(address: str) -> str | None:
         if not candidate.is_global:
             return "an address that is not publicly routable"
     return None
+
+
+# -- the settings that hold allow-lists (parsed by _config.py) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptAccess:
+    """What one script may reach beyond `[scripts]`: `[scripts.sinks.NAME]` or
+    `[scripts.methods.NAME]` (in knot.toml, the owner's settings: never the script's text)."""
+
+    http_allow: AllowList = field(default_factory=AllowList)
+
+
+def check_hosts(value: Any) -> str | None:
+    """None for a good `http_allow` list; else what is wrong (a clause for a sentence)."""
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        return 'must be a list of hosts ("host", "host:port", "*.domain")'
+    for entry in value:
+        try:
+            parse_entry(entry)
+        except ValueError as exc:
+            return f"must be a list of hosts: {exc}"
+    return None
+
+
+def script_tables(
+    prefix: str,
+    value: Any,
+    where: Callable[[str | None, str], str],
+    errors: list[str],
+    warnings: list[str],
+) -> dict[str, ScriptAccess]:
+    """`[scripts.sinks.NAME]` (or `.methods.`) tables: what one script may reach besides what
+    `[scripts]` grants every script. Problems go to `errors` and `warnings`, each starting with
+    `where(section, key)` (the file, line and dotted key)."""
+    if not isinstance(value, dict):
+        errors.append(f"{where(None, prefix)} must be a table of tables, one per script.")
+        return {}
+    out: dict[str, ScriptAccess] = {}
+    for name, table in value.items():
+        section = f"{prefix}.{name}"
+        if not isinstance(table, dict):
+            errors.append(f"{where(None, section)} must be a table.")
+            continue
+        hosts = AllowList(setting=f"{section}.http_allow")
+        for key, item in table.items():
+            if key != "http_allow":
+                warnings.append(f"{where(section, key)} is not a known setting and is ignored.")
+                continue
+            problem = check_hosts(item)
+            if problem is not None:
+                errors.append(f"{where(section, key)} {problem}, not {item!r}.")
+                continue
+            hosts = AllowList.parse(item, setting=f"{section}.{key}")
+        out[name] = ScriptAccess(hosts)
+    return out

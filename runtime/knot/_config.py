@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ._allowlist import AllowList, parse_entry
+from ._allowlist import AllowList, ScriptAccess, check_hosts, script_tables
 from ._env import api_port_from_env
 from ._exceptions import ConfigError, SinkError
 from ._secrets import SecretSettings, parse_secrets
@@ -89,14 +89,6 @@ class RunLimitSettings:
     def limit_members(self) -> str:
         """The limits as JSON object members (`,"max_emits":1000,...`) for a worker request."""
         return "".join(f',"{name}":{int(getattr(self, name))}' for name in RUN_LIMITS)
-
-
-@dataclass(frozen=True)
-class ScriptAccess:
-    """What one script may reach beyond `[scripts]`: `[scripts.sinks.NAME]` or
-    `[scripts.methods.NAME]`."""
-
-    http_allow: AllowList = field(default_factory=AllowList)
 
 
 @dataclass(frozen=True)
@@ -275,20 +267,6 @@ def _sync_mode(v: Any) -> str | None:
     return None if v in ("normal", "full") else 'must be "normal" or "full"'
 
 
-def _hosts(v: Any) -> str | None:
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        return 'must be a list of hosts ("host", "host:port", "*.domain")'
-    for entry in v:
-        try:
-            parse_entry(entry)
-        except ValueError as exc:
-            return f"must be a list of hosts: {exc}"
-    return None
-
-
-_ACCESS_CHECKS: dict[str, _Checker] = {"http_allow": _hosts}
-
-
 _RUN_LIMIT_CHECKS: dict[str, _Checker] = {
     "max_emits": _int(0),
     "max_emit_bytes": _int(0),
@@ -330,7 +308,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
             "memory_mb": _int(16),
             "workers": _int(0),
             **_RUN_LIMIT_CHECKS,
-            **_ACCESS_CHECKS,
+            "http_allow": check_hosts,
             "http_max_bytes": _int(1024),
             "kv_max_keys": _int(0),
             "kv_max_value_bytes": _int(16),
@@ -386,7 +364,7 @@ def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
         values: dict[str, Any] = {}
         for key, value in table.items():
             if key in _PER_SCRIPT.get(section, ()):
-                values[key] = _script_tables(f"{section}.{key}", value, where, errors, warnings)
+                values[key] = script_tables(f"{section}.{key}", value, where, errors, warnings)
                 continue
             checker = checkers.get(key)
             if checker is None:
@@ -444,39 +422,6 @@ def _converted(key: str, value: Any) -> Any:
     if key == "http_allow":
         return AllowList.parse(value)
     return value
-
-
-def _script_tables(
-    prefix: str,
-    value: Any,
-    where: Callable[[str | None, str], str],
-    errors: list[str],
-    warnings: list[str],
-) -> dict[str, ScriptAccess]:
-    """`[scripts.sinks.NAME]` (or `.methods.`) tables: what one script may reach besides
-    what `[scripts]` grants every script."""
-    if not isinstance(value, dict):
-        errors.append(f"{where(None, prefix)} must be a table of tables, one per script.")
-        return {}
-    out: dict[str, ScriptAccess] = {}
-    for name, table in value.items():
-        section = f"{prefix}.{name}"
-        if not isinstance(table, dict):
-            errors.append(f"{where(None, section)} must be a table.")
-            continue
-        fields_: dict[str, Any] = {}
-        for key, item in table.items():
-            checker = _ACCESS_CHECKS.get(key)
-            if checker is None:
-                warnings.append(f"{where(section, key)} is not a known setting and is ignored.")
-                continue
-            problem = checker(item)
-            if problem is not None:
-                errors.append(f"{where(section, key)} {problem}, not {item!r}.")
-                continue
-            fields_[key] = AllowList.parse(item, setting=f"{section}.{key}")
-        out[name] = ScriptAccess(**fields_)
-    return out
 
 
 def _line_of(text: str, section: str | None, key: str, index: int = 0) -> int:

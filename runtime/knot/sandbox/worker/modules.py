@@ -26,7 +26,6 @@ import statistics
 import string
 import textwrap
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
 from types import MappingProxyType, ModuleType
@@ -502,5 +501,3 @@ def warm_up(modules: dict[str, ModuleType]) -> None:
     json.loads(json.dumps({"a": [1.5, "b"]}))
     base64.b64encode(b"x")
     textwrap.fill("a b c", 2)
-    urllib.parse.urlencode({"a": "b c"})  # `requests` builds query strings and forms
-    base64.b64decode(base64.b64encode(b"x"))
