@@ -207,3 +207,14 @@ def test_the_redactor_hides_values_in_text_lines_and_values() -> None:
     }
     assert not Redactor()
     assert repr(SecretSource("X", value="v")) == "SecretSource('X', value=********)"
+
+
+def test_the_start_of_a_secret_cut_short_by_the_worker_is_hidden_too() -> None:
+    redactor = Redactor({"T": "abcdefgh-secret"})
+    truncated = b'{"output":["x abcdef","[output truncated at 10 bytes]"]}'
+    assert redactor.line(truncated) == (
+        b'{"output":["x [secret:T]","[output truncated at 10 bytes]"]}'
+    )
+    assert redactor.line(b'{"message":"bad abcdefgh-se..."}') == b'{"message":"bad [secret:T]..."}'
+    assert redactor.line(b'{"message":"fine..."}') is None
+    assert redactor.line(b'{"message":"abc..."}') is None  # three characters say nothing

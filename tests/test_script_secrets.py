@@ -243,3 +243,24 @@ def test_a_bad_secrets_table_is_refused_without_showing_values(project: Path) ->
     assert "secrets.BAD must be a string" in result.stderr
     assert "1234567890" not in result.stderr
     assert "good-value-123" not in result.stderr
+
+
+@pytest.mark.anyio
+async def test_a_secret_cut_short_by_a_limit_shows_not_even_its_start(tmp_path: Path) -> None:
+    secret = "cut-short-s3cret-value"
+    config = reach_config(secrets={"LONG": secret}, max_output_bytes=256)
+    async with scripted(tmp_path, config) as s:
+        printed = output(
+            await s.run(
+                "import knot.secrets\n"
+                "print('x' * 240 + knot.secrets.get('LONG'))\n"  # the cap cuts it after 'cut-s'
+            )
+        )
+        raised = await s.run(
+            "import knot.secrets\nraise ValueError('y' * 1990 + knot.secrets.get('LONG'))\n"
+        )
+    assert printed[-1] == "[output truncated at 256 bytes]"
+    assert printed[0].endswith("[secret:LONG]")
+    assert raised.error.endswith("[secret:LONG]...")
+    for text in (*printed, raised.error):
+        assert secret[:4] not in text

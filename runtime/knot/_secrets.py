@@ -100,6 +100,13 @@ def _needle(value: str) -> bytes:
     return json.dumps(value, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
 
 
+# Where a worker cuts text short: print's cap ("...","[output truncated at N bytes]"]) and a
+# long exception message ("...\u2026" is never used: the worker appends "..."). A secret cut
+# there would show its first characters; `_cut_tails` hides those too.
+_CUT = re.compile(rb'(?:","\[output truncated at \d+ bytes\]"|\.\.\.")')
+MIN_TAIL = 4  # characters of a secret's start worth hiding at a cut (fewer say nothing)
+
+
 class Redactor:
     """Hides secret values: `[secret:NAME]` wherever one appears. All are replaced in one
     pass, longest first: a secret that holds another is replaced whole, and a value that
@@ -133,9 +140,28 @@ class Redactor:
 
     def line(self, line: bytes) -> bytes | None:
         """A JSON line with every value replaced, or None when it holds none (the common case)."""
-        if self._line is None or self._line.search(line) is None:
+        if self._line is None:
             return None
-        return self._line.sub(lambda m: self._line_marks[m.group()], line)
+        cut = self._cut_tails(line) if _CUT.search(line) else line
+        if self._line.search(cut) is None:
+            return cut if cut != line else None
+        return self._line.sub(lambda m: self._line_marks[m.group()], cut)
+
+    def _cut_tails(self, line: bytes) -> bytes:
+        """`line` with the start of a secret hidden where the worker cut a text short."""
+        out: list[bytes] = []
+        last = 0
+        for found in _CUT.finditer(line):
+            head = line[last : found.start()]
+            for needle, mark in self._line_marks.items():
+                for size in range(len(needle) - 1, MIN_TAIL - 1, -1):
+                    if head.endswith(needle[:size]):
+                        head = head[:-size] + mark
+                        break
+            out += [head, found.group()]
+            last = found.end()
+        out.append(line[last:])
+        return b"".join(out)
 
     def value(self, value: Any) -> Any:
         """A JSON value (dicts, lists, strings) with every string redacted: keys too."""
