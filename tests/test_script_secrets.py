@@ -264,3 +264,23 @@ async def test_a_secret_cut_short_by_a_limit_shows_not_even_its_start(tmp_path: 
     assert raised.error.endswith("[secret:LONG]...")
     for text in (*printed, raised.error):
         assert secret[:4] not in text
+
+
+@pytest.mark.anyio
+async def test_a_refused_request_to_a_secret_url_is_audited_without_the_secret(
+    tmp_path: Path,
+) -> None:
+    secret = "T000-B000-hook-s3cret"
+    config = reach_config(secrets={"HOOK": secret})
+    async with scripted(tmp_path, config) as s:
+        outcome = await s.run(
+            "import knot.secrets, requests\n"
+            "requests.post('https://hooks.example.com/services/' + knot.secrets.get('HOOK'))\n"
+        )
+        await s.rt.flush()
+        audits = await s.rt.audit_entries()
+    assert "raised RequestDenied" in outcome.error
+    assert audits
+    for entry in audits:
+        assert secret not in entry.message
+    assert any("services/[secret:HOOK]" in entry.message for entry in audits)

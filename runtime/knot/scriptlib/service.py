@@ -25,6 +25,7 @@ from .._audit import AuditEntry, AuditKind
 from .._config import Config
 from .._exceptions import KnotError, KvError
 from .._json import JSONObject
+from .._logtext import loggable
 from .._sinkspec import SECRET_HEADER
 from ..engine.journal import Journal
 from .http import Refused, ScriptHttp, ScriptRequest, check_url, resolve, shown_url
@@ -224,8 +225,12 @@ class ScriptLibraries:
             return
         use.denied.add(host)
         url = shown_url(str(params.get("url") or ""))
-        text = f"The {script.label} tried {params.get('method')} {url} and was refused: {message}."
-        log.warning("%s", text)
+        method = str(params.get("method"))[:16]
+        # A URL's path may hold a token (a Slack hook's does): the line is redacted whole.
+        text = self.secrets.redact(
+            f"The {script.label} tried {method} {url} and was refused: {message}."
+        )
+        log.warning("%s", loggable(text))
         name = script.name if script.kind == "sinks" else f"methods/{script.name}"
         self._audit(
             AuditEntry.new(AuditKind.REQUEST_DENIED, text, sink=name, event_id=use.event_id)
