@@ -3,6 +3,8 @@ parsed, matched, and refused with sentences that name the setting (and never a s
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from knot._allowlist import ANY_PORT, AllowList, address_problem, parse_entry
@@ -195,12 +197,17 @@ def test_secrets_parse_and_their_errors_never_show_a_value() -> None:
         assert value not in text
 
 
-def test_the_redactor_hides_values_in_text_lines_and_values() -> None:
+def test_the_redactor_hides_values_in_text_and_messages() -> None:
     redactor = Redactor({"LONG": "abc-secret-123", "SHORT": "secret", "Q": 'a"b\\c\n'})
     assert redactor.text("x abc-secret-123 y secret") == "x [secret:LONG] y [secret:SHORT]"
     line = b'{"output":["say a\\"b\\\\c\\n and abc-secret-123"]}'
-    assert redactor.line(line) == b'{"output":["say [secret:Q] and [secret:LONG]"]}'
-    assert redactor.line(b'{"output":["nothing here"]}') is None
+    assert redactor.suspects(line)
+    assert redactor.message(json.loads(line)) == {"output": ["say [secret:Q] and [secret:LONG]"]}
+    assert redactor.message({"index": "secret", "payload": {"secret": 1}}) == {
+        "index": "secret",  # the protocol's own members are left alone
+        "payload": {"[secret:SHORT]": 1},
+    }
+    assert not redactor.suspects(b'{"output":["nothing here"]}')
     assert redactor.value({"k-secret": ["secret"], "n": 1}) == {
         "k-[secret:SHORT]": ["[secret:SHORT]"],
         "n": 1,
@@ -209,12 +216,26 @@ def test_the_redactor_hides_values_in_text_lines_and_values() -> None:
     assert repr(SecretSource("X", value="v")) == "SecretSource('X', value=********)"
 
 
+def test_short_secrets_leave_escapes_numbers_and_the_protocol_alone() -> None:
+    # A secret "n" matched in the raw line would cut the escape \n in half; "1" would
+    # rewrite ids; "result" the message's own keys.
+    redactor = Redactor({"N": "n", "ONE": "1", "R": "result"})
+    message = {"jsonrpc": "2.0", "id": "w1", "result": {"output": ["line\nnext 1", "result"]}}
+    line = json.dumps(message).encode()
+    assert redactor.suspects(line)
+    assert {k: redactor.message(v) for k, v in json.loads(line).items()} == {
+        "jsonrpc": "2.0",
+        "id": "w1",
+        "result": {"output": ["li[secret:N]e\n[secret:N]ext [secret:ONE]", "[secret:R]"]},
+    }
+
+
 def test_the_start_of_a_secret_cut_short_by_the_worker_is_hidden_too() -> None:
     redactor = Redactor({"T": "abcdefgh-secret"})
-    truncated = b'{"output":["x abcdef","[output truncated at 10 bytes]"]}'
-    assert redactor.line(truncated) == (
-        b'{"output":["x [secret:T]","[output truncated at 10 bytes]"]}'
-    )
-    assert redactor.line(b'{"message":"bad abcdefgh-se..."}') == b'{"message":"bad [secret:T]..."}'
-    assert redactor.line(b'{"message":"fine..."}') is None
-    assert redactor.line(b'{"message":"abc..."}') is None  # three characters say nothing
+    truncated = {"output": ["x abcdef", "[output truncated at 10 bytes]"]}
+    assert redactor.message(truncated) == {
+        "output": ["x [secret:T]", "[output truncated at 10 bytes]"]
+    }
+    assert redactor.message({"message": "bad abcdefgh-se..."}) == {"message": "bad [secret:T]..."}
+    assert redactor.message({"message": "fine..."}) == {"message": "fine..."}
+    assert redactor.message({"message": "abc..."}) == {"message": "abc..."}  # says nothing

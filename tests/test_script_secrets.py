@@ -284,3 +284,23 @@ async def test_a_refused_request_to_a_secret_url_is_audited_without_the_secret(
     for entry in audits:
         assert secret not in entry.message
     assert any("services/[secret:HOOK]" in entry.message for entry in audits)
+
+
+@pytest.mark.anyio
+async def test_short_secrets_are_redacted_without_breaking_the_workers_messages(
+    tmp_path: Path,
+) -> None:
+    config = reach_config(secrets={"ONE": "1", "N": "n", "WORD": "result"})
+    async with scripted(tmp_path, config) as s:
+        name = await s.add(
+            "import knot.event\n"
+            "print('line\\nnext 1 result')\n"
+            "knot.event.emit('x', {'n': 1, 'text': 'one 1'})\n"
+        )
+        first = await s.run("", name=name)
+        second = await s.run("", name=name)
+        await s.rt.flush()
+        emitted = [e for e in await s.rt.events() if e.type == "custom.x"]
+    assert output(first) == ["li[secret:N]e", "[secret:N]ext [secret:ONE] [secret:WORD]"]
+    assert output(second) == output(first)  # the worker survived both
+    assert emitted[0].data == {"[secret:N]": 1, "text": "o[secret:N]e [secret:ONE]"}

@@ -500,7 +500,7 @@ class Runtime:
         """The sandbox workers of this runtime's script sinks: made on first use, so a
         runtime without script sinks starts no worker process."""
         if self._script_pool is None:
-            settings, redact = self.config.scripts, self.script_libraries.secrets.redact_line
+            settings, redact = self.config.scripts, self.script_libraries.secrets.redact_message
             self._script_pool = WorkerPool(
                 size=pool_size(settings), memory_mb=settings.memory_mb, redact=redact
             )

@@ -9,9 +9,9 @@
 and `KNOT_SECRET_<NAME>` in the runtime's environment defines (or overrides) one. Parsing here
 never echoes a value: an error names the secret and what is wrong, not what it holds.
 
-`Redactor` replaces every known value by `[secret:NAME]`, in text and in JSON lines as a
-worker sends them (a JSON string encodes each character on its own, so the encoded value
-appears in the line exactly where the value appears in the decoded text).
+`Redactor` replaces every known value by `[secret:NAME]`, in text and in the messages a
+worker sends: in every string (and key) of what a script shows, never in the protocol's own
+members, so even a secret like "1" leaves the message readable.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "SECRET_ENV_PREFIX",
+    "SHOWN",
     "Redactor",
     "SecretSettings",
     "SecretSource",
@@ -100,23 +101,32 @@ def _needle(value: str) -> bytes:
     return json.dumps(value, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
 
 
-# Where a worker cuts text short: print's cap ("...","[output truncated at N bytes]"]) and a
-# long exception message ("...\u2026" is never used: the worker appends "..."). A secret cut
-# there would show its first characters; `_cut_tails` hides those too.
-_CUT = re.compile(rb'(?:","\[output truncated at \d+ bytes\]"|\.\.\.")')
+# The members of a worker's messages that carry what a script shows (its output, an
+# exception's message, an emitted payload, directives, a method's result or error data):
+# everything beneath one is redacted, keys included. The rest is the protocol's own (ids,
+# indexes, kinds, method declarations) and is left as it is, so even a secret like "1" or
+# "n" cannot unmake a message.
+SHOWN = frozenset({"output", "directives", "payload", "message", "data", "result"})
+# Where a worker cuts a text short: print's cap ends the output with this line, a long
+# exception message ends with "...". A secret cut there would show its first characters.
+_TRUNCATED = re.compile(r"\[output truncated at \d+ bytes\]")
+_CUT = re.compile(rb"output truncated at|\.\.\.")
 MIN_TAIL = 4  # characters of a secret's start worth hiding at a cut (fewer say nothing)
 
 
 class Redactor:
     """Hides secret values: `[secret:NAME]` wherever one appears. All are replaced in one
     pass, longest first: a secret that holds another is replaced whole, and a value that
-    appears in a marker (a secret "secret") does not rewrite markers already put in."""
+    appears in a marker (a secret "secret") does not rewrite markers already put in.
+
+    A worker's messages are redacted once decoded, string by string (`message`): JSON escapes
+    (`\\n`, `\\u00e9`) make a match in the raw line unsafe, a secret "n" would cut one in
+    half. The raw line only says, fast, whether there can be anything to do (`suspects`)."""
 
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
         self._text: re.Pattern[str] | None = None
         self._line: re.Pattern[bytes] | None = None
         self._marks: dict[str, str] = {}
-        self._line_marks: dict[bytes, bytes] = {}
         self.update(secrets or {})
 
     def update(self, secrets: Mapping[str, str]) -> None:
@@ -125,10 +135,10 @@ class Redactor:
             key=lambda p: (-len(p[0]), p[1]),
         )
         self._marks = {value: f"[secret:{name}]" for value, name in pairs}
-        self._line_marks = {_needle(value): f"[secret:{name}]".encode() for value, name in pairs}
         # Alternations of escaped literals: no backtracking to speak of.
         self._text = re.compile("|".join(map(re.escape, self._marks))) if pairs else None
-        self._line = re.compile(b"|".join(map(re.escape, self._line_marks))) if pairs else None
+        needles = {_needle(value) for value, _ in pairs}
+        self._line = re.compile(b"|".join(map(re.escape, needles))) if pairs else None
 
     def __bool__(self) -> bool:
         return self._text is not None
@@ -138,30 +148,45 @@ class Redactor:
             return text
         return self._text.sub(lambda m: self._marks[m.group()], text)
 
-    def line(self, line: bytes) -> bytes | None:
-        """A JSON line with every value replaced, or None when it holds none (the common case)."""
-        if self._line is None:
-            return None
-        cut = self._cut_tails(line) if _CUT.search(line) else line
-        if self._line.search(cut) is None:
-            return cut if cut != line else None
-        return self._line.sub(lambda m: self._line_marks[m.group()], cut)
+    def suspects(self, line: bytes) -> bool:
+        """Whether a worker's raw line may hold a secret, or the start of one at a cut."""
+        return self._line is not None and (
+            self._line.search(line) is not None or _CUT.search(line) is not None
+        )
 
-    def _cut_tails(self, line: bytes) -> bytes:
-        """`line` with the start of a secret hidden where the worker cut a text short."""
-        out: list[bytes] = []
-        last = 0
-        for found in _CUT.finditer(line):
-            head = line[last : found.start()]
-            for needle, mark in self._line_marks.items():
-                for size in range(len(needle) - 1, MIN_TAIL - 1, -1):
-                    if head.endswith(needle[:size]):
-                        head = head[:-size] + mark
-                        break
-            out += [head, found.group()]
-            last = found.end()
-        out.append(line[last:])
-        return b"".join(out)
+    def message(self, message: Any, *, shown: bool = False) -> Any:
+        """A decoded message's members with every secret replaced beneath those a script
+        shows (`SHOWN`), and the start of a secret hidden where the worker cut a text short.
+        The caller hands in the envelope's `params`, `result` or `error`."""
+        if self._text is None:
+            return message
+        if isinstance(message, str):
+            if not shown:
+                return message
+            if message.endswith("..."):
+                return self._tail(message[:-3]) + "..."
+            return self.text(message)
+        if isinstance(message, list):
+            out = [self.message(item, shown=shown) for item in message]
+            cut = shown and len(out) > 1 and isinstance(out[-1], str)
+            if cut and _TRUNCATED.fullmatch(out[-1]) and isinstance(out[-2], str):
+                out[-2] = self._tail(out[-2])
+            return out
+        if isinstance(message, dict):
+            return {
+                (self.text(key) if shown else key): self.message(value, shown=shown or key in SHOWN)
+                for key, value in message.items()
+            }
+        return message
+
+    def _tail(self, text: str) -> str:
+        """`text` redacted, and a secret's start at its very end (where it was cut) hidden."""
+        text = self.text(text)
+        for value, mark in self._marks.items():
+            for size in range(len(value) - 1, MIN_TAIL - 1, -1):
+                if text.endswith(value[:size]):
+                    return text[:-size] + mark
+        return text
 
     def value(self, value: Any) -> Any:
         """A JSON value (dicts, lists, strings) with every string redacted: keys too."""

@@ -169,7 +169,7 @@ class MethodWorkers:
                 memory_mb=settings.memory_mb,
                 threads=settings.threads,
                 on_request=on_request,
-                redact=self.runtime.script_libraries.secrets.redact_line,
+                redact=self.runtime.script_libraries.secrets.redact_message,
             )
         except WorkerDied as exc:
             raise _LoadFailed((f"{path}:1:1: could not start its worker: {exc.how}",)) from None

@@ -72,7 +72,8 @@ _missing_walls_logged = False
 
 RequestHandler = Callable[[str, JSONObject], Awaitable[Any]]
 NotifyHandler = Callable[[str, JSONObject], None]
-Redact = Callable[[bytes], "bytes | None"]
+Redact = Callable[[bytes, JSONObject], JSONObject]
+"""Hides secrets in a worker's message: (its raw line, the message decoded) → the message."""
 _UNREDACTED = frozenset({"http", "kv"})  # worker requests that carry secrets to their use
 
 
@@ -258,9 +259,7 @@ class WorkerProcess:
             if self.redact is not None and not (
                 message.get("method") in _UNREDACTED and "id" in message
             ):
-                redacted = self.redact(line)
-                if redacted is not None:
-                    message = decode_line(redacted)
+                message = self.redact(line, message)
         except ValueError:
             self.broken = True
             self.kill()

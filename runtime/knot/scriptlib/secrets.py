@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from .._config import Config
 from .._secrets import SECRET_ENV_PREFIX, Redactor, check_secret_name
@@ -84,10 +85,14 @@ class Secrets:
     def get(self, name: str) -> str | None:
         return self._current().get(name)
 
-    def redact_line(self, line: bytes) -> bytes | None:
-        """A worker's JSON line with every secret value replaced; None when it holds none."""
+    def redact_message(self, line: bytes, message: Any) -> Any:
+        """A worker's message (decoded from `line`) with every secret value replaced: the
+        same object when the line cannot hold one (the common case, found in the raw bytes)."""
         self._current()
-        return self.redactor.line(line) if self.redactor else None
+        if not self.redactor.suspects(line):
+            return message
+        # The envelope (jsonrpc, id, method) is the protocol's: an id "w1" is no secret "1".
+        return {key: self.redactor.message(value) for key, value in message.items()}
 
     def redact(self, text: str) -> str:
         self._current()

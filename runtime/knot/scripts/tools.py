@@ -266,7 +266,7 @@ async def dry_run_async(
             self.config = chosen
             self.script_libraries = libraries
             self.script_pool = WorkerPool(
-                size=1, memory_mb=chosen.scripts.memory_mb, redact=libraries.secrets.redact_line
+                size=1, memory_mb=chosen.scripts.memory_mb, redact=libraries.secrets.redact_message
             )
             self.webhook_clients = WebhookClients(limit=4)
 
