@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import os
 import re
@@ -105,7 +106,7 @@ async def _kv(project: Path, calls: int) -> tuple[dict[str, float], dict[str, fl
         assert result is not None, report.outcomes["kv"].error
         found = re.search(r"timings (\{.*\})", result.output[0])
         assert found is not None
-        inside: dict[str, float] = eval(found.group(1))  # our own script's dict literal
+        inside: dict[str, float] = ast.literal_eval(found.group(1))
         direct = {op: await _direct(rt, op, calls) for op in ("set", "get", "incr")}
     return inside, direct
 
