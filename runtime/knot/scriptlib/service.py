@@ -28,7 +28,8 @@ from .._json import JSONObject
 from .._logtext import loggable
 from .._sinkspec import SECRET_HEADER
 from ..engine.journal import Journal
-from .http import Refused, ScriptHttp, ScriptRequest, check_url, resolve, shown_url
+from .checks import Refused, ScriptRequest, check_url, resolve, shown_url
+from .http import ScriptHttp
 from .kv import KvCall, serve_kv
 from .secrets import Secrets
 
