@@ -98,7 +98,7 @@ runtime.jsonrpc.method("seen", progress_seen)
 """
 
 
-async def no_requests(method: str, params: Any, context: Any) -> Any:
+async def no_requests(method: str, params: Any, context: Any, deadline: Any = None) -> Any:
     raise AssertionError(f"unexpected request {method}")
 
 
@@ -271,8 +271,8 @@ async def test_scriptling_form_with_string_handlers_notifications_and_errors() -
     [
         ("import os\n", {"line": 1, "col": 8, "rule": "import of 'os' is not allowed"}),
         (
-            "from knot import secrets\n",
-            {"line": 1, "col": 18, "rule": "'knot.secrets' is not available to method scripts"},
+            "from knot import files\n",
+            {"line": 1, "col": 18, "rule": "'knot.files' is not available to method scripts"},
         ),
         (
             "open('x')\n",
@@ -331,7 +331,7 @@ async def test_declaring_after_load_is_refused() -> None:
 async def test_emit_goes_to_the_runtime_with_the_call_context() -> None:
     seen: list[tuple[str, Any, Any]] = []
 
-    async def serve(method: str, params: Any, context: Any) -> Any:
+    async def serve(method: str, params: Any, context: Any, deadline: Any = None) -> Any:
         seen.append((method, params, context))
         return {"id": "event-1"}
 
@@ -356,7 +356,7 @@ async def test_emit_goes_to_the_runtime_with_the_call_context() -> None:
 async def test_a_batch_runs_in_order_reports_progress_and_stops_at_the_first_failure() -> None:
     emits: list[Any] = []
 
-    async def serve(method: str, params: Any, context: Any) -> Any:
+    async def serve(method: str, params: Any, context: Any, deadline: Any = None) -> Any:
         emits.append((params["index"], params["payload"]))
         return {"id": f"e{params['index']}"}
 

@@ -248,6 +248,10 @@ def made_by_calls() -> dict[str, Any]:
         "property": property(len),
         "classmethod": classmethod(print),
         "object": object(),
+        "response": m["requests"].Response(200, "OK", "http://h/", {}, b"{}"),
+        "http_error": m["requests"].HTTPError("m", m["requests"].Response(500, "", "", {}, b"")),
+        "kv_error": m["knot.kv"].KvError("m"),
+        "secret_missing": m["knot.secrets"].SecretNotFound("m"),
     }
 
 

@@ -8,6 +8,7 @@ few through a real worker process.
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 from types import ModuleType
@@ -218,13 +219,25 @@ def test_script_classes_work_and_only_they_are_writable() -> None:
 
 
 def test_modules_hold_no_path_to_real_modules() -> None:
+    # Purpose-built submodules only: never a module Python imported for real.
+    submodules = {
+        ("knot", "event"),
+        ("knot", "kv"),
+        ("knot", "secrets"),
+        ("requests", "exceptions"),
+        ("scriptling", "runtime"),
+        ("scriptling.runtime", "kv"),
+    }
+    real = {id(m) for m in sys.modules.values()}
     for name, module in RUNNER.modules.items():
+        assert id(module) not in real, name
         for attr in dir(module):
             if attr.startswith("_"):
                 continue
             value = getattr(module, attr)
             if isinstance(value, ModuleType):
-                assert (name, attr) == ("knot", "event")
+                assert (name, attr) in submodules
+                assert id(value) not in real
     assert not hasattr(RUNNER.modules["string"], "Formatter")
     assert not hasattr(RUNNER.modules["time"], "sleep") or RUNNER.modules[
         "time"

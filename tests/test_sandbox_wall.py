@@ -351,7 +351,7 @@ def nap(params):
 async def test_a_method_script_still_answers_concurrent_calls_behind_all_walls() -> None:
     emitted: list[str] = []
 
-    async def on_request(method: str, params: Any, context: Any) -> Any:
+    async def on_request(method: str, params: Any, context: Any, deadline: Any) -> Any:
         emitted.append(params["type"])
         return {"id": f"e{len(emitted)}"}
 

@@ -9,6 +9,8 @@ the cluster) joins BACKENDS and inherits the whole suite.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -19,8 +21,11 @@ import pytest
 
 from knot import AuditKind, Config, DeliveryStatus, Event, Runtime, SinkOrigin, SinkSpec
 from knot._config import DeliverySettings, StoreSettings
+from knot._exceptions import KvError
 from knot._patterns import parse_patterns
-from knot.engine.storage import Storage
+from knot.engine.storage import MAX_KV_INTEGER, ExpiringKv, Storage
+from knot.engine.store import Store
+from knot.scriptlib.scratch import ScratchKv
 from knot.sinks import RecordingSink, Sink
 from knot.sinks.base import DeliveryResult
 
@@ -233,3 +238,198 @@ async def test_records_and_the_audit_log_survive_a_restart(backend: Backend) -> 
         entries = await rt.audit_entries(limit=10, sink="gone")
         assert [a.kind for a in entries] == [AuditKind.DELIVERY_FAILED]
         assert rt.store.counts() == counts
+
+
+# -- expiring keys (scripts' knot.kv): every backend, and the scratch one of dry runs -----------
+
+KV_BACKENDS = [*BACKENDS, "scratch"]
+SCOPE = "script:sinks/counter"
+
+
+@asynccontextmanager
+async def expiring(name: str, project: Path) -> AsyncIterator[ExpiringKv]:
+    """One ExpiringKv of `name`: a runtime's store (written on its writer thread, as the
+    runtime does), or the in-memory scratch of dry runs."""
+    if name == "scratch":
+        yield ScratchKv()
+        return
+    config = Config(store=StoreSettings(path=str(project / ".knot" / "knot.db")))
+    async with Runtime(project, config=config, parts=[_NoParts()]) as rt:
+        yield rt.store
+
+
+class _NoParts:
+    async def start(self, host: Any) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+@pytest.fixture(params=KV_BACKENDS)
+def kv_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_values_round_trip_as_json_and_keys_list_sorted(
+    kv_backend: str, tmp_path: Path
+) -> None:
+    now = time.time()
+    async with expiring(kv_backend, tmp_path) as kv:
+        values: dict[str, Any] = {
+            "s": "text ü",
+            "i": 3,
+            "f": 2.5,
+            "b": False,
+            "n": None,
+            "l": [1, {"a": [None]}],
+            "d": {"x": {"y": "z"}},
+        }
+        for key, value in values.items():
+            kv.kv_set(SCOPE, key, value, expires=None, now=now, max_keys=100)
+        for key, value in values.items():
+            item = kv.kv_get(SCOPE, key, now=now)
+            assert item is not None
+            assert item.value == value
+            assert item.expires is None
+        assert kv.kv_get(SCOPE, "missing", now=now) is None
+        assert kv.kv_keys(SCOPE, now=now) == sorted(values)
+        assert kv.kv_keys("script:sinks/other", now=now) == []  # scopes are apart
+        kv.kv_set("script:sinks/other", "s", "theirs", expires=None, now=now, max_keys=100)
+        item = kv.kv_get(SCOPE, "s", now=now)
+        assert item is not None
+        assert item.value == "text ü"
+
+
+async def test_keys_expire_for_every_read_and_give_their_room_back(
+    kv_backend: str, tmp_path: Path
+) -> None:
+    now = time.time()
+    async with expiring(kv_backend, tmp_path) as kv:
+        kv.kv_set(SCOPE, "short", 1, expires=now + 10, now=now, max_keys=2)
+        kv.kv_set(SCOPE, "long", 2, expires=None, now=now, max_keys=2)
+        item = kv.kv_get(SCOPE, "short", now=now)
+        assert item is not None
+        assert item.expires == pytest.approx(now + 10)
+        # At the quota of 2 while "short" is live; once it expired, a new key fits.
+        with pytest.raises(KvError) as full:
+            kv.kv_set(SCOPE, "third", 3, expires=None, now=now + 1, max_keys=2)
+        assert full.value.reason == "max_keys"
+        later = now + 11
+        assert kv.kv_get(SCOPE, "short", now=later) is None
+        assert kv.kv_keys(SCOPE, now=later) == ["long"]
+        kv.kv_set(SCOPE, "third", 3, expires=None, now=later, max_keys=2)
+        assert kv.kv_keys(SCOPE, now=later) == ["long", "third"]
+        # An expired key written again starts afresh, without the old expiry.
+        kv.kv_set(SCOPE, "short", "new", expires=None, now=later + 1, max_keys=3)
+        item = kv.kv_get(SCOPE, "short", now=later + 100)
+        assert item is not None
+        assert item.value == "new"
+        assert item.expires is None
+
+
+async def test_quotas_count_live_keys_and_replacing_one_is_free(
+    kv_backend: str, tmp_path: Path
+) -> None:
+    now = time.time()
+    async with expiring(kv_backend, tmp_path) as kv:
+        for n in range(3):
+            kv.kv_set(SCOPE, f"k{n}", n, expires=None, now=now, max_keys=3)
+        kv.kv_set(SCOPE, "k0", "replaced", expires=None, now=now, max_keys=3)
+        with pytest.raises(KvError) as full:
+            kv.kv_set(SCOPE, "k3", 3, expires=None, now=now, max_keys=3)
+        assert (full.value.reason, full.value.key) == ("max_keys", "k3")
+        with pytest.raises(KvError):
+            kv.kv_incr(SCOPE, "k4", 1, now=now, max_keys=3)
+        assert kv.kv_keys(SCOPE, now=now) == ["k0", "k1", "k2"]  # nothing half-done
+        assert kv.kv_delete(SCOPE, "k1") is True
+        assert kv.kv_delete(SCOPE, "k1") is False
+        kv.kv_set(SCOPE, "k3", 3, expires=None, now=now, max_keys=3)
+        assert kv.kv_clear(SCOPE) == 3
+        assert kv.kv_keys(SCOPE, now=now) == []
+        kv.kv_set(SCOPE, "again", 1, expires=None, now=now, max_keys=1)
+
+
+async def test_incr_is_atomic_typed_and_keeps_the_expiry(kv_backend: str, tmp_path: Path) -> None:
+    now = time.time()
+    async with expiring(kv_backend, tmp_path) as kv:
+        assert kv.kv_incr(SCOPE, "n", 1, now=now, max_keys=10) == 1
+        assert kv.kv_incr(SCOPE, "n", 5, now=now, max_keys=10) == 6
+        assert kv.kv_incr(SCOPE, "n", -10, now=now, max_keys=10) == -4
+        kv.kv_set(SCOPE, "t", 10, expires=now + 60, now=now, max_keys=10)
+        assert kv.kv_incr(SCOPE, "t", 1, now=now, max_keys=10) == 11
+        item = kv.kv_get(SCOPE, "t", now=now)
+        assert item is not None
+        assert item.expires == pytest.approx(now + 60)
+        for value in ("7", 7.5, True, None, [1]):
+            kv.kv_set(SCOPE, "x", value, expires=None, now=now, max_keys=10)
+            with pytest.raises(KvError) as typed:
+                kv.kv_incr(SCOPE, "x", 1, now=now, max_keys=10)
+            assert typed.value.reason == "not_integer"
+        kv.kv_set(SCOPE, "big", MAX_KV_INTEGER, expires=None, now=now, max_keys=10)
+        with pytest.raises(KvError) as overflow:
+            kv.kv_incr(SCOPE, "big", 1, now=now, max_keys=10)
+        assert overflow.value.reason == "overflow"
+        item = kv.kv_get(SCOPE, "big", now=now)
+        assert item is not None
+        assert item.value == MAX_KV_INTEGER
+
+
+async def test_expiring_keys_survive_a_restart_and_prune_forgets_expired_ones(
+    backend: Backend,
+) -> None:
+    now = time.time()
+    async with backend.runtime() as rt:
+        await rt.journal.call(
+            lambda s: s.kv_set(SCOPE, "kept", {"v": 1}, expires=None, now=now, max_keys=10)
+        )
+        await rt.journal.call(
+            lambda s: s.kv_set(SCOPE, "soon", 1, expires=now + 0.05, now=now, max_keys=10)
+        )
+        await rt.journal.call(lambda s: s.kv_incr(SCOPE, "count", 41, now=now, max_keys=10))
+    await asyncio.sleep(0.1)
+    async with backend.runtime() as rt:
+        later = time.time()
+        assert rt.store.kv_keys(SCOPE, now=later) == ["count", "kept"]
+        assert (
+            await rt.journal.call(lambda s: s.kv_incr(SCOPE, "count", 1, now=later, max_keys=10))
+            == 42
+        )
+        await rt.journal.call(lambda s: s.prune(keep_events=100, keep_audit=100, active_sinks=[]))
+        # What prune forgot is gone from the table, not only hidden: a quota of 2 has room.
+        await rt.journal.call(lambda s: s.kv_delete(SCOPE, "kept"))
+        await rt.journal.call(
+            lambda s: s.kv_set(SCOPE, "x", 1, expires=None, now=later, max_keys=2)
+        )
+        assert rt.kv_all(SCOPE) == {"count": 42, "x": 1}
+
+
+def test_a_schema_1_store_is_migrated_and_its_records_never_expire(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE kv (scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
+        "PRIMARY KEY (scope, key)) WITHOUT ROWID;"
+        "INSERT INTO kv VALUES ('users', 'ada', '{\"admin\": true}');"
+        "PRAGMA user_version = 1;"
+    )
+    conn.close()
+    store = Store(path)
+    try:
+        assert store.kv_all("users") == {"ada": {"admin": True}}
+        now = time.time()
+        store.kv_set(SCOPE, "k", 1, expires=now + 60, now=now, max_keys=5)
+        item = store.kv_get(SCOPE, "k", now=now)
+        assert item is not None
+        assert item.value == 1
+        assert item.expires == pytest.approx(now + 60)
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    conn.close()
+    reopened = Store(path)  # a second open changes nothing
+    try:
+        assert reopened.kv_all("users") == {"ada": {"admin": True}}
+    finally:
+        reopened.close()

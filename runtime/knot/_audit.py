@@ -25,6 +25,7 @@ class AuditKind(Enum):
     METHOD_FAILED = "Event Sink Method Failed"
     METHOD_REJECTED = "Method Script Rejected"
     SECURITY = "Access Denied"
+    REQUEST_DENIED = "Script Request Denied"  # a script's HTTP request outside http_allow
 
 
 @dataclass(frozen=True, slots=True)

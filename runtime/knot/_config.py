@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ._allowlist import AllowList, ScriptAccess, check_hosts, script_tables
 from ._env import api_port_from_env
 from ._exceptions import ConfigError, SinkError
+from ._secrets import SecretSettings, parse_secrets
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._users import User, parse_config_users
 
@@ -24,6 +26,7 @@ __all__ = [
     "ConfigResult",
     "DeliverySettings",
     "MethodSettings",
+    "ScriptAccess",
     "ScriptSettings",
     "ServerSettings",
     "SpaceSettings",
@@ -68,6 +71,7 @@ RUN_LIMITS = (
     "max_directives",
     "max_directive_bytes",
     "max_output_bytes",
+    "http_max_requests",
 )
 
 
@@ -81,6 +85,7 @@ class RunLimitSettings:
     max_directives: int = 100
     max_directive_bytes: int = 1024 * 1024  # JSON of the directives, together
     max_output_bytes: int = 64 * 1024  # what print() writes; the rest is cut off
+    http_max_requests: int = 100  # HTTP requests made with `requests`
 
     def limit_members(self) -> str:
         """The limits as JSON object members (`,"max_emits":1000,...`) for a worker request."""
@@ -93,6 +98,22 @@ class ScriptSettings(RunLimitSettings):
     timeout: float = 5.0
     memory_mb: int = 256
     workers: int = 0  # sandbox worker processes for script sinks (one sink each); 0 = auto
+    # What every script (sink or method) may reach; see "Scripts that do real work".
+    http_allow: AllowList = field(default_factory=AllowList)  # hosts `requests` may reach
+    http_max_bytes: int = 1024 * 1024  # a request's or a response's body, at most
+    kv_max_keys: int = 10_000  # keys one script keeps in knot.kv
+    kv_max_value_bytes: int = 64 * 1024  # JSON bytes of one knot.kv value
+    sinks: Mapping[str, ScriptAccess] = field(default_factory=dict)  # [scripts.sinks.NAME]
+    methods: Mapping[str, ScriptAccess] = field(default_factory=dict)  # [scripts.methods.NAME]
+
+    def allow_list(self, kind: str, name: str) -> AllowList:
+        """The hosts script `name` (of `kind` "sinks" or "methods") may reach, and the
+        settings that list them (named when a request is refused)."""
+        own = (self.sinks if kind == "sinks" else self.methods).get(name)
+        if own is None or not own.http_allow:
+            return self.http_allow
+        setting = f"scripts.http_allow or scripts.{kind}.{name}.http_allow"
+        return AllowList(self.http_allow.entries + own.http_allow.entries, setting)
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,7 @@ class Config:
     methods: MethodSettings = field(default_factory=MethodSettings)
     sinks: tuple[SinkSpec, ...] = ()
     users: tuple[User, ...] = ()  # [users.NAME]; more can be added to the store at run time
+    secrets: SecretSettings = field(default_factory=SecretSettings)  # [secrets], for scripts
     extra: Mapping[str, Any] = field(default_factory=dict)  # tables later issues own
     # Where each [[sinks]] table is (`knot.toml:9`), for a sink that fails to start; not a
     # setting (moving a table changes nothing).
@@ -257,6 +279,7 @@ _RUN_LIMIT_CHECKS: dict[str, _Checker] = {
     "max_directives": _int(0),
     "max_directive_bytes": _int(0),
     "max_output_bytes": _int(256),
+    "http_max_requests": _int(0),
 }
 _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
     "server": (
@@ -292,6 +315,10 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
             "memory_mb": _int(16),
             "workers": _int(0),
             **_RUN_LIMIT_CHECKS,
+            "http_allow": check_hosts,
+            "http_max_bytes": _int(1024),
+            "kv_max_keys": _int(0),
+            "kv_max_value_bytes": _int(16),
         },
     ),
     "spaces": (SpaceSettings, {"stop_grace": _number(0)}),
@@ -306,7 +333,8 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
         },
     ),
 }
-_TOP_LEVEL = {"zone", "sinks", "users", *_SECTIONS}
+_TOP_LEVEL = {"zone", "sinks", "users", "secrets", *_SECTIONS}
+_PER_SCRIPT = {"scripts": ("sinks", "methods")}  # [scripts.sinks.NAME], [scripts.methods.NAME]
 _EXTRA_TABLES = {"sky"}  # owned by later parts; passed through
 
 
@@ -342,6 +370,9 @@ def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
             continue
         values: dict[str, Any] = {}
         for key, value in table.items():
+            if key in _PER_SCRIPT.get(section, ()):
+                values[key] = script_tables(f"{section}.{key}", value, where, errors, warnings)
+                continue
             checker = checkers.get(key)
             if checker is None:
                 warnings.append(f"{where(section, key)} is not a known setting and is ignored.")
@@ -350,9 +381,7 @@ def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
             if problem is not None:
                 errors.append(f"{where(section, key)} {problem}, not {value!r}.")
                 continue
-            if key in ("backoff", "restart_backoff"):
-                value = tuple(float(x) for x in value) if isinstance(value, list) else (value,)
-            values[key] = value
+            values[key] = _converted(key, value)
         kwargs[section] = model(**values)
     sinks: list[SinkSpec] = []
     sink_lines: dict[str, str] = {}
@@ -384,10 +413,25 @@ def parse_config(text: str, *, path: str = CONFIG_FILE) -> ConfigResult:
         at = f"{path}:{line}" if line else path
         errors.append(f"{at}: users.{name} {problem}." if name else f"{at}: users {problem}.")
     kwargs["users"] = users
+    secrets, secret_problems = parse_secrets(raw.get("secrets", {}))
+    errors.extend(
+        f"{where('secrets', key) if key else where(None, 'secrets')} {problem}."
+        for key, problem in secret_problems
+    )
+    kwargs["secrets"] = secrets
     kwargs["extra"] = {k: raw[k] for k in _EXTRA_TABLES if k in raw}
     if errors:
         return ConfigResult(None, tuple(errors), tuple(warnings), path=path)
     return ConfigResult(Config(**kwargs), (), tuple(warnings), path=path)
+
+
+def _converted(key: str, value: Any) -> Any:
+    """A checked value as the settings hold it."""
+    if key in ("backoff", "restart_backoff"):
+        return tuple(float(x) for x in value) if isinstance(value, list) else (value,)
+    if key == "http_allow":
+        return AllowList.parse(value)
+    return value
 
 
 def _line_of(text: str, section: str | None, key: str, index: int = 0) -> int:

@@ -7,7 +7,8 @@
     │   ├── SinkError                 a bad sink definition (.sink)
     │   ├── TemplateError             a body template that does not parse (.template, .position)
     │   ├── ConfigError               a bad knot.toml (.path, .problems)
-    │   └── SpaceError                a bad space definition or a name taken (.space)
+    │   ├── SpaceError                a bad space definition or a name taken (.space)
+    │   └── KvError                   a knot.kv operation refused: a quota, not a number (.reason)
     ├── NotFound                      no such sink, event, method, channel, user or space (.what)
     ├── PermissionDenied              the caller may not do this (.status: 401 or 403)
     ├── Conflict                      the name is taken, or the thing is defined elsewhere (.what)
@@ -36,6 +37,7 @@ __all__ = [
     "EventError",
     "InvalidInput",
     "KnotError",
+    "KvError",
     "MethodFailed",
     "NotFound",
     "PatternError",
@@ -102,6 +104,18 @@ class SpaceError(InvalidInput):
     def __init__(self, message: str, *, space: str | None = None) -> None:
         super().__init__(message)
         self.space = space
+
+
+class KvError(InvalidInput):
+    """A script's key-value operation that cannot be done as asked.
+
+    `reason` is "max_keys" (a new key past the script's quota), "not_integer" (incr on a value
+    that is not an integer) or "overflow" (incr past a 64-bit integer)."""
+
+    def __init__(self, message: str, *, reason: str, key: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.key = key
 
 
 class NotFound(KnotError):

@@ -47,6 +47,7 @@ from .engine.storage import Storage
 from .engine.store import Store
 from .methods.service import Methods
 from .sandbox.pool import WorkerPool
+from .scriptlib.service import ScriptLibraries
 from .scripts.methods import MethodScripts
 from .scripts.reload import Reloader
 from .scripts.sinks import ScriptSinks
@@ -99,6 +100,7 @@ class Runtime:
         # The HTTP pool all webhook sinks share; `http_transport` replaces its transport.
         self.webhook_clients = WebhookClients(transport=http_transport)
         self._script_pool: WorkerPool | None = None  # made when the first script sink starts
+        self.script_libraries = ScriptLibraries.for_runtime(self)  # requests, knot.kv, secrets
         self.methods = Methods(self)  # method scripts: workers, calls, subscriptions
 
     def _default_parts(self) -> list[RuntimePart]:
@@ -264,6 +266,7 @@ class Runtime:
             await self._delivery.close()
         await self.methods.close()
         await self.webhook_clients.close()
+        await self.script_libraries.close()
         if self._script_pool is not None:
             await self._script_pool.close()
             self._script_pool = None
@@ -363,12 +366,9 @@ class Runtime:
             trackers.pop(event.id, None)
 
     def release_waiters(self) -> None:
-        """Answer every `emit_and_wait` now with the outcomes so far, the rest pending.
-
-        A server that is shutting down calls this, so a synchronous Sky request still waiting
-        on slow sinks answers at once (its events stay journaled and are delivered after a
-        restart) instead of being cancelled at the end of the graceful-shutdown timeout.
-        """
+        """Answer every `emit_and_wait` now with the outcomes so far, the rest pending: a
+        server shutting down answers a synchronous Sky request still waiting on slow sinks
+        (its events stay journaled, delivered after a restart) instead of cancelling it."""
         for tracker in list(self.delivery.trackers.values()):
             tracker.release()
 
@@ -482,8 +482,10 @@ class Runtime:
         """The sandbox workers of this runtime's script sinks: made on first use, so a
         runtime without script sinks starts no worker process."""
         if self._script_pool is None:
-            settings = self.config.scripts
-            self._script_pool = WorkerPool(size=pool_size(settings), memory_mb=settings.memory_mb)
+            settings, redact = self.config.scripts, self.script_libraries.secrets.redact_message
+            self._script_pool = WorkerPool(
+                size=pool_size(settings), memory_mb=settings.memory_mb, redact=redact
+            )
         return self._script_pool
 
     async def sink_secret(self, sink: str) -> str:

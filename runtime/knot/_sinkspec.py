@@ -13,14 +13,21 @@ from ._exceptions import SinkError
 from ._json import JSONObject
 from ._patterns import Pattern, validate_patterns
 
-__all__ = ["SECRET_OPTIONS", "SinkOrigin", "SinkSpec", "check_sink_name", "masked_url"]
+__all__ = [
+    "SECRET_HEADER",
+    "SECRET_OPTIONS",
+    "SinkOrigin",
+    "SinkSpec",
+    "check_sink_name",
+    "masked_url",
+]
 
 _NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{1,63}")
 _NAME_RULE = "must start with a letter and have 2 to 64 letters, digits or underscores"
 SECRET_OPTIONS = frozenset({"secret"})
 """Options never shown in logs or listings."""
-_SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|password|api[-_]?key", re.I)
-"""Header values (of a sink's `headers` option) redacted in listings, like secrets."""
+SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|password|api[-_]?key", re.I)
+"""Header values (of a sink's `headers` option, of a dry run's requests) masked, like secrets."""
 
 
 class SinkOrigin(StrEnum):
@@ -77,7 +84,7 @@ class SinkSpec:
         headers = options.get("headers")
         if redact and isinstance(headers, Mapping):
             options["headers"] = {
-                name: "********" if _SECRET_HEADER.search(str(name)) else value
+                name: "********" if SECRET_HEADER.search(str(name)) else value
                 for name, value in headers.items()
             }
         return {

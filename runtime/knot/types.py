@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._config import Config
     from ._events import Event, Space
     from .engine.registry import SinkRegistry
+    from .scriptlib.service import ScriptLibraries
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -136,6 +137,11 @@ class MethodsHost(Auditor, Emitter, Protocol):
         ...
 
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None: ...
+
+    @property
+    def script_libraries(self) -> ScriptLibraries:
+        """What answers method scripts' `requests`, `knot.kv` and `knot.secrets`."""
+        ...
 
 
 class RuntimePart(Protocol):

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .._config import load_config
-from ..scripts.tools import CheckReport, check_paths, dry_run
+from ..scripts.tools import CheckReport, check_paths, dry_run, kv_lines, request_lines
 from .common import Subparsers, add_command, json_text, parse_json_object, project_folder
 
 __all__ = ["register"]
@@ -28,8 +28,10 @@ def register(sub: Subparsers) -> None:
         sub,
         "run",
         _run,
-        "Dry-run a sink script on one event: print its output, the events it would emit and "
-        "its directives. Nothing is delivered; no runtime is needed.",
+        "Dry-run a sink script on one event: print its output, the events it would emit, its "
+        "directives, the HTTP requests it would make (checked against http_allow, sent only "
+        "with --live) and the knot.kv keys it would change (in a scratch copy). Nothing is "
+        "delivered and secrets are redacted; no runtime is needed.",
         "  knot run scripts/sinks/deploy_notify.py --event custom.myapp.deployed \\\n"
         '      --data \'{"version": "1.2", "commit": "abc123"}\' --space web\n'
         "  knot run scripts/sinks/on_start.py --event space.started --json\n",
@@ -43,7 +45,10 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "--project",
         default=".",
-        help="project whose knot.toml [scripts] limits apply (default: .)",
+        help="project whose knot.toml applies: limits, http_allow, secrets (default: .)",
+    )
+    p.add_argument(
+        "--live", action="store_true", help="send the script's HTTP requests (if allowed)"
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
@@ -65,8 +70,17 @@ EMITS_SHOWN = 20  # a script emitting in a loop would otherwise fill the termina
 
 def _run(args: argparse.Namespace) -> int:
     data = parse_json_object(args.data, what="--data payload")
-    settings = load_config(project_folder(args.project)).raise_for_errors().scripts
-    result = dry_run(args.script, args.event, data, space=args.space, settings=settings)
+    project = project_folder(args.project)
+    config = load_config(project).raise_for_errors()
+    result = dry_run(
+        args.script,
+        args.event,
+        data,
+        space=args.space,
+        config=config,
+        project=project,
+        live=args.live,
+    )
     if args.json:
         print(json_text(result.to_dict(), indent=2))
         return 0 if result.ok else 1
@@ -87,6 +101,14 @@ def _run(args: argparse.Namespace) -> int:
     print(f"--- directives ({_count(len(result.directives), 'directive')})")
     for directive in result.directives:
         print(f"{directive['name']} {json_text(directive['options'])}")
+    if result.requests:
+        sent = "sent" if args.live else "not sent: --live sends them"
+        print(f"--- HTTP requests ({_count(len(result.requests), 'request')}, {sent})")
+        for request in result.requests:
+            print("\n".join(request_lines(request.to_dict())))
+    if result.kv:
+        print(f"--- knot.kv ({_count(len(result.kv), 'key')} changed, in a scratch copy)")
+        print("\n".join(kv_lines(result.kv)))
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
         return 1

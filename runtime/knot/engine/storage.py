@@ -3,9 +3,10 @@
 The engine keeps four things durable: the journal of events (append-only, ordered by `seq`),
 each sink's progress (one cursor, plus the events skipped for it: dropped or given up), the
 audit log, and a key-value area by scope (sinks made through the API, users, channels, spaces,
-secrets). `Storage` is that, and nothing of how: the embedded SQLite store (`store.py`) is one
-implementation; a distributed one (NATS JetStream) plugs in as another, and the engine's
-contract tests (`tests/test_storage_contract.py`) run against every backend.
+secrets, and each script's `knot.kv`, whose keys may expire: `ExpiringKv`). `Storage` is that,
+and nothing of how: the embedded SQLite store (`store.py`) is one implementation; a distributed
+one (NATS JetStream) plugs in as another, and the engine's contract tests
+(`tests/test_storage_contract.py`) run against every backend.
 
 Threads: the writer methods are called by the journal's one writer thread, in order, each
 `write` committing its batches atomically; the reads may be called from any thread at any
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._audit import AuditEntry
 from .._events import Event
@@ -25,7 +26,18 @@ from .._exceptions import StoreError
 from .._json import JSONObject
 from .._patterns import Pattern
 
-__all__ = ["Storage", "WriteBatch"]
+__all__ = ["MAX_KV_INTEGER", "ExpiringKv", "KvItem", "Storage", "WriteBatch"]
+
+MAX_KV_INTEGER = 2**63 - 1
+"""`kv_incr` keeps values within a signed 64-bit integer, which every backend can hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class KvItem:
+    """A live key's value (any JSON value) and when it expires (epoch seconds; None: never)."""
+
+    value: Any
+    expires: float | None = None
 
 
 @dataclass
@@ -43,7 +55,51 @@ class WriteBatch:
         return bool(self.events or self.audits or self.cursors or self.skips or self.forget)
 
 
-class Storage(Protocol):
+class ExpiringKv(Protocol):
+    """Keys whose values are any JSON value and may expire: scripts' `knot.kv`, a scope each.
+
+    A key whose `expires` (epoch seconds) is not after `now` is gone: no read sees it, a write
+    starts it afresh, and `prune` forgets it. Every operation is atomic. Writes run on the
+    journal's writer thread (`Runtime` hands them over with `journal.call`), in order with
+    everything else it writes; so do reads that must see those writes.
+    """
+
+    def kv_get(self, scope: str, key: str, *, now: float) -> KvItem | None: ...
+
+    def kv_set(
+        self,
+        scope: str,
+        key: str,
+        value: Any,
+        *,
+        expires: float | None,
+        now: float,
+        max_keys: int,
+    ) -> None:
+        """Write `key`; a key that is new (or expired) while `scope` holds `max_keys` live
+        keys raises KvError(reason="max_keys") and changes nothing."""
+        ...
+
+    def kv_incr(self, scope: str, key: str, amount: int, *, now: float, max_keys: int) -> int:
+        """Add `amount` to an integer value (a missing key counts as 0, and is made without
+        an expiry); an existing expiry is kept. KvError: "not_integer" when the value is not an
+        integer, "overflow" past MAX_KV_INTEGER either way, "max_keys" as for kv_set."""
+        ...
+
+    def kv_delete(self, scope: str, key: str) -> bool:
+        """Forget `key`; whether a live one (or a record) was there."""
+        ...
+
+    def kv_keys(self, scope: str, *, now: float) -> list[str]:
+        """The live keys of `scope`, sorted."""
+        ...
+
+    def kv_clear(self, scope: str) -> int:
+        """Forget every key of `scope`; how many live ones there were."""
+        ...
+
+
+class Storage(ExpiringKv, Protocol):
     """Durable storage for one runtime's journal, sink progress, audit log and records."""
 
     @property
@@ -59,13 +115,13 @@ class Storage(Protocol):
         ...
 
     def prune(self, *, keep_events: int, keep_audit: int, active_sinks: Iterable[str]) -> int:
-        """Forget events every active sink is past, beyond the newest `keep_events`, and
-        audit entries beyond the newest `keep_audit`; return how many events went."""
+        """Forget events every active sink is past, beyond the newest `keep_events`, audit
+        entries beyond the newest `keep_audit`, and expired keys; return how many events went."""
         ...
 
-    def kv_put(self, scope: str, key: str, value: JSONObject) -> None: ...
-
-    def kv_delete(self, scope: str, key: str) -> bool: ...
+    def kv_put(self, scope: str, key: str, value: JSONObject) -> None:
+        """Write a record (a key that never expires)."""
+        ...
 
     # -- start-up -----------------------------------------------------------------------
 
@@ -90,7 +146,9 @@ class Storage(Protocol):
 
     # -- reads (any thread) -------------------------------------------------------------
 
-    def kv_all(self, scope: str) -> dict[str, JSONObject]: ...
+    def kv_all(self, scope: str) -> dict[str, JSONObject]:
+        """Every live key of `scope` and its value."""
+        ...
 
     def recent_events(
         self,

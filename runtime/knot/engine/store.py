@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ from .._events import Event
 from .._exceptions import StoreError, StoreLocked
 from .._json import JSONObject
 from .._patterns import Pattern, PatternKind
+from .kvstore import KvTable
 from .storage import WriteBatch
 
 __all__ = ["Store"]
 
-SCHEMA_VERSION = 1
+# 1: the first. 2: kv rows may expire (scripts' knot.kv): the column `expires`.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq   INTEGER PRIMARY KEY,
@@ -64,22 +67,31 @@ CREATE TABLE IF NOT EXISTS audit (
     event_id TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kv (
-    scope TEXT NOT NULL,
-    key   TEXT NOT NULL,
-    value TEXT NOT NULL,
+    scope   TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    expires REAL,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
 """
+_MIGRATIONS = {
+    # A store of schema 1 has kv rows without an expiry: they never expire.
+    2: "ALTER TABLE kv ADD COLUMN expires REAL",
+}
+_INDEXES = "CREATE INDEX IF NOT EXISTS kv_expiring ON kv (expires) WHERE expires IS NOT NULL;"
 _EVENT_COLUMNS = "seq, id, type, ts, zone, owner, depth, data, meta"
 
 
-class Store:
-    """A SQLite store; `path=":memory:"` is not supported (WAL needs a file)."""
+class Store(KvTable):
+    """A SQLite store; `path=":memory:"` is not supported (WAL needs a file).
+
+    Scripts' expiring keys (`ExpiringKv`) are `KvTable`'s, over the same connections."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "normal") -> None:
         self.path = Path(path)
         self._lock_file: int | None = None
         self._read_lock = threading.Lock()
+        self.kv_counts = {}
         try:
             # The store holds webhook secrets and the spaces' logs sit beside it: a folder
             # and a file the runtime creates are its user's alone (SQLite gives the -wal and
@@ -191,7 +203,12 @@ class Store:
                 f"(schema {version}, this one knows {SCHEMA_VERSION}).",
                 path=str(self.path),
             )
+        fresh = not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'kv'").fetchone()
         conn.executescript(_SCHEMA)
+        if not fresh:  # tables made by an older schema: bring them forward, step by step
+            for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                conn.execute(_MIGRATIONS[step])
+        conn.executescript(_INDEXES)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -289,6 +306,7 @@ class Store:
         Never deletes an event some sink has not handled: the floor is the lowest cursor.
         """
         conn = self._writer
+        self.prune_expired(time.time())
         sinks = list(active_sinks)
         head = self.head_seq(conn)
         floor = head - keep_events
@@ -379,17 +397,17 @@ class Store:
 
     def kv_put(self, scope: str, key: str, value: JSONObject) -> None:
         self.run(
-            "INSERT OR REPLACE INTO kv (scope, key, value) VALUES (?, ?, ?)",
+            "INSERT OR REPLACE INTO kv (scope, key, value, expires) VALUES (?, ?, ?, NULL)",
             (scope, key, json.dumps(value, separators=(",", ":"))),
         )
-
-    def kv_delete(self, scope: str, key: str) -> bool:
-        return self.run("DELETE FROM kv WHERE scope = ? AND key = ?", (scope, key)) > 0
+        self.kv_counts.pop(scope, None)  # a record may be a new row
 
     def kv_all(self, scope: str) -> dict[str, JSONObject]:
         with self._read_lock:
             rows = self._reader.execute(
-                "SELECT key, value FROM kv WHERE scope = ? ORDER BY key", (scope,)
+                "SELECT key, value FROM kv WHERE scope = ? AND (expires IS NULL OR expires > ?) "
+                "ORDER BY key",
+                (scope, time.time()),
             ).fetchall()
         return {k: json.loads(v) for k, v in rows}
 

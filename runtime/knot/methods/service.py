@@ -31,6 +31,7 @@ from .._logtext import log_output
 from .._sinkspec import SinkOrigin, SinkSpec
 from ..sandbox.process import RemoteError, WorkerBlocked, WorkerDied, WorkerTimeout
 from ..sandbox.worker.method_module import timed_out
+from ..scriptlib.service import RunUse, ScriptRef
 from ..sinks import BatchResult, DeliveryResult, Directive, JsonRpcSink, MethodSink
 from ..sinks.script import encode_event
 from ..types import MethodsHost
@@ -61,6 +62,14 @@ class _CallContext:
     actor: Actor | None
     sink: str = ""  # the method sink delivering `events` (their emits get derived ids)
     emits: dict[int, int] = field(default_factory=dict)  # per call of a batch
+    uses: dict[int, RunUse] = field(default_factory=dict)  # per call: libraries asked
+
+    def use(self, index: int) -> RunUse:
+        found = self.uses.get(index)
+        if found is None:
+            event = self.events[index] if 0 <= index < len(self.events) else None
+            found = self.uses[index] = RunUse(event.id if event is not None else "")
+        return found
 
 
 class Methods:
@@ -68,7 +77,12 @@ class Methods:
 
     def __init__(self, runtime: MethodsHost) -> None:
         self.runtime = runtime
-        self.workers = MethodWorkers(runtime, serve=self._serve, changed=self._sync_sinks)
+        self.workers = MethodWorkers(
+            runtime,
+            serve=self._serve,
+            changed=self._sync_sinks,
+            load_context=lambda: _CallContext((), "", None),
+        )
 
     # -- reading --------------------------------------------------------------------------
 
@@ -180,7 +194,10 @@ class Methods:
     def _call_body(self, info: MethodInfo, fields: str, timeout: float) -> str:
         """The worker's `call` request: the method, `fields` (params and event, or a batch),
         the time limit and the run limits."""
-        limits = self.runtime.config.methods.limit_members()
+        config = self.runtime.config
+        limits = (
+            f'{config.methods.limit_members()},"http_max_bytes":{config.scripts.http_max_bytes}'
+        )
         return f'{{"method":{json.dumps(info.name)},{fields},"timeout":{float(timeout)!r}{limits}}}'
 
     async def deliver(self, sink: MethodSink, event: Event, params: str) -> DeliveryResult:
@@ -385,12 +402,25 @@ class Methods:
 
         return lookup
 
-    async def _serve(self, method: str, params: JSONObject, context: Any) -> Any:
-        """A worker's request while it handles a call: `emit` (depth-limited like sinks)."""
-        if method != "emit":
-            raise KnotError(f"{method} is not available to method scripts.")
+    async def _serve(
+        self, script: str, method: str, params: JSONObject, context: Any, deadline: float | None
+    ) -> Any:
+        """A worker's request while it handles a call (or loads): `emit` (depth-limited like
+        sinks), or the libraries' `http`, `kv` and `secret`."""
         if not isinstance(context, _CallContext):
-            raise KnotError("The call that emitted this event has already ended.")
+            raise KnotError(f"The call that asked for {method} has already ended.")
+        if method != "emit":
+            index = params.get("index") or 0
+            if not isinstance(index, int) or not 0 <= index < max(len(context.events), 1):
+                raise KnotError(f"{method} came for a call this one does not have.")
+            found = self.workers.scripts.get(script)
+            ref = ScriptRef("methods", script, found.path if found is not None else "")
+            use = context.use(index)
+            return await self.runtime.script_libraries.serve(
+                ref, method, params, use, deadline=deadline
+            )
+        if "call" not in params:  # the script's top level, while it loads
+            raise KnotError("knot.event.emit() is only available while a method handles a call.")
         event_type = str(params.get("type"))
         payload = params.get("payload")
         payload = payload if isinstance(payload, dict) else {}

@@ -25,8 +25,9 @@ from enum import StrEnum
 from typing import Any
 
 from .._audit import AuditEntry, AuditKind
+from .._json import JSONObject
 from .._logtext import log_output
-from ..sandbox.method_process import MethodProcess, RequestHandler
+from ..sandbox.method_process import MethodProcess
 from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
 from ..types import MethodsHost
 from .declarations import MethodInfo, declared, load_problems, static_problems
@@ -101,17 +102,23 @@ class _LoadFailed(Exception):
         self.problems = problems
 
 
+ScriptRequestHandler = Callable[[str, str, JSONObject, Any, "float | None"], Awaitable[Any]]
+"""Serves a worker's request: (script, method, params, context of its call, deadline)."""
+
+
 class MethodWorkers:
     def __init__(
         self,
         runtime: MethodsHost,
         *,
-        serve: RequestHandler,
+        serve: ScriptRequestHandler,
         changed: Callable[[MethodScript, str], Awaitable[list[str]]],
+        load_context: Callable[[], Any] = lambda: None,
     ) -> None:
         self.runtime = runtime
         self.serve = serve
         self.changed = changed
+        self.load_context = load_context  # who a script's top level acts for, while it loads
         self.scripts: dict[str, MethodScript] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -150,16 +157,36 @@ class MethodWorkers:
         self, name: str, source: str, path: str
     ) -> tuple[MethodProcess, dict[str, MethodInfo], list[str]]:
         settings = self.runtime.config.methods
+        serve = self.serve
+
+        async def on_request(
+            method: str, params: JSONObject, context: Any, deadline: float | None
+        ) -> Any:
+            return await serve(name, method, params, context, deadline)
+
         try:
             worker = await MethodProcess.start(
-                memory_mb=settings.memory_mb, threads=settings.threads, on_request=self.serve
+                memory_mb=settings.memory_mb,
+                threads=settings.threads,
+                on_request=on_request,
+                redact=self.runtime.script_libraries.secrets.redact_message,
             )
         except WorkerDied as exc:
             raise _LoadFailed((f"{path}:1:1: could not start its worker: {exc.how}",)) from None
         infos: dict[str, MethodInfo] = {}
         output: list[str] = []
         try:
-            answer = await worker.load(name, source, path, timeout=settings.timeout)
+            limits = settings.limit_members() + (
+                f',"http_max_bytes":{self.runtime.config.scripts.http_max_bytes}'
+            )
+            answer = await worker.load(
+                name,
+                source,
+                path,
+                timeout=settings.timeout,
+                limits=limits,
+                context=self.load_context(),
+            )
             infos, problems = declared(name, path, answer.get("methods") or [])
             output = [str(line) for line in answer.get("output") or []]
         except RemoteError as exc:

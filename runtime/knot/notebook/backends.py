@@ -19,7 +19,7 @@ import httpx
 import psutil
 
 from .._client import Client
-from .._config import ScriptSettings, load_config
+from .._config import Config, load_config
 from .._env import api_token_from_env
 from .._events import Event
 from .._exceptions import (
@@ -74,7 +74,9 @@ class Backend(Protocol):
 
     def space_log(self, name: str, *, limit: int) -> list[str]: ...
 
-    def script_settings(self) -> ScriptSettings: ...
+    def dry_run_settings(self) -> tuple[Config, Path]:
+        """The settings a dry run applies (limits, http_allow, secrets) and its project."""
+        ...
 
     def close(self) -> None: ...
 
@@ -180,8 +182,8 @@ class EmbeddedBackend:
         finally:
             self.sync.loop.call_soon_threadsafe(unsubscribe)
 
-    def script_settings(self) -> ScriptSettings:
-        return self.sync.runtime.config.scripts
+    def dry_run_settings(self) -> tuple[Config, Path]:
+        return self.sync.runtime.config, self.sync.runtime.project
 
     def close(self) -> None:
         self.sync.close()
@@ -381,8 +383,8 @@ class ConnectedBackend:
     def space_log(self, name: str, *, limit: int) -> list[str]:
         return self.client.space_log(name, limit=limit)
 
-    def script_settings(self) -> ScriptSettings:
-        return load_config(Path.cwd()).raise_for_errors().scripts
+    def dry_run_settings(self) -> tuple[Config, Path]:
+        return load_config(Path.cwd()).raise_for_errors(), Path.cwd()
 
     def close(self) -> None:
         self.client.close()

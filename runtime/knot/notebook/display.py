@@ -20,6 +20,7 @@ from IPython.display import DisplayHandle
 
 from .._exceptions import KnotError
 from .._json import JSONObject
+from ..scripts.tools import kv_lines, request_lines
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -269,6 +270,13 @@ class DryRunReport:
         lines += [f"{e['type']} {json.dumps(e['payload'])}" for e in r["emitted"]]
         lines.append(f"--- directives ({_count(len(r['directives']), 'directive')})")
         lines += [f"{d['name']} {json.dumps(d['options'])}" for d in r["directives"]]
+        requests, kv = r.get("requests") or [], r.get("kv") or {}
+        if requests:
+            lines.append(f"--- HTTP requests ({_count(len(requests), 'request')})")
+            lines += [line for request in requests for line in request_lines(request)]
+        if kv:
+            lines.append(f"--- knot.kv ({_count(len(kv), 'key')} changed, in a scratch copy)")
+            lines += kv_lines(kv)
         if r["error"]:
             lines.append(f"error: {r['error']}")
         return "\n".join(lines)
@@ -307,6 +315,18 @@ class DryRunReport:
                 "(none)",
             )._repr_html_()
         )
+        requests, kv = r.get("requests") or [], r.get("kv") or {}
+        if requests:
+            shown = "\n".join(line for request in requests for line in request_lines(request))
+            parts.append(
+                f"<p>HTTP requests ({_count(len(requests), 'request')})</p>"
+                f"<pre>{html.escape(shown)}</pre>"
+            )
+        if kv:
+            parts.append(
+                f"<p>knot.kv ({_count(len(kv), 'key')} changed, in a scratch copy)</p>"
+                f"<pre>{html.escape(chr(10).join(kv_lines(kv)))}</pre>"
+            )
         if r["error"]:
             parts.append(f"<p>error: {html.escape(r['error'])}</p>")
         return "".join(parts)

@@ -110,14 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "run",
         _run,
-        "Dry-run a sink script on one event: its output, emits and directives; nothing is "
+        "Dry-run a sink script on one event: its output, emits, directives, HTTP requests "
+        "(not sent without --live) and knot.kv changes (in a scratch copy); nothing is "
         "delivered.",
     )
     p.add_argument("script", help="the sink script file")
     p.add_argument("--event", required=True, metavar="TYPE", help="the event type (as given)")
     p.add_argument("--data", default=None, metavar="JSON", help="the payload (a JSON object)")
     p.add_argument("--space", default=None, metavar="NAME", help="give the event a space")
-    p.add_argument("--project", default=None, help="whose [scripts] limits apply")
+    p.add_argument("--project", default=None, help="whose settings apply (limits, secrets)")
+    p.add_argument("--live", action="store_true", help="send its HTTP requests (if allowed)")
     p = command(
         "sink",
         _sink,
@@ -228,8 +230,16 @@ def _tail(session: KnotSession, args: argparse.Namespace, cell: str | None) -> o
 
 def _run(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
     data = parse_json_object(args.data, what="--data payload")
-    settings = session.script_settings(args.project)
-    result = dry_run(args.script, args.event, data, space=args.space, settings=settings)
+    config, project = session.dry_run_settings(args.project)
+    result = dry_run(
+        args.script,
+        args.event,
+        data,
+        space=args.space,
+        config=config,
+        project=project,
+        live=args.live,
+    )
     return DryRunReport(result.to_dict())
 
 

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .._config import ScriptSettings, load_config
+from .._config import Config, load_config
 from .._exceptions import InvalidInput, KnotError
 from .._json import JSONObject
 from .backends import Backend, ConnectedBackend, EmbeddedBackend
@@ -76,18 +76,19 @@ class KnotSession:
             self._backend = backend
             return backend
 
-    def script_settings(self, project: str | None = None) -> ScriptSettings:
-        """The [scripts] limits a dry run applies: PROJECT's, else those of the runtime in use.
+    def dry_run_settings(self, project: str | None = None) -> tuple[Config, Path]:
+        """The settings a dry run applies (limits, http_allow, secrets) and the project they
+        belong to: PROJECT's, else those of the runtime in use.
 
         A dry run needs no runtime, so none is started for it: without one, the kernel
         folder's knot.toml counts, as for `knot run`.
         """
         if project is not None:
-            return load_config(project).raise_for_errors().scripts
+            return load_config(project).raise_for_errors(), Path(project)
         with self._lock:
             if self._backend is not None:
-                return self._backend.script_settings()
-        return load_config(Path.cwd()).raise_for_errors().scripts
+                return self._backend.dry_run_settings()
+        return load_config(Path.cwd()).raise_for_errors(), Path.cwd()
 
     def emit(self, event_type: str, payload: JSONObject | None = None) -> str:
         """`knot.event.emit` in this kernel lands here."""

@@ -22,7 +22,15 @@ from typing import Any
 
 from .._json import JSONObject
 from .._jsonrpc import SERVER_ERROR, encode, error_response, notification, request_text, response
-from .process import RemoteError, WorkerBlocked, WorkerDied, WorkerProcess, WorkerTimeout
+from .process import (
+    Redact,
+    RemoteError,
+    WorkerBlocked,
+    WorkerDied,
+    WorkerProcess,
+    WorkerTimeout,
+    error_data,
+)
 
 __all__ = ["MethodProcess", "RequestHandler"]
 
@@ -30,8 +38,9 @@ log = logging.getLogger("knot.methods")
 
 BLOCKED_AFTER = 0.2  # seconds a cancelled call may take to let go before it counts as stuck
 
-RequestHandler = Callable[[str, JSONObject, Any], Awaitable[Any]]
-"""Serves a request from the worker: (method, params, context of the call it belongs to)."""
+RequestHandler = Callable[[str, JSONObject, Any, "float | None"], Awaitable[Any]]
+"""Serves a request from the worker: (method, params, context of the call it belongs to, the
+loop time that call's clock runs out, or None)."""
 
 
 class MethodProcess:
@@ -54,10 +63,16 @@ class MethodProcess:
 
     @classmethod
     async def start(
-        cls, *, memory_mb: int, threads: int, on_request: RequestHandler, grace: float = 2.0
+        cls,
+        *,
+        memory_mb: int,
+        threads: int,
+        on_request: RequestHandler,
+        grace: float = 2.0,
+        redact: Redact | None = None,
     ) -> MethodProcess:
         worker = await WorkerProcess.spawn(
-            memory_mb=memory_mb, module="method", args=("--threads", str(threads))
+            memory_mb=memory_mb, module="method", args=("--threads", str(threads)), redact=redact
         )
         return cls(worker, on_request, grace)
 
@@ -73,11 +88,25 @@ class MethodProcess:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    async def load(self, name: str, source: str, filename: str, *, timeout: float) -> JSONObject:
-        """Load the script (once); a top level that runs past `timeout` gets the worker killed."""
+    async def load(
+        self,
+        name: str,
+        source: str,
+        filename: str,
+        *,
+        timeout: float,
+        limits: str = "",
+        context: Any = None,
+    ) -> JSONObject:
+        """Load the script (once); a top level that runs past `timeout` gets the worker killed.
+
+        `limits` are run limits as JSON members (`,"http_max_requests":100,...`)."""
         params = {"name": name, "source": source, "filename": filename, "timeout": timeout}
         try:
-            answer: JSONObject = await self.request("load", encode(params), timeout=timeout)
+            body = encode(params)
+            if limits:
+                body = f"{body[:-1]}{limits}}}"
+            answer: JSONObject = await self.request("load", body, timeout=timeout, context=context)
         except WorkerTimeout:
             self.kill(f"its top level ran longer than {timeout:g} s")
             raise
@@ -222,13 +251,23 @@ class MethodProcess:
     async def _serve(self, message: JSONObject) -> None:
         params = message.get("params")
         params = params if isinstance(params, dict) else {}
-        context = self._contexts.get(params.get("call"))  # type: ignore[arg-type]
+        call = params.get("call")
+        context = self._contexts.get(call)  # type: ignore[arg-type]
+        # The call's clock; a request without one comes from the script's top level, whose
+        # load is then the only request in flight.
+        if call is None:
+            clocks = list(self._clocks.values())
+            if len(self._contexts) == 1:
+                context = next(iter(self._contexts.values()))
+        else:
+            clocks = [self._clocks[call]] if call in self._clocks else []
+        deadline = clocks[0][0].when() if len(clocks) == 1 else None
         reply: JSONObject
         try:
-            result = await self.on_request(str(message["method"]), params, context)
+            result = await self.on_request(str(message["method"]), params, context, deadline)
             reply = response(message["id"], result)
         except Exception as exc:
-            reply = error_response(message["id"], SERVER_ERROR, str(exc))
+            reply = error_response(message["id"], SERVER_ERROR, str(exc), error_data(exc))
         if self.alive:
             with contextlib.suppress(WorkerDied):
                 self.worker.send(reply)

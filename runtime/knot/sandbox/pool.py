@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
-from .process import WorkerDied, WorkerProcess
+from .process import Redact, WorkerDied, WorkerProcess
 
 __all__ = ["WorkerPool", "default_size"]
 
@@ -48,9 +48,10 @@ def default_size() -> int:
 class WorkerPool:
     """Up to `size` workers, each bound to one sink of one runtime."""
 
-    def __init__(self, *, size: int, memory_mb: int) -> None:
+    def __init__(self, *, size: int, memory_mb: int, redact: Redact | None = None) -> None:
         self.size = max(1, size)
         self.memory_mb = memory_mb
+        self.redact = redact  # hides secrets in what workers send back
         self._bound: dict[str, WorkerProcess] = {}  # sink → its worker, idle or busy
         self._holders: dict[str, int] = {}  # sink → its running versions (a reload overlaps two)
         self._owner: dict[WorkerProcess, str] = {}
@@ -104,7 +105,7 @@ class WorkerPool:
         self._wake()
 
     async def _spawn(self) -> WorkerProcess:
-        worker = await WorkerProcess.spawn(memory_mb=self.memory_mb)
+        worker = await WorkerProcess.spawn(memory_mb=self.memory_mb, redact=self.redact)
         self.started += 1
         return worker
 

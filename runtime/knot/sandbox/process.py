@@ -5,8 +5,13 @@ only the sandbox, not the runtime), with a tiny environment of its own and `/` a
 folder, and makes JSON-RPC requests to it. The worker walls itself in (`wall.py`) and says
 which walls are up; a missing one is logged once per runtime. A request has a wall-
 clock budget; when it runs out the worker is SIGKILLed, the only way to stop a script stuck in
-one long C call. Requests the worker makes back (`emit`) are answered in between, on the
-script's clock: a run that emits is charged for the time its events take to journal.
+one long C call. Requests the worker makes back (`emit`, and `http`, `kv`, `secret` for the
+libraries scripts import) are answered in between, on the script's clock: a run that emits or
+waits for a server is charged for that time (`deadline` says when its clock runs out).
+
+`redact`, when set, hides secrets in what the worker sends back: every message but a request
+the runtime must see whole (an HTTP request or a key-value write carries the script's secrets
+on purpose) has each secret value replaced before it is decoded (`scriptlib/secrets.py`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "WorkerDied",
     "WorkerProcess",
     "WorkerTimeout",
+    "error_data",
     "worker_env",
 ]
 
@@ -66,6 +72,9 @@ _missing_walls_logged = False
 
 RequestHandler = Callable[[str, JSONObject], Awaitable[Any]]
 NotifyHandler = Callable[[str, JSONObject], None]
+Redact = Callable[[bytes, JSONObject], JSONObject]
+"""Hides secrets in a worker's message: (its raw line, the message decoded) → the message."""
+_UNREDACTED = frozenset({"http", "kv"})  # worker requests that carry secrets to their use
 
 
 class WorkerDied(Exception):
@@ -90,6 +99,13 @@ class WorkerTimeout(Exception):
 
 class RemoteError(RpcError):
     """A JSON-RPC error answer from the worker (`.code`, `.message`, `.data`)."""
+
+
+def error_data(exc: Exception) -> Any:
+    """What the worker should know about a refusal besides its message (`ScriptRefusal.data`:
+    which exception a script gets)."""
+    data = getattr(exc, "data", None)
+    return data if isinstance(data, dict) else None
 
 
 def worker_env() -> dict[str, str]:
@@ -128,6 +144,8 @@ class WorkerProcess:
         self._pending_size = 0
         self._stderr_task: asyncio.Task[None] | None = None
         self.last_size = 0  # bytes of the last message read (what an emit weighs, at most)
+        self.redact: Redact | None = None
+        self.deadline: float | None = None  # the loop time the current run's clock runs out
 
     @property
     def pid(self) -> int:
@@ -139,7 +157,12 @@ class WorkerProcess:
 
     @classmethod
     async def spawn(
-        cls, *, memory_mb: int, module: str = "sink", args: tuple[str, ...] = ()
+        cls,
+        *,
+        memory_mb: int,
+        module: str = "sink",
+        args: tuple[str, ...] = (),
+        redact: Redact | None = None,
     ) -> WorkerProcess:
         """Start `knot.sandbox.worker.<module>` (`sink`, or `method` for method scripts)."""
         command = (
@@ -155,7 +178,9 @@ class WorkerProcess:
             str(os.getpid()),
             *args,
         )
-        return await cls.launch(command, memory_mb=memory_mb)
+        worker = await cls.launch(command, memory_mb=memory_mb)
+        worker.redact = redact
+        return worker
 
     @classmethod
     async def launch(
@@ -231,6 +256,10 @@ class WorkerProcess:
         self.last_size = len(line)
         try:
             message: JSONObject = decode_line(line)
+            if self.redact is not None and not (
+                message.get("method") in _UNREDACTED and "id" in message
+            ):
+                message = self.redact(line, message)
         except ValueError:
             self.broken = True
             self.kill()
@@ -309,6 +338,7 @@ class WorkerProcess:
         self._write_text(request_text(request_id, method, encoded))
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self._expire) if timeout is not None else None
+        self.deadline = timer.when() if timer is not None else None
         try:
             while True:
                 message = await self._read()
@@ -328,6 +358,7 @@ class WorkerProcess:
                     if method_name == "result" and timer is not None and timeout is not None:
                         timer.cancel()
                         timer = loop.call_later(timeout, self._expire)
+                        self.deadline = timer.when()
                     continue
                 await self._answer(message["id"], method_name, params_in, on_request)
         except RemoteError:
@@ -353,7 +384,7 @@ class WorkerProcess:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.send(error_response(request_id, SERVER_ERROR, str(exc)))
+            self.send(error_response(request_id, SERVER_ERROR, str(exc), error_data(exc)))
             return
         self.send(response(request_id, result))
 

@@ -3,16 +3,22 @@
 Both work without a runtime. `check_paths` only compiles (nothing runs); `dry_run` runs one
 script on one synthesized event in a real sandbox worker, with the same limits as the runtime,
 and captures what it would do: its output, the events it would emit (validated, not
-journaled) and its directives. Nothing is delivered anywhere.
+journaled), its directives, the HTTP requests it would make (checked against `http_allow`
+as in the runtime, sent only with `live=True`) and the `knot.kv` keys it would change (in a
+scratch copy of its namespace: the store is never written). Nothing is delivered anywhere,
+and every secret's value is redacted from all of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .._config import Config, ScriptSettings
 from .._events import (
@@ -25,11 +31,24 @@ from .._events import (
     new_event_id,
     now_rfc3339,
 )
-from .._exceptions import EventError
+from .._exceptions import EventError, StoreError
 from .._json import JSONObject
+from ..engine.kvstore import read_scope
+from ..engine.storage import ExpiringKv, KvItem
+from ..scriptlib.scratch import ScratchKv
+from ..scriptlib.service import DryRunLog, RecordedRequest, ScriptLibraries, ScriptRef
 from .loader import ScriptLoad, ScriptProblem, load_method_script, load_script
 
-__all__ = ["CheckReport", "DryRun", "EmittedEvent", "check_paths", "dry_run", "dry_run_async"]
+__all__ = [
+    "CheckReport",
+    "DryRun",
+    "EmittedEvent",
+    "check_paths",
+    "dry_run",
+    "dry_run_async",
+    "kv_lines",
+    "request_lines",
+]
 
 _SKIP_DIRS = {"__pycache__"}
 METHODS_FOLDER = "methods"  # scripts in a folder of this name are method scripts
@@ -125,6 +144,8 @@ class DryRun:
     error: str = ""  # the script failed (an exception or a limit)
     problems: tuple[ScriptProblem, ...] = ()  # the script was refused before running
     notes: tuple[str, ...] = field(default=())
+    requests: tuple[RecordedRequest, ...] = ()  # HTTP requests, in order (sent only if live)
+    kv: JSONObject = field(default_factory=dict)  # keys it set (their values) or deleted (None)
 
     @property
     def ok(self) -> bool:
@@ -140,7 +161,32 @@ class DryRun:
             "error": self.error,
             "problems": [str(p) for p in self.problems],
             "notes": list(self.notes),
+            "requests": [r.to_dict() for r in self.requests],
+            "kv": dict(self.kv),
         }
+
+
+def request_lines(request: JSONObject) -> list[str]:
+    """A dry run's request as text: the request line and its outcome, then headers and body."""
+    if request["error"]:
+        outcome = f"refused: {request['error']}"
+    elif request["sent"]:
+        outcome = f"sent, answered {request['status']}"
+    else:
+        outcome = "not sent"
+    lines = [f"{request['method']} {request['url']} ({outcome})"]
+    lines += [f"    {name}: {value}" for name, value in request["headers"]]
+    if request["body"]:
+        lines += [f"    {line}" for line in str(request["body"]).splitlines()]
+    return lines
+
+
+def kv_lines(changes: JSONObject) -> list[str]:
+    """A dry run's knot.kv changes as text: `key = value`, or `key (deleted)`."""
+    return [
+        f"{key} (deleted)" if value is None else f"{key} = {json.dumps(value)}"
+        for key, value in changes.items()
+    ]
 
 
 def _dry_event(
@@ -170,6 +216,9 @@ async def dry_run_async(
     space: str | None = None,
     settings: ScriptSettings | None = None,
     max_payload_bytes: int = 1024 * 1024,
+    config: Config | None = None,
+    project: str | Path = ".",
+    live: bool = False,
 ) -> DryRun:
     """Run `script` once on a synthesized event in a sandbox worker; see `dry_run`."""
     from ..sandbox.pool import WorkerPool
@@ -177,7 +226,9 @@ async def dry_run_async(
     from ..sinks.webhook import new_secret
     from ..sinks.webhook_http import WebhookClients
 
-    config = Config(scripts=settings or ScriptSettings())
+    base = config or Config()
+    chosen = base if settings is None else replace(base, scripts=settings)
+    folder = Path(project)  # relative paths resolve against the working folder, as given
     load = load_script(Path(script))
     event = _dry_event(event_type, data, space)
     shown = str(script)
@@ -190,13 +241,33 @@ async def dry_run_async(
             "the runtime would not send it this event."
         )
     emitted: list[EmittedEvent] = []
+    ref = ScriptRef("sinks", load.spec.name, str(script))
+    seed, seed_note = _seed(chosen, folder, ref.namespace)
+    if seed_note:
+        notes.append(seed_note)
+    scratch = ScratchKv({ref.namespace: seed})
+
+    async def on_scratch(operation: Any) -> Any:
+        return operation(scratch)
+
+    log = DryRunLog(live=live)
+    libraries = ScriptLibraries(
+        config=lambda: chosen,
+        project=folder,
+        kv=on_scratch,
+        audit=lambda entry: None,
+        dry_run=log,
+    )
 
     class DryRunHost:
         """A SinkHost of its own: one worker process, nothing journaled or delivered."""
 
         def __init__(self) -> None:
-            self.config = config
-            self.script_pool = WorkerPool(size=1, memory_mb=config.scripts.memory_mb)
+            self.config = chosen
+            self.script_libraries = libraries
+            self.script_pool = WorkerPool(
+                size=1, memory_mb=chosen.scripts.memory_mb, redact=libraries.secrets.redact_message
+            )
             self.webhook_clients = WebhookClients(limit=4)
 
         async def sink_secret(self, sink: str) -> str:
@@ -232,7 +303,13 @@ async def dry_run_async(
         await sink.close()
         await host.script_pool.close()
         await host.webhook_clients.close()
+        await libraries.close()
     output = tuple(sink.recent)
+    if log.requests and not live:
+        notes.append(
+            f"{len(log.requests)} HTTP request(s) checked against http_allow but not sent "
+            "(--live sends them)."
+        )
     directives: tuple[JSONObject, ...] = ()
     if failed_at is None and results and results[0] is not None:
         directives = tuple(
@@ -246,7 +323,33 @@ async def dry_run_async(
         directives=directives,
         error=error if failed_at is not None else "",
         notes=tuple(notes),
+        requests=tuple(log.requests),
+        kv=libraries.secrets.redactor.value(_changes(seed, scratch, ref.namespace)),
     )
+
+
+def _seed(config: Config, project: Path, scope: str) -> tuple[dict[str, KvItem], str]:
+    """The script's live keys in the project's store (read-only), and a note if unreadable."""
+    path = Path(config.store.path)
+    path = path if path.is_absolute() else project / path
+    try:
+        return read_scope(path, scope, now=time.time(), limit=config.scripts.kv_max_keys), ""
+    except StoreError as exc:
+        return {}, f"knot.kv starts empty: {exc}"
+
+
+def _changes(seed: dict[str, KvItem], scratch: ExpiringKv, scope: str) -> JSONObject:
+    """What the run changed in its scratch namespace: set keys and their values, deleted
+    keys as None."""
+    now = time.time()
+    after = {key: scratch.kv_get(scope, key, now=now) for key in scratch.kv_keys(scope, now=now)}
+    changes: JSONObject = {
+        key: item.value
+        for key, item in after.items()
+        if item is not None and (key not in seed or seed[key] != item)
+    }
+    changes.update({key: None for key in seed if key not in after})
+    return changes
 
 
 def dry_run(
@@ -256,16 +359,34 @@ def dry_run(
     *,
     space: str | None = None,
     settings: ScriptSettings | None = None,
+    config: Config | None = None,
+    project: str | Path = ".",
+    live: bool = False,
 ) -> DryRun:
-    """Run a sink script on one event without a runtime: output, emits and directives.
+    """Run a sink script on one event without a runtime: output, emits, directives, HTTP
+    requests and knot.kv changes.
 
-    The event type is taken as given (so `space.started` handlers can be tried); emitted
-    types get the `custom.` prefix as they would in the runtime. Raises InvalidInput for a bad
-    event type or payload; a script that breaks the rules or fails is reported in the result.
+    `config` is the project's settings (limits, `http_allow`, `[secrets]`; `settings` replaces
+    its `[scripts]`), `project` the folder its relative paths start from (the store whose keys
+    the scratch namespace copies, secret files). Requests are sent only when `live`. The event
+    type is taken as given (so `space.started` handlers can be tried); emitted types get the
+    `custom.` prefix as they would in the runtime. Raises InvalidInput for a bad event type or
+    payload; a script that breaks the rules or fails is reported in the result.
     """
 
     def run() -> DryRun:
-        return asyncio.run(dry_run_async(script, event_type, data, space=space, settings=settings))
+        return asyncio.run(
+            dry_run_async(
+                script,
+                event_type,
+                data,
+                space=space,
+                settings=settings,
+                config=config,
+                project=project,
+                live=live,
+            )
+        )
 
     try:
         asyncio.get_running_loop()

@@ -21,6 +21,7 @@ from .._sinkspec import SinkSpec
 
 if TYPE_CHECKING:
     from ..sandbox.pool import WorkerPool
+    from ..scriptlib.service import ScriptLibraries
     from .webhook_http import WebhookClients
 
 __all__ = ["BatchResult", "DeliveryResult", "Directive", "ResultCallback", "Sink", "SinkHost"]
@@ -54,7 +55,8 @@ class DeliveryResult:
 
 class SinkHost(Protocol):
     """What the runtime offers a sink: emitting (depth-limited), logging, auditing, settings,
-    and the resources sinks share (the sandbox's workers, the webhook HTTP pools, secrets).
+    and the resources sinks share (the sandbox's workers, the webhook HTTP pools, secrets,
+    scripts' libraries).
 
     Every shared resource comes from here, owned by the host and closed with it; no sink
     keeps a registry of its own.
@@ -85,6 +87,11 @@ class SinkHost(Protocol):
     @property
     def webhook_clients(self) -> WebhookClients:
         """The HTTP connection pools webhook sinks share."""
+        ...
+
+    @property
+    def script_libraries(self) -> ScriptLibraries:
+        """What answers scripts' `requests`, `knot.kv` and `knot.secrets`."""
         ...
 
     async def sink_secret(self, sink: str) -> str:

@@ -5,6 +5,9 @@ from, for messages). The script runs in the runtime's shared sandbox pool (see
 `knot.sandbox.pool`); up to `max_batch` queued events go to the worker in one round trip and
 run in order, stopping at the first failure. A failure (an exception, a limit) is a failed
 attempt: the engine retries it and, in the end, audits "Event Sink Script Failed".
+While a script runs, its worker's requests are answered here: `emit` journals a child event,
+and `http`, `kv` and `secret` (the libraries scripts import) go to the host's
+`ScriptLibraries`, on the run's clock.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
 from ..sandbox.worker.event_module import LIMIT_SETTINGS, over_limit_text
 from ..sandbox.worker.policy import check_source
 from ..sandbox.worker.sink import RECURSION_LIMIT
+from ..scriptlib.service import RunUse, ScriptRef
 from .base import BatchResult, DeliveryResult, Directive, ResultCallback, Sink, SinkHost
 
 __all__ = ["OUTPUT_KEPT", "ScriptSink", "encode_event", "pool_size"]
@@ -147,6 +151,8 @@ class ScriptSink(Sink):
         results: list[DeliveryResult | None] = []
         # Per event, what was emitted: the worker keeps count too, this holds if it lies.
         emits: dict[int, tuple[int, int]] = {}
+        uses: dict[int, RunUse] = {}  # per event, what it asked of the libraries
+        script = ScriptRef("sinks", self.name, self.path)
 
         def on_notify(method: str, params: JSONObject) -> None:
             if method == "result":
@@ -158,7 +164,13 @@ class ScriptSink(Sink):
 
         async def on_request(method: str, params: JSONObject) -> Any:
             if method != "emit":
-                raise KnotError(f"{method} is not available to sink scripts.")
+                index = int(params.get("index") or 0)
+                if not 0 <= index < len(events):
+                    raise KnotError(f"{method} came for an event this run does not have.")
+                use = uses.setdefault(index, RunUse(events[index].id))
+                return await host.script_libraries.serve(
+                    script, method, params, use, deadline=worker.deadline
+                )
             index = int(params["index"])
             parent = events[index]
             count, size = emits.get(index, (0, 0))
@@ -189,6 +201,7 @@ class ScriptSink(Sink):
         params = (
             f'{{"name":{json.dumps(self.name)},"hash":"{self.digest}",'
             f'"timeout":{float(settings.timeout)!r}{settings.limit_members()}'
+            f',"http_max_bytes":{int(settings.http_max_bytes)}'
             f'{source},"events":[{",".join(encoded)}]}}'
         )
         try:

@@ -4,7 +4,8 @@ The module is built once per worker; `EventContext` is pointed at each event bef
 script runs. Method scripts run several calls at once on threads of one worker: their
 `ThreadEventContext` keeps one binding per thread. Accessors return plain JSON values (dicts,
 lists, strings), never runtime objects, so nothing a script gets from here leads back into the
-worker.
+worker. Besides `emit`, a binding holds `ask`: the run's other requests to the runtime
+(`requests`, `knot.kv`, `knot.secrets`; see `http_module.py` and `kv_module.py`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from .plain import check_text, exact_str, plain_json
 __all__ = [
     "DEFAULT_LIMITS",
     "LIMIT_SETTINGS",
+    "AskFunction",
     "EventBinding",
     "EventContext",
     "RunBudget",
     "RunLimitReached",
     "RunLimits",
+    "RuntimeRefused",
     "ThreadEventContext",
     "build_knot_module",
     "over_limit_text",
@@ -35,7 +38,17 @@ __all__ = [
 EmitFunction = Callable[[str, str], str]
 """Sends one emit to the runtime: (event type, payload as JSON text) → the new event's id."""
 
-LIMIT_SETTINGS = ("max_emits", "max_emit_bytes", "max_directives", "max_directive_bytes")
+AskFunction = Callable[[str, JSONObject, str], Any]
+"""Sends one request to the runtime for the run: (method, params, JSON text spliced in as
+the member `payload`, or "") → its result; RuntimeRefused when the runtime refuses it."""
+
+LIMIT_SETTINGS = (
+    "max_emits",
+    "max_emit_bytes",
+    "max_directives",
+    "max_directive_bytes",
+    "http_max_requests",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +59,34 @@ class RunLimits:
     max_emit_bytes: int = 4 * 1024 * 1024  # JSON of every payload emitted, together
     max_directives: int = 100
     max_directive_bytes: int = 1024 * 1024
+    http_max_requests: int = 100
+    http_max_bytes: int = 1024 * 1024  # not a budget: a request body past it is refused
 
     @classmethod
     def from_params(cls, params: JSONObject) -> RunLimits:
         """The limits a `run` or `call` request names (the defaults for those it does not)."""
-        given = {name: int(params[name]) for name in LIMIT_SETTINGS if name in params}
+        names = (*LIMIT_SETTINGS, "http_max_bytes")
+        given = {name: int(params[name]) for name in names if name in params}
         return cls(**given)
+
+
+class RuntimeRefused(ValueError):
+    """The runtime answered one of the worker's requests with an error (`code`, `data`)."""
+
+    def __init__(self, message: str, code: int = 0, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data = data
+
+    @classmethod
+    def from_error(cls, error: Any) -> RuntimeRefused:
+        if not isinstance(error, dict):
+            return cls("the runtime refused")
+        return cls(
+            str(error.get("message") or "the runtime refused"),
+            error.get("code") or 0,
+            error.get("data"),
+        )
 
 
 class RunLimitReached(RuntimeError):
@@ -70,12 +105,29 @@ class RunBudget:
     `while True: emit(...)` loop must not turn one event into an unbounded burst.
     """
 
-    __slots__ = ("directive_bytes", "directives", "emit_bytes", "emits", "exceeded", "limits")
+    __slots__ = (
+        "directive_bytes",
+        "directives",
+        "emit_bytes",
+        "emits",
+        "exceeded",
+        "limits",
+        "requests",
+    )
 
     def __init__(self, limits: RunLimits) -> None:
         self.limits = limits
         self.emits = self.emit_bytes = self.directives = self.directive_bytes = 0
+        self.requests = 0
         self.exceeded: RunLimitReached | None = None
+
+    def take_request(self) -> None:
+        limit = self.limits.http_max_requests
+        if self.requests >= limit:
+            self._fail(
+                "http_max_requests", limit, f"requests may make at most {limit} HTTP requests"
+            )
+        self.requests += 1
 
     def take_emit(self, size: int) -> None:
         limits = self.limits
@@ -124,6 +176,7 @@ def over_limit_text(setting: str, limit: int) -> str:
         "max_emit_bytes": f"tried to emit more than {limit} bytes of events",
         "max_directives": f"tried to add more than {limit} directives",
         "max_directive_bytes": f"tried to add more than {limit} bytes of directives",
+        "http_max_requests": f"tried to make more than {limit} HTTP requests",
     }.get(setting, f"went past {setting}")
 
 
@@ -131,24 +184,39 @@ def _no_emit(event_type: str, payload: str) -> str:
     raise RuntimeError("knot.event.emit() is only available while a script handles an event")
 
 
+def no_ask(method: str, params: JSONObject, raw: str) -> Any:
+    raise RuntimeError(
+        "requests, knot.kv and knot.secrets are only available while a script handles an "
+        "event or a call"
+    )
+
+
 DEFAULT_LIMITS = RunLimits()
-_UNLIMITED = RunLimits(0, 0, 0, 0)  # nothing may be handed over outside a run
+_UNLIMITED = RunLimits(0, 0, 0, 0, 0)  # nothing may be handed over outside a run
 
 
 class EventContext:
     """The event a script is handling, where its emits and directives go, and their budget."""
 
-    __slots__ = ("budget", "directives", "emit", "event")
+    __slots__ = ("ask", "budget", "directives", "emit", "event")
 
     def __init__(self) -> None:
         self.event: JSONObject = {}
         self.emit: EmitFunction = _no_emit
+        self.ask: AskFunction = no_ask
         self.directives: list[JSONObject] = []
         self.budget = RunBudget(_UNLIMITED)
 
-    def bind(self, event: JSONObject, emit: EmitFunction, budget: RunBudget | None = None) -> None:
+    def bind(
+        self,
+        event: JSONObject,
+        emit: EmitFunction,
+        budget: RunBudget | None = None,
+        ask: AskFunction = no_ask,
+    ) -> None:
         self.event = event
         self.emit = emit
+        self.ask = ask
         self.directives = []
         self.budget = budget if budget is not None else RunBudget(_UNLIMITED)
 
@@ -161,6 +229,7 @@ class ThreadEventContext(threading.local):
     bind = EventContext.bind
     event: JSONObject
     emit: EmitFunction
+    ask: AskFunction
     directives: list[JSONObject]
     budget: RunBudget
 
@@ -168,6 +237,7 @@ class ThreadEventContext(threading.local):
 class EventBinding(Protocol):
     event: JSONObject
     emit: EmitFunction
+    ask: AskFunction
     directives: list[JSONObject]
     budget: RunBudget
 

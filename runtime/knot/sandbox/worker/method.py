@@ -52,7 +52,7 @@ from ..._jsonrpc import (
     response_text,
     with_member,
 )
-from .event_module import DEFAULT_LIMITS, RunBudget, RunLimits, over_limit_text
+from .event_module import DEFAULT_LIMITS, RunBudget, RunLimits, RuntimeRefused, over_limit_text
 from .method_module import timed_out
 from .method_runner import CallCancelled, CallOutcome, MethodModule
 from .runner import MAX_OUTPUT_BYTES
@@ -68,7 +68,7 @@ class _Waiter:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.result: Any = None
-        self.error = ""
+        self.error: Any = None
 
 
 class SharedPipe(Pipe):
@@ -88,7 +88,7 @@ class SharedPipe(Pipe):
         """A request to the runtime from a call thread; the reader thread hands us the answer.
 
         `raw` is JSON text spliced into the params as the member `payload` (already encoded)."""
-        request_id = f"w{next(self._counter)}"
+        request_id = self.new_id()
         encoded = encode(params)  # first: params that are not JSON fail before any write
         if raw:
             encoded = with_member(encoded, "payload", raw)
@@ -96,9 +96,17 @@ class SharedPipe(Pipe):
         self._waiters[request_id] = waiter
         self.send_text(request_text(request_id, method, encoded))
         waiter.done.wait()
-        if waiter.error:
-            raise ValueError(waiter.error)
+        if waiter.error is not None:
+            raise RuntimeRefused.from_error(waiter.error)
         return waiter.result
+
+    def call_inline(self, method: str, params: JSONObject, raw: str = "") -> Any:
+        """A request made from the reader thread itself (a script's top level, while it
+        loads): nothing else is in flight, so it reads its own answer."""
+        return Pipe.call(self, method, params, raw)
+
+    def new_id(self) -> str:
+        return f"w{next(self._counter)}"
 
     def resolve(self, message: JSONObject) -> None:
         waiter = self._waiters.pop(str(message.get("id")), None)
@@ -106,7 +114,7 @@ class SharedPipe(Pipe):
             return
         error = message.get("error")
         if isinstance(error, dict):
-            waiter.error = str(error.get("message") or "the runtime refused")
+            waiter.error = error
         else:
             waiter.result = message.get("result")
         waiter.done.set()
@@ -205,6 +213,7 @@ class Calls:
                         timeout=call.timeout,
                         budget=budget,
                         max_output_bytes=call.max_output_bytes,
+                        ask=self._asker(call, index),
                     )
                     if budget.exceeded is not None:  # failed, whatever the method did with it
                         outcome = self._over_budget(call, outcome, budget)
@@ -244,6 +253,13 @@ class Calls:
             return str(answer["id"])
 
         return emit
+
+    def _asker(self, call: _Call, index: int) -> Any:
+        def ask(method: str, params: JSONObject, raw: str) -> Any:
+            sent = {"call": call.id, "index": index, **params}
+            return self._talk(call, lambda: self.pipe.call(method, sent, raw))
+
+        return ask
 
     def _over_budget(self, call: _Call, outcome: CallOutcome, budget: RunBudget) -> CallOutcome:
         exceeded = budget.exceeded
@@ -355,6 +371,8 @@ class MethodWorker:
             str(params["source"]),
             str(params.get("filename") or params["name"]),
             timeout=float(params.get("timeout", 30.0)),
+            ask=self.pipe.call_inline,
+            limits=RunLimits.from_params(params),
         )
         if outcome.violations:
             rules = [{"line": v.line, "col": v.col, "rule": v.rule} for v in outcome.violations]

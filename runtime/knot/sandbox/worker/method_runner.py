@@ -20,12 +20,16 @@ from ..._json import JSONObject
 from ..._jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, SERVER_ERROR, error_object
 from .event_module import (
     DEFAULT_LIMITS,
+    AskFunction,
     EmitFunction,
     RunBudget,
+    RunLimits,
     ThreadEventContext,
     build_knot_module,
+    no_ask,
 )
 from .guards import PrintCollector, script_globals
+from .kv_module import build_library_modules
 from .method_module import (
     Declaration,
     Declarations,
@@ -136,9 +140,11 @@ class MethodModule:
         self.prints = ThreadPrints()
         self.declarations = Declarations()
         knot = build_knot_module(self.context)
+        library = build_library_modules(self.context, knot)
         extra = build_method_modules(self.declarations)
         knot.methods = extra["knot.methods"]  # type: ignore[attr-defined]
-        self.modules = {**build_modules(knot, self.budget), **extra}
+        extra["scriptling.runtime"].kv = library["knot.kv"]  # type: ignore[attr-defined]
+        self.modules = {**build_modules(knot, self.budget), **library, **extra}
         self.name = "script"
         self.filename = ""
         self.namespace: dict[str, Any] = {}
@@ -147,22 +153,39 @@ class MethodModule:
     def warm_up(self) -> None:
         warm_up(self.modules)
 
-    def load(self, name: str, source: str, filename: str, *, timeout: float) -> LoadOutcome:
-        """Compile the script and run its top level once (declaring its methods)."""
+    def load(
+        self,
+        name: str,
+        source: str,
+        filename: str,
+        *,
+        timeout: float,
+        ask: AskFunction = no_ask,
+        limits: RunLimits = DEFAULT_LIMITS,
+    ) -> LoadOutcome:
+        """Compile the script and run its top level once (declaring its methods). The top
+        level may use `requests`, `knot.kv` and `knot.secrets` (through `ask`), within
+        `limits`, but not emit."""
         compiled = compile_script(source, filename, kind=METHOD_SCRIPTS)
         if compiled.code is None:
             return LoadOutcome(violations=compiled.violations)
-        return self._run_top_level(name, filename, compiled.code, timeout)
+        return self._run_top_level(name, filename, compiled.code, timeout, ask, limits)
 
     def _run_top_level(
-        self, name: str, filename: str, code: CodeType, timeout: float
+        self,
+        name: str,
+        filename: str,
+        code: CodeType,
+        timeout: float,
+        ask: AskFunction,
+        limits: RunLimits,
     ) -> LoadOutcome:
         self.name, self.filename = name, filename
         namespace = script_globals(self.modules, name=name)
         namespace["_print_"] = self.prints
         collector = PrintCollector()
         self.prints.bind(collector)
-        self.context.bind({}, _no_emit)
+        self.context.bind({}, _no_emit, RunBudget(limits), ask)
         self.budget.deadline = time.monotonic() + timeout
         self.declarations.start(filename)
         try:
@@ -194,6 +217,7 @@ class MethodModule:
         timeout: float,
         budget: RunBudget | None = None,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
+        ask: AskFunction = no_ask,
     ) -> CallOutcome:
         """Run one call on this thread; every failure becomes a JSON-RPC error object.
 
@@ -205,7 +229,7 @@ class MethodModule:
             return CallOutcome(error=error)
         collector = PrintCollector(max_output_bytes)
         self.prints.bind(collector)
-        self.context.bind(event or {}, emit, budget or RunBudget(DEFAULT_LIMITS))
+        self.context.bind(event or {}, emit, budget or RunBudget(DEFAULT_LIMITS), ask)
         self.budget.deadline = time.monotonic() + timeout
         result: Any = None
         failure: JSONObject | None = None

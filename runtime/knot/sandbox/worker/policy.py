@@ -44,9 +44,14 @@ ALLOWED_MODULES = frozenset(
         "json",
         "knot",
         "knot.event",
+        "knot.kv",
+        "knot.secrets",
         "math",
         "random",
         "re",
+        "requests",
+        "scriptling",
+        "scriptling.runtime",
         "statistics",
         "string",
         "textwrap",
@@ -55,8 +60,9 @@ ALLOWED_MODULES = frozenset(
     }
 )
 
-METHOD_MODULES = ALLOWED_MODULES | {"knot.methods", "scriptling", "scriptling.runtime"}
-"""Method scripts also declare methods: `knot.methods`, and Scriptling's `runtime.jsonrpc`."""
+METHOD_MODULES = ALLOWED_MODULES | {"knot.methods"}
+"""Method scripts also declare methods: `knot.methods`, and Scriptling's `runtime.jsonrpc`
+(on the same `scriptling.runtime` whose `kv` every script has)."""
 
 
 @dataclass(frozen=True, slots=True)

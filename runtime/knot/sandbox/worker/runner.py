@@ -16,13 +16,16 @@ from types import CodeType, TracebackType
 from ..._json import JSONObject
 from .event_module import (
     DEFAULT_LIMITS,
+    AskFunction,
     EmitFunction,
     EventContext,
     RunBudget,
     RunLimits,
     build_knot_module,
+    no_ask,
 )
 from .guards import PrintCollector, script_globals
+from .kv_module import build_library_modules
 from .modules import SleepBudget, build_modules, warm_up
 from .policy import Violation, compile_script
 
@@ -68,7 +71,9 @@ class ScriptRunner:
     def __init__(self) -> None:
         self.context = EventContext()
         self.budget = SleepBudget()
-        self.modules = build_modules(build_knot_module(self.context), self.budget)
+        knot = build_knot_module(self.context)
+        library = build_library_modules(self.context, knot)
+        self.modules = {**build_modules(knot, self.budget), **library}
         self.namespace = script_globals(self.modules)
         self.scripts: dict[str, _Loaded] = {}
 
@@ -96,11 +101,12 @@ class ScriptRunner:
         timeout: float,
         limits: RunLimits = DEFAULT_LIMITS,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
+        ask: AskFunction = no_ask,
     ) -> RunOutcome:
         loaded = self.scripts[name]
         collector = PrintCollector(max_output_bytes)
         budget = RunBudget(limits)
-        self.context.bind(event, emit, budget)
+        self.context.bind(event, emit, budget, ask)
         self.budget.deadline = time.monotonic() + timeout
         namespace = self.namespace.copy()
         namespace["_print_"] = collector

@@ -48,7 +48,7 @@ from ..._jsonrpc import (
     response,
     with_member,
 )
-from .event_module import RunLimits
+from .event_module import RunLimits, RuntimeRefused
 from .runner import MAX_OUTPUT_BYTES, ScriptRunner, set_recursion_limit
 from .wall import Walls, lockdown
 
@@ -117,12 +117,15 @@ class Pipe:
             if isinstance(message, dict):
                 return message
 
+    def new_id(self) -> str:
+        self._next_id += 1
+        return f"w{self._next_id}"
+
     def call(self, method: str, params: JSONObject, raw: str = "") -> Any:
         """A request to the parent, answered before anything else arrives.
 
         `raw` is JSON text spliced into the params as the member `payload` (already encoded)."""
-        self._next_id += 1
-        request_id = f"w{self._next_id}"
+        request_id = self.new_id()
         encoded = encode(params)
         if raw:
             encoded = with_member(encoded, "payload", raw)
@@ -133,7 +136,7 @@ class Pipe:
         if reply.get("id") != request_id:
             raise RuntimeError("the runtime answered out of turn")
         if "error" in reply:
-            raise ValueError(str(reply["error"].get("message", "the runtime refused")))
+            raise RuntimeRefused.from_error(reply["error"])
         return reply.get("result")
 
 
@@ -195,8 +198,17 @@ class Worker:
                 result = self.pipe.call("emit", {"index": index, "type": event_type}, payload)
                 return str(result["id"])
 
+            def ask(method: str, params: JSONObject, raw: str, index: int = index) -> Any:
+                return self.pipe.call(method, {"index": index, **params}, raw)
+
             outcome = self.runner.run_one(
-                name, event, emit, timeout=timeout, limits=limits, max_output_bytes=max_output
+                name,
+                event,
+                emit,
+                timeout=timeout,
+                limits=limits,
+                max_output_bytes=max_output,
+                ask=ask,
             )
             if outcome.error is not None:
                 self.pipe.respond(request_id, {"failed_at": index, **outcome.to_dict()})
