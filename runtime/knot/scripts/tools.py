@@ -13,10 +13,12 @@ import concurrent.futures
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._config import Config, ScriptSettings
 from .._events import (
     LOCAL_ACTOR,
+    Actor,
     Event,
     Space,
     as_custom_type,
@@ -28,6 +30,9 @@ from .._events import (
 from .._exceptions import EventError
 from .._json import JSONObject
 from .loader import ScriptLoad, ScriptProblem, load_method_script, load_script
+
+if TYPE_CHECKING:
+    from ..sandbox.pool import WorkerPool
 
 __all__ = ["CheckReport", "DryRun", "EmittedEvent", "check_paths", "dry_run", "dry_run_async"]
 
@@ -109,6 +114,11 @@ class EmittedEvent:
     payload: JSONObject
     id: str
 
+    @property
+    def data(self) -> JSONObject:
+        """The payload, by the name an Event gives it (`event.data`)."""
+        return self.payload
+
     def to_dict(self) -> JSONObject:
         return {"id": self.id, "type": self.type, "payload": self.payload}
 
@@ -144,20 +154,29 @@ class DryRun:
 
 
 def _dry_event(
-    event_type: str, data: JSONObject | None, space: str | None, settings_zone: str = "local"
+    event_type: str,
+    data: JSONObject | None,
+    space: str | Space | None,
+    *,
+    actor: Actor | None = None,
+    owner: str = "",
+    settings_zone: str = "local",
 ) -> Event:
     problem = check_type(event_type)
     if problem is not None:
         raise EventError(problem, event_type=event_type)
     payload, data_json = encode_payload(data or {}, event_type=event_type)
+    if isinstance(space, str):  # a name is enough to try a handler: make up the rest
+        space = Space(id=f"dry-run-{space}", name=space) if space else None
     return Event(
         id=new_event_id(),
         type=event_type,
         data=payload,
         ts=now_rfc3339(),
         zone=settings_zone,
-        actor=LOCAL_ACTOR,
-        space=Space(id=f"dry-run-{space}", name=space) if space else None,
+        owner=owner,
+        actor=actor or LOCAL_ACTOR,
+        space=space,
         data_json=data_json,
     )
 
@@ -167,11 +186,18 @@ async def dry_run_async(
     event_type: str,
     data: JSONObject | None = None,
     *,
-    space: str | None = None,
+    space: str | Space | None = None,
+    actor: Actor | None = None,
+    owner: str = "",
     settings: ScriptSettings | None = None,
     max_payload_bytes: int = 1024 * 1024,
+    pool: WorkerPool | None = None,
 ) -> DryRun:
-    """Run `script` once on a synthesized event in a sandbox worker; see `dry_run`."""
+    """Run `script` once on a synthesized event in a sandbox worker; see `dry_run`.
+
+    `pool` lends the worker (knot.testing keeps one warm across runs); without it the run
+    starts a pool of its own and stops it afterwards.
+    """
     from ..sandbox.pool import WorkerPool
     from ..sinks.script import ScriptSink
     from ..sinks.webhook import new_secret
@@ -179,7 +205,7 @@ async def dry_run_async(
 
     config = Config(scripts=settings or ScriptSettings())
     load = load_script(Path(script))
-    event = _dry_event(event_type, data, space)
+    event = _dry_event(event_type, data, space, actor=actor, owner=owner)
     shown = str(script)
     if load.spec is None:
         return DryRun(shown, event.to_dict(), problems=load.problems)
@@ -190,13 +216,16 @@ async def dry_run_async(
             "the runtime would not send it this event."
         )
     emitted: list[EmittedEvent] = []
+    # Every line the run printed. The sink's own `recent` keeps only the last few (for its
+    # status), and a dry run promises the whole output, up to scripts.max_output_bytes.
+    output: list[str] = []
 
     class DryRunHost:
         """A SinkHost of its own: one worker process, nothing journaled or delivered."""
 
         def __init__(self) -> None:
             self.config = config
-            self.script_pool = WorkerPool(size=1, memory_mb=config.scripts.memory_mb)
+            self.script_pool = pool or WorkerPool(size=1, memory_mb=config.scripts.memory_mb)
             self.webhook_clients = WebhookClients(limit=4)
 
         async def sink_secret(self, sink: str) -> str:
@@ -210,7 +239,7 @@ async def dry_run_async(
             return event_id
 
         def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
-            return None
+            output.extend(lines)
 
         def record_audit(self, entry: object) -> None:
             return None
@@ -222,9 +251,9 @@ async def dry_run_async(
         results, failed_at, error = await sink.deliver_batch([event])
     finally:
         await sink.close()
-        await host.script_pool.close()
+        if pool is None:
+            await host.script_pool.close()
         await host.webhook_clients.close()
-    output = tuple(sink.recent)
     directives: tuple[JSONObject, ...] = ()
     if failed_at is None and results and results[0] is not None:
         directives = tuple(
@@ -233,7 +262,7 @@ async def dry_run_async(
     return DryRun(
         shown,
         event.to_dict(),
-        output=output,
+        output=tuple(output),
         emitted=tuple(emitted),
         directives=directives,
         error=error if failed_at is not None else "",
@@ -246,18 +275,32 @@ def dry_run(
     event_type: str,
     data: JSONObject | None = None,
     *,
-    space: str | None = None,
+    space: str | Space | None = None,
+    actor: Actor | None = None,
+    owner: str = "",
     settings: ScriptSettings | None = None,
 ) -> DryRun:
     """Run a sink script on one event without a runtime: output, emits and directives.
 
     The event type is taken as given (so `space.started` handlers can be tried); emitted
-    types get the `custom.` prefix as they would in the runtime. Raises InvalidInput for a bad
-    event type or payload; a script that breaks the rules or fails is reported in the result.
+    types get the `custom.` prefix as they would in the runtime. `space` is a name (the rest
+    is made up) or a Space; `actor` and `owner` default to the local user and global. Raises
+    InvalidInput for a bad event type or payload; a script that breaks the rules or fails is
+    reported in the result.
     """
 
     def run() -> DryRun:
-        return asyncio.run(dry_run_async(script, event_type, data, space=space, settings=settings))
+        return asyncio.run(
+            dry_run_async(
+                script,
+                event_type,
+                data,
+                space=space,
+                actor=actor,
+                owner=owner,
+                settings=settings,
+            )
+        )
 
     try:
         asyncio.get_running_loop()
