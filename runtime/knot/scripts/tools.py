@@ -135,6 +135,7 @@ class DryRun:
     error: str = ""  # the script failed (an exception or a limit)
     problems: tuple[ScriptProblem, ...] = ()  # the script was refused before running
     notes: tuple[str, ...] = field(default=())
+    matched: bool = True  # the script's `# events:` header matches the event's type
 
     @property
     def ok(self) -> bool:
@@ -150,6 +151,7 @@ class DryRun:
             "error": self.error,
             "problems": [str(p) for p in self.problems],
             "notes": list(self.notes),
+            "matched": self.matched,
         }
 
 
@@ -210,7 +212,8 @@ async def dry_run_async(
     if load.spec is None:
         return DryRun(shown, event.to_dict(), problems=load.problems)
     notes = list(load.warnings)
-    if not any(p.matches(event.type) for p in load.spec.events):
+    matched = any(p.matches(event.type) for p in load.spec.events)
+    if not matched:
         notes.append(
             f"The script's events ({load.spec.events_text}) do not match {event.type}: "
             "the runtime would not send it this event."
@@ -267,6 +270,7 @@ async def dry_run_async(
         directives=directives,
         error=error if failed_at is not None else "",
         notes=tuple(notes),
+        matched=matched,
     )
 
 
