@@ -22,6 +22,7 @@ from .._sinkspec import SinkOrigin, SinkSpec
 from .._sync import SyncRuntime
 from ..scripts.reload import Reload
 from ..scripts.save import ScriptKind, save_script
+from ..sinks.base import Sink
 from ..sinks.recording import RecordingSink
 from .clock import FakeClock
 
@@ -95,6 +96,15 @@ class RuntimeHarness(SyncRuntime):
         self.add_sink(sink)
         return sink
 
+    def sink(self, name: str) -> Sink:
+        """The running sink `name` (a project's `type = "recording"` sink is a RecordingSink,
+        for `assert_delivered`); NotFound when there is none."""
+
+        async def find() -> Sink:  # read on the loop that changes the registry
+            return self.runtime.sink(name)
+
+        return self.run(find())
+
     def write_sink(self, name: str, source: str, *, timeout: float = 10.0) -> Reload | None:
         """Save `scripts/sinks/NAME.py` and wait for the runtime to load it, or refuse it:
         the Reload says which (`.ok`, `.message`, `.problems`); None when unchanged."""
@@ -119,13 +129,23 @@ def _failure(sink: RecordingSink, count: int, timeout: float) -> AssertionError:
     )
 
 
-def assert_delivered(sink: RecordingSink, count: int, *, timeout: float = 5.0) -> list[Event]:
-    """Wait until `sink` has received `count` events and no more; return what it holds.
+def _recording(sink: Sink) -> RecordingSink:
+    if not isinstance(sink, RecordingSink):
+        raise InvalidInput(
+            f"assert_delivered counts what a recording sink received; {sink.name} is a "
+            f"{sink.type} sink (add one with knot_runtime.recording_sink(name, events))."
+        )
+    return sink
+
+
+def assert_delivered(sink: Sink, count: int, *, timeout: float = 5.0) -> list[Event]:
+    """Wait until the recording `sink` has received `count` events and no more; return them.
 
     Fails (AssertionError, listing what did arrive) when fewer arrive within `timeout`
     seconds, or more have arrived by then. For a runtime on another thread (knot_runtime,
     SyncRuntime); in an async test on the runtime's own loop, `await wait_delivered(...)`.
     """
+    sink = _recording(sink)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -143,8 +163,9 @@ def assert_delivered(sink: RecordingSink, count: int, *, timeout: float = 5.0) -
     return list(sink.events)
 
 
-async def wait_delivered(sink: RecordingSink, count: int, *, timeout: float = 5.0) -> list[Event]:
+async def wait_delivered(sink: Sink, count: int, *, timeout: float = 5.0) -> list[Event]:
     """`assert_delivered` for a runtime on the test's own event loop (`knot.Runtime`)."""
+    sink = _recording(sink)
     try:
         await sink.wait_for(count, timeout=timeout)
     except TimeoutError:
