@@ -248,3 +248,17 @@ def test_dry_run_takes_the_event_s_space_actor_and_owner(tmp_path: Path) -> None
     # An emitted event reads like an Event: `.type` and `.data` (`.payload` is the same).
     (emitted,) = dry_run(write(tmp_path, "pricer.py", EMITTER), "custom.o").emitted
     assert emitted.data == emitted.payload == {"total": 0}
+
+
+def test_check_paths_takes_a_project_folder_for_its_scripts_folder(tmp_path: Path) -> None:
+    (tmp_path / "knot.toml").write_text('[scripts]\ndir = "handlers"\n')
+    write(tmp_path / "handlers" / "sinks", "ok.py", "# events: *\nprint(1)\n")
+    write(tmp_path / "tests", "test_ok.py", "import pytest\n")  # not a script: never checked
+    report = check_paths([tmp_path])
+    assert [load.path.name for load in report.loads] == ["ok.py"]
+    assert report.ok
+    (tmp_path / "knot.toml").write_text('[scripts]\ndir = "nowhere"\n')
+    assert check_paths([tmp_path]).loads == ()
+    (tmp_path / "knot.toml").write_text("broken = [\n")  # a broken file: the default folder
+    write(tmp_path / "scripts" / "sinks", "bad.py", "# events: *\nimport os\n")
+    assert [load.path.name for load in check_paths([tmp_path]).loads] == ["bad.py"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._config import Config, ScriptSettings
+from .._config import CONFIG_FILE, Config, ScriptSettings, load_config
 from .._events import (
     LOCAL_ACTOR,
     Actor,
@@ -75,6 +75,12 @@ class CheckReport:
 def _script_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
+    if (path / CONFIG_FILE).is_file():
+        # A project folder: the scripts its runtime loads, not its tests or tools beside them.
+        loaded = load_config(path).config
+        path = path / (loaded.scripts.dir if loaded is not None else ScriptSettings.dir)
+        if not path.is_dir():
+            return []
     found: list[Path] = []
     for candidate in sorted(path.rglob("*.py")):
         relative = candidate.relative_to(path).parts[:-1]
@@ -88,7 +94,8 @@ def check_paths(paths: Iterable[str | Path]) -> CheckReport:
     """Check scripts (files, or folders searched for `*.py`); nothing runs.
 
     A script in a folder named `methods/` is a method script (no header, `knot.methods`);
-    any other is a sink script.
+    any other is a sink script. A project folder (one holding knot.toml) stands for its
+    scripts folder (`scripts.dir`).
     """
     loads: list[ScriptLoad] = []
     missing: list[str] = []
