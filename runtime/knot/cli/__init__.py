@@ -13,13 +13,24 @@ from collections.abc import Sequence
 
 from .._exceptions import KnotError
 from .._logtext import loggable
-from . import channels, events, kernel, methods, scripts, serve, sinks, spaces, users
+from . import (
+    channels,
+    events,
+    kernel,
+    methods,
+    scaffold,
+    scripts,
+    serve,
+    sinks,
+    spaces,
+    users,
+)
 from .common import Formatter, Handler, Parser, choose_action
 
 __all__ = ["build_parser", "main"]
 
 # One line per command group; each module's register() adds its subcommands.
-_GROUPS = (serve, events, sinks, scripts, methods, spaces, channels, users, kernel)
+_GROUPS = (scaffold, serve, events, sinks, scripts, methods, spaces, channels, users, kernel)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="A local runtime for Knot-style events: scripts, webhooks and JSON-RPC sinks.",
         epilog=(
             "examples:\n"
+            "  knot init myproject                 a project: an example sink and its test\n"
+            "  knot new sink notify --events 'custom.myapp.*'   start a script sink\n"
             "  knot serve                          run the runtime on this project\n"
             '  knot event myapp.deployed \'{"version": "1.2"}\'\n'
             "  knot events -n 20                   the last 20 events\n"
