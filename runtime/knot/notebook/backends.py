@@ -64,6 +64,14 @@ class Backend(Protocol):
 
     def call_method(self, method: str, params: Any = None) -> Any: ...
 
+    def methods(self) -> list[str]:
+        """The full names (`script.method`) of the methods the runtime has."""
+        ...
+
+    def project_folder(self) -> Path | None:
+        """The project folder whose scripts the runtime runs (None: not known here)."""
+        ...
+
     def spaces(self) -> list[JSONObject]: ...
 
     def create_space(self, fields: JSONObject, *, start: bool) -> JSONObject: ...
@@ -125,6 +133,15 @@ class EmbeddedBackend:
 
     def call_method(self, method: str, params: Any = None) -> Any:
         return self.sync.call_method(method, params)
+
+    def methods(self) -> list[str]:
+        async def snapshot() -> list[str]:  # read on the loop that changes them
+            return [info.full_name for info in self.sync.runtime.methods.all()]
+
+        return self.sync.run(snapshot())
+
+    def project_folder(self) -> Path | None:
+        return self.project
 
     def spaces(self) -> list[JSONObject]:
         async def snapshot() -> list[JSONObject]:  # read on the loop that changes them
@@ -323,6 +340,12 @@ class ConnectedBackend:
 
     def call_method(self, method: str, params: Any = None) -> Any:
         return self.client.call_method(method, params)
+
+    def methods(self) -> list[str]:
+        return [str(m["name"]) for m in self.client.methods().get("methods") or ()]
+
+    def project_folder(self) -> Path | None:
+        return None  # the server's folder may be anywhere, even on another machine
 
     def spaces(self) -> list[JSONObject]:
         return self.client.spaces()
