@@ -163,3 +163,22 @@ def test_the_commands(tmp_path: Path) -> None:
     checked = knot("check", str(tmp_path / "demo"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout == "2 scripts checked: all follow the sandbox rules.\n"
+
+
+def test_what_the_system_refuses_is_one_clear_error_and_leaves_nothing_behind(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "tests").write_text("a file where init wants a folder\n")
+    with pytest.raises(InvalidInput) as refused:
+        init_project(tmp_path)
+    assert str(refused.value).startswith(f"Could not write {tmp_path / 'tests'}")
+    assert str(refused.value).endswith("; no file was written.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scripts", "tests"]
+    assert list((tmp_path / "scripts").rglob("*.py")) == []  # hello.py was taken back
+    long = knot("init", str(tmp_path / ("x" * 300)))
+    assert long.returncode == 1
+    assert long.stderr.startswith("knot: Cannot use ")
+    assert long.stderr.endswith("File name too long.\n")
+    long = knot("new", "sink", "ok_name", "--events", "*", "--project", "y" * 300)
+    assert long.returncode == 1
+    assert "File name too long" in long.stderr

@@ -185,8 +185,16 @@ def stats(params):
 """
 
 
+def _exists(path: Path) -> bool:
+    """Path.exists, with what the system refuses to look at (a name too long) said clearly."""
+    try:
+        return path.exists()
+    except OSError as exc:
+        raise InvalidInput(f"Cannot use {path}: {exc.strerror or exc}.") from None
+
+
 def _refuse_existing(root: Path, files: list[Path]) -> None:
-    existing = [p for p in files if p.exists()]
+    existing = [p for p in files if _exists(p)]
     if existing:
         names = ", ".join(_relative(p, root) for p in existing)
         where = "This folder" if root == Path() else str(root)
@@ -197,17 +205,28 @@ def _refuse_existing(root: Path, files: list[Path]) -> None:
 
 
 def _write(files: dict[Path, str]) -> None:
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("x", encoding="utf-8") as out:  # "x": never replace a file
-            out.write(text)
+    """Write every file, or (when the system refuses one) none: those written are removed."""
+    written: list[Path] = []
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("x", encoding="utf-8") as out:  # "x": never replace a file
+                written.append(path)
+                out.write(text)
+    except OSError as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        where = exc.filename or path
+        raise InvalidInput(
+            f"Could not write {where}: {exc.strerror or exc}; no file was written."
+        ) from None
 
 
 def init_project(folder: str | Path = ".") -> Scaffold:
     """Make a project in `folder` (created if needed): knot.toml, scripts/sinks/hello.py, an
     empty scripts/methods/, tests/test_hello.py (knot.testing) and a .gitignore."""
     root = Path(folder)
-    if root.exists() and not root.is_dir():
+    if _exists(root) and not root.is_dir():
         raise InvalidInput(f"{root} is a file; knot init makes a project in a folder.")
     methods = root / "scripts" / "methods"
     files = {
@@ -216,7 +235,7 @@ def init_project(folder: str | Path = ".") -> Scaffold:
         root / "tests" / "test_hello.py": EXAMPLE_TEST,
         root / ".gitignore": GITIGNORE,
     }
-    if root.exists():
+    if _exists(root):
         _refuse_existing(root, list(files))
     _write(files)
     methods.mkdir(exist_ok=True)
@@ -236,7 +255,7 @@ def init_project(folder: str | Path = ".") -> Scaffold:
 
 def _scripts_folder(project: str | Path) -> Path:
     root = Path(project)
-    if not root.is_dir():
+    if not _exists(root) or not root.is_dir():
         raise InvalidInput(
             f"The project folder {root} does not exist; make one with `knot init {root}`."
         )
