@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from knot import Config, InvalidInput, Runtime
+from knot import Config, Event, InvalidInput, Runtime
 from knot._config import DeliverySettings
 from knot.testing import (
     FakeClock,
@@ -93,17 +93,19 @@ def test_assert_delivered_wants_a_recording_sink_and_a_thread_without_a_loop(
             assert_delivered(rt.sink("noisy"), 1)
         rec = rt.recording_sink("rec")
 
-        async def inside_a_loop() -> None:
-            assert_delivered(rec, 0)
+        async def an_async_test() -> list[Event]:
+            # The runtime runs on its own thread: blocking this loop a moment is harmless.
+            rt.emit("x")
+            return assert_delivered(rec, 1)
 
-        with pytest.raises(InvalidInput, match=r"await knot\.testing\.wait_delivered"):
-            asyncio.run(inside_a_loop())
+        assert [e.type for e in asyncio.run(an_async_test())] == ["custom.x"]
         with pytest.raises(InvalidInput, match="option fail_attempts must be an integer"):
             rt.recording_sink("bad", fail_attempts=-1)
 
 
 @pytest.mark.anyio
 async def test_wait_delivered_on_the_test_s_own_loop(tmp_path: Path) -> None:
+    """A runtime on the test's loop: `await wait_delivered`; assert_delivered says to."""
     clock = FakeClock()
     config = Config(delivery=DeliverySettings(attempts=3, backoff=(60.0,)))
     async with Runtime(tmp_path, config=config, clock=clock) as rt:
@@ -115,6 +117,8 @@ async def test_wait_delivered_on_the_test_s_own_loop(tmp_path: Path) -> None:
         assert clock.sleeps == [60.0, 60.0]
         with pytest.raises(AssertionError, match="received 1 event"):
             await wait_delivered(flaky, 2, timeout=0.05)
+        with pytest.raises(InvalidInput, match=r"await knot\.testing\.wait_delivered"):
+            assert_delivered(flaky, 1)
 
 
 def test_copy_project_copies_the_settings_and_scripts_only(tmp_path: Path) -> None:

@@ -142,18 +142,20 @@ def assert_delivered(sink: Sink, count: int, *, timeout: float = 5.0) -> list[Ev
     """Wait until the recording `sink` has received `count` events and no more; return them.
 
     Fails (AssertionError, listing what did arrive) when fewer arrive within `timeout`
-    seconds, or more have arrived by then. For a runtime on another thread (knot_runtime,
-    SyncRuntime); in an async test on the runtime's own loop, `await wait_delivered(...)`.
+    seconds, or more have arrived by then. For a runtime on a thread of its own (knot_runtime,
+    SyncRuntime), from sync and async tests alike; for one on the calling thread's loop
+    (`async with knot.Runtime(...)`), `await wait_delivered(...)`.
     """
     sink = _recording(sink)
     try:
-        asyncio.get_running_loop()
+        running = asyncio.get_running_loop()
     except RuntimeError:
-        pass
-    else:
+        running = None
+    if running is not None and running is sink.loop:
+        # Blocking here would stop the very loop that delivers to the sink.
         raise InvalidInput(
-            "assert_delivered blocks, and this thread runs an event loop; use "
-            "`await knot.testing.wait_delivered(sink, count)` in an async test."
+            "assert_delivered blocks, and the sink's runtime runs on this thread's event "
+            "loop; use `await knot.testing.wait_delivered(sink, count)` there."
         )
     deadline = time.monotonic() + timeout
     while sink.received < count and time.monotonic() < deadline:
