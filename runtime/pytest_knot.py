@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from knot import Event
     from knot.testing import FakeClock, MethodHarness, RuntimeHarness, SinkRunner
 
 MARKER = "knot_project"
@@ -106,7 +107,7 @@ def call_method(
 
 
 @pytest.fixture
-def assert_delivered() -> Callable[..., Any]:
+def assert_delivered() -> Callable[..., list[Event]]:
     """`assert_delivered(sink, count, *, timeout=5.0)`: see knot.testing.assert_delivered."""
     from knot.testing import assert_delivered
 
