@@ -182,3 +182,8 @@ def test_what_the_system_refuses_is_one_clear_error_and_leaves_nothing_behind(
     long = knot("new", "sink", "ok_name", "--events", "*", "--project", "y" * 300)
     assert long.returncode == 1
     assert "File name too long" in long.stderr
+    # Found by tests/test_fuzz_cli.py: no argv holds a NUL, but the Python API's paths can.
+    with pytest.raises(InvalidInput, match="a file name cannot hold a NUL character"):
+        init_project("\x00")
+    with pytest.raises(InvalidInput, match="a file name cannot hold a NUL character"):
+        new_sink("ok_name", "*", project=tmp_path / "a\x00b")

@@ -187,6 +187,8 @@ def stats(params):
 
 def _exists(path: Path) -> bool:
     """Path.exists, with what the system refuses to look at (a name too long) said clearly."""
+    if "\x00" in str(path):  # Python raises ValueError for it, or says it does not exist
+        raise InvalidInput(f"Cannot use {str(path)!r}: a file name cannot hold a NUL character.")
     try:
         return path.exists()
     except OSError as exc:
