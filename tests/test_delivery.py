@@ -456,3 +456,26 @@ async def test_unknown_sink_options_are_refused_not_ignored(
             await rt.add_sink({"name": "typo", "events": "*", **definition})
         assert words in info.value.message
         assert rt.sinks() == []
+
+
+async def test_backoff_waits_on_the_runtime_s_clock(project: Path) -> None:
+    """`Runtime(clock=...)` is the seam knot.testing's FakeClock uses: every backoff goes
+    through it, with the configured lengths, and nothing waits on the wall clock."""
+
+    class Clock:
+        def __init__(self) -> None:
+            self.sleeps: list[float] = []
+
+        async def sleep(self, seconds: float) -> None:
+            self.sleeps.append(seconds)
+
+    clock = Clock()
+    config = fast_config(attempts=4, backoff=(30.0, 60.0))
+    async with Runtime(project, config=config, clock=clock) as rt:
+        await rt.add_sink(recording("flaky", fail_attempts=3))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        report = await rt.emit_and_wait("x", {}, timeout=5)
+        assert report.outcomes["flaky"].attempts == 4
+        assert loop.time() - started < 5
+    assert clock.sleeps == [30.0, 60.0, 60.0]  # the last step repeats

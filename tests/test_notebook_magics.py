@@ -118,7 +118,14 @@ def test_results_render_as_html_tables_and_plain_text(ip: InteractiveShell) -> N
         ("%knot event 'not a type!'", "The event type 'not a type!' is not valid"),
         ("%knot event tour.x '{\"a\": }'", "The payload is not valid JSON"),
         ("%knot event tour.x '[1, 2]'", "The payload must be a JSON object"),
-        ('%knot event tour.x \'{"a": 1}', "the %knot line does not parse (No closing quotation)"),
+        ('%knot event tour.x \'{"a": 1}', "The %knot line does not parse (No closing quotation)"),
+        (
+            "%knot event tour.x {a: 1}",
+            "The JSON {a: 1} does not parse: Expecting property name enclosed in double quotes "
+            "(at its character 2).",
+        ),
+        ('%knot call m.x {"a": 1', "The JSON {\"a\": 1 does not parse: Expecting ',' delimiter"),
+        ('%knot event tour.x {"a": 1}x', 'The JSON {"a": 1}x does not parse: Extra data'),
         (
             "%knot events -n many",
             "%knot events: argument -n: must be a whole number from 1 to 10000, not 'many'",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from knot import Config, EventError, Runtime, parse_config
+from knot import Actor, ActorKind, Config, EventError, Runtime, Space, parse_config
 from knot._config import ScriptSettings
 from knot.sandbox.pool import WorkerPool
 from knot.sandbox.process import RemoteError, WorkerProcess
@@ -210,3 +210,55 @@ async def test_the_runtime_owns_the_pool_and_workers_live_as_long_as_script_sink
         async with asyncio.timeout(5):
             while alive(pid):  # ended and reaped
                 await asyncio.sleep(0.02)
+
+
+def test_dry_run_keeps_every_line_a_script_prints_not_only_the_last_twenty(
+    tmp_path: Path,
+) -> None:
+    # The sink's status keeps its last 20 lines; a dry run shows the whole run (up to the
+    # 64 KiB output cap), as `knot run` promises.
+    script = write(tmp_path, "chatty.py", "# events: *\nfor i in range(30):\n    print(i)\n")
+    result = dry_run(script, "custom.x")
+    assert result.output == tuple(str(i) for i in range(30))
+    failing = write(
+        tmp_path, "chatty_fail.py", "# events: *\nfor i in range(25):\n    print(i)\n1 / 0\n"
+    )
+    result = dry_run(failing, "custom.x")
+    assert result.output == tuple(str(i) for i in range(25))
+    assert "ZeroDivisionError" in result.error
+
+
+def test_dry_run_takes_the_event_s_space_actor_and_owner(tmp_path: Path) -> None:
+    script = write(
+        tmp_path,
+        "who.py",
+        "# events: *\nimport knot.event\n"
+        "print(knot.event.actor()['username'], knot.event.actor()['kind'])\n"
+        "print(knot.event.space()['id'], knot.event.space_urls())\n",
+    )
+    result = dry_run(
+        script,
+        "space.started",
+        space=Space("sp-1", "web", ("http://127.0.0.1:8000",)),
+        actor=Actor("u-1", "ada", ActorKind.USER),
+        owner="u-1",
+    )
+    assert result.output == ("ada User", "sp-1 ['http://127.0.0.1:8000']")
+    assert result.event["owner"] == "u-1"
+    # An emitted event reads like an Event: `.type` and `.data` (`.payload` is the same).
+    (emitted,) = dry_run(write(tmp_path, "pricer.py", EMITTER), "custom.o").emitted
+    assert emitted.data == emitted.payload == {"total": 0}
+
+
+def test_check_paths_takes_a_project_folder_for_its_scripts_folder(tmp_path: Path) -> None:
+    (tmp_path / "knot.toml").write_text('[scripts]\ndir = "handlers"\n')
+    write(tmp_path / "handlers" / "sinks", "ok.py", "# events: *\nprint(1)\n")
+    write(tmp_path / "tests", "test_ok.py", "import pytest\n")  # not a script: never checked
+    report = check_paths([tmp_path])
+    assert [load.path.name for load in report.loads] == ["ok.py"]
+    assert report.ok
+    (tmp_path / "knot.toml").write_text('[scripts]\ndir = "nowhere"\n')
+    assert check_paths([tmp_path]).loads == ()
+    (tmp_path / "knot.toml").write_text("broken = [\n")  # a broken file: the default folder
+    write(tmp_path / "scripts" / "sinks", "bad.py", "# events: *\nimport os\n")
+    assert [load.path.name for load in check_paths([tmp_path]).loads] == ["bad.py"]

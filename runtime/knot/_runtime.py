@@ -56,7 +56,7 @@ from .sinks.script import pool_size
 from .sinks.webhook import WebhookClients, new_secret
 from .sky.channels import KV_CHANNELS, Channels
 from .spaces.service import Spaces, SpacesPart
-from .types import RuntimePart
+from .types import Clock, RuntimePart
 
 __all__ = ["EmitReport", "Runtime", "RuntimePart"]
 
@@ -69,6 +69,8 @@ class Runtime:
 
     `project` holds `knot.toml` and the scripts folder; every setting can be overridden
     with `config`. `parts` are extra components to run with it (the script reloader, spaces).
+    `clock` is what delivery waits on between attempts (knot.testing's FakeClock; default:
+    the event loop's own time).
     """
 
     def __init__(
@@ -79,8 +81,10 @@ class Runtime:
         store_path: str | Path | None = None,
         parts: Iterable[RuntimePart] = (),
         http_transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.project = Path(project).resolve()
+        self.clock = clock
         self._config_arg = config
         self._store_path_arg = store_path
         self.config: Config = config or Config()
@@ -222,7 +226,9 @@ class Runtime:
     async def _start_core(self) -> None:
         store = self.store
         self._journal = Journal(store, on_commit=self._on_commit)
-        self._delivery = DeliveryEngine(self._journal, self.config.delivery, self.hooks)
+        self._delivery = DeliveryEngine(
+            self._journal, self.config.delivery, self.hooks, clock=self.clock
+        )
         self._dispatcher = Dispatcher(self.router, self._delivery, self.hooks)
         # Sinks known from an earlier run resume right after their stored cursor, whenever
         # (and from whichever source) they are installed again.

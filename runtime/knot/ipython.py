@@ -11,16 +11,20 @@ from typing import TYPE_CHECKING
 
 from . import event as knot_event
 from ._exceptions import InvalidInput
+from .notebook.complete import KnotCompleter
 from .notebook.magics import KnotMagics
 from .notebook.session import KnotSession
 
 if TYPE_CHECKING:
+    from types import SimpleNamespace
+
     from IPython.core.interactiveshell import InteractiveShell
 
 __all__ = ["KnotSession", "load_ipython_extension", "session", "unload_ipython_extension"]
 
 
 _session: KnotSession | None = None
+_COMPLETED = ("%knot", "%%knot")  # IPython's completer hook is keyed by the command word
 
 
 def session() -> KnotSession:
@@ -35,7 +39,16 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
     if _session is not None:
         return
     _session = KnotSession()
-    ip.register_magics(KnotMagics(ip, _session))
+    magics = KnotMagics(ip, _session)
+    ip.register_magics(magics)
+    completer = KnotCompleter(_session, magics.parser)
+
+    def complete(shell: InteractiveShell, event: SimpleNamespace) -> list[str]:
+        return completer(str(event.text_until_cursor))
+
+    complete.knot_completer = True  # type: ignore[attr-defined]  # found again on unload
+    for key in _COMPLETED:
+        ip.set_hook("complete_command", complete, str_key=key)  # type: ignore[no-untyped-call]
     knot_event.use(_session)
     atexit.register(_session.close_at_exit)
 
@@ -49,4 +62,23 @@ def unload_ipython_extension(ip: InteractiveShell) -> None:
     knot_event.use(None)
     for kind in ("line", "cell"):
         ip.magics_manager.magics[kind].pop("knot", None)
+    _remove_completer(ip)
     current.close()
+
+
+def _remove_completer(ip: InteractiveShell) -> None:
+    """Take our completer hook out again (IPython has no call for it)."""
+    dispatch = ip.strdispatchers.get("complete_command")
+    if dispatch is None:
+        return
+    for key in _COMPLETED:
+        chain = dispatch.strs.get(key)
+        if chain is None:
+            continue
+        chain.chain = [
+            (priority, hook)
+            for priority, hook in chain.chain
+            if not getattr(getattr(hook, "__func__", None), "knot_completer", False)
+        ]
+        if not chain.chain:
+            del dispatch.strs[key]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._clock import Clock
 from ._json import MAX_JSON_DEPTH, JSONObject
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_JSON_DEPTH",
     "Auditor",
+    "Clock",
     "Emitter",
     "JSONObject",
     "KeyValueArea",

@@ -19,7 +19,18 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: `main` catches a Ctrl-C that lands while they load.
-    from . import channels, events, kernel, methods, scripts, serve, sinks, spaces, users
+    from . import (
+        channels,
+        events,
+        kernel,
+        methods,
+        scaffold,
+        scripts,
+        serve,
+        sinks,
+        spaces,
+        users,
+    )
     from .common import Formatter, Parser
 
     parser = Parser(
@@ -27,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="A local runtime for Knot-style events: scripts, webhooks and JSON-RPC sinks.",
         epilog=(
             "examples:\n"
+            "  knot init myproject                 a project: an example sink and its test\n"
+            "  knot new sink notify --events 'custom.myapp.*'   start a script sink\n"
             "  knot serve                          run the runtime on this project\n"
             '  knot event myapp.deployed \'{"version": "1.2"}\'\n'
             "  knot events -n 20                   the last 20 events\n"
@@ -44,7 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     # One line per command group; each module's register() adds its subcommands.
-    for group in (serve, events, sinks, scripts, methods, spaces, channels, users, kernel):
+    for group in (
+        scaffold,
+        serve,
+        events,
+        sinks,
+        scripts,
+        methods,
+        spaces,
+        channels,
+        users,
+        kernel,
+    ):
         group.register(sub)
     return parser
 

@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._audit import AuditEntry, AuditKind
 from .._config import DeliverySettings
@@ -25,6 +25,9 @@ from ..sinks.base import DeliveryResult, Sink
 from .hooks import Hooks
 from .journal import Journal
 from .outcomes import DeliveryStatus, Outcome, Tracker
+
+if TYPE_CHECKING:
+    from .._clock import Clock
 
 __all__ = ["DeliveryEngine", "SinkWorker"]
 
@@ -260,7 +263,7 @@ class SinkWorker:
                 if self.stopping:  # no retry now: the event stays unfinished (see `stop`)
                     raise _Stopped
                 self.stats.retries += 1
-                await asyncio.sleep(engine.backoff(attempt))
+                await engine.sleep(engine.backoff(attempt))
         self.stats.failed += 1
         engine.journal.skip(self.name, event.seq, "failed")
         engine.journal.audit(
@@ -281,9 +284,16 @@ class DeliveryEngine:
         journal: Journal,
         settings: DeliverySettings,
         hooks: Hooks | None = None,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         self.journal = journal
         self.settings = settings
+        # Backoff waits go through this: asyncio.sleep itself unless a test clock stands in
+        # (bound once, so the production path pays nothing for the seam).
+        self.sleep: Callable[[float], Awaitable[None]] = (
+            clock.sleep if clock is not None else asyncio.sleep
+        )
         self.workers: dict[str, SinkWorker] = {}
         self.trackers: dict[str, Tracker] = {}
         self.last_routed = journal.head

@@ -8,7 +8,6 @@ HTTP client (Client); neither holds logic of its own.
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -27,14 +26,13 @@ from .._exceptions import (
     KnotError,
     PermissionDenied,
     RuntimeClosed,
-    SinkError,
     StoreLocked,
 )
 from .._json import JSONObject
 from .._patterns import Pattern
-from .._sinkspec import check_sink_name
 from .._sync import SyncRuntime
-from ..scripts.reload import Reload, Reloader
+from ..scripts.reload import Reload
+from ..scripts.save import ScriptKind, save_script
 from .display import Feed
 
 __all__ = ["Backend", "ConnectedBackend", "EmbeddedBackend", "SpaceAction", "serve_url"]
@@ -65,6 +63,14 @@ class Backend(Protocol):
     def save_method(self, name: str, source: str, *, timeout: float) -> Reload | None: ...
 
     def call_method(self, method: str, params: Any = None) -> Any: ...
+
+    def methods(self) -> list[str]:
+        """The full names (`script.method`) of the methods the runtime has."""
+        ...
+
+    def project_folder(self) -> Path | None:
+        """The project folder whose scripts the runtime runs (None: not known here)."""
+        ...
 
     def spaces(self) -> list[JSONObject]: ...
 
@@ -130,6 +136,15 @@ class EmbeddedBackend:
     def call_method(self, method: str, params: Any = None) -> Any:
         return self.sync.call_method(method, params)
 
+    def methods(self) -> list[str]:
+        async def snapshot() -> list[str]:  # read on the loop that changes them
+            return [info.full_name for info in self.sync.runtime.methods.all()]
+
+        return self.sync.run(snapshot())
+
+    def project_folder(self) -> Path | None:
+        return self.project
+
     def spaces(self) -> list[JSONObject]:
         async def snapshot() -> list[JSONObject]:  # read on the loop that changes them
             return [info.to_dict() for info in self.sync.runtime.spaces.list()]
@@ -148,39 +163,8 @@ class EmbeddedBackend:
     def space_log(self, name: str, *, limit: int) -> list[str]:
         return self.sync.run(self.sync.runtime.spaces.logs(name, lines=limit))
 
-    def _save(self, folder: str, name: str, source: str, *, timeout: float) -> Reload | None:
-        if (problem := check_sink_name(name)) is not None:
-            raise SinkError(problem, sink=name)
-        runtime = self.sync.runtime
-        reloader = next((p for p in runtime.parts if isinstance(p, Reloader)), None)
-        if reloader is None:
-            raise InvalidInput("This runtime does not watch its scripts folder.")
-        path = runtime.resolve(runtime.config.scripts.dir) / folder / f"{name}.py"
-        if path.is_file() and path.read_text(encoding="utf-8") == source:
-            return None  # the reloader compares contents: it would not report anything
-        path.parent.mkdir(parents=True, exist_ok=True)
-        target = path.resolve()
-        applied: queue.SimpleQueue[Reload] = queue.SimpleQueue()
-
-        def listener(reload: Reload) -> None:
-            if reload.path.resolve() == target:
-                applied.put(reload)
-
-        async def subscribe() -> Callable[[], None]:
-            return reloader.on_reload(listener)
-
-        unsubscribe = self.sync.run(subscribe())
-        try:
-            # Whole or not at all, as editors save: the reloader never reads a half-written file.
-            staging = path.with_name(f".{path.name}.saving")
-            staging.write_text(source, encoding="utf-8")
-            os.replace(staging, path)
-            try:
-                return applied.get(timeout=timeout)
-            except queue.Empty:
-                raise KnotError(f"The runtime did not pick up {path} within {timeout} s.") from None
-        finally:
-            self.sync.loop.call_soon_threadsafe(unsubscribe)
+    def _save(self, folder: ScriptKind, name: str, source: str, *, timeout: float) -> Reload | None:
+        return self.sync.run(save_script(self.sync.runtime, folder, name, source, timeout=timeout))
 
     def dry_run_settings(self) -> tuple[Config, Path]:
         return self.sync.runtime.config, self.sync.runtime.project
@@ -368,6 +352,12 @@ class ConnectedBackend:
 
     def call_method(self, method: str, params: Any = None) -> Any:
         return self.client.call_method(method, params)
+
+    def methods(self) -> list[str]:
+        return [str(m["name"]) for m in self.client.methods().get("methods") or ()]
+
+    def project_folder(self) -> Path | None:
+        return None  # the server's folder may be anywhere, even on another machine
 
     def spaces(self) -> list[JSONObject]:
         return self.client.spaces()

@@ -1,13 +1,13 @@
 """The `%knot` / `%%knot` magics: parse a line like the `knot` command does, call the session.
 
-Arguments are split with shlex (quote JSON as in a shell) and parsed with argparse; a usage
-mistake or any KnotError prints one line on stderr, never a traceback.
+Arguments are split like a shell line, except that JSON may be typed as is (`line.py`), and
+parsed with argparse; a usage mistake or any KnotError prints one line on stderr, never a
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
@@ -32,6 +32,7 @@ from .display import (
     sink_table,
     space_table,
 )
+from .line import split_line
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -66,10 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         "knot serve attached with `%knot connect`).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-        '  %knot event myapp.deployed \'{"version": "1.2"}\'\n'
+        '  %knot event myapp.deployed {"version": "1.2"}     JSON as typed, or shell-quoted\n'
         "  %knot events 'custom.myapp.*' -n 5\n"
         "  %knot tail 'custom.*'\n"
-        '  %knot call deploys.count \'{"space": "web"}\'\n'
+        '  %knot run scripts/sinks/notify.py --event custom.myapp.deployed --data {"v": 1}\n'
+        '  %knot call deploys.count {"space": "web"}\n'
         "  %knot space create web --cmd 'python -m http.server 8000' --start\n",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
@@ -312,14 +314,16 @@ class KnotMagics(Magics):
     def knot(self, line: str, cell: str | None = None) -> object:
         """Raise and inspect knot events: `%knot -h` lists the commands."""
         try:
-            words = shlex.split(line)
-        except ValueError as exc:
-            _say(f"the %knot line does not parse ({exc}); quote JSON as in a shell.")
-            return None
-        if not words:
-            words = ["-h"]
-        try:
-            args = self.parser.parse_args(words)
+            split = split_line(line)
+            words = split.words or ["-h"]
+            try:
+                args = self.parser.parse_args(words)
+            except InvalidInput:
+                # argparse complaining about the pieces of JSON that did not parse says
+                # nothing useful ("unrecognized arguments: 1}"); the JSON's problem does.
+                if split.json_problem:
+                    raise InvalidInput(split.json_problem) from None
+                raise
             handler: Handler | None = getattr(args, "handler", None)
             if handler is None:
                 self.parser.print_help()

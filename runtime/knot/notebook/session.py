@@ -38,6 +38,11 @@ class KnotSession:
                 self._backend = EmbeddedBackend(Path.cwd())
             return self._backend
 
+    @property
+    def current(self) -> Backend | None:
+        """The runtime in use, without starting one (None before the first command)."""
+        return self._backend
+
     def describe(self) -> str:
         with self._lock:
             if self._backend is None:

@@ -18,11 +18,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._config import Config, ScriptSettings
+from .._config import CONFIG_FILE, Config, ScriptSettings, load_config
 from .._events import (
     LOCAL_ACTOR,
+    Actor,
     Event,
     Space,
     as_custom_type,
@@ -38,6 +39,9 @@ from ..engine.storage import ExpiringKv, KvItem
 from ..scriptlib.scratch import ScratchKv
 from ..scriptlib.service import DryRunLog, RecordedRequest, ScriptLibraries, ScriptRef
 from .loader import ScriptLoad, ScriptProblem, load_method_script, load_script
+
+if TYPE_CHECKING:
+    from ..sandbox.pool import WorkerPool
 
 __all__ = [
     "CheckReport",
@@ -89,6 +93,12 @@ class CheckReport:
 def _script_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
+    if (path / CONFIG_FILE).is_file():
+        # A project folder: the scripts its runtime loads, not its tests or tools beside them.
+        loaded = load_config(path).config
+        path = path / (loaded.scripts.dir if loaded is not None else ScriptSettings.dir)
+        if not path.is_dir():
+            return []
     found: list[Path] = []
     for candidate in sorted(path.rglob("*.py")):
         relative = candidate.relative_to(path).parts[:-1]
@@ -102,7 +112,8 @@ def check_paths(paths: Iterable[str | Path]) -> CheckReport:
     """Check scripts (files, or folders searched for `*.py`); nothing runs.
 
     A script in a folder named `methods/` is a method script (no header, `knot.methods`);
-    any other is a sink script.
+    any other is a sink script. A project folder (one holding knot.toml) stands for its
+    scripts folder (`scripts.dir`).
     """
     loads: list[ScriptLoad] = []
     missing: list[str] = []
@@ -128,6 +139,11 @@ class EmittedEvent:
     payload: JSONObject
     id: str
 
+    @property
+    def data(self) -> JSONObject:
+        """The payload, by the name an Event gives it (`event.data`)."""
+        return self.payload
+
     def to_dict(self) -> JSONObject:
         return {"id": self.id, "type": self.type, "payload": self.payload}
 
@@ -146,6 +162,7 @@ class DryRun:
     notes: tuple[str, ...] = field(default=())
     requests: tuple[RecordedRequest, ...] = ()  # HTTP requests, in order (sent only if live)
     kv: JSONObject = field(default_factory=dict)  # keys it set (their values) or deleted (None)
+    matched: bool = True  # the script's `# events:` header matches the event's type
 
     @property
     def ok(self) -> bool:
@@ -163,6 +180,7 @@ class DryRun:
             "notes": list(self.notes),
             "requests": [r.to_dict() for r in self.requests],
             "kv": dict(self.kv),
+            "matched": self.matched,
         }
 
 
@@ -190,20 +208,29 @@ def kv_lines(changes: JSONObject) -> list[str]:
 
 
 def _dry_event(
-    event_type: str, data: JSONObject | None, space: str | None, settings_zone: str = "local"
+    event_type: str,
+    data: JSONObject | None,
+    space: str | Space | None,
+    *,
+    actor: Actor | None = None,
+    owner: str = "",
+    settings_zone: str = "local",
 ) -> Event:
     problem = check_type(event_type)
     if problem is not None:
         raise EventError(problem, event_type=event_type)
     payload, data_json = encode_payload(data or {}, event_type=event_type)
+    if isinstance(space, str):  # a name is enough to try a handler: make up the rest
+        space = Space(id=f"dry-run-{space}", name=space) if space else None
     return Event(
         id=new_event_id(),
         type=event_type,
         data=payload,
         ts=now_rfc3339(),
         zone=settings_zone,
-        actor=LOCAL_ACTOR,
-        space=Space(id=f"dry-run-{space}", name=space) if space else None,
+        owner=owner,
+        actor=actor or LOCAL_ACTOR,
+        space=space,
         data_json=data_json,
     )
 
@@ -213,14 +240,21 @@ async def dry_run_async(
     event_type: str,
     data: JSONObject | None = None,
     *,
-    space: str | None = None,
+    space: str | Space | None = None,
+    actor: Actor | None = None,
+    owner: str = "",
     settings: ScriptSettings | None = None,
     max_payload_bytes: int = 1024 * 1024,
     config: Config | None = None,
     project: str | Path = ".",
     live: bool = False,
+    pool: WorkerPool | None = None,
 ) -> DryRun:
-    """Run `script` once on a synthesized event in a sandbox worker; see `dry_run`."""
+    """Run `script` once on a synthesized event in a sandbox worker; see `dry_run`.
+
+    `pool` lends the worker (knot.testing keeps one warm across runs); without it the run
+    starts a pool of its own and stops it afterwards.
+    """
     from ..sandbox.pool import WorkerPool
     from ..sinks.script import ScriptSink
     from ..sinks.webhook import new_secret
@@ -230,17 +264,21 @@ async def dry_run_async(
     chosen = base if settings is None else replace(base, scripts=settings)
     folder = Path(project)  # relative paths resolve against the working folder, as given
     load = load_script(Path(script))
-    event = _dry_event(event_type, data, space)
+    event = _dry_event(event_type, data, space, actor=actor, owner=owner)
     shown = str(script)
     if load.spec is None:
         return DryRun(shown, event.to_dict(), problems=load.problems)
     notes = list(load.warnings)
-    if not any(p.matches(event.type) for p in load.spec.events):
+    matched = any(p.matches(event.type) for p in load.spec.events)
+    if not matched:
         notes.append(
             f"The script's events ({load.spec.events_text}) do not match {event.type}: "
             "the runtime would not send it this event."
         )
     emitted: list[EmittedEvent] = []
+    # Every line the run printed. The sink's own `recent` keeps only the last few (for its
+    # status), and a dry run promises the whole output, up to scripts.max_output_bytes.
+    output: list[str] = []
     ref = ScriptRef("sinks", load.spec.name, str(script))
     seed, seed_note = _seed(chosen, folder, ref.namespace)
     if seed_note:
@@ -265,7 +303,7 @@ async def dry_run_async(
         def __init__(self) -> None:
             self.config = chosen
             self.script_libraries = libraries
-            self.script_pool = WorkerPool(
+            self.script_pool = pool or WorkerPool(
                 size=1, memory_mb=chosen.scripts.memory_mb, redact=libraries.secrets.redact_message
             )
             self.webhook_clients = WebhookClients(limit=4)
@@ -289,7 +327,7 @@ async def dry_run_async(
             return event_id
 
         def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
-            return None
+            output.extend(lines)
 
         def record_audit(self, entry: object) -> None:
             return None
@@ -301,10 +339,10 @@ async def dry_run_async(
         results, failed_at, error = await sink.deliver_batch([event])
     finally:
         await sink.close()
-        await host.script_pool.close()
+        if pool is None:
+            await host.script_pool.close()
         await host.webhook_clients.close()
         await libraries.close()
-    output = tuple(sink.recent)
     if log.requests and not live:
         notes.append(
             f"{len(log.requests)} HTTP request(s) checked against http_allow but not sent "
@@ -318,13 +356,14 @@ async def dry_run_async(
     return DryRun(
         shown,
         event.to_dict(),
-        output=output,
+        output=tuple(output),
         emitted=tuple(emitted),
         directives=directives,
         error=error if failed_at is not None else "",
         notes=tuple(notes),
         requests=tuple(log.requests),
         kv=libraries.secrets.redactor.value(_changes(seed, scratch, ref.namespace)),
+        matched=matched,
     )
 
 
@@ -357,7 +396,9 @@ def dry_run(
     event_type: str,
     data: JSONObject | None = None,
     *,
-    space: str | None = None,
+    space: str | Space | None = None,
+    actor: Actor | None = None,
+    owner: str = "",
     settings: ScriptSettings | None = None,
     config: Config | None = None,
     project: str | Path = ".",
@@ -370,8 +411,10 @@ def dry_run(
     its `[scripts]`), `project` the folder its relative paths start from (the store whose keys
     the scratch namespace copies, secret files). Requests are sent only when `live`. The event
     type is taken as given (so `space.started` handlers can be tried); emitted types get the
-    `custom.` prefix as they would in the runtime. Raises InvalidInput for a bad event type or
-    payload; a script that breaks the rules or fails is reported in the result.
+    `custom.` prefix as they would in the runtime. `space` is a name (the rest is made up) or
+    a Space; `actor` and `owner` default to the local user and global. Raises InvalidInput for
+    a bad event type or payload; a script that breaks the rules or fails is reported in the
+    result.
     """
 
     def run() -> DryRun:
@@ -381,6 +424,8 @@ def dry_run(
                 event_type,
                 data,
                 space=space,
+                actor=actor,
+                owner=owner,
                 settings=settings,
                 config=config,
                 project=project,

@@ -18,7 +18,7 @@ from .._events import Event
 from .._exceptions import DeliveryFailed
 from .._json import JSONObject
 from .._sinkspec import SinkSpec
-from .base import DeliveryResult, Sink
+from .base import DeliveryResult, Sink, SinkHost
 
 __all__ = ["RecordingSink"]
 
@@ -38,6 +38,9 @@ class RecordingSink(Sink):
         self._attempts: dict[str, int] = {}
         self._file: IO[str] | None = None
         self._changed = asyncio.Event()
+        # The loop the sink receives on: a waiter on another thread may block while it polls,
+        # one on this loop must await (knot.testing's assert_delivered tells them apart).
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def validate(cls, spec: SinkSpec) -> list[str]:
@@ -53,6 +56,10 @@ class RecordingSink(Sink):
         if path is not None and not isinstance(path, str):
             problems.append("The option path must be a file path string.")
         return problems
+
+    async def start(self, host: SinkHost) -> None:
+        await super().start(host)
+        self.loop = asyncio.get_running_loop()
 
     async def deliver(self, event: Event) -> DeliveryResult | None:
         if self.delay:
