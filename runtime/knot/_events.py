@@ -103,8 +103,11 @@ class Event(NamedTuple):
 
     `seq` is the position in this runtime's journal, `depth` the number of sink hops that led
     to it (emit chains deeper than `delivery.max_depth` are dropped), `rids` limits delivery to
-    the named sinks (Sky's `_rids`), `eid` is a Sky caller's own id. A NamedTuple rather than a
-    frozen dataclass: events are built on the hot path, and it is three times cheaper to make.
+    the named sinks (Sky's `_rids`), `eid` is a Sky caller's own id. Causation is set by the
+    runtime only: `parent` is the event whose sink raised this one ("" for none) and `root` the
+    first event of its chain ("" means this event is its own root, see `root_id`). `trace` is
+    the W3C `traceparent` the event continues ("" when it carries none). A NamedTuple rather than
+    a frozen dataclass: events are built on the hot path, and it is three times cheaper to make.
     """
 
     id: str
@@ -121,10 +124,17 @@ class Event(NamedTuple):
     rids: tuple[str, ...] | None = None
     parent: str = ""
     data_json: str = ""  # `data` as journaled JSON, kept to encode it only once
+    root: str = ""
+    trace: str = ""
 
     @property
     def is_system(self) -> bool:
         return self.type in SYSTEM_EVENT_TYPES
+
+    @property
+    def root_id(self) -> str:
+        """The first event of this event's chain: its own id when no sink raised it."""
+        return self.root or self.id
 
     def to_dict(self) -> JSONObject:
         """The event as the API, the stream and the notebook show it."""
@@ -139,18 +149,24 @@ class Event(NamedTuple):
             "space": self.space.to_dict() if self.space else {},
             "data": self.data,
             "depth": self.depth,
+            "parent": self.parent or None,
+            "root": self.root or self.id,
         }
         if self.eid:
             out["eid"] = self.eid
-        if self.parent:
-            out["parent"] = self.parent
         if self.rids is not None:
             out["rids"] = list(self.rids)
         return out
 
     def meta_json(self) -> str:
         """Everything but the indexed columns, as the journal stores it."""
-        if self.space is None and not self.eid and self.rids is None and not self.parent:
+        if (
+            self.space is None
+            and not self.eid
+            and self.rids is None
+            and not self.parent
+            and not self.trace
+        ):
             cached = _ACTOR_META.get(self.actor)
             if cached is None:
                 cached = json.dumps({"actor": self.actor.to_dict()}, separators=(",", ":"))
@@ -165,7 +181,9 @@ class Event(NamedTuple):
         if self.rids is not None:
             meta["rids"] = list(self.rids)
         if self.parent:
-            meta["parent"] = self.parent
+            meta["parent"] = self.parent  # (`root` has a column of its own: it is indexed)
+        if self.trace:
+            meta["trace"] = self.trace
         return json.dumps(meta, separators=(",", ":"))
 
     @classmethod
@@ -180,7 +198,9 @@ class Event(NamedTuple):
         depth: int,
         data_json: str,
         meta_json: str,
+        root: str | None = None,
     ) -> Event:
+        """An event from a journal row: the indexed columns, the data and the rest (meta)."""
         meta = json.loads(meta_json)
         space = meta.get("space")
         rids = meta.get("rids")
@@ -199,6 +219,10 @@ class Event(NamedTuple):
             rids=tuple(rids) if rids is not None else None,
             parent=meta.get("parent", ""),
             data_json=data_json,
+            # Rows journaled before `root` had a column of its own name the parent as the
+            # best guess at it (those stores only ever knew the parent).
+            root=root or meta.get("root", "") or meta.get("parent", ""),
+            trace=meta.get("trace", ""),
         )
 
 
@@ -371,6 +395,8 @@ def build_event(
     ts: str | None = None,
     depth: int = 0,
     parent: str = "",
+    root: str = "",
+    trace: str = "",
     system: bool = False,
 ) -> Event:
     """Validate and build an event (not journaled). External events get `custom.`.
@@ -400,6 +426,8 @@ def build_event(
         tuple(rids) if rids is not None else None,
         parent,
         data_json,
+        root,
+        trace,
     )
 
 

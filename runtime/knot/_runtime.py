@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +30,7 @@ from ._events import (
 from ._exceptions import RuntimeClosed
 from ._json import JSONObject
 from ._logtext import log_output
-from ._patterns import Pattern
+from ._reads import Reads
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._user_directory import UserDirectory
 from ._users import KV_USERS
@@ -61,7 +61,7 @@ __all__ = ["EmitReport", "Runtime", "RuntimePart"]
 log = logging.getLogger("knot.events")
 
 
-class Runtime:
+class Runtime(Reads):
     """An embeddable knot runtime: `async with Runtime("path/to/project") as rt: ...`.
 
     `project` holds `knot.toml` and the scripts folder; every setting can be overridden
@@ -326,10 +326,15 @@ class Runtime:
         ts: str | None = None,
         depth: int = 0,
         parent: str = "",
+        root: str = "",
+        trace: str = "",
         system: bool = False,
     ) -> Event:
-        """Validate and build an event (not journaled). External events get `custom.`."""
-        return build_event(
+        """Validate and build an event (not journaled). External events get `custom.`.
+
+        `trace` is a W3C `traceparent` the event continues (from the request that raised it);
+        with tracing on, the event's ingest span is opened here and carried instead."""
+        event = build_event(
             event_type,
             payload,
             zone=self.config.zone,
@@ -344,8 +349,18 @@ class Runtime:
             ts=ts,
             depth=depth,
             parent=parent,
+            root=root,
+            trace=trace,
             system=system,
         )
+        tracer = self.hooks.tracer
+        if tracer is None:
+            return event
+        try:
+            return tracer.ingest(event)
+        except Exception:
+            self.hooks.report(tracer, "the tracer")
+            return event
 
     async def emit(self, event_type: str, payload: object = None, **options: Any) -> str:
         """Raise a custom event; return its id once it is journaled (durable).
@@ -421,6 +436,7 @@ class Runtime:
         still returned, so a script cannot tell and loop on it).
         """
         depth = parent.depth + 1
+        tracer = self.hooks.tracer
         event = self.make_event(
             event_type,
             payload,
@@ -429,6 +445,8 @@ class Runtime:
             space=parent.space,
             depth=depth,
             parent=parent.id,
+            root=parent.root_id,
+            trace=parent.trace if tracer is None else tracer.child_trace(parent),
         )
         if depth > self.config.delivery.max_depth:
             self.record_audit(
@@ -526,28 +544,6 @@ class Runtime:
 
     def sink(self, name: str) -> Sink:
         return self.registry.sink(name)
-
-    # -- reads ----------------------------------------------------------------------------
-
-    async def events(
-        self, pattern: str | None = None, *, limit: int = 50, owner: str | None = None
-    ) -> list[Event]:
-        """The newest `limit` journaled events, oldest first; `pattern` is one sink pattern."""
-        parsed = Pattern.parse(pattern) if pattern else None
-        return await asyncio.to_thread(
-            self.store.recent_events, pattern=parsed, limit=limit, owner=owner
-        )
-
-    async def get_event(self, event_id: str) -> Event | None:
-        return await asyncio.to_thread(self.store.get_event, event_id)
-
-    async def audit_entries(
-        self, *, limit: int = 50, sink: str | None = None, sinks: Collection[str] | None = None
-    ) -> list[AuditEntry]:
-        """The newest `limit` audit entries: of `sink`, of any of `sinks`, or all of them."""
-        return await asyncio.to_thread(
-            self.store.audit_entries, limit=limit, sink=sink, sinks=sinks
-        )
 
     async def flush(self) -> None:
         """Wait until everything written so far (events, cursors, audit) is committed."""

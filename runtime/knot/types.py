@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ._audit import AuditEntry
     from ._config import Config
     from ._events import Event, Space
+    from .engine.hooks import Hooks
     from .engine.registry import SinkRegistry
 
 __all__ = [
@@ -100,6 +101,11 @@ class PartHost(RuntimeView, Auditor, KeyValueArea, SystemEmitter, Protocol):
     """What a RuntimePart (the script reloader, spaces) may ask of the runtime it runs with."""
 
     @property
+    def hooks(self) -> Hooks:
+        """The observers reloads are reported to (metrics)."""
+        ...
+
+    @property
     def registry(self) -> SinkRegistry: ...
 
     @property
@@ -125,6 +131,11 @@ class MethodsHost(Auditor, Emitter, Protocol):
         ...
 
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None: ...
+
+    @property
+    def hooks(self) -> Hooks:
+        """The observers of calls (metrics) and the tracer."""
+        ...
 
 
 class RuntimePart(Protocol):

@@ -13,7 +13,9 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Coroutine, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from time import time
 from typing import Any
 
 from .._audit import AuditEntry, AuditKind
@@ -22,7 +24,8 @@ from .._events import Event
 from .._exceptions import DeliveryFailed
 from .._logtext import loggable
 from ..sinks.base import DeliveryResult, Sink
-from .hooks import Hooks
+from .attempts import DELIVERED, Attempt
+from .hooks import Hooks, Tracer
 from .journal import Journal
 from .outcomes import DeliveryStatus, Outcome, Tracker
 
@@ -89,10 +92,12 @@ class SinkWorker:
 
     async def _run(self) -> None:
         queue = self.queue
+        hooks = self.engine.hooks
         while True:
             while queue:
                 limit = self.sink.max_batch
-                if limit > 1 and len(queue) > 1:
+                # A span per attempt needs one attempt at a time: tracing turns batching off.
+                if limit > 1 and len(queue) > 1 and hooks.tracer is None:
                     batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
                     self.inflight = batch
                     await self._deliver_batch(batch)
@@ -100,29 +105,91 @@ class SinkWorker:
                     event = queue.popleft()
                     self.inflight = (event,)
                     # The first attempt inline: this is the path almost every event takes.
+                    tracer = hooks.tracer
+                    started = time()
                     try:
-                        result = await self.sink.deliver(event)
+                        if tracer is None:
+                            result = await self.sink.deliver(event)
+                        else:
+                            with self.engine.span(tracer, self.name, event, 1):
+                                result = await self.sink.deliver(event)
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:
-                        self._finish(event, await self._deliver(event, first_error=exc))
+                        first = self._failed(event, 1, started, time(), exc)
+                        self._finish(event, await self._deliver(event, first_error=first))
                     else:
-                        self._succeeded(event, 1, result)
+                        self._succeeded(event, 1, result, started, time())
                 self.inflight = ()
                 if self._retired:
                     self._close_retired()
             await self.engine.wakeup(self)
 
-    def _succeeded(self, event: Event, attempt: int, result: DeliveryResult | None) -> None:
-        stats = self.stats
-        stats.delivered += 1
-        stats.last_delivered_seq = event.seq
+    def _succeeded(
+        self,
+        event: Event,
+        attempt: int,
+        result: DeliveryResult | None,
+        started: float,
+        ended: float,
+    ) -> None:
+        self._record_success(event, attempt, result, started, ended)
         engine = self.engine
         if engine.trackers or engine.hooks.outcome_listeners:
             outcome = Outcome(self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result)
             self._finish(event, outcome)
         else:
             self._finish(event, None)
+
+    def _record_success(
+        self,
+        event: Event,
+        attempt: int,
+        result: DeliveryResult | None,
+        started: float,
+        ended: float,
+    ) -> None:
+        stats = self.stats
+        stats.delivered += 1
+        stats.last_delivered_seq = event.seq
+        engine = self.engine
+        if result is None:
+            duration = ended - started
+            record = Attempt(event.seq, attempt, started, duration, DELIVERED, 0, "", (), self.name)
+        else:
+            record = Attempt.new(
+                self.name,
+                event.seq,
+                attempt,
+                started,
+                ended - started,
+                status=result.status,
+                output=result.output,
+            )
+        engine.journal.attempt(record)
+        if engine.hooks.attempt_listeners:
+            engine.hooks.attempted(record)
+
+    def _failed(
+        self, event: Event, attempt: int, started: float, ended: float, exc: Exception
+    ) -> str:
+        """Record a failed attempt; the reason it failed."""
+        error = self._describe(exc, event)
+        status, output = (exc.status, exc.output) if isinstance(exc, DeliveryFailed) else (0, ())
+        record = Attempt.new(
+            self.name,
+            event.seq,
+            attempt,
+            started,
+            ended - started,
+            error=error or "failed",
+            status=status,
+            output=output,
+        )
+        self.engine.journal.attempt(record)
+        if self.engine.hooks.attempt_listeners:
+            self.engine.hooks.attempted(record)
+        return error
 
     def _finish(self, event: Event, outcome: Outcome | None) -> None:
         engine = self.engine
@@ -142,25 +209,35 @@ class SinkWorker:
         The sink stops at the first failure; that event continues with its retries and the
         events after it go back to the front of the queue, untouched.
         """
-        first_error: Exception | None = None
+        started = time()
         try:
-            results, failed_at, error = await self.sink.deliver_batch(batch)
+            done = await self.sink.deliver_batch(batch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            results, failed_at, error, first_error = [], 0, "", exc
+            first = self._failed(batch[0], 1, started, time(), exc)
+            for event in reversed(batch[1:]):
+                self.queue.appendleft(event)
+            self.inflight = (batch[0],)
+            self._finish(batch[0], await self._deliver(batch[0], first_error=first))
+            return
+        ended = time()
+        results, failed_at = done.results, done.failed_at
+        tried = len(results) if failed_at is None else failed_at + 1
+        times = _spread(started, ended, tried, done.finished)
         failed: Event | None = None
         if failed_at is not None:
             failed = batch[failed_at]
             for event in reversed(batch[failed_at + 1 :]):
                 self.queue.appendleft(event)
             self.inflight = (failed,)
-        for event, result in zip(batch, results, strict=False):
+        for index, (event, result) in enumerate(zip(batch, results, strict=False)):
             if event is failed:
                 break
-            self._succeeded(event, 1, result)
-        if failed is not None:
-            first = first_error if first_error is not None else DeliveryFailed(error)
+            self._succeeded(event, 1, result, times[index], times[index + 1])
+        if failed is not None and failed_at is not None:
+            reason = DeliveryFailed(done.error or "failed", output=done.output)
+            first = self._failed(failed, 1, times[failed_at], times[failed_at + 1], reason)
             self._finish(failed, await self._deliver(failed, first_error=first))
 
     def _describe(self, exc: Exception, event: Event) -> str:
@@ -169,24 +246,30 @@ class SinkWorker:
         log.error("sink %s raised while delivering %s", self.name, event.id, exc_info=exc)
         return f"The sink {self.name} raised {type(exc).__name__}: {exc}"
 
-    async def _deliver(self, event: Event, *, first_error: Exception | None = None) -> Outcome:
-        """Deliver one event with retries; `first_error` means attempt 1 already failed."""
+    async def _deliver(self, event: Event, *, first_error: str | None = None) -> Outcome:
+        """Deliver one event with retries; `first_error` means attempt 1 already failed (and
+        is recorded)."""
         engine = self.engine
         attempts = engine.settings.attempts
         error = ""
         for attempt in range(1, attempts + 1):
             if attempt == 1 and first_error is not None:
-                error = self._describe(first_error, event)
+                error = first_error
             else:
+                tracer = engine.hooks.tracer
+                started = time()
                 try:
-                    result = await self.sink.deliver(event)
+                    if tracer is None:
+                        result = await self.sink.deliver(event)
+                    else:
+                        with engine.span(tracer, self.name, event, attempt):
+                            result = await self.sink.deliver(event)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    error = self._describe(exc, event)
+                    error = self._failed(event, attempt, started, time(), exc)
                 else:
-                    self.stats.delivered += 1
-                    self.stats.last_delivered_seq = event.seq
+                    self._record_success(event, attempt, result, started, time())
                     return Outcome(
                         self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result
                     )
@@ -238,6 +321,16 @@ class DeliveryEngine:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def span(
+        self, tracer: Tracer, sink: str, event: Event, attempt: int
+    ) -> AbstractContextManager[None]:
+        """The tracer's span around one attempt; a tracer that fails is reported, not fatal."""
+        try:
+            return tracer.attempt(sink, event, attempt)
+        except Exception:
+            self.hooks.report(tracer, "the tracer")
+            return nullcontext()
 
     def backoff(self, attempt: int) -> float:
         steps = self.settings.backoff
@@ -370,3 +463,14 @@ class DeliveryEngine:
             for old in worker._retired:
                 await old.close()
         self.workers.clear()
+
+
+def _spread(started: float, ended: float, count: int, finished: Sequence[float]) -> list[float]:
+    """`count + 1` boundaries: attempt i of a batch ran from boundary i to boundary i + 1.
+
+    From the times the sink saw each event finish when it gives them all, else the batch's
+    time divided evenly (the events ran one after another)."""
+    if len(finished) >= count:
+        return [started, *finished[:count]]
+    step = (ended - started) / count if count else 0.0
+    return [started + step * i for i in range(count)] + [ended]

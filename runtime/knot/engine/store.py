@@ -28,11 +28,13 @@ from .._events import Event
 from .._exceptions import StoreError, StoreLocked
 from .._json import JSONObject
 from .._patterns import Pattern, PatternKind
+from .attempts import SPAN, Attempt, pack, unpack
 from .storage import WriteBatch
 
 __all__ = ["Store"]
 
-SCHEMA_VERSION = 1
+# 1: the first; 2: events.root (indexed for child events only) and the attempts table.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq   INTEGER PRIMARY KEY,
@@ -45,6 +47,7 @@ CREATE TABLE IF NOT EXISTS events (
     data  TEXT NOT NULL,
     meta  TEXT NOT NULL
 );
+-- (`root TEXT` and its index are added by _migrate: version 1 stores lack them.)
 CREATE TABLE IF NOT EXISTS cursors (
     sink TEXT PRIMARY KEY,
     seq  INTEGER NOT NULL
@@ -63,6 +66,15 @@ CREATE TABLE IF NOT EXISTS audit (
     sink     TEXT NOT NULL,
     event_id TEXT NOT NULL
 );
+-- Delivery attempts, packed: one row per sink per commit (engine/attempts.py).
+CREATE TABLE IF NOT EXISTS attempts (
+    id   INTEGER PRIMARY KEY,
+    lo   INTEGER NOT NULL,
+    hi   INTEGER NOT NULL,
+    sink TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_lo ON attempts (lo);
 CREATE TABLE IF NOT EXISTS kv (
     scope TEXT NOT NULL,
     key   TEXT NOT NULL,
@@ -70,7 +82,10 @@ CREATE TABLE IF NOT EXISTS kv (
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
 """
-_EVENT_COLUMNS = "seq, id, type, ts, zone, owner, depth, data, meta"
+_EVENT_COLUMNS = "seq, id, type, ts, zone, owner, depth, data, meta, root"
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+# Only events some sink raised have a root: root events (most of them) cost the index nothing.
+_ROOT_INDEX = "CREATE INDEX IF NOT EXISTS events_root ON events (root) WHERE root IS NOT NULL"
 
 
 class Store:
@@ -192,7 +207,37 @@ class Store:
                 path=str(self.path),
             )
         conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        if "root" not in columns:
+            self._add_roots()
+        conn.execute(_ROOT_INDEX)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _add_roots(self) -> None:
+        """Schema 1 to 2: give child events their root (the first event of their chain).
+
+        Version 1 kept only each event's parent, in `meta`; parents are journaled before their
+        children, so one pass in journal order finds every root still in the journal (a parent
+        already pruned stands in for its own root).
+        """
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("ALTER TABLE events ADD COLUMN root TEXT")
+            roots: dict[str, str] = {}
+            rows = conn.execute(
+                "SELECT id, json_extract(meta, '$.parent') FROM events WHERE depth > 0 ORDER BY seq"
+            ).fetchall()
+            for event_id, parent in rows:
+                if parent:
+                    roots[event_id] = roots.get(parent, parent)
+            conn.executemany(
+                "UPDATE events SET root = ? WHERE id = ?", [(r, i) for i, r in roots.items()]
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         for conn in (getattr(self, "_writer", None), getattr(self, "_reader", None)):
@@ -225,10 +270,11 @@ class Store:
             if batch.check_duplicates:
                 inserted = self._insert_events_checked(batch.events)
             else:
-                conn.executemany(
-                    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                    [_event_row(e) for e in batch.events],
-                )
+                conn.executemany(_INSERT_EVENT, [_event_row(e) for e in batch.events])
+        if batch.attempts:
+            conn.executemany(
+                "INSERT INTO attempts (sink, lo, hi, data) VALUES (?,?,?,?)", pack(batch.attempts)
+            )
         if batch.skips:
             conn.executemany(
                 "INSERT OR REPLACE INTO skips (sink, seq, reason) VALUES (?,?,?)", batch.skips
@@ -254,8 +300,7 @@ class Store:
         flags: list[bool] = []
         for event in events:
             cur = conn.execute(
-                f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                _event_row(event),
+                _INSERT_EVENT.replace("INSERT", "INSERT OR IGNORE"), _event_row(event)
             )
             flags.append(cur.rowcount == 1)
         return flags
@@ -294,6 +339,7 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
             deleted = conn.execute("DELETE FROM events WHERE seq <= ?", (floor,)).rowcount
             conn.execute("DELETE FROM skips WHERE seq <= ?", (floor,))
+            conn.execute("DELETE FROM attempts WHERE lo <= ? AND hi <= ?", (floor, floor))
             conn.execute(
                 "DELETE FROM audit WHERE id <= (SELECT max(id) FROM audit) - ?", (keep_audit,)
             )
@@ -412,6 +458,41 @@ class Store:
             for id_, ts, kind, message, sink_, event_id in reversed(rows)
         ]
 
+    def chain(self, root: str, *, limit: int = 1000) -> list[Event]:
+        """The events `root` caused, directly or not (not `root` itself), oldest first."""
+        with self._read_lock:
+            rows = self._reader.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE root = ? ORDER BY seq LIMIT ?",
+                (root, limit),
+            ).fetchall()
+        return [Event.from_row(*row) for row in rows]
+
+    def attempts(self, seqs: Collection[int]) -> list[Attempt]:
+        """Every recorded delivery attempt on the events at `seqs`, in the order they ran."""
+        found: list[Attempt] = []
+        with self._read_lock:
+            for seq in sorted(set(seqs)):
+                rows = self._reader.execute(
+                    "SELECT sink, data FROM attempts WHERE lo > ? AND lo <= ? AND hi >= ? "
+                    "ORDER BY id",
+                    (seq - SPAN, seq, seq),
+                ).fetchall()
+                for sink, data in rows:
+                    found += unpack(sink, data, (seq,))
+        found.sort(key=lambda a: (a.started, a.attempt))
+        return found
+
+    def skips(self, seqs: Collection[int]) -> list[tuple[str, int, str]]:
+        """`(sink, seq, reason)` for the events at `seqs` a sink dropped or gave up."""
+        if not seqs:
+            return []
+        marks = ",".join("?" * len(seqs))
+        with self._read_lock:
+            rows = self._reader.execute(
+                f"SELECT sink, seq, reason FROM skips WHERE seq IN ({marks})", list(seqs)
+            ).fetchall()
+        return [(str(s), int(q), str(r)) for s, q, r in rows]
+
     def counts(self) -> JSONObject:
         with self._read_lock:
             events = self._reader.execute("SELECT count(*), max(seq) FROM events").fetchone()
@@ -421,4 +502,5 @@ class Store:
 
 def _event_row(e: Event) -> tuple[Any, ...]:
     data = e.data_json or json.dumps(e.data, separators=(",", ":"), ensure_ascii=False)
-    return (e.seq, e.id, e.type, e.ts, e.zone, e.owner, e.depth, data, e.meta_json())
+    root = (e.root or e.parent) or None  # NULL for root events: they stay out of the index
+    return (e.seq, e.id, e.type, e.ts, e.zone, e.owner, e.depth, data, e.meta_json(), root)

@@ -22,7 +22,8 @@ from starlette.routing import BaseRoute, Route
 from .._exceptions import KnotError
 from .._logtext import loggable
 from .._runtime import Runtime
-from . import agent, api, channels, jsonrpc, sinks, sky, spaces, users
+from ..observe.metrics import Metrics
+from . import agent, api, channels, jsonrpc, observe, sinks, sky, spaces, users
 from .auth import AuthMiddleware
 from .common import BodyLimit, error_response
 from .guard import BrowserGuard, is_loopback_host
@@ -82,6 +83,7 @@ def create_app(
         *jsonrpc.routes,
         Route("/healthz", healthz, methods=["GET"]),
         *api.routes,
+        *observe.routes,
         *channels.routes,
         *sinks.routes,
         *users.routes,
@@ -97,6 +99,7 @@ def create_app(
     # Outermost first: no web page through a browser, then who is calling (401 whatever the
     # body), then the declared body size.
     middleware = [
+        Middleware(observe.RequestMetrics, hooks=runtime.hooks),
         Middleware(BrowserGuard, loopback=loopback),
         Middleware(AuthMiddleware, runtime=runtime, loopback=loopback),
         Middleware(BodyLimit, limit=limit),
@@ -107,6 +110,12 @@ def create_app(
     app.state.stopping = asyncio.Event()  # set as the server's shutdown begins
     app.state.calls = set()  # JSON-RPC calls in flight, cancelled (and answered 503) then
     app.state.max_body_bytes = limit
+    app.state.metrics = None
+    if runtime.config.metrics.enabled:
+        # Counted from here on: metrics exist where they can be scraped.
+        app.state.metrics = Metrics(
+            runtime.hooks, delivery=lambda: runtime.delivery if runtime.running else None
+        ).attach()
     return app
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -109,14 +110,17 @@ class ScriptSink(Sink):
             self._pool = None
 
     async def deliver(self, event: Event) -> DeliveryResult | None:
-        results, failed_at, error = await self.deliver_batch([event])
-        if failed_at is not None:
-            raise ScriptFailed(error, script=self.path, sink=self.name, event=event.id)
-        return results[0]
+        done = await self.deliver_batch([event])
+        if done.failed_at is not None:
+            raise ScriptFailed(
+                done.error, script=self.path, sink=self.name, event=event.id, output=done.output
+            )
+        return done.results[0]
 
     async def deliver_batch(self, events: Sequence[Event]) -> BatchResult:
         """Run the script on `events` in order, in as few worker round trips as fit."""
         results: list[DeliveryResult | None] = []
+        finished: list[float] = []
         start = 0
         while start < len(events):
             chunk = [encode_event(events[start])]
@@ -129,10 +133,12 @@ class ScriptSink(Sink):
                 end += 1
             part = await self._run(events[start:end], chunk)
             results.extend(part.results)
+            finished.extend(part.finished)
             if part.failed_at is not None:
-                return BatchResult(results, start + part.failed_at, part.error)
+                index = start + part.failed_at
+                return BatchResult(results, index, part.error, part.output, tuple(finished))
             start = end
-        return BatchResult(results)
+        return BatchResult(results, finished=tuple(finished))
 
     async def _run(self, events: Sequence[Event], encoded: list[str]) -> BatchResult:
         pool, host = self._pool, self.host
@@ -141,11 +147,13 @@ class ScriptSink(Sink):
         settings = self.settings
         pool.configure(size=pool_size(settings), memory_mb=settings.memory_mb)
         results: list[DeliveryResult | None] = []
+        finished: list[float] = []  # when each event's result came: its attempt's end
         # Per event, what was emitted: the worker keeps count too, this holds if it lies.
         emits: dict[int, tuple[int, int]] = {}
 
         def on_notify(method: str, params: JSONObject) -> None:
             if method == "result":
+                finished.append(time.time())
                 results.append(self._result(events[int(params["index"])], params))
 
         async def on_request(method: str, params: JSONObject) -> Any:
@@ -194,6 +202,7 @@ class ScriptSink(Sink):
                 len(results),
                 f"The script {self.path} ran longer than {settings.timeout} s "
                 "(scripts.timeout) and was stopped.",
+                finished=(*finished, time.time()),
             )
         except WorkerDied as exc:
             pool.discard(worker)
@@ -202,6 +211,7 @@ class ScriptSink(Sink):
                 len(results),
                 f"The script {self.path} stopped its sandbox worker ({exc.how}); it probably "
                 f"went over a limit (scripts.memory_mb = {settings.memory_mb}).",
+                finished=(*finished, time.time()),
             )
         except RemoteError as exc:
             pool.release(worker)
@@ -219,10 +229,11 @@ class ScriptSink(Sink):
         else:
             pool.release(worker)
         if failed_at is None:
-            return BatchResult(results)
+            return BatchResult(results, finished=tuple(finished))
         failed = events[int(failed_at)]
-        self._output(failed, reply.get("output") or [])
-        return BatchResult(results, int(failed_at), self._failure(error))
+        lines = self._output(failed, reply.get("output") or [])
+        finished.append(time.time())
+        return BatchResult(results, int(failed_at), self._failure(error), lines, tuple(finished))
 
     def _result(self, event: Event, params: JSONObject) -> DeliveryResult | None:
         if not params.get("output") and not params.get("directives"):
