@@ -42,11 +42,24 @@ class Reads:
 
     async def deliveries(self, event_id: str) -> Deliveries:
         """Every recorded delivery attempt of an event, per sink (NotFound: no such event)."""
-        return await asyncio.to_thread(deliveries_of, self.store, event_id, self._pending())
+        pending = await self._settle()
+        return await asyncio.to_thread(deliveries_of, self.store, event_id, pending)
 
     async def trace(self, event_id: str) -> Trace:
         """The tree of events caused by the root of `event_id`'s chain, with their deliveries."""
-        return await asyncio.to_thread(trace_of, self.store, event_id, self._pending())
+        pending = await self._settle()
+        return await asyncio.to_thread(trace_of, self.store, event_id, pending)
+
+    async def flush(self) -> None:
+        raise NotImplementedError
+
+    async def _settle(self) -> dict[str, set[int]]:
+        """Commit the attempts recorded so far; what is still queued or in flight."""
+        if self._delivery is not None:
+            self._delivery.flush_attempts()
+        pending = self._pending()
+        await self.flush()
+        return pending
 
     def _pending(self) -> dict[str, set[int]]:
         """Per sink, the journal positions still queued or in flight (a snapshot)."""

@@ -4,7 +4,9 @@ Every attempt (time, duration, outcome, HTTP status, error, output lines) is rec
 delivery engine and committed with the journal's group commits. Records are value types here;
 how a backend keeps them is its own business, but the SQLite store packs them (`pack`): one
 row per sink per commit holding that commit's attempts of the sink, so a burst of deliveries
-costs a row per sink, not a row per delivery (the journal stays one row per event).
+costs a few rows, not a row per delivery (the journal stays one row per event), and the common
+attempt (a first try that succeeded at once) is one position appended to a run
+(`AttemptBatch`).
 
 What one record keeps is bounded, so the history stays small whatever sinks print: at most
 OUTPUT_LINES lines of output of at most LINE_CHARS characters each, and ERROR_CHARS of error.
@@ -13,7 +15,8 @@ OUTPUT_LINES lines of output of at most LINE_CHARS characters each, and ERROR_CH
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -27,6 +30,7 @@ __all__ = [
     "OUTPUT_LINES",
     "SPAN",
     "Attempt",
+    "AttemptBatch",
     "pack",
     "unpack",
 ]
@@ -100,43 +104,77 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def pack(attempts: Iterable[Attempt]) -> Iterator[tuple[str, int, int, str]]:
-    """Rows `(sink, lo, hi, json)`: each sink's attempts, in order, in runs whose journal
-    positions lie within SPAN of each other (so a lookup by position reads one span)."""
-    by_sink: dict[str, list[Attempt]] = {}
-    for record in attempts:
-        group = by_sink.get(record.sink)
-        if group is None:
-            by_sink[record.sink] = [record]
-        else:
-            group.append(record)
-    for sink, group in by_sink.items():
-        start = 0
-        lo = hi = group[0].seq
-        for index, record in enumerate(group):
-            seq = record.seq
-            if seq < lo:
-                if hi - seq >= SPAN:  # past the span: the rest goes in a row of its own
-                    yield sink, lo, hi, _dumps(group[start:index])
-                    start, hi = index, seq
-                lo = seq
-            elif seq > hi:
-                if seq - lo >= SPAN:
-                    yield sink, lo, hi, _dumps(group[start:index])
-                    start, lo = index, seq
-                hi = seq
-        yield sink, lo, hi, _dumps(group[start:])
+class AttemptBatch(NamedTuple):
+    """Attempts of one sink recorded together, as the store keeps them and hooks see them.
+
+    Either a run (`seqs`): first attempts that succeeded back to back, printing nothing, timed
+    together from `started` to `ended` (each gets the run's average, which is what an
+    in-process sink's microseconds-long deliveries are worth: timing each one would cost more
+    than the delivery), or `records` kept whole (anything else: failures, retries, output, HTTP
+    statuses), each timed on its own.
+    """
+
+    sink: str
+    started: float
+    ended: float
+    seqs: array[int]
+    records: tuple[Attempt, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.seqs) + len(self.records)
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        seqs = [*self.seqs, *(r.seq for r in self.records)]
+        return min(seqs), max(seqs)
+
+    def attempts(self) -> list[Attempt]:
+        """Every attempt of the batch as a record (a run's with its average time)."""
+        step = (self.ended - self.started) / len(self.seqs) if self.seqs else 0.0
+        run = [
+            Attempt(seq, 1, self.started + step * i, step, DELIVERED, 0, "", (), self.sink)
+            for i, seq in enumerate(self.seqs)
+        ]
+        return [*run, *self.records]
 
 
-def _dumps(records: list[Attempt]) -> str:
-    # The first eight fields: the sink is the row's own column.
-    return json.dumps([r[:8] for r in records], separators=(",", ":"), ensure_ascii=False)
+Row = tuple[str, int, int, float, float, bytes, str]
 
 
-def unpack(sink: str, text: str, seqs: Iterable[int] | None = None) -> list[Attempt]:
-    """The records of one packed row (only those at positions in `seqs`, when given)."""
-    wanted = set(seqs) if seqs is not None else None
-    return [_record(sink, raw) for raw in json.loads(text) if wanted is None or raw[0] in wanted]
+def pack(batches: Iterable[AttemptBatch]) -> Iterator[Row]:
+    """Rows `(sink, lo, hi, started, ended, seqs, records)` for the store, one per batch (a
+    batch spread wider than SPAN positions, which the engine never makes, is split)."""
+    for batch in batches:
+        if not batch:
+            continue
+        lo, hi = batch.bounds
+        if hi - lo < SPAN:
+            yield _row(batch, lo, hi)
+            continue
+        for record in batch.attempts():
+            yield _row(
+                AttemptBatch(batch.sink, 0.0, 0.0, array("q"), (record,)), record.seq, record.seq
+            )
+
+
+def _row(batch: AttemptBatch, lo: int, hi: int) -> Row:
+    records = (
+        json.dumps([r[:8] for r in batch.records], separators=(",", ":"), ensure_ascii=False)
+        if batch.records
+        else ""
+    )
+    return (batch.sink, lo, hi, batch.started, batch.ended, batch.seqs.tobytes(), records)
+
+
+def unpack(
+    sink: str, started: float, ended: float, seqs: bytes, records: str, wanted: Collection[int]
+) -> list[Attempt]:
+    """The attempts of one stored row at the positions `wanted`."""
+    run: array[int] = array("q")
+    run.frombytes(seqs)
+    kept = tuple(_record(sink, raw) for raw in json.loads(records)) if records else ()
+    batch = AttemptBatch(sink, started, ended, run, kept)
+    return [a for a in batch.attempts() if a.seq in wanted]
 
 
 def _record(sink: str, raw: list[Any]) -> Attempt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from array import array
 from collections import deque
 from collections.abc import Coroutine, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -24,7 +25,7 @@ from .._events import Event
 from .._exceptions import DeliveryFailed
 from .._logtext import loggable
 from ..sinks.base import DeliveryResult, Sink
-from .attempts import DELIVERED, Attempt
+from .attempts import Attempt, AttemptBatch
 from .hooks import Hooks, Tracer
 from .journal import Journal
 from .outcomes import DeliveryStatus, Outcome, Tracker
@@ -32,6 +33,7 @@ from .outcomes import DeliveryStatus, Outcome, Tracker
 __all__ = ["DeliveryEngine", "SinkWorker"]
 
 log = logging.getLogger("knot.delivery")
+RUN_MAX = 256  # attempts a worker keeps before handing them to the journal
 
 
 @dataclass
@@ -56,6 +58,11 @@ class SinkWorker:
     stats: SinkStats = field(default_factory=SinkStats)
     task: asyncio.Task[None] | None = None
     _retired: list[Sink] = field(default_factory=list)
+    # Attempts not handed to the journal yet: a run of quick first-attempt successes (their
+    # positions, timed together from `_run_started`) and records kept whole, in order.
+    _run_seqs: list[int] = field(default_factory=list)  # a list: the fastest to append to
+    _run_started: float = 0.0
+    _records: list[Attempt] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -92,7 +99,10 @@ class SinkWorker:
 
     async def _run(self) -> None:
         queue = self.queue
-        hooks = self.engine.hooks
+        engine = self.engine
+        hooks = engine.hooks
+        stats = self.stats
+        run = self._run_seqs  # flush_attempts empties it in place
         while True:
             while queue:
                 limit = self.sink.max_batch
@@ -106,24 +116,62 @@ class SinkWorker:
                     self.inflight = (event,)
                     # The first attempt inline: this is the path almost every event takes.
                     tracer = hooks.tracer
-                    started = time()
+                    if not run:
+                        self._run_started = time()
                     try:
                         if tracer is None:
                             result = await self.sink.deliver(event)
                         else:
-                            with self.engine.span(tracer, self.name, event, 1):
+                            with engine.span(tracer, self.name, event, 1):
                                 result = await self.sink.deliver(event)
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:
-                        first = self._failed(event, 1, started, time(), exc)
+                        started, ended = self.flush_attempts(one_more=True)
+                        first = self._failed(event, 1, started, ended, exc)
                         self._finish(event, await self._deliver(event, first_error=first))
                     else:
-                        self._succeeded(event, 1, result, started, time())
+                        if result is None:  # delivered, nothing to say: one more in the run
+                            run.append(event.seq)
+                            stats.delivered += 1
+                            stats.last_delivered_seq = event.seq
+                            if len(run) >= RUN_MAX:
+                                self.flush_attempts()
+                            if engine.trackers or hooks.outcome_listeners:
+                                status = DeliveryStatus.DELIVERED
+                                self._finish(event, Outcome(self.name, event.id, status, 1))
+                            else:
+                                self._finish(event, None)
+                        else:
+                            started, ended = self.flush_attempts(one_more=True)
+                            self._succeeded(event, 1, result, started, ended)
                 self.inflight = ()
                 if self._retired:
                     self._close_retired()
-            await self.engine.wakeup(self)
+            self.flush_attempts()
+            await engine.wakeup(self)
+
+    def flush_attempts(self, *, one_more: bool = False) -> tuple[float, float]:
+        """Hand the attempts recorded so far to the journal; with `one_more`, also the time
+        window left for the attempt that just ended (the run's share, if one was open)."""
+        now = time()
+        run, records = self._run_seqs, self._records
+        started = now
+        if run:
+            count = len(run) + one_more
+            started = self._run_started + (now - self._run_started) * len(run) / count
+        elif one_more:
+            started = self._run_started
+        if run or records:
+            seqs = array("q", run)
+            batch = AttemptBatch(self.name, self._run_started, started, seqs, tuple(records))
+            run.clear()
+            self._records = []
+            self.engine.journal.attempts(batch)
+            if self.engine.hooks.attempt_listeners:
+                self.engine.hooks.attempted(batch)
+        self._run_started = now
+        return started, now
 
     def _succeeded(
         self,
@@ -152,23 +200,22 @@ class SinkWorker:
         stats = self.stats
         stats.delivered += 1
         stats.last_delivered_seq = event.seq
-        engine = self.engine
-        if result is None:
-            duration = ended - started
-            record = Attempt(event.seq, attempt, started, duration, DELIVERED, 0, "", (), self.name)
-        else:
-            record = Attempt.new(
+        self._keep(
+            Attempt.new(
                 self.name,
                 event.seq,
                 attempt,
                 started,
                 ended - started,
-                status=result.status,
-                output=result.output,
+                status=result.status if result is not None else 0,
+                output=result.output if result is not None else (),
             )
-        engine.journal.attempt(record)
-        if engine.hooks.attempt_listeners:
-            engine.hooks.attempted(record)
+        )
+
+    def _keep(self, record: Attempt) -> None:
+        self._records.append(record)
+        if len(self._records) >= RUN_MAX:
+            self.flush_attempts()
 
     def _failed(
         self, event: Event, attempt: int, started: float, ended: float, exc: Exception
@@ -186,9 +233,7 @@ class SinkWorker:
             status=status,
             output=output,
         )
-        self.engine.journal.attempt(record)
-        if self.engine.hooks.attempt_listeners:
-            self.engine.hooks.attempted(record)
+        self._keep(record)
         return error
 
     def _finish(self, event: Event, outcome: Outcome | None) -> None:
@@ -209,6 +254,7 @@ class SinkWorker:
         The sink stops at the first failure; that event continues with its retries and the
         events after it go back to the front of the queue, untouched.
         """
+        self.flush_attempts()
         started = time()
         try:
             done = await self.sink.deliver_batch(batch)
@@ -364,6 +410,7 @@ class DeliveryEngine:
             worker.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker.task
+        worker.flush_attempts()
         lost = [*worker.inflight, *worker.queue]
         for event in lost:
             self.journal.audit(
@@ -439,7 +486,9 @@ class DeliveryEngine:
         """Move idle sinks' cursors to the head, so restarts and pruning skip what they missed."""
         head = self.last_routed
         for worker in self.workers.values():
-            if not worker.busy and worker.cursor < head:
+            if worker.busy:  # a sink busy for long: its attempts so far become readable
+                worker.flush_attempts()
+            elif worker.cursor < head:
                 worker.cursor = head
                 self.journal.set_cursor(worker.name, head)
 
@@ -449,8 +498,14 @@ class DeliveryEngine:
             while any(w.busy for w in self.workers.values()):
                 await asyncio.sleep(0.001)
 
+    def flush_attempts(self) -> None:
+        """Hand every sink's recorded attempts to the journal (before reading them)."""
+        for worker in self.workers.values():
+            worker.flush_attempts()
+
     async def close(self) -> None:
         self.advance_idle()
+        self.flush_attempts()
         workers = list(self.workers.values())
         for worker in workers:
             if worker.task is not None:

@@ -12,7 +12,7 @@ anything for it, so a point nobody listens to costs one truth test. The points:
     on_event      an event was routed (with the sinks it went to)
     on_outcome    a sink is done with an event (delivered, failed, dropped, removed)
     on_journaled  a group commit made events durable (the new ones)
-    on_attempt    one delivery attempt finished (an `attempts.Attempt`)
+    on_attempt    delivery attempts were recorded (an `attempts.AttemptBatch` of one sink)
     on_reload     a script or knot.toml reload was applied or refused (its result)
     on_call       a method call finished (method, outcome, seconds)
     on_request    the HTTP API answered a request (route template, status, seconds)
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from .._events import Event
 
 if TYPE_CHECKING:
-    from .attempts import Attempt
+    from .attempts import AttemptBatch
     from .outcomes import Outcome
 
 __all__ = [
@@ -55,8 +55,9 @@ OutcomeListener = Callable[[Event, "Outcome"], None]
 """Called when a sink finishes with an event (delivered, failed, dropped, given up)."""
 JournaledListener = Callable[[list[Event]], None]
 """Called with the events a group commit made durable (new ones only, in journal order)."""
-AttemptListener = Callable[["Attempt"], None]
-"""Called when one delivery attempt finishes, with its record."""
+AttemptListener = Callable[["AttemptBatch"], None]
+"""Called with a sink's delivery attempts as they are handed to the journal: a run of quick
+successes timed together, and records of the rest (failures, retries, output, statuses)."""
 ReloadListener = Callable[[str], None]
 """Called with the result of each reload: `loaded`, `reloaded`, `removed` or `rejected`."""
 CallListener = Callable[[str, str, float], None]
@@ -118,7 +119,7 @@ class Hooks:
         return self._add(self.journaled_listeners, listener)
 
     def on_attempt(self, listener: AttemptListener) -> Callable[[], None]:
-        """Call `listener(attempt)` when a delivery attempt finishes."""
+        """Call `listener(batch)` with each sink's attempts as they are recorded."""
         return self._add(self.attempt_listeners, listener)
 
     def on_reload(self, listener: ReloadListener) -> Callable[[], None]:
@@ -166,10 +167,10 @@ class Hooks:
             except Exception:
                 self._report(listener, "an on_journaled listener")
 
-    def attempted(self, attempt: Attempt) -> None:
+    def attempted(self, batch: AttemptBatch) -> None:
         for listener in self.attempt_listeners:
             try:
-                listener(attempt)
+                listener(batch)
             except Exception:
                 self._report(listener, "an on_attempt listener")
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from .._audit import AuditEntry
 from .._events import Event
 from .._exceptions import RuntimeClosed
-from .attempts import Attempt
+from .attempts import AttemptBatch
 from .storage import Storage, WriteBatch
 
 __all__ = ["Journal"]
@@ -111,9 +111,9 @@ class Journal:
         if not self._scheduled:
             self._schedule()
 
-    def attempt(self, record: Attempt) -> None:
-        """Record one delivery attempt (committed with the next batch, like a cursor)."""
-        self._outbox.attempts.append(record)
+    def attempts(self, batch: AttemptBatch) -> None:
+        """Record delivery attempts (committed with the next batch, like a cursor)."""
+        self._outbox.attempts.append(batch)
         if not self._scheduled:
             self._schedule()
 

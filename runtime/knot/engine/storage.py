@@ -27,7 +27,7 @@ from .._events import Event
 from .._exceptions import StoreError
 from .._json import JSONObject
 from .._patterns import Pattern
-from .attempts import Attempt
+from .attempts import Attempt, AttemptBatch
 
 __all__ = ["Storage", "WriteBatch"]
 
@@ -42,7 +42,7 @@ class WriteBatch:
     cursors: dict[str, int] = field(default_factory=dict)
     skips: list[tuple[str, int, str]] = field(default_factory=list)  # (sink, seq, reason)
     forget: list[str] = field(default_factory=list)  # sinks whose progress is deleted
-    attempts: list[Attempt] = field(default_factory=list)  # in the order they ran
+    attempts: list[AttemptBatch] = field(default_factory=list)  # in the order they ran
 
     def __bool__(self) -> bool:
         return bool(

@@ -66,13 +66,16 @@ CREATE TABLE IF NOT EXISTS audit (
     sink     TEXT NOT NULL,
     event_id TEXT NOT NULL
 );
--- Delivery attempts, packed: one row per sink per commit (engine/attempts.py).
+-- Delivery attempts, packed: a run of quick successes per row, or records (engine/attempts.py).
 CREATE TABLE IF NOT EXISTS attempts (
-    id   INTEGER PRIMARY KEY,
-    lo   INTEGER NOT NULL,
-    hi   INTEGER NOT NULL,
-    sink TEXT NOT NULL,
-    data TEXT NOT NULL
+    id        INTEGER PRIMARY KEY,
+    lo        INTEGER NOT NULL,
+    hi        INTEGER NOT NULL,
+    sink      TEXT NOT NULL,
+    started   REAL NOT NULL,
+    ended     REAL NOT NULL,
+    seqs      BLOB NOT NULL,
+    records   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_lo ON attempts (lo);
 CREATE TABLE IF NOT EXISTS kv (
@@ -273,7 +276,9 @@ class Store:
                 conn.executemany(_INSERT_EVENT, [_event_row(e) for e in batch.events])
         if batch.attempts:
             conn.executemany(
-                "INSERT INTO attempts (sink, lo, hi, data) VALUES (?,?,?,?)", pack(batch.attempts)
+                "INSERT INTO attempts (sink, lo, hi, started, ended, seqs, records)"
+                " VALUES (?,?,?,?,?,?,?)",
+                pack(batch.attempts),
             )
         if batch.skips:
             conn.executemany(
@@ -473,12 +478,12 @@ class Store:
         with self._read_lock:
             for seq in sorted(set(seqs)):
                 rows = self._reader.execute(
-                    "SELECT sink, data FROM attempts WHERE lo > ? AND lo <= ? AND hi >= ? "
-                    "ORDER BY id",
+                    "SELECT sink, started, ended, seqs, records FROM attempts "
+                    "WHERE lo > ? AND lo <= ? AND hi >= ? ORDER BY id",
                     (seq - SPAN, seq, seq),
                 ).fetchall()
-                for sink, data in rows:
-                    found += unpack(sink, data, (seq,))
+                for sink, started, ended, run, records in rows:
+                    found += unpack(sink, started, ended, run, records, (seq,))
         found.sort(key=lambda a: (a.started, a.attempt))
         return found
 

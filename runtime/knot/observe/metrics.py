@@ -28,7 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .._events import Event
-from ..engine.attempts import DELIVERED, Attempt
+from ..engine.attempts import DELIVERED, AttemptBatch
 from ..engine.hooks import Hooks
 
 if TYPE_CHECKING:
@@ -111,17 +111,23 @@ class Metrics(Collector):
     def _journaled(self, events: list[Event]) -> None:
         self.journaled += len(events)
 
-    def _attempt(self, attempt: Attempt) -> None:
-        counts = self.sinks.get(attempt.sink)
+    def _attempt(self, batch: AttemptBatch) -> None:
+        counts = self.sinks.get(batch.sink)
         if counts is None:
-            counts = self.sinks[attempt.sink] = _SinkCounts()
-        if attempt.outcome == DELIVERED:
-            counts.delivered += 1
-        else:
-            counts.failed += 1
-        duration = attempt.duration
-        counts.total += duration
-        counts.buckets[bisect_left(DURATION_BUCKETS, duration)] += 1
+            counts = self.sinks[batch.sink] = _SinkCounts()
+        run = len(batch.seqs)
+        if run:  # a run: each of its attempts took the run's average
+            counts.delivered += run
+            counts.total += batch.ended - batch.started
+            average = (batch.ended - batch.started) / run
+            counts.buckets[bisect_left(DURATION_BUCKETS, average)] += run
+        for attempt in batch.records:
+            if attempt.outcome == DELIVERED:
+                counts.delivered += 1
+            else:
+                counts.failed += 1
+            counts.total += attempt.duration
+            counts.buckets[bisect_left(DURATION_BUCKETS, attempt.duration)] += 1
 
     def _reload(self, result: str) -> None:
         self.reloads[result] = self.reloads.get(result, 0) + 1
