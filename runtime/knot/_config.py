@@ -258,6 +258,12 @@ def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
 
+def _scrape_token(v: Any) -> str | None:
+    if isinstance(v, str) and len(v) >= 16:
+        return None
+    return "must be a string of at least 16 characters (a scrape token is a password)"
+
+
 def _sha256(v: Any) -> str | None:
     if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v.lower()):
         return None
@@ -323,7 +329,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
     ),
     "metrics": (
         MetricsSettings,
-        {"enabled": _bool, "token": _string, "token_sha256": _sha256},
+        {"enabled": _bool, "token": _scrape_token, "token_sha256": _sha256},
     ),
 }
 _TOP_LEVEL = {"zone", "sinks", "users", *_SECTIONS}

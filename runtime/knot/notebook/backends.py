@@ -56,6 +56,8 @@ class Backend(Protocol):
 
     def audit_entries(self, *, limit: int) -> list[JSONObject]: ...
 
+    def trace(self, event_id: str) -> JSONObject: ...
+
     def wait_idle(self, timeout: float) -> None: ...
 
     def follow(self, pattern: Pattern) -> Feed: ...
@@ -108,6 +110,9 @@ class EmbeddedBackend:
 
     def audit_entries(self, *, limit: int) -> list[JSONObject]:
         return [entry.to_dict() for entry in self.sync.audit_entries(limit=limit)]
+
+    def trace(self, event_id: str) -> JSONObject:
+        return self.sync.run(self.sync.runtime.trace(event_id)).to_dict()
 
     def wait_idle(self, timeout: float) -> None:
         self.sync.wait_idle(timeout)
@@ -334,6 +339,9 @@ class ConnectedBackend:
 
     def audit_entries(self, *, limit: int) -> list[JSONObject]:
         return self.client.audit_entries(limit=limit)
+
+    def trace(self, event_id: str) -> JSONObject:
+        return self.client.trace(event_id)
 
     def wait_idle(self, timeout: float) -> None:
         self.client.wait_idle(timeout)

@@ -23,6 +23,7 @@ from .._exceptions import KnotError
 from .._logtext import loggable
 from .._runtime import Runtime
 from ..observe.metrics import Metrics
+from ..observe.tracing import enable_from_env
 from . import agent, api, channels, jsonrpc, observe, sinks, sky, spaces, users
 from .auth import AuthMiddleware
 from .common import BodyLimit, error_response
@@ -69,7 +70,11 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    runtime: Runtime, *, extra_routes: list[BaseRoute] | None = None, loopback: bool = True
+    runtime: Runtime,
+    *,
+    extra_routes: list[BaseRoute] | None = None,
+    loopback: bool = True,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """The HTTP API of a runtime. The runtime is started and stopped by its owner, not here.
 
@@ -110,13 +115,19 @@ def create_app(
     app.state.stopping = asyncio.Event()  # set as the server's shutdown begins
     app.state.calls = set()  # JSON-RPC calls in flight, cancelled (and answered 503) then
     app.state.max_body_bytes = limit
-    app.state.metrics = None
-    if runtime.config.metrics.enabled:
-        # Counted from here on: metrics exist where they can be scraped.
-        app.state.metrics = Metrics(
-            runtime.hooks, delivery=lambda: runtime.delivery if runtime.running else None
-        ).attach()
+    # Metrics exist where they can be scraped; `serve` attaches them before the runtime
+    # starts, so the scripts loaded at start count too.
+    if metrics is None and runtime.config.metrics.enabled:
+        metrics = runtime_metrics(runtime)
+    app.state.metrics = metrics
     return app
+
+
+def runtime_metrics(runtime: Runtime) -> Metrics:
+    """Metrics counting from now on the hooks of `runtime`."""
+    return Metrics(
+        runtime.hooks, delivery=lambda: runtime.delivery if runtime.running else None
+    ).attach()
 
 
 async def serve(
@@ -126,8 +137,14 @@ async def serve(
     port: int | None = None,
     ready: Callable[[str, int], None] | None = None,
 ) -> None:
-    """Run `runtime` (started here) and its HTTP API until SIGINT/SIGTERM."""
+    """Run `runtime` (started here) and its HTTP API until SIGINT/SIGTERM.
+
+    Tracing is on when the OTEL_* environment asks for it (see knot.observe.tracing)."""
+    tracing = enable_from_env(runtime)
+    metrics = runtime_metrics(runtime)
     await runtime.start()
+    if not runtime.config.metrics.enabled:
+        metrics.detach()
     try:
         settings = runtime.config.server
         host = host or settings.host
@@ -139,7 +156,9 @@ async def serve(
                 "knot.toml), or listen on 127.0.0.1."
             )
         sock = bind_socket(host, settings.port if port is None else port)
-        app = create_app(runtime, loopback=loopback)
+        app = create_app(
+            runtime, loopback=loopback, metrics=metrics if runtime.config.metrics.enabled else None
+        )
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -165,6 +184,10 @@ async def serve(
         await task
     finally:
         await runtime.stop()
+        if tracing is not None:
+            shutdown = getattr(tracing.provider, "shutdown", None)
+            if shutdown is not None:  # exports the spans still batched
+                await asyncio.to_thread(shutdown)
 
 
 is_loopback = is_loopback_host
