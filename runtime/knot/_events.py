@@ -181,7 +181,8 @@ class Event(NamedTuple):
         if self.rids is not None:
             meta["rids"] = list(self.rids)
         if self.parent:
-            meta["parent"] = self.parent  # (`root` has a column of its own: it is indexed)
+            meta["parent"] = self.parent
+            meta["root"] = self.root or self.parent
         if self.trace:
             meta["trace"] = self.trace
         return json.dumps(meta, separators=(",", ":"))
@@ -198,7 +199,6 @@ class Event(NamedTuple):
         depth: int,
         data_json: str,
         meta_json: str,
-        root: str | None = None,
     ) -> Event:
         """An event from a journal row: the indexed columns, the data and the rest (meta)."""
         meta = json.loads(meta_json)
@@ -219,9 +219,9 @@ class Event(NamedTuple):
             rids=tuple(rids) if rids is not None else None,
             parent=meta.get("parent", ""),
             data_json=data_json,
-            # Rows journaled before `root` had a column of its own name the parent as the
-            # best guess at it (those stores only ever knew the parent).
-            root=root or meta.get("root", "") or meta.get("parent", ""),
+            # Rows journaled before events had a root name the parent as the best guess at it
+            # (those stores only ever knew the parent).
+            root=meta.get("root", "") or meta.get("parent", ""),
             trace=meta.get("trace", ""),
         )
 
@@ -395,8 +395,6 @@ def build_event(
     ts: str | None = None,
     depth: int = 0,
     parent: str = "",
-    root: str = "",
-    trace: str = "",
     system: bool = False,
 ) -> Event:
     """Validate and build an event (not journaled). External events get `custom.`.
@@ -426,8 +424,6 @@ def build_event(
         tuple(rids) if rids is not None else None,
         parent,
         data_json,
-        root,
-        trace,
     )
 
 

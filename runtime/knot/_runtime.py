@@ -349,10 +349,10 @@ class Runtime(Reads):
             ts=ts,
             depth=depth,
             parent=parent,
-            root=root,
-            trace=trace,
             system=system,
         )
+        if root or trace:  # (rare: events sinks raise, requests that carried a traceparent)
+            event = event._replace(root=root, trace=trace)
         tracer = self.hooks.tracer
         if tracer is None:
             return event

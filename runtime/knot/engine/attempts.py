@@ -115,8 +115,9 @@ class AttemptBatch(NamedTuple):
     """
 
     sink: str
-    started: float
-    ended: float
+    started: float  # the run's first attempt began
+    ended: float  # its last one ended
+    busy: float  # seconds its attempts took together (the time between, idle, is not counted)
     seqs: array[int]
     records: tuple[Attempt, ...] = ()
 
@@ -125,24 +126,30 @@ class AttemptBatch(NamedTuple):
 
     @property
     def bounds(self) -> tuple[int, int]:
-        seqs = [*self.seqs, *(r.seq for r in self.records)]
-        return min(seqs), max(seqs)
+        """The lowest and highest journal position in the batch."""
+        seqs = self.seqs
+        ends = [seqs[0], seqs[-1]] if seqs else []  # a run is in journal order
+        ends += [r.seq for r in self.records]
+        return min(ends), max(ends)
 
     def attempts(self) -> list[Attempt]:
-        """Every attempt of the batch as a record (a run's with its average time)."""
-        step = (self.ended - self.started) / len(self.seqs) if self.seqs else 0.0
+        """Every attempt of the batch as a record: a run's spread over its time, each with
+        the run's average duration."""
+        count = len(self.seqs)
+        step = (self.ended - self.started) / count if count else 0.0
+        each = self.busy / count if count else 0.0
         run = [
-            Attempt(seq, 1, self.started + step * i, step, DELIVERED, 0, "", (), self.sink)
+            Attempt(seq, 1, self.started + step * i, each, DELIVERED, 0, "", (), self.sink)
             for i, seq in enumerate(self.seqs)
         ]
         return [*run, *self.records]
 
 
-Row = tuple[str, int, int, float, float, bytes, str]
+Row = tuple[str, int, int, float, float, float, bytes, str]
 
 
 def pack(batches: Iterable[AttemptBatch]) -> Iterator[Row]:
-    """Rows `(sink, lo, hi, started, ended, seqs, records)` for the store, one per batch (a
+    """Rows `(sink, lo, hi, started, ended, busy, seqs, records)` for the store, one per batch (a
     batch spread wider than SPAN positions, which the engine never makes, is split)."""
     for batch in batches:
         if not batch:
@@ -152,9 +159,8 @@ def pack(batches: Iterable[AttemptBatch]) -> Iterator[Row]:
             yield _row(batch, lo, hi)
             continue
         for record in batch.attempts():
-            yield _row(
-                AttemptBatch(batch.sink, 0.0, 0.0, array("q"), (record,)), record.seq, record.seq
-            )
+            single = AttemptBatch(batch.sink, 0.0, 0.0, 0.0, array("q"), (record,))
+            yield _row(single, record.seq, record.seq)
 
 
 def _row(batch: AttemptBatch, lo: int, hi: int) -> Row:
@@ -163,17 +169,25 @@ def _row(batch: AttemptBatch, lo: int, hi: int) -> Row:
         if batch.records
         else ""
     )
-    return (batch.sink, lo, hi, batch.started, batch.ended, batch.seqs.tobytes(), records)
+    return (
+        batch.sink,
+        lo,
+        hi,
+        batch.started,
+        batch.ended,
+        batch.busy,
+        batch.seqs.tobytes(),
+        records,
+    )
 
 
-def unpack(
-    sink: str, started: float, ended: float, seqs: bytes, records: str, wanted: Collection[int]
-) -> list[Attempt]:
+def unpack(row: Row, wanted: Collection[int]) -> list[Attempt]:
     """The attempts of one stored row at the positions `wanted`."""
+    sink, _lo, _hi, started, ended, busy, seqs, records = row
     run: array[int] = array("q")
     run.frombytes(seqs)
     kept = tuple(_record(sink, raw) for raw in json.loads(records)) if records else ()
-    batch = AttemptBatch(sink, started, ended, run, kept)
+    batch = AttemptBatch(sink, started, ended, busy, run, kept)
     return [a for a in batch.attempts() if a.seq in wanted]
 
 

@@ -61,7 +61,11 @@ class SinkWorker:
     # Attempts not handed to the journal yet: a run of quick first-attempt successes (their
     # positions, timed together from `_run_started`) and records kept whole, in order.
     _run_seqs: list[int] = field(default_factory=list)  # a list: the fastest to append to
-    _run_started: float = 0.0
+    _run_started: float = 0.0  # when the run's first attempt began
+    _busy: float = 0.0  # seconds the run's attempts took, up to `_resumed`
+    _resumed: float = 0.0  # when the worker last woke up (its attempts run back to back since)
+    _paused: float = 0.0  # when it last went idle
+    _idle: bool = True
     _records: list[Attempt] = field(default_factory=list)
 
     @property
@@ -104,6 +108,10 @@ class SinkWorker:
         stats = self.stats
         run = self._run_seqs  # flush_attempts empties it in place
         while True:
+            self._resumed = time()
+            if not run:
+                self._run_started = self._resumed
+            self._idle = False
             while queue:
                 limit = self.sink.max_batch
                 # A span per attempt needs one attempt at a time: tracing turns batching off.
@@ -111,13 +119,12 @@ class SinkWorker:
                     batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
                     self.inflight = batch
                     await self._deliver_batch(batch)
+                    self._restart_clock(time())
                 else:
                     event = queue.popleft()
                     self.inflight = (event,)
                     # The first attempt inline: this is the path almost every event takes.
                     tracer = hooks.tracer
-                    if not run:
-                        self._run_started = time()
                     try:
                         if tracer is None:
                             result = await self.sink.deliver(event)
@@ -130,6 +137,7 @@ class SinkWorker:
                         started, ended = self.flush_attempts(one_more=True)
                         first = self._failed(event, 1, started, ended, exc)
                         self._finish(event, await self._deliver(event, first_error=first))
+                        self._restart_clock(time())
                     else:
                         if result is None:  # delivered, nothing to say: one more in the run
                             run.append(event.seq)
@@ -148,30 +156,48 @@ class SinkWorker:
                 self.inflight = ()
                 if self._retired:
                     self._close_retired()
-            self.flush_attempts()
+            # Idle: the run stays open (a run per wake-up would be a row per few events), and
+            # only the time spent delivering counts towards its attempts' durations.
+            self._paused = time()
+            self._busy += self._paused - self._resumed
+            self._idle = True
+            if self._records:
+                self.flush_attempts()
             await engine.wakeup(self)
 
     def flush_attempts(self, *, one_more: bool = False) -> tuple[float, float]:
-        """Hand the attempts recorded so far to the journal; with `one_more`, also the time
-        window left for the attempt that just ended (the run's share, if one was open)."""
+        """Hand the attempts recorded so far to the journal (the housekeeper calls this every
+        round, readers before they read); with `one_more`, also the time window left for the
+        attempt that just ended: the run's share of the time since the worker woke, or all of
+        it when no run is open."""
         now = time()
         run, records = self._run_seqs, self._records
-        started = now
+        last = self._paused if self._idle else now
+        busy = self._busy if self._idle else self._busy + now - self._resumed
+        started = ended = self._resumed
         if run:
-            count = len(run) + one_more
-            started = self._run_started + (now - self._run_started) * len(run) / count
-        elif one_more:
-            started = self._run_started
+            share = busy / (len(run) + one_more) if one_more else 0.0
+            started = ended = last - share
+            busy -= share
         if run or records:
-            seqs = array("q", run)
-            batch = AttemptBatch(self.name, self._run_started, started, seqs, tuple(records))
+            batch = AttemptBatch(
+                self.name, self._run_started, ended, busy, array("q", run), tuple(records)
+            )
             run.clear()
             self._records = []
             self.engine.journal.attempts(batch)
             if self.engine.hooks.attempt_listeners:
                 self.engine.hooks.attempted(batch)
-        self._run_started = now
+        self._restart_clock(now)
         return started, now
+
+    def _restart_clock(self, now: float) -> None:
+        """The next attempt starts now: a run opened from here counts from this time (so a
+        retry's backoff or a batch never counts as the run's delivery time)."""
+        self._busy = 0.0
+        self._resumed = now
+        if not self._run_seqs:
+            self._run_started = now
 
     def _succeeded(
         self,

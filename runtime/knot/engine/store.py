@@ -33,7 +33,7 @@ from .storage import WriteBatch
 
 __all__ = ["Store"]
 
-# 1: the first; 2: events.root (indexed for child events only) and the attempts table.
+# 1: the first; 2: the chains of caused events, and the attempts table.
 SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -47,7 +47,13 @@ CREATE TABLE IF NOT EXISTS events (
     data  TEXT NOT NULL,
     meta  TEXT NOT NULL
 );
--- (`root TEXT` and its index are added by _migrate: version 1 stores lack them.)
+-- Causation: a row per event some sink raised, under the first event of its chain. Root
+-- events (most of them) cost nothing here; an index on events would cost each one.
+CREATE TABLE IF NOT EXISTS chains (
+    root TEXT NOT NULL,
+    seq  INTEGER NOT NULL,
+    PRIMARY KEY (root, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursors (
     sink TEXT PRIMARY KEY,
     seq  INTEGER NOT NULL
@@ -74,6 +80,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     sink      TEXT NOT NULL,
     started   REAL NOT NULL,
     ended     REAL NOT NULL,
+    busy      REAL NOT NULL,
     seqs      BLOB NOT NULL,
     records   TEXT NOT NULL
 );
@@ -85,10 +92,8 @@ CREATE TABLE IF NOT EXISTS kv (
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
 """
-_EVENT_COLUMNS = "seq, id, type, ts, zone, owner, depth, data, meta, root"
-_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
-# Only events some sink raised have a root: root events (most of them) cost the index nothing.
-_ROOT_INDEX = "CREATE INDEX IF NOT EXISTS events_root ON events (root) WHERE root IS NOT NULL"
+_EVENT_COLUMNS = "seq, id, type, ts, zone, owner, depth, data, meta"
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
 
 
 class Store:
@@ -210,32 +215,33 @@ class Store:
                 path=str(self.path),
             )
         conn.executescript(_SCHEMA)
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-        if "root" not in columns:
-            self._add_roots()
-        conn.execute(_ROOT_INDEX)
+        if version == 1:
+            self._add_chains()
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    def _add_roots(self) -> None:
-        """Schema 1 to 2: give child events their root (the first event of their chain).
+    def _add_chains(self) -> None:
+        """Schema 1 to 2: file the child events a version 1 store holds under their roots.
 
         Version 1 kept only each event's parent, in `meta`; parents are journaled before their
         children, so one pass in journal order finds every root still in the journal (a parent
         already pruned stands in for its own root).
         """
         conn = self._writer
+        roots: dict[str, str] = {}
+        rows = conn.execute(
+            "SELECT seq, id, json_extract(meta, '$.parent') FROM events WHERE depth > 0 "
+            "ORDER BY seq"
+        ).fetchall()
+        chained: list[tuple[str, int]] = []
+        for seq, event_id, parent in rows:
+            if parent:
+                roots[event_id] = root = roots.get(parent, parent)
+                chained.append((root, seq))
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("ALTER TABLE events ADD COLUMN root TEXT")
-            roots: dict[str, str] = {}
-            rows = conn.execute(
-                "SELECT id, json_extract(meta, '$.parent') FROM events WHERE depth > 0 ORDER BY seq"
-            ).fetchall()
-            for event_id, parent in rows:
-                if parent:
-                    roots[event_id] = roots.get(parent, parent)
-            conn.executemany(
-                "UPDATE events SET root = ? WHERE id = ?", [(r, i) for i, r in roots.items()]
+            conn.executemany("INSERT OR IGNORE INTO chains (root, seq) VALUES (?, ?)", chained)
+            conn.executemany(  # and in each event, as version 2 journals it
+                "UPDATE events SET meta = json_set(meta, '$.root', ?) WHERE seq = ?", chained
             )
             conn.execute("COMMIT")
         except BaseException:
@@ -274,10 +280,13 @@ class Store:
                 inserted = self._insert_events_checked(batch.events)
             else:
                 conn.executemany(_INSERT_EVENT, [_event_row(e) for e in batch.events])
+            chained = [(e.root or e.parent, e.seq) for e in batch.events if e.parent]
+            if chained:
+                conn.executemany("INSERT OR IGNORE INTO chains (root, seq) VALUES (?, ?)", chained)
         if batch.attempts:
             conn.executemany(
-                "INSERT INTO attempts (sink, lo, hi, started, ended, seqs, records)"
-                " VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO attempts (sink, lo, hi, started, ended, busy, seqs, records)"
+                " VALUES (?,?,?,?,?,?,?,?)",
                 pack(batch.attempts),
             )
         if batch.skips:
@@ -345,6 +354,7 @@ class Store:
             deleted = conn.execute("DELETE FROM events WHERE seq <= ?", (floor,)).rowcount
             conn.execute("DELETE FROM skips WHERE seq <= ?", (floor,))
             conn.execute("DELETE FROM attempts WHERE lo <= ? AND hi <= ?", (floor, floor))
+            conn.execute("DELETE FROM chains WHERE seq <= ?", (floor,))
             conn.execute(
                 "DELETE FROM audit WHERE id <= (SELECT max(id) FROM audit) - ?", (keep_audit,)
             )
@@ -467,7 +477,8 @@ class Store:
         """The events `root` caused, directly or not (not `root` itself), oldest first."""
         with self._read_lock:
             rows = self._reader.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE root = ? ORDER BY seq LIMIT ?",
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq IN "
+                "(SELECT seq FROM chains WHERE root = ? ORDER BY seq LIMIT ?) ORDER BY seq",
                 (root, limit),
             ).fetchall()
         return [Event.from_row(*row) for row in rows]
@@ -478,12 +489,12 @@ class Store:
         with self._read_lock:
             for seq in sorted(set(seqs)):
                 rows = self._reader.execute(
-                    "SELECT sink, started, ended, seqs, records FROM attempts "
+                    "SELECT sink, lo, hi, started, ended, busy, seqs, records FROM attempts "
                     "WHERE lo > ? AND lo <= ? AND hi >= ? ORDER BY id",
                     (seq - SPAN, seq, seq),
                 ).fetchall()
-                for sink, started, ended, run, records in rows:
-                    found += unpack(sink, started, ended, run, records, (seq,))
+                for row in rows:
+                    found += unpack(row, (seq,))
         found.sort(key=lambda a: (a.started, a.attempt))
         return found
 
@@ -507,5 +518,4 @@ class Store:
 
 def _event_row(e: Event) -> tuple[Any, ...]:
     data = e.data_json or json.dumps(e.data, separators=(",", ":"), ensure_ascii=False)
-    root = (e.root or e.parent) or None  # NULL for root events: they stay out of the index
-    return (e.seq, e.id, e.type, e.ts, e.zone, e.owner, e.depth, data, e.meta_json(), root)
+    return (e.seq, e.id, e.type, e.ts, e.zone, e.owner, e.depth, data, e.meta_json())

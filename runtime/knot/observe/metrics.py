@@ -118,8 +118,8 @@ class Metrics(Collector):
         run = len(batch.seqs)
         if run:  # a run: each of its attempts took the run's average
             counts.delivered += run
-            counts.total += batch.ended - batch.started
-            average = (batch.ended - batch.started) / run
+            counts.total += batch.busy
+            average = batch.busy / run
             counts.buckets[bisect_left(DURATION_BUCKETS, average)] += run
         for attempt in batch.records:
             if attempt.outcome == DELIVERED:
