@@ -13,6 +13,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
 from knot import Runtime
 from knot.observe.tracing import enable_from_env, enable_tracing
@@ -205,10 +206,20 @@ async def test_without_tracing_an_incoming_traceparent_is_passed_on_as_is(projec
     assert "x-knot-parent-id" not in by_type["custom.a"]  # a root event has no parent
 
 
+class Unenterable:
+    def __enter__(self) -> None:
+        raise RuntimeError("tracer bug on enter")
+
+    def __exit__(self, *exc: object) -> None:
+        raise AssertionError("never entered")
+
+
 async def test_a_failing_tracer_is_reported_once_and_stops_nothing(
     project: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken:
+        """Fails everywhere: making spans, and entering those it made."""
+
         def ingest(self, event: Any) -> Any:
             raise RuntimeError("tracer bug")
 
@@ -216,7 +227,9 @@ async def test_a_failing_tracer_is_reported_once_and_stops_nothing(
             raise RuntimeError("tracer bug")
 
         def attempt(self, sink: str, event: Any, attempt: int) -> Any:
-            raise RuntimeError("tracer bug")
+            if event.data["n"] % 2:
+                raise RuntimeError("tracer bug")
+            return Unenterable()
 
         def call(self, method: str) -> Any:
             raise RuntimeError("tracer bug")
@@ -295,7 +308,39 @@ async def test_a_parent_sampled_out_makes_no_span_but_its_trace_goes_on(
         await rt.wait_idle()
     assert exporter.get_finished_spans() == ()
     [request] = sent
-    passed = request.headers["traceparent"]
-    assert passed.startswith(f"00-{TRACE_ID}-")
-    assert passed.endswith("-00")
-    assert passed != unsampled  # a span id of its own, for the receiver's spans to hang on
+    assert request.headers["traceparent"] == unsampled  # the caller's context goes on
+
+
+async def test_root_events_are_sampled_by_the_providers_sampler(project: Path) -> None:
+    sent: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    write_config(
+        project,
+        '[[sinks]]\nname = "hook"\ntype = "webhook"\nevents = "*"\nurl = "http://127.0.0.1:9/h"\n',
+    )
+    found: dict[str, tuple[ReadableSpan, ...]] = {}
+    for name, sampler in (("on", ParentBased(ALWAYS_ON)), ("off", ParentBased(ALWAYS_OFF))):
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(sampler=sampler)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        async with Runtime(project, http_transport=httpx.MockTransport(receiver)) as rt:
+            enable_tracing(rt, provider)
+            event_id = await rt.emit(name, {})
+            await rt.wait_idle()
+            event = await rt.get_event(event_id)
+        assert event is not None
+        found[name] = exporter.get_finished_spans()
+        assert sent[-1].headers["traceparent"].split("-")[1] == event.trace.split("-")[1]
+        if name == "on":
+            ingest = next(s for s in found[name] if s.name == "knot ingest")
+            assert event.trace.split("-")[1] == f"{ingest.context.trace_id:032x}"
+            assert int(event.trace[-2:], 16) & 1  # sampled
+        else:
+            assert not int(event.trace[-2:], 16) & 1  # a trace of its own, sampled out
+        provider.shutdown()
+    assert {s.name for s in found["on"]} == {"knot ingest", "knot deliver"}
+    assert found["off"] == ()

@@ -14,7 +14,7 @@ import logging
 from array import array
 from collections import deque
 from collections.abc import Coroutine, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from time import time
 from typing import Any
@@ -398,11 +398,7 @@ class DeliveryEngine:
         self, tracer: Tracer, sink: str, event: Event, attempt: int
     ) -> AbstractContextManager[None]:
         """The tracer's span around one attempt; a tracer that fails is reported, not fatal."""
-        try:
-            return tracer.attempt(sink, event, attempt)
-        except Exception:
-            self.hooks.report(tracer, "the tracer")
-            return nullcontext()
+        return self.hooks.span(lambda: tracer.attempt(sink, event, attempt))
 
     def backoff(self, attempt: int) -> float:
         steps = self.settings.backoff

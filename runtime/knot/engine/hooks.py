@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from .._events import Event
 
@@ -195,6 +195,13 @@ class Hooks:
             except Exception:
                 self._report(listener, "an on_request listener")
 
+    def span(
+        self, make: Callable[[], AbstractContextManager[None]]
+    ) -> AbstractContextManager[None]:
+        """The tracer's span from `make()`, guarded: a tracer that fails to make, open or close
+        one is reported once and the work inside goes on without it."""
+        return _GuardedSpan(self, make)
+
     def report(self, what: object, name: str) -> None:
         """Log a failure of `what` (the tracer, say) once; the caller goes on without it."""
         self._report(what, name)
@@ -208,3 +215,34 @@ class Hooks:
             what,
             getattr(listener, "__qualname__", repr(listener)),
         )
+
+
+class _GuardedSpan:
+    """A span whose every failure is the tracer's problem, never the traced work's."""
+
+    __slots__ = ("_hooks", "_inner", "_make")
+
+    def __init__(self, hooks: Hooks, make: Callable[[], AbstractContextManager[None]]) -> None:
+        self._hooks = hooks
+        self._make = make
+        self._inner: AbstractContextManager[None] | None = None
+
+    def __enter__(self) -> None:
+        try:
+            inner = self._make()
+            inner.__enter__()
+        except Exception:
+            self._hooks.report(self._hooks.tracer, "the tracer")
+            return
+        self._inner = inner
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> Literal[False]:
+        inner, self._inner = self._inner, None
+        if inner is None:
+            return False
+        try:
+            inner.__exit__(kind, value, traceback)
+        except Exception as exc:
+            if exc is not value:  # the tracer's own failure; the work's goes on up as it was
+                self._hooks.report(self._hooks.tracer, "the tracer")
+        return False

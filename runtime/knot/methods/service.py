@@ -335,13 +335,9 @@ class Methods:
 
     def _span(self, info: MethodInfo) -> contextlib.AbstractContextManager[None]:
         """The tracer's span around a call; a tracer that fails is reported, not fatal."""
-        hooks = self.runtime.hooks
-        try:
-            assert hooks.tracer is not None
-            return hooks.tracer.call(info.full_name)
-        except Exception:
-            hooks.report(hooks.tracer, "the tracer")
-            return contextlib.nullcontext()
+        tracer = self.runtime.hooks.tracer
+        assert tracer is not None
+        return self.runtime.hooks.span(lambda: tracer.call(info.full_name))
 
     async def _call(
         self,

@@ -21,7 +21,7 @@ import logging
 import random
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._env import otel_exporters_from_env
@@ -38,6 +38,29 @@ __all__ = ["OtelTracer", "disable_tracing", "enable_from_env", "enable_tracing"]
 log = logging.getLogger("knot.tracing")
 INSTRUMENTATION = "knot-runtime"
 MAX_OPEN = 100_000  # open ingest spans and first-attempt contexts kept (oldest go first)
+
+
+_NOTHING = nullcontext()
+
+
+class _PinnedIds:
+    """The SDK tracer's id generator, handing out one trace id drawn (and sampled) before."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.pinned = 0
+
+    def __getattr__(self, name: str) -> Any:  # what else the SDK asks (is_trace_id_random)
+        return getattr(self.inner, name)
+
+    def generate_span_id(self) -> int:
+        return int(self.inner.generate_span_id())
+
+    def generate_trace_id(self) -> int:
+        if self.pinned:
+            value, self.pinned = self.pinned, 0
+            return value
+        return int(self.inner.generate_trace_id())
 
 
 class _HasHooks(Protocol):
@@ -62,8 +85,14 @@ class OtelTracer:
         self._firsts: OrderedDict[tuple[str, str], SpanContext] = OrderedDict()
         self._current: dict[str, str] = {}  # event id → its attempt span in flight
         self._contexts: OrderedDict[str, Any] = OrderedDict()  # traceparent → its Context
-        sampler = getattr(provider, "sampler", None)
-        self._parent_based = type(sampler).__name__ == "ParentBased"
+        self._sampler = getattr(self._tracer, "sampler", None)  # the SDK's; None otherwise
+        self._parent_based = type(self._sampler).__name__ == "ParentBased"
+        self._ids: _PinnedIds | None = None
+        if self._sampler is not None and hasattr(self._tracer, "id_generator"):
+            # This tracer object is ours alone (get_tracer makes a new one): a root's trace id
+            # is drawn here, so the sampler can be asked before any span is made.
+            self._ids = _PinnedIds(self._tracer.id_generator)
+            self._tracer.id_generator = self._ids
 
     def _parent(self, traceparent: str) -> Any:
         """The OpenTelemetry context of a (valid) traceparent; built once per value (an
@@ -85,18 +114,32 @@ class OtelTracer:
                 self._contexts.popitem(last=False)
         return found
 
-    def _skipped(self, traceparent: str) -> str | None:
+    def _sampled_out(self, traceparent: str) -> bool:
         """With a parent-based sampler (the default), a parent sampled out decides for its
-        children: they get a span id of their own and no span is made (an SDK span costs
-        about 10 µs of CPU, more than a whole event here). None: the span is to be made."""
-        if not self._parent_based or not traceparent or traceparent.endswith("1"):
-            return None
-        return f"{traceparent[:36]}{random.getrandbits(64):016x}-00"
+        children: no span is made for them (an SDK span costs about 10 µs of CPU, more than
+        a whole event here), and its context goes on as it is."""
+        return self._parent_based and bool(traceparent) and not int(traceparent[-1], 16) & 1
+
+    def _root_sampled_out(self) -> str:
+        """For an event without a parent: a trace of its own, sampled out ("": sampled in,
+        and its trace id is pinned for the span about to be made)."""
+        if self._sampler is None or self._ids is None:
+            return ""
+        trace_id = random.getrandbits(128) or 1
+        decision = self._sampler.should_sample(None, trace_id, "knot ingest").decision
+        if decision.is_sampled():
+            self._ids.pinned = trace_id
+            return ""
+        return f"00-{trace_id:032x}-{random.getrandbits(64) or 1:016x}-00"
 
     def ingest(self, event: Event) -> Event:
-        skipped = self._skipped(event.trace)
-        if skipped is not None:
-            return event._replace(trace=skipped)
+        if event.trace:
+            if self._sampled_out(event.trace):
+                return event
+        else:
+            unsampled = self._root_sampled_out()
+            if unsampled:
+                return event._replace(trace=unsampled)
         span = self._tracer.start_span(
             "knot ingest",
             context=self._parent(event.trace),
@@ -122,13 +165,13 @@ class OtelTracer:
                 span.set_attribute("knot.event.seq", event.seq)
                 span.end()
 
+    def attempt(self, sink: str, event: Event, attempt: int) -> AbstractContextManager[None]:
+        if self._sampled_out(event.trace):
+            return _NOTHING  # webhooks send, and children continue, the event's own context
+        return self._attempt(sink, event, attempt)
+
     @contextmanager
-    def attempt(self, sink: str, event: Event, attempt: int) -> Iterator[None]:
-        skipped = self._skipped(event.trace)
-        if skipped is not None:
-            with self._carrying(event.id, skipped):
-                yield
-            return
+    def _attempt(self, sink: str, event: Event, attempt: int) -> Iterator[None]:
         key = (sink, event.id)
         first = self._firsts.get(key) if attempt > 1 else None
         links = [self._trace.Link(first)] if first is not None else None
@@ -166,27 +209,13 @@ class OtelTracer:
             CURRENT_TRACE.reset(token)
             span.end()
 
-    @contextmanager
-    def _carrying(self, event_id: str, traceparent: str) -> Iterator[None]:
-        token = CURRENT_TRACE.set(traceparent)
-        self._current[event_id] = traceparent
-        try:
-            yield
-        finally:
-            if self._current.get(event_id) == traceparent:
-                del self._current[event_id]
-            CURRENT_TRACE.reset(token)
+    def call(self, method: str) -> AbstractContextManager[None]:
+        if self._sampled_out(CURRENT_TRACE.get()):
+            return _NOTHING
+        return self._call(method)
 
     @contextmanager
-    def call(self, method: str) -> Iterator[None]:
-        skipped = self._skipped(CURRENT_TRACE.get())
-        if skipped is not None:
-            token = CURRENT_TRACE.set(skipped)
-            try:
-                yield
-            finally:
-                CURRENT_TRACE.reset(token)
-            return
+    def _call(self, method: str) -> Iterator[None]:
         span = self._tracer.start_span(
             "knot call",
             context=self._parent(CURRENT_TRACE.get()),
