@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from array import array
 from collections import deque
 from collections.abc import Coroutine, Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -25,15 +24,15 @@ from .._events import Event
 from .._exceptions import DeliveryFailed
 from .._logtext import loggable
 from ..sinks.base import DeliveryResult, Sink
-from .attempts import Attempt, AttemptBatch
+from .attempts import Attempt
 from .hooks import Hooks, Tracer
 from .journal import Journal
 from .outcomes import DeliveryStatus, Outcome, Tracker
+from .recorder import RUN_MAX, AttemptRecorder, spread
 
 __all__ = ["DeliveryEngine", "SinkWorker"]
 
 log = logging.getLogger("knot.delivery")
-RUN_MAX = 256  # attempts a worker keeps before handing them to the journal
 
 
 @dataclass
@@ -58,15 +57,11 @@ class SinkWorker:
     stats: SinkStats = field(default_factory=SinkStats)
     task: asyncio.Task[None] | None = None
     _retired: list[Sink] = field(default_factory=list)
-    # Attempts not handed to the journal yet: a run of quick first-attempt successes (their
-    # positions, timed together from `_run_started`) and records kept whole, in order.
-    _run_seqs: list[int] = field(default_factory=list)  # a list: the fastest to append to
-    _run_started: float = 0.0  # when the run's first attempt began
-    _busy: float = 0.0  # seconds the run's attempts took, up to `_resumed`
-    _resumed: float = 0.0  # when the worker last woke up (its attempts run back to back since)
-    _paused: float = 0.0  # when it last went idle
-    _idle: bool = True
-    _records: list[Attempt] = field(default_factory=list)
+    recorder: AttemptRecorder = field(init=False)  # attempts on their way to the journal
+
+    def __post_init__(self) -> None:
+        engine = self.engine
+        self.recorder = AttemptRecorder(self.sink.name, engine.journal, engine.hooks)
 
     @property
     def name(self) -> str:
@@ -106,12 +101,10 @@ class SinkWorker:
         engine = self.engine
         hooks = engine.hooks
         stats = self.stats
-        run = self._run_seqs  # flush_attempts empties it in place
+        recorder = self.recorder
+        run = recorder.run  # emptied in place when flushed
         while True:
-            self._resumed = time()
-            if not run:
-                self._run_started = self._resumed
-            self._idle = False
+            recorder.resume()
             while queue:
                 limit = self.sink.max_batch
                 # A span per attempt needs one attempt at a time: tracing turns batching off.
@@ -119,7 +112,7 @@ class SinkWorker:
                     batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
                     self.inflight = batch
                     await self._deliver_batch(batch)
-                    self._restart_clock(time())
+                    recorder.restart(time())
                 else:
                     event = queue.popleft()
                     self.inflight = (event,)
@@ -134,70 +127,34 @@ class SinkWorker:
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:
-                        started, ended = self.flush_attempts(one_more=True)
+                        started, ended = recorder.flush(one_more=True)
                         first = self._failed(event, 1, started, ended, exc)
                         self._finish(event, await self._deliver(event, first_error=first))
-                        self._restart_clock(time())
+                        recorder.restart(time())
                     else:
                         if result is None:  # delivered, nothing to say: one more in the run
                             run.append(event.seq)
                             stats.delivered += 1
                             stats.last_delivered_seq = event.seq
                             if len(run) >= RUN_MAX:
-                                self.flush_attempts()
+                                recorder.flush()
                             if engine.trackers or hooks.outcome_listeners:
                                 status = DeliveryStatus.DELIVERED
                                 self._finish(event, Outcome(self.name, event.id, status, 1))
                             else:
                                 self._finish(event, None)
                         else:
-                            started, ended = self.flush_attempts(one_more=True)
+                            started, ended = recorder.flush(one_more=True)
                             self._succeeded(event, 1, result, started, ended)
                 self.inflight = ()
                 if self._retired:
                     self._close_retired()
-            # Idle: the run stays open (a run per wake-up would be a row per few events), and
-            # only the time spent delivering counts towards its attempts' durations.
-            self._paused = time()
-            self._busy += self._paused - self._resumed
-            self._idle = True
-            if self._records:
-                self.flush_attempts()
+            recorder.pause()
             await engine.wakeup(self)
 
-    def flush_attempts(self, *, one_more: bool = False) -> tuple[float, float]:
-        """Hand the attempts recorded so far to the journal (the housekeeper calls this every
-        round, readers before they read); with `one_more`, also the time window left for the
-        attempt that just ended: the run's share of the time since the worker woke, or all of
-        it when no run is open."""
-        now = time()
-        run, records = self._run_seqs, self._records
-        last = self._paused if self._idle else now
-        busy = self._busy if self._idle else self._busy + now - self._resumed
-        started = ended = self._resumed
-        if run:
-            share = busy / (len(run) + one_more) if one_more else 0.0
-            started = ended = last - share
-            busy -= share
-        if run or records:
-            batch = AttemptBatch(
-                self.name, self._run_started, ended, busy, array("q", run), tuple(records)
-            )
-            run.clear()
-            self._records = []
-            self.engine.journal.attempts(batch)
-            if self.engine.hooks.attempt_listeners:
-                self.engine.hooks.attempted(batch)
-        self._restart_clock(now)
-        return started, now
-
-    def _restart_clock(self, now: float) -> None:
-        """The next attempt starts now: a run opened from here counts from this time (so a
-        retry's backoff or a batch never counts as the run's delivery time)."""
-        self._busy = 0.0
-        self._resumed = now
-        if not self._run_seqs:
-            self._run_started = now
+    def flush_attempts(self) -> None:
+        """Hand the attempts recorded so far to the journal (before they are read)."""
+        self.recorder.flush()
 
     def _succeeded(
         self,
@@ -226,7 +183,7 @@ class SinkWorker:
         stats = self.stats
         stats.delivered += 1
         stats.last_delivered_seq = event.seq
-        self._keep(
+        self.recorder.keep(
             Attempt.new(
                 self.name,
                 event.seq,
@@ -237,11 +194,6 @@ class SinkWorker:
                 output=result.output if result is not None else (),
             )
         )
-
-    def _keep(self, record: Attempt) -> None:
-        self._records.append(record)
-        if len(self._records) >= RUN_MAX:
-            self.flush_attempts()
 
     def _failed(
         self, event: Event, attempt: int, started: float, ended: float, exc: Exception
@@ -259,7 +211,7 @@ class SinkWorker:
             status=status,
             output=output,
         )
-        self._keep(record)
+        self.recorder.keep(record)
         return error
 
     def _finish(self, event: Event, outcome: Outcome | None) -> None:
@@ -280,7 +232,7 @@ class SinkWorker:
         The sink stops at the first failure; that event continues with its retries and the
         events after it go back to the front of the queue, untouched.
         """
-        self.flush_attempts()
+        self.recorder.flush()
         started = time()
         try:
             done = await self.sink.deliver_batch(batch)
@@ -296,7 +248,7 @@ class SinkWorker:
         ended = time()
         results, failed_at = done.results, done.failed_at
         tried = len(results) if failed_at is None else failed_at + 1
-        times = _spread(started, ended, tried, done.finished)
+        times = spread(started, ended, tried, done.finished)
         failed: Event | None = None
         if failed_at is not None:
             failed = batch[failed_at]
@@ -540,14 +492,3 @@ class DeliveryEngine:
             for old in worker._retired:
                 await old.close()
         self.workers.clear()
-
-
-def _spread(started: float, ended: float, count: int, finished: Sequence[float]) -> list[float]:
-    """`count + 1` boundaries: attempt i of a batch ran from boundary i to boundary i + 1.
-
-    From the times the sink saw each event finish when it gives them all, else the batch's
-    time divided evenly (the events ran one after another)."""
-    if len(finished) >= count:
-        return [started, *finished[:count]]
-    step = (ended - started) / count if count else 0.0
-    return [started + step * i for i in range(count)] + [ended]
