@@ -284,3 +284,28 @@ async def test_attempt_listeners_see_runs_and_records_and_a_broken_one_stops_not
     assert sum(1 for a in attempts if a.outcome == "delivered") == 20
     assert sum(1 for a in attempts if a.outcome == "failed") == 20
     assert sum(1 for r in caplog.records if "on_attempt listener" in r.getMessage()) == 1
+
+
+def test_a_run_wider_than_a_span_is_stored_in_spans_with_its_times() -> None:
+    from array import array
+
+    from knot.engine.attempts import SPAN, Attempt, pack, unpack
+
+    # A sink that takes one event in ten: a run of 1,024 attempts covers 10,240 positions.
+    seqs = array("q", range(5, 10_245, 10))
+    failed = Attempt.new("s", 3000, 2, 100.5, 0.25, error="boom", output=("x",))
+    batch = AttemptBatch("s", 100.0, 102.048, 1.024, seqs, (failed,))
+    rows = list(pack([batch]))
+    assert all(hi - lo < SPAN for _, lo, hi, *_ in rows)
+    assert len(rows) > 10
+    back = sorted(
+        (a for row in rows for a in unpack(row, range(20_000))), key=lambda a: (a.seq, a.attempt)
+    )
+    expected = sorted(batch.attempts(), key=lambda a: (a.seq, a.attempt))
+    assert [(a.seq, a.attempt, a.outcome) for a in back] == [
+        (a.seq, a.attempt, a.outcome) for a in expected
+    ]
+    for got, want in zip(back, expected, strict=True):
+        assert got.started == pytest.approx(want.started)
+        assert got.duration == pytest.approx(want.duration)
+    assert next(a for a in back if a.seq == 3000 and a.attempt == 2).error == "boom"

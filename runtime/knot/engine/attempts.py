@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from array import array
+from bisect import bisect_right
 from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -149,8 +150,10 @@ Row = tuple[str, int, int, float, float, float, bytes, str]
 
 
 def pack(batches: Iterable[AttemptBatch]) -> Iterator[Row]:
-    """Rows `(sink, lo, hi, started, ended, busy, seqs, records)` for the store, one per batch (a
-    batch spread wider than SPAN positions, which the engine never makes, is split)."""
+    """Rows `(sink, lo, hi, started, ended, busy, seqs, records)` for the store, one per
+    batch, or more when its positions spread wider than SPAN (a sink that takes one event in
+    ten covers ten times its run's length): a run is cut into spans, each with its share of
+    the run's time, and records wider than a span get a row each."""
     for batch in batches:
         if not batch:
             continue
@@ -158,7 +161,22 @@ def pack(batches: Iterable[AttemptBatch]) -> Iterator[Row]:
         if hi - lo < SPAN:
             yield _row(batch, lo, hi)
             continue
-        for record in batch.attempts():
+        seqs, count = batch.seqs, len(batch.seqs)
+        step = (batch.ended - batch.started) / count if count else 0.0
+        each = batch.busy / count if count else 0.0
+        start = 0
+        while start < count:  # the run is in journal order: cut it where a span ends
+            end = bisect_right(seqs, seqs[start] + SPAN - 1, start)
+            part = AttemptBatch(
+                batch.sink,
+                batch.started + step * start,
+                batch.started + step * end,
+                each * (end - start),
+                seqs[start:end],
+            )
+            yield _row(part, seqs[start], seqs[end - 1])
+            start = end
+        for record in batch.records:
             single = AttemptBatch(batch.sink, 0.0, 0.0, 0.0, array("q"), (record,))
             yield _row(single, record.seq, record.seq)
 
