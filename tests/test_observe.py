@@ -309,3 +309,17 @@ def test_a_run_wider_than_a_span_is_stored_in_spans_with_its_times() -> None:
         assert got.started == pytest.approx(want.started)
         assert got.duration == pytest.approx(want.duration)
     assert next(a for a in back if a.seq == 3000 and a.attempt == 2).error == "boom"
+
+
+def test_a_run_of_every_position_is_stored_as_two_numbers() -> None:
+    from array import array
+
+    from knot.engine.attempts import pack, unpack
+
+    batch = AttemptBatch("s", 10.0, 11.0, 0.5, array("q", range(100, 600)))
+    [row] = list(pack([batch]))
+    assert len(row[6]) == 17  # the marker, the first position and the count
+    back = unpack(row, range(0, 1000))
+    assert [a.seq for a in back] == list(range(100, 600))
+    assert back[250].started == pytest.approx(10.5)
+    assert back[250].duration == pytest.approx(0.001)

@@ -147,6 +147,7 @@ class AttemptBatch(NamedTuple):
 
 
 Row = tuple[str, int, int, float, float, float, bytes, str]
+CONSECUTIVE = b"+"  # a run's positions stored as (first, count); plain ones are 8 bytes each
 
 
 def pack(batches: Iterable[AttemptBatch]) -> Iterator[Row]:
@@ -187,23 +188,24 @@ def _row(batch: AttemptBatch, lo: int, hi: int) -> Row:
         if batch.records
         else ""
     )
-    return (
-        batch.sink,
-        lo,
-        hi,
-        batch.started,
-        batch.ended,
-        batch.busy,
-        batch.seqs.tobytes(),
-        records,
-    )
+    seqs = batch.seqs
+    if len(seqs) > 1 and seqs[-1] - seqs[0] == len(seqs) - 1:
+        # Every position in between, as a sink that takes every event has: two numbers.
+        run = CONSECUTIVE + array("q", (seqs[0], len(seqs))).tobytes()
+    else:
+        run = seqs.tobytes()
+    return (batch.sink, lo, hi, batch.started, batch.ended, batch.busy, run, records)
 
 
 def unpack(row: Row, wanted: Collection[int]) -> list[Attempt]:
     """The attempts of one stored row at the positions `wanted`."""
     sink, _lo, _hi, started, ended, busy, seqs, records = row
     run: array[int] = array("q")
-    run.frombytes(seqs)
+    if seqs.startswith(CONSECUTIVE):
+        first, count = array("q", seqs[len(CONSECUTIVE) :])
+        run.extend(range(first, first + count))
+    else:
+        run.frombytes(seqs)
     kept = tuple(_record(sink, raw) for raw in json.loads(records)) if records else ()
     batch = AttemptBatch(sink, started, ended, busy, run, kept)
     return [a for a in batch.attempts() if a.seq in wanted]

@@ -103,6 +103,8 @@ class SinkWorker:
         stats = self.stats
         recorder = self.recorder
         run = recorder.run  # emptied in place when flushed
+        ran = run.append  # (bound once: this is the hot path of every quick delivery)
+        run_max = RUN_MAX
         while True:
             recorder.resume()
             while queue:
@@ -133,10 +135,10 @@ class SinkWorker:
                         recorder.restart(time())
                     else:
                         if result is None:  # delivered, nothing to say: one more in the run
-                            run.append(event.seq)
+                            ran(event.seq)
                             stats.delivered += 1
                             stats.last_delivered_seq = event.seq
-                            if len(run) >= RUN_MAX:
+                            if len(run) >= run_max:
                                 recorder.flush()
                             if engine.trackers or hooks.outcome_listeners:
                                 status = DeliveryStatus.DELIVERED
