@@ -323,3 +323,25 @@ def test_a_run_of_every_position_is_stored_as_two_numbers() -> None:
     assert [a.seq for a in back] == list(range(100, 600))
     assert back[250].started == pytest.approx(10.5)
     assert back[250].duration == pytest.approx(0.001)
+
+
+async def test_a_slow_attempt_across_housekeeping_rounds_keeps_its_duration(
+    project: Path,
+) -> None:
+    class Slow(Sink):
+        type = "recording"
+
+        async def deliver(self, event: Event) -> DeliveryResult | None:
+            await asyncio.sleep(1.2)  # two housekeeping rounds flush the attempts meanwhile
+            return DeliveryResult(status=200)
+
+    async with Runtime(project, config=_config()) as rt:
+        await rt.add_sink(
+            Slow(SinkSpec("slow", "recording", parse_patterns("*"), origin=SinkOrigin.BUILTIN))
+        )
+        event_id = await rt.emit("t", {})
+        await rt.wait_idle()
+        [slow] = (await rt.deliveries(event_id)).to_dict()["deliveries"]
+    [attempt] = slow["attempts"]
+    assert attempt["status"] == 200
+    assert attempt["duration_ms"] >= 1100

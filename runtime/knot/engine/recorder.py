@@ -93,7 +93,11 @@ class AttemptRecorder:
             self.journal.attempts(batch)
             if self.hooks.attempt_listeners:
                 self.hooks.attempted(batch)
-        self.restart(now)
+        if one_more or self.idle or run:
+            self.restart(now)
+        # else: asked from outside (the housekeeper, a reader) while an attempt may be in
+        # flight: it started at `resumed`, which must stay (it was reset here, and a slow
+        # webhook's attempt across a housekeeping round was recorded as taking microseconds).
         return started, now
 
     def restart(self, now: float) -> None:
