@@ -107,10 +107,11 @@ class SinkWorker:
         run_max = RUN_MAX
         while True:
             recorder.resume()
+            tracer = hooks.tracer  # read once per wake-up: tracing turned on applies from the next
             while queue:
                 limit = self.sink.max_batch
                 # A span per attempt needs one attempt at a time: tracing turns batching off.
-                if limit > 1 and len(queue) > 1 and hooks.tracer is None:
+                if limit > 1 and len(queue) > 1 and tracer is None:
                     batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
                     self.inflight = batch
                     await self._deliver_batch(batch)
@@ -119,7 +120,6 @@ class SinkWorker:
                     event = queue.popleft()
                     self.inflight = (event,)
                     # The first attempt inline: this is the path almost every event takes.
-                    tracer = hooks.tracer
                     try:
                         if tracer is None:
                             result = await self.sink.deliver(event)
