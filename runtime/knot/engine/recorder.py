@@ -3,9 +3,10 @@
 The delivery worker calls this around its attempts. The common attempt, a first try that
 succeeded at once and said nothing, costs one `run.append(seq)` on the worker's hot path; the
 recorder keeps the time the run spent delivering (not the time it waited for events) and
-hands the run to the journal, with the records of every other attempt, when there are 1,024,
-when the worker goes idle with records pending, or when asked (every housekeeping round, and
-before a read).
+hands the run to the journal, with the records of every other attempt, when a record comes
+(the run ends there), when 1,024 records wait, when the worker goes idle with records
+pending, or when asked (every housekeeping round, so at most 0.5 s of runs wait; and before a
+read).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .journal import Journal
 
 __all__ = ["RUN_MAX", "AttemptRecorder", "spread"]
 
-RUN_MAX = 1024  # attempts a worker keeps before handing them to the journal
+RUN_MAX = 1024  # records a worker keeps before handing them to the journal
 
 
 class AttemptRecorder:
