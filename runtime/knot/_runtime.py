@@ -352,7 +352,7 @@ class Runtime(Reads):
             system=system,
         )
         if root or trace:  # (rare: events sinks raise, requests that carried a traceparent)
-            event = event._replace(root=root, trace=trace)
+            event = event.caused(root, trace)
         tracer = self.hooks.tracer
         if tracer is None:
             return event

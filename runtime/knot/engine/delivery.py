@@ -110,6 +110,7 @@ class SinkWorker:
         while True:
             recorder.resume()
             tracer = hooks.tracer  # read once per wake-up: tracing turned on applies from the next
+            name = self.name
             while queue:
                 limit = self.sink.max_batch
                 # A span per attempt needs one attempt at a time: tracing turns batching off.
@@ -123,10 +124,11 @@ class SinkWorker:
                     self.inflight = (event,)
                     # The first attempt inline: this is the path almost every event takes.
                     try:
-                        if tracer is None:
+                        span = None if tracer is None else engine.span(tracer, name, event, 1)
+                        if span is None:
                             result = await self.sink.deliver(event)
                         else:
-                            with engine.span(tracer, self.name, event, 1):
+                            with span:
                                 result = await self.sink.deliver(event)
                     except asyncio.CancelledError:
                         raise
@@ -285,10 +287,13 @@ class SinkWorker:
                 tracer = engine.hooks.tracer
                 started = time()
                 try:
-                    if tracer is None:
+                    span = (
+                        None if tracer is None else engine.span(tracer, self.name, event, attempt)
+                    )
+                    if span is None:
                         result = await self.sink.deliver(event)
                     else:
-                        with engine.span(tracer, self.name, event, attempt):
+                        with span:
                             result = await self.sink.deliver(event)
                 except asyncio.CancelledError:
                     raise
@@ -350,9 +355,15 @@ class DeliveryEngine:
 
     def span(
         self, tracer: Tracer, sink: str, event: Event, attempt: int
-    ) -> AbstractContextManager[None]:
-        """The tracer's span around one attempt; a tracer that fails is reported, not fatal."""
-        return self.hooks.span(lambda: tracer.attempt(sink, event, attempt))
+    ) -> AbstractContextManager[None] | None:
+        """The tracer's span around one attempt (None: nothing to trace); a tracer that fails
+        is reported, never fatal to the delivery."""
+        try:
+            span = tracer.attempt(sink, event, attempt)
+        except Exception:
+            self.hooks.report(tracer, "the tracer")
+            return None
+        return None if span is None else self.hooks.guard(span)
 
     def backoff(self, attempt: int) -> float:
         steps = self.settings.backoff

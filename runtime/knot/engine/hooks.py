@@ -79,12 +79,13 @@ class Tracer(Protocol):
         """End the ingest spans of events a commit made durable (or found duplicate)."""
         ...
 
-    def attempt(self, sink: str, event: Event, attempt: int) -> AbstractContextManager[None]:
-        """A span around one delivery attempt (the current one while it runs)."""
+    def attempt(self, sink: str, event: Event, attempt: int) -> AbstractContextManager[None] | None:
+        """A span around one delivery attempt (the current one while it runs); None when
+        there is nothing to trace (a parent sampled out)."""
         ...
 
-    def call(self, method: str) -> AbstractContextManager[None]:
-        """A span around one method call."""
+    def call(self, method: str) -> AbstractContextManager[None] | None:
+        """A span around one method call; None when there is nothing to trace."""
         ...
 
     def child_trace(self, parent: Event) -> str:
@@ -195,12 +196,10 @@ class Hooks:
             except Exception:
                 self._report(listener, "an on_request listener")
 
-    def span(
-        self, make: Callable[[], AbstractContextManager[None]]
-    ) -> AbstractContextManager[None]:
-        """The tracer's span from `make()`, guarded: a tracer that fails to make, open or close
-        one is reported once and the work inside goes on without it."""
-        return _GuardedSpan(self, make)
+    def guard(self, span: AbstractContextManager[None]) -> AbstractContextManager[None]:
+        """The tracer's `span`, guarded: a tracer that fails to open or close it is reported
+        once and the work inside goes on without it."""
+        return _GuardedSpan(self, span)
 
     def report(self, what: object, name: str) -> None:
         """Log a failure of `what` (the tracer, say) once; the caller goes on without it."""
@@ -220,16 +219,16 @@ class Hooks:
 class _GuardedSpan:
     """A span whose every failure is the tracer's problem, never the traced work's."""
 
-    __slots__ = ("_hooks", "_inner", "_make")
+    __slots__ = ("_hooks", "_inner", "_span")
 
-    def __init__(self, hooks: Hooks, make: Callable[[], AbstractContextManager[None]]) -> None:
+    def __init__(self, hooks: Hooks, span: AbstractContextManager[None]) -> None:
         self._hooks = hooks
-        self._make = make
+        self._span = span
         self._inner: AbstractContextManager[None] | None = None
 
     def __enter__(self) -> None:
         try:
-            inner = self._make()
+            inner = self._span
             inner.__enter__()
         except Exception:
             self._hooks.report(self._hooks.tracer, "the tracer")

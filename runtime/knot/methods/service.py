@@ -44,6 +44,7 @@ from .workers import MethodLoad, MethodScript, MethodWorkers
 __all__ = ["CallResult", "MethodInfo", "MethodLoad", "Methods"]
 
 log = logging.getLogger("knot.methods")
+_NOTHING = contextlib.nullcontext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,9 +321,9 @@ class Methods:
             )
         remaining = max(timeout - (time.monotonic() - started), 0.001)
         hooks = self.runtime.hooks
-        span = contextlib.nullcontext() if hooks.tracer is None else self._span(info)
+        span = None if hooks.tracer is None else self._span(info)
         started = time.time()
-        with span:
+        with span or _NOTHING:
             try:
                 done = await self._call(
                     info, script, worker, params, event, owner, actor, remaining, timeout
@@ -333,11 +334,16 @@ class Methods:
         self._called(info.full_name, "ok", time.time() - started)
         return done
 
-    def _span(self, info: MethodInfo) -> contextlib.AbstractContextManager[None]:
+    def _span(self, info: MethodInfo) -> contextlib.AbstractContextManager[None] | None:
         """The tracer's span around a call; a tracer that fails is reported, not fatal."""
-        tracer = self.runtime.hooks.tracer
-        assert tracer is not None
-        return self.runtime.hooks.span(lambda: tracer.call(info.full_name))
+        hooks = self.runtime.hooks
+        try:
+            assert hooks.tracer is not None
+            span = hooks.tracer.call(info.full_name)
+        except Exception:
+            hooks.report(hooks.tracer, "the tracer")
+            return None
+        return None if span is None else hooks.guard(span)
 
     async def _call(
         self,
