@@ -192,6 +192,9 @@ def test_a_store_that_fills_up_while_running_loses_no_acknowledged_event(
         for _ in range(30):
             assert post().status_code == 202
         wait_until(lambda: len(jsonl_deliveries(log)) == 30)
+        # Reading an event's deliveries commits the attempts recorded so far: from here on
+        # the only writes are the events posted below.
+        assert client.get(f"/api/events/{acked[-1]}/deliveries").status_code == 200
 
         set_room(server.proc.pid, 0)  # the disk is full
         for _ in range(20):
