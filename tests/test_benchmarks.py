@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from benchmarks import bench_engine, bench_notebook
+from benchmarks import bench_engine, bench_notebook, bench_observe
 from benchmarks.__main__ import finish
 from benchmarks.common import Result
 
@@ -19,6 +19,13 @@ async def test_engine_measurements_run_and_check_their_own_counts(tmp_path: Path
     delays = await bench_engine._latency(tmp_path / "lat", 500, 0.2)
     assert len(delays) == 100
     assert all(d >= 0 for d in delays)
+
+
+async def test_observe_measurements_run_in_every_setup(tmp_path: Path) -> None:
+    for index, setup in enumerate(bench_observe.SETUPS.values()):
+        wall, cpu = await bench_observe._pipeline(tmp_path / str(index), 500, 2, setup)
+        assert wall > 0
+        assert cpu > 0
 
 
 def test_result_targets() -> None:

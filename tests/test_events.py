@@ -11,11 +11,11 @@ from knot._events import (
     SYSTEM_EVENT_TYPES,
     as_custom_type,
     check_type,
-    decode_json,
     encode_payload,
     new_event_id,
     now_rfc3339,
 )
+from knot._jsontext import decode_json
 
 pytestmark = pytest.mark.anyio
 

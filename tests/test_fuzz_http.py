@@ -109,6 +109,9 @@ def check_answer(target: FuzzTarget, response: httpx.Response, body: bytes) -> N
     elif 300 <= status < 400:
         # starlette's trailing-slash redirect (/api/spaces/ -> /api/spaces): stays on this host
         assert response.headers["location"].startswith(str(target.client.base_url)), where
+    elif response.request.url.path == "/metrics":  # Prometheus' text format
+        assert response.headers["content-type"].startswith("text/plain; version=0.0.4"), where
+        assert b"# TYPE knot_events_journaled_total counter" in body, where
     elif status != 204 and not response.headers.get("content-type", "").startswith(
         "text/event-stream"
     ):

@@ -149,7 +149,7 @@ def test_completion_before_the_runtime_starts_starts_none(
 ) -> None:
     assert complete(ip, "%knot ") == [
         "audit", "call", "connect", "event", "events", "method", "project", "run", "sink",
-        "sinks", "space", "status", "tail", "wait",
+        "sinks", "space", "status", "tail", "trace", "wait",
     ]  # fmt: skip
     assert complete(ip, "%knot ev") == ["event", "events"]
     assert complete(ip, "%knot space ") == ["create", "delete", "list", "logs", "start", "stop"]

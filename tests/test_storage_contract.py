@@ -23,6 +23,7 @@ from knot import AuditKind, Config, DeliveryStatus, Event, Runtime, SinkOrigin, 
 from knot._config import DeliverySettings, StoreSettings
 from knot._exceptions import KvError
 from knot._patterns import parse_patterns
+from knot.engine.schema import SCHEMA_VERSION
 from knot.engine.storage import MAX_KV_INTEGER, ExpiringKv, Storage
 from knot.engine.store import Store
 from knot.scriptlib.scratch import ScratchKv
@@ -426,10 +427,91 @@ def test_a_schema_1_store_is_migrated_and_its_records_never_expire(tmp_path: Pat
     finally:
         store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()
     reopened = Store(path)  # a second open changes nothing
     try:
         assert reopened.kv_all("users") == {"ada": {"admin": True}}
     finally:
         reopened.close()
+
+
+class Raiser(Sink):
+    """Raises one `custom.child` for each event that is not a child itself."""
+
+    type = "recording"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(spec(name))
+
+    async def deliver(self, event: Event) -> DeliveryResult | None:
+        assert self.host is not None
+        if event.depth < 2:
+            await self.host.emit_child(event, "child", {"depth": event.depth + 1})
+        return None
+
+
+async def test_every_attempt_is_kept_per_event_across_a_restart(backend: Backend) -> None:
+    flaky = RecordingSink(
+        SinkSpec("flaky", "recording", parse_patterns("*"), options={"fail_attempts": 1})
+    )
+    async with backend.runtime() as rt:
+        await rt.add_sink(flaky)
+        await rt.add_sink(recording("steady"))
+        ids = [await rt.emit("tick", {"n": n}) for n in range(30)]
+        await rt.wait_idle()
+        rt.delivery.flush_attempts()
+        await rt.flush()
+    async with backend.runtime() as rt:
+        storage: Storage = rt.store
+        events = [await rt.get_event(i) for i in ids]
+        seqs = [e.seq for e in events if e is not None]
+        attempts = storage.attempts(seqs)
+        one = storage.attempts(seqs[7:8])
+    assert len(seqs) == 30
+    for seq in seqs:
+        mine = [(a.sink, a.attempt, a.outcome) for a in attempts if a.seq == seq]
+        assert sorted(mine) == [
+            ("flaky", 1, "failed"),
+            ("flaky", 2, "delivered"),
+            ("steady", 1, "delivered"),
+        ]
+    assert {a.seq for a in one} == {seqs[7]}
+    failed = next(a for a in one if a.outcome == "failed")
+    assert failed.error
+    assert all(a.started > 0 and a.duration >= 0 for a in attempts)
+
+
+async def test_a_chain_is_found_from_its_root(backend: Backend) -> None:
+    async with backend.runtime() as rt:
+        await rt.add_sink(Raiser("raiser"))
+        roots = [await rt.emit("tick", {}) for _ in range(3)]
+        await rt.wait_idle()
+        await rt.flush()
+        storage: Storage = rt.store
+        chain = storage.chain(roots[1])
+        alone = storage.chain(chain[-1].id)  # an event that is no root has no chain of its own
+    assert [(e.depth, e.root_id) for e in chain] == [(1, roots[1]), (2, roots[1])]
+    assert chain[1].parent == chain[0].id
+    assert alone == []
+
+
+async def test_retention_forgets_attempts_and_chains_with_their_events(backend: Backend) -> None:
+    async with backend.runtime() as rt:
+        await rt.add_sink(Raiser("raiser"))
+        roots = [await rt.emit("tick", {}) for _ in range(10)]
+        await rt.wait_idle()
+        rt.delivery.flush_attempts()
+        await rt.flush()
+        storage: Storage = rt.store
+        everything = [e.seq for e in await rt.events(limit=100)]
+        before = len(storage.attempts(everything))
+        pruned = await rt.journal.call(
+            lambda s: s.prune(keep_events=0, keep_audit=100, active_sinks=["raiser"])
+        )
+        after = storage.attempts(everything)
+        chain = storage.chain(roots[0])
+    assert pruned == 30
+    assert before == 30
+    assert after == []
+    assert chain == []

@@ -126,14 +126,22 @@ def test_a_damaged_store_is_one_line_at_start_up(
         wait_until(lambda: client.get("/api/sinks").json()["sinks"][0]["delivered"] >= 20)
     assert server.terminate() == 0
     store = tmp_path / ".knot" / "knot.db"
-    # 16 KiB of junk from the page of the delivery cursors on (in the middle of this small
-    # file): opening and migrating the store still work, reading the cursors does not.
+    # Junk over the pages of the delivery cursors and of the records (`kv`, where users live),
+    # in the middle of this small file: opening and migrating the store still work, reading
+    # the cursors (knot serve) or the users (knot user) does not.
     with contextlib.closing(sqlite3.connect(store)) as conn:
-        (page,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'cursors'")
+        pages = [
+            page
+            for (page,) in conn.execute(
+                "SELECT rootpage FROM sqlite_master WHERE name IN ('cursors', 'kv')"
+            )
+        ]
         (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    assert len(pages) == 2
     with store.open("r+b") as file:
-        file.seek((page[0] - 1) * page_size)
-        file.write(b"\xa5" * 16384)
+        for page in pages:
+            file.seek((page - 1) * page_size)
+            file.write(b"\xa5" * page_size)
     damaged = (
         f"knot: The store {store} is damaged or not a SQLite database (database disk image is "
         "malformed); restore it from a backup, or move it aside to start with an empty store."
@@ -184,6 +192,9 @@ def test_a_store_that_fills_up_while_running_loses_no_acknowledged_event(
         for _ in range(30):
             assert post().status_code == 202
         wait_until(lambda: len(jsonl_deliveries(log)) == 30)
+        # Reading an event's deliveries commits the attempts recorded so far: from here on
+        # the only writes are the events posted below.
+        assert client.get(f"/api/events/{acked[-1]}/deliveries").status_code == 200
 
         set_room(server.proc.pid, 0)  # the disk is full
         for _ in range(20):

@@ -36,6 +36,8 @@ SHARED = [
     "remove_sink",
     "call_method",
     "wait_idle",
+    "deliveries",
+    "trace",
 ]
 BLOCKING_ONLY = ["call", "close"]
 

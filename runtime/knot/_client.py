@@ -172,6 +172,17 @@ class Client:
             params["after"] = after
         return list(self.request("GET", "/api/events", params=params)["events"])
 
+    def event(self, event_id: str) -> JSONObject:
+        return dict(self.request("GET", f"/api/events/{_segment(event_id)}"))
+
+    def deliveries(self, event_id: str) -> JSONObject:
+        """`{"event", "deliveries": [{"sink", "status", "attempts": [...]}]}` of one event."""
+        return dict(self.request("GET", f"/api/events/{_segment(event_id)}/deliveries"))
+
+    def trace(self, event_id: str) -> JSONObject:
+        """The tree of the chain `event_id` belongs to (`GET /api/events/{id}/trace`)."""
+        return dict(self.request("GET", f"/api/events/{_segment(event_id)}/trace"))
+
     def audit_entries(self, *, limit: int = 50, sink: str | None = None) -> list[JSONObject]:
         """The newest `limit` audit entries, of `sink` or of every sink the caller may see."""
         params: dict[str, Any] = {"n": limit}

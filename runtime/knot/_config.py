@@ -26,6 +26,7 @@ __all__ = [
     "ConfigResult",
     "DeliverySettings",
     "MethodSettings",
+    "MetricsSettings",
     "ScriptAccess",
     "ScriptSettings",
     "ServerSettings",
@@ -130,6 +131,16 @@ class SpaceSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """`GET /metrics`: on by default; once users exist it takes a user's token, or this
+    scrape token (only for /metrics) when one is set."""
+
+    enabled: bool = True
+    token: str = ""  # a scrape token, in the clear...
+    token_sha256: str = ""  # ...or its SHA-256 hex, so knot.toml need not hold the token
+
+
+@dataclass(frozen=True)
 class Config:
     zone: str = "local"
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -138,6 +149,7 @@ class Config:
     scripts: ScriptSettings = field(default_factory=ScriptSettings)
     spaces: SpaceSettings = field(default_factory=SpaceSettings)
     methods: MethodSettings = field(default_factory=MethodSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     sinks: tuple[SinkSpec, ...] = ()
     users: tuple[User, ...] = ()  # [users.NAME]; more can be added to the store at run time
     secrets: SecretSettings = field(default_factory=SecretSettings)  # [secrets], for scripts
@@ -190,6 +202,7 @@ RESTART_SETTINGS = frozenset(
         "store.path",
         "store.synchronous",
         "scripts.dir",
+        "metrics.enabled",
     }
 )
 """Settings a running runtime cannot change (sockets, the open store, the watched folder)."""
@@ -269,6 +282,22 @@ def _backoff(v: Any) -> str | None:
     return "must be a number of seconds or a non-empty list of them"
 
 
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _scrape_token(v: Any) -> str | None:
+    if isinstance(v, str) and len(v) >= 16:
+        return None
+    return "must be a string of at least 16 characters (a scrape token is a password)"
+
+
+def _sha256(v: Any) -> str | None:
+    if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v.lower()):
+        return None
+    return "must be the 64 hex digits of a SHA-256"
+
+
 def _sync_mode(v: Any) -> str | None:
     return None if v in ("normal", "full") else 'must be "normal" or "full"'
 
@@ -331,6 +360,10 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
             **_RUN_LIMIT_CHECKS,
             "restart_backoff": _backoff,
         },
+    ),
+    "metrics": (
+        MetricsSettings,
+        {"enabled": _bool, "token": _scrape_token, "token_sha256": _sha256},
     ),
 }
 _TOP_LEVEL = {"zone", "sinks", "users", "secrets", *_SECTIONS}

@@ -17,6 +17,7 @@ __all__ = [
     "api_url_from_env",
     "child_environment",
     "find_api",
+    "otel_exporters_from_env",
 ]
 
 DEFAULT_PORT = 12201
@@ -92,3 +93,19 @@ def api_token_from_env() -> str | None:
 def child_environment(extra: dict[str, str]) -> dict[str, str]:
     """This process's environment plus `extra`, for a process the runtime starts (a space)."""
     return {**os.environ, **extra}
+
+
+def otel_exporters_from_env() -> tuple[str, ...] | None:
+    """The trace exporters OTEL_TRACES_EXPORTER names (default `otlp`) when the environment
+    asks for tracing: that variable or an OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set and OTEL_SDK_DISABLED is not true. None: off."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    names = os.environ.get("OTEL_TRACES_EXPORTER", "").strip()
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""
+    )
+    if not names and not endpoint.strip():
+        return None
+    found = tuple(n.strip().lower() for n in (names or "otlp").split(",") if n.strip())
+    return found or ("otlp",)

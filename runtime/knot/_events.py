@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import json.encoder
-import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +17,7 @@ import uuid_utils
 
 from ._exceptions import EventError
 from ._json import MAX_JSON_DEPTH, JSONObject
+from ._jsontext import is_text, json_kind, nests_too_deeply
 
 __all__ = [
     "CUSTOM_PREFIX",
@@ -27,19 +27,12 @@ __all__ = [
     "ActorKind",
     "Event",
     "EventOptions",
-    "NotJSON",
     "Space",
-    "TooDeep",
     "as_custom_type",
     "build_event",
     "check_type",
     "child_event_id",
-    "decode_json",
     "encode_payload",
-    "is_text",
-    "json_kind",
-    "loads_json",
-    "nests_too_deeply",
     "new_event_id",
     "now_rfc3339",
 ]
@@ -106,8 +99,11 @@ class Event(NamedTuple):
 
     `seq` is the position in this runtime's journal, `depth` the number of sink hops that led
     to it (emit chains deeper than `delivery.max_depth` are dropped), `rids` limits delivery to
-    the named sinks (Sky's `_rids`), `eid` is a Sky caller's own id. A NamedTuple rather than a
-    frozen dataclass: events are built on the hot path, and it is three times cheaper to make.
+    the named sinks (Sky's `_rids`), `eid` is a Sky caller's own id. Causation is set by the
+    runtime only: `parent` is the event whose sink raised this one ("" for none) and `root` the
+    first event of its chain ("" means this event is its own root, see `root_id`). `trace` is
+    the W3C `traceparent` the event continues ("" when it carries none). A NamedTuple rather than
+    a frozen dataclass: events are built on the hot path, and it is three times cheaper to make.
     """
 
     id: str
@@ -124,10 +120,22 @@ class Event(NamedTuple):
     rids: tuple[str, ...] | None = None
     parent: str = ""
     data_json: str = ""  # `data` as journaled JSON, kept to encode it only once
+    root: str = ""
+    trace: str = ""
 
     @property
     def is_system(self) -> bool:
         return self.type in SYSTEM_EVENT_TYPES
+
+    def caused(self, root: str, trace: str) -> Event:
+        """This event with its root and trace context (`_replace` is several times slower,
+        and this is on the ingest path when tracing is on)."""
+        return tuple.__new__(Event, (*self[:_ROOT_FIELD], root, trace))
+
+    @property
+    def root_id(self) -> str:
+        """The first event of this event's chain: its own id when no sink raised it."""
+        return self.root or self.id
 
     def to_dict(self) -> JSONObject:
         """The event as the API, the stream and the notebook show it."""
@@ -142,11 +150,11 @@ class Event(NamedTuple):
             "space": self.space.to_dict() if self.space else {},
             "data": self.data,
             "depth": self.depth,
+            "parent": self.parent or None,
+            "root": self.root or self.id,
         }
         if self.eid:
             out["eid"] = self.eid
-        if self.parent:
-            out["parent"] = self.parent
         if self.rids is not None:
             out["rids"] = list(self.rids)
         return out
@@ -159,6 +167,8 @@ class Event(NamedTuple):
                 cached = json.dumps({"actor": self.actor.to_dict()}, separators=(",", ":"))
                 if len(_ACTOR_META) < 1024:
                     _ACTOR_META[self.actor] = cached
+            if self.trace:  # validated hex and dashes: nothing to escape
+                return f'{cached[:-1]},"trace":"{self.trace}"}}'
             return cached
         meta: JSONObject = {"actor": self.actor.to_dict()}
         if self.space:
@@ -169,6 +179,9 @@ class Event(NamedTuple):
             meta["rids"] = list(self.rids)
         if self.parent:
             meta["parent"] = self.parent
+            meta["root"] = self.root or self.parent
+        if self.trace:
+            meta["trace"] = self.trace
         return json.dumps(meta, separators=(",", ":"))
 
     @classmethod
@@ -184,6 +197,7 @@ class Event(NamedTuple):
         data_json: str,
         meta_json: str,
     ) -> Event:
+        """An event from a journal row: the indexed columns, the data and the rest (meta)."""
         meta = json.loads(meta_json)
         space = meta.get("space")
         rids = meta.get("rids")
@@ -202,10 +216,16 @@ class Event(NamedTuple):
             rids=tuple(rids) if rids is not None else None,
             parent=meta.get("parent", ""),
             data_json=data_json,
+            # Rows journaled before events had a root name the parent as the best guess at it
+            # (those stores only ever knew the parent).
+            root=meta.get("root", "") or meta.get("parent", ""),
+            trace=meta.get("trace", ""),
         )
 
 
 _ACTOR_META: dict[Actor, str] = {}
+_ROOT_FIELD = Event._fields.index("root")  # `root` and `trace` are the last two fields
+assert Event._fields[_ROOT_FIELD:] == ("root", "trace")
 # json.dumps builds a C encoder on every call; events are encoded on the hot path, so build
 # it once (the same object json.JSONEncoder.iterencode makes, with our settings).
 _make = getattr(json.encoder, "c_make_encoder", None)  # None without the C accelerator
@@ -358,33 +378,6 @@ def encode_payload(
     return payload, encoded
 
 
-def is_text(text: str) -> bool:
-    """Whether `text` is valid Unicode (no lone surrogate, which JSON can escape but nothing
-    downstream can store, send or print)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def nests_too_deeply(value: Any, text: str, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether `value` (decoded from, or encoded as, the JSON `text`) nests deeper than `limit`.
-
-    Counting brackets in the text (in C) settles nearly every document at once: one with no
-    more brackets than the limit cannot nest deeper. Only the rest are walked."""
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return False
-
-
 class EventOptions(TypedDict, total=False):
     """What a caller may say about an event it raises, besides its type and payload."""
 
@@ -453,87 +446,3 @@ def check_event_id(value: object) -> str:
     if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
         raise EventError(f"The event id {value!r} is not a UUID string.")
     return value.lower()
-
-
-def json_kind(value: Any) -> str:
-    """How a sentence names a JSON value's kind: 'an array', 'a string', 'null'..."""
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a {type(value).__name__}"
-
-
-class NotJSON(ValueError):
-    """NaN, Infinity or -Infinity in a document (json.loads takes them; JSON does not)."""
-
-
-class TooDeep(NotJSON):
-    """A document nested deeper than MAX_JSON_DEPTH levels."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            f"it nests deeper than {MAX_JSON_DEPTH} levels of objects and arrays, the limit "
-            "for JSON in knot"
-        )
-
-
-def _not_json(constant: str) -> Any:
-    raise NotJSON(f"{constant} is not a JSON value")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999: a JSON number, but Python reads it as Infinity
-        raise NotJSON(f"{text} is too large for a JSON number")
-    return value
-
-
-def loads_json(text: str | bytes, *, finite: bool = False) -> Any:
-    """json.loads, minus Python's extensions: NaN, Infinity and -Infinity are not JSON, and a
-    value holding one could not be sent on (encoders refuse them) nor stored as JSON.
-    `finite` also refuses numbers too large for a float (1e999), for JSON a user typed.
-    Nesting is limited to MAX_JSON_DEPTH levels (TooDeep): sandbox workers must be able to
-    decode whatever comes in. Raises json.JSONDecodeError or NotJSON (both ValueErrors)."""
-    try:
-        if finite:
-            value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
-        else:
-            value = json.loads(text, parse_constant=_not_json)
-    except RecursionError:
-        raise TooDeep() from None
-    source = text if isinstance(text, str) else text.decode("utf-8", "replace")
-    if isinstance(value, dict | list) and nests_too_deeply(value, source):
-        raise TooDeep()
-    if not source.isascii() and not is_text(source):  # a str with raw surrogates (argv)
-        raise NotJSON("it is not valid Unicode text")
-    if _SURROGATE_ESCAPE.search(source) and not is_text(json.dumps(value, ensure_ascii=False)):
-        raise NotJSON("it holds a lone surrogate (a \\ud800-\\udfff escape without its pair)")
-    return value
-
-
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def decode_json(body: bytes, *, what: str = "The request body") -> Any:
-    """Decode UTF-8 JSON (never another encoding json.loads would guess), or EventError why not."""
-    try:
-        return loads_json(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise EventError(f"{what} is not UTF-8 text.") from None
-    except TooDeep as exc:
-        raise EventError(f"{what} is refused: {exc}.") from None
-    except NotJSON as exc:
-        raise EventError(f"{what} is not valid JSON: {exc}.") from None
-    except json.JSONDecodeError as exc:
-        raise EventError(
-            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from None

@@ -139,18 +139,40 @@ class Conflict(KnotError):
 
 
 class DeliveryFailed(KnotError):
-    """One attempt to hand an event to a sink failed; the engine may retry it."""
+    """One attempt to hand an event to a sink failed; the engine may retry it.
 
-    def __init__(self, reason: str, *, sink: str = "", event: str = "") -> None:
+    `status` is the receiver's HTTP status when a webhook got an answer (else 0), `output` what
+    the attempt printed (a script's lines): both go into the attempt's record.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        sink: str = "",
+        event: str = "",
+        status: int = 0,
+        output: Sequence[str] = (),
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.sink = sink
         self.event = event
+        self.status = status
+        self.output = tuple(output)
 
 
 class ScriptFailed(DeliveryFailed):
-    def __init__(self, reason: str, *, script: str = "", sink: str = "", event: str = "") -> None:
-        super().__init__(reason, sink=sink, event=event)
+    def __init__(
+        self,
+        reason: str,
+        *,
+        script: str = "",
+        sink: str = "",
+        event: str = "",
+        output: Sequence[str] = (),
+    ) -> None:
+        super().__init__(reason, sink=sink, event=event, output=output)
         self.script = script
 
 
@@ -158,16 +180,24 @@ class MethodFailed(KnotError):
     """A method call ended in a JSON-RPC error: the method raised, timed out, or its worker died.
 
     `code` is the JSON-RPC error code (-32602 invalid params, -32603 internal: timeout or a dead
-    worker, -32000 the method raised, or the code a method chose), `data` its structured detail.
+    worker, -32000 the method raised, or the code a method chose), `data` its structured detail,
+    `output` what the call printed before it failed.
     """
 
     def __init__(
-        self, message: str, *, method: str = "", code: int = SERVER_ERROR, data: object = None
+        self,
+        message: str,
+        *,
+        method: str = "",
+        code: int = SERVER_ERROR,
+        data: object = None,
+        output: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.method = method
         self.code = code
         self.data = data
+        self.output = tuple(output)
 
 
 class StoreError(KnotError):

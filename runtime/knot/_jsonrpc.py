@@ -6,7 +6,7 @@ dispatcher), the sandbox workers (`sandbox/worker/`) and the runtime's side of t
 
 It imports only the standard library and `knot._json`: a sandbox worker boots with a bare
 `knot` package and may import nothing of the runtime, and it needs this module too. Decoding
-with the runtime's ingress rules (`_events.loads_json`: no NaN, a depth limit) is the
+with the runtime's ingress rules (`_jsontext.loads_json`: no NaN, a depth limit) is the
 dispatcher's business, not the framing's.
 
 Two forms of each builder:

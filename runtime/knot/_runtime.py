@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -31,7 +31,7 @@ from ._events import (
 from ._exceptions import RuntimeClosed
 from ._json import JSONObject
 from ._logtext import log_output
-from ._patterns import Pattern
+from ._reads import Reads
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._user_directory import UserDirectory
 from ._users import KV_USERS
@@ -64,7 +64,7 @@ log = logging.getLogger("knot.events")
 T = TypeVar("T")
 
 
-class Runtime:
+class Runtime(Reads):
     """An embeddable knot runtime: `async with Runtime("path/to/project") as rt: ...`.
 
     `project` holds `knot.toml` and the scripts folder; every setting can be overridden
@@ -316,10 +316,19 @@ class Runtime:
     # -- events ---------------------------------------------------------------------------
 
     def make_event(
-        self, event_type: str, payload: object = None, **options: Unpack[EventOptions]
+        self,
+        event_type: str,
+        payload: object = None,
+        *,
+        root: str = "",
+        trace: str = "",
+        **options: Unpack[EventOptions],
     ) -> Event:
-        """Validate and build an event (not journaled). External events get `custom.`."""
-        return build_event(
+        """Validate and build an event (not journaled). External events get `custom.`.
+
+        `trace` is a W3C `traceparent` the event continues (from the request that raised it);
+        with tracing on, the event's ingest span is opened here and carried instead."""
+        event = build_event(
             event_type,
             payload,
             zone=self.config.zone,
@@ -327,6 +336,16 @@ class Runtime:
             max_payload_bytes=self.config.delivery.max_payload_bytes,
             **options,
         )
+        if root or trace:  # (rare: events sinks raise, requests that carried a traceparent)
+            event = event.caused(root, trace)
+        tracer = self.hooks.tracer
+        if tracer is None:
+            return event
+        try:
+            return tracer.ingest(event)
+        except Exception:
+            self.hooks.report(tracer, "the tracer")
+            return event
 
     async def emit(self, event_type: str, payload: object = None, **options: Any) -> str:
         """Raise a custom event; return its id once it is journaled (durable).
@@ -408,6 +427,7 @@ class Runtime:
         `delivery.max_depth` are dropped and audited (the id is still returned, so a script
         cannot tell and loop on it)."""
         depth = parent.depth + 1
+        tracer = self.hooks.tracer
         event = self.make_event(
             event_type,
             payload,
@@ -417,6 +437,8 @@ class Runtime:
             depth=depth,
             parent=parent.id,
             id=child_event_id(parent, sink, index) if index is not None else None,
+            root=parent.root_id,
+            trace=parent.trace if tracer is None else tracer.child_trace(parent),
         )
         if depth > self.config.delivery.max_depth:
             self.record_audit(
@@ -516,34 +538,6 @@ class Runtime:
 
     def sink(self, name: str) -> Sink:
         return self.registry.sink(name)
-
-    # -- reads ----------------------------------------------------------------------------
-
-    async def events(
-        self,
-        pattern: str | None = None,
-        *,
-        limit: int = 50,
-        owner: str | None = None,
-        after: int = 0,
-    ) -> list[Event]:
-        """The newest `limit` journaled events, oldest first (or, `after` a seq, the first
-        `limit` after it); `pattern` is one sink pattern."""
-        parsed = Pattern.parse(pattern) if pattern else None
-        return await asyncio.to_thread(
-            self.store.recent_events, pattern=parsed, limit=limit, owner=owner, after_seq=after
-        )
-
-    async def get_event(self, event_id: str) -> Event | None:
-        return await asyncio.to_thread(self.store.get_event, event_id)
-
-    async def audit_entries(
-        self, *, limit: int = 50, sink: str | None = None, sinks: Collection[str] | None = None
-    ) -> list[AuditEntry]:
-        """The newest `limit` audit entries: of `sink`, of any of `sinks`, or all of them."""
-        return await asyncio.to_thread(
-            self.store.audit_entries, limit=limit, sink=sink, sinks=sinks
-        )
 
     async def flush(self) -> None:
         """Wait until everything written so far (events, cursors, audit) is committed."""

@@ -16,6 +16,7 @@ from ._exceptions import RuntimeClosed
 from ._runtime import EmitReport, Runtime
 from ._sinkspec import SinkSpec
 from .engine.registry import SinkStatus
+from .observe.trace import Deliveries, Trace
 from .sinks import Sink
 
 __all__ = ["SyncRuntime"]
@@ -131,6 +132,14 @@ class SyncRuntime:
 
     def audit_entries(self, *, limit: int = 50, sink: str | None = None) -> list[AuditEntry]:
         return self.run(self.runtime.audit_entries(limit=limit, sink=sink))
+
+    def deliveries(self, event_id: str) -> Deliveries:
+        """Every recorded delivery attempt of an event, per sink."""
+        return self.run(self.runtime.deliveries(event_id))
+
+    def trace(self, event_id: str) -> Trace:
+        """The tree of the chain `event_id` belongs to, from its root."""
+        return self.run(self.runtime.trace(event_id))
 
     def audit(self, *, limit: int = 50) -> list[AuditEntry]:
         """Deprecated alias of `audit_entries` (on Runtime, `audit` was the write)."""

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._audit import AuditEntry
     from ._config import Config
     from ._events import Event, Space
+    from .engine.hooks import Hooks
     from .engine.registry import SinkRegistry
     from .scriptlib.service import ScriptLibraries
 
@@ -114,6 +115,11 @@ class PartHost(RuntimeView, Auditor, KeyValueArea, SystemEmitter, Protocol):
     """What a RuntimePart (the script reloader, spaces) may ask of the runtime it runs with."""
 
     @property
+    def hooks(self) -> Hooks:
+        """The observers reloads are reported to (metrics)."""
+        ...
+
+    @property
     def registry(self) -> SinkRegistry: ...
 
     @property
@@ -143,6 +149,11 @@ class MethodsHost(Auditor, Emitter, Protocol):
     @property
     def script_libraries(self) -> ScriptLibraries:
         """What answers method scripts' `requests`, `knot.kv` and `knot.secrets`."""
+        ...
+
+    @property
+    def hooks(self) -> Hooks:
+        """The observers of calls (metrics) and the tracer."""
         ...
 
 

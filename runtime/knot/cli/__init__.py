@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
             '  knot event myapp.deployed \'{"version": "1.2"}\'\n'
             "  knot events -n 20                   the last 20 events\n"
             "  knot audit                          what was dropped or given up, and why\n"
+            "  knot trace EVENT_ID                 what an event caused, and every delivery\n"
             "  knot check scripts/                 check sink scripts against the sandbox rules\n"
             "  knot run scripts/sinks/x.py --event myapp.deployed   dry-run a sink script\n"
             '  knot call deploys.count \'{"space": "web"}\'   call a method script\'s method\n'

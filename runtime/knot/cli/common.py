@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
-from .._events import NotJSON, loads_json
 from .._exceptions import InvalidInput
 from .._json import JSONObject
+from .._jsontext import NotJSON, loads_json
 from .._logtext import loggable
 
 __all__ = [

@@ -8,6 +8,7 @@ import sys
 from .._client import Client
 from .._json import JSONObject
 from .._patterns import reading_pattern
+from ..observe.trace import render_text
 from .common import Subparsers, add_command, count, json_text, parse_json_object, takes_json_words
 
 __all__ = ["register"]
@@ -46,6 +47,20 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = add_command(
+        sub,
+        "trace",
+        _trace,
+        "Show the chain an event belongs to: from its root, every event its sinks raised and "
+        "every delivery attempt, as a tree.",
+        "  knot trace 0192f6a4-...                the tree, the event asked about marked ◀\n"
+        "  knot trace 0192f6a4-... --json         the same as GET /api/events/ID/trace\n"
+        "  knot trace 0192f6a4-... --deliveries   only that event's attempts, per sink\n",
+    )
+    p.add_argument("event_id", help="any event of the chain (the id `knot event` printed)")
+    p.add_argument("--json", action="store_true", help="the trace as one JSON object")
+    p.add_argument("--deliveries", action="store_true", help="only this event's delivery attempts")
 
     p = add_command(
         sub,
@@ -102,6 +117,23 @@ def _print_event(event: JSONObject, *, as_json: bool) -> None:
         data = data[:77] + "..."
     line = f"{event['seq']:>7}  {event['ts']}  {event['type']:<32}  {event['id']}  {data}"
     print(line, flush=True)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    with Client() as client:
+        if args.deliveries:
+            answer = client.deliveries(args.event_id)
+        else:
+            answer = client.trace(args.event_id)
+    if args.json:
+        print(json_text(answer))
+    elif args.deliveries:
+        event = answer["event"]
+        shown = {"event": event["id"], "root": event["id"], "tree": [{**event, **answer}]}
+        print(render_text(shown))
+    else:
+        print(render_text(answer))
+    return 0
 
 
 def _audit(args: argparse.Namespace) -> int:

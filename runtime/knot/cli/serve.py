@@ -20,7 +20,10 @@ def register(sub: Subparsers) -> None:
         "serve",
         _serve,
         "Run the runtime: watch the scripts folder, deliver events, serve the HTTP API.",
-        "  knot serve\n  knot serve --project ./my-project --port 12300\n",
+        "  knot serve\n  knot serve --project ./my-project --port 12300\n"
+        "  curl -s 127.0.0.1:12201/metrics            Prometheus metrics ([metrics] in knot.toml)\n"
+        "  OTEL_TRACES_EXPORTER=console knot serve    OpenTelemetry spans (the otel extra)\n"
+        "  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 knot serve   to a collector\n",
     )
     p.add_argument("--project", default=".", help="project folder (default: .)")
     p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")

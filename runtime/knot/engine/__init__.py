@@ -6,8 +6,9 @@
     router.py        which sinks an event goes to
     dispatch.py      from journal to sinks: route freshly committed events in order
     delivery.py      one ordered, bounded queue and one worker per sink; retries and give-ups
+    attempts.py      the record of every delivery attempt, as the store keeps it
     outcomes.py      what happened to an event at its sinks (outcomes, reports)
-    hooks.py         the guarded observers of routing and delivery
+    hooks.py         the guarded observers of the event path, and the tracer's slot
     registry.py      the one place sinks are added, replaced and removed
     housekeeping.py  periodic chores: idle cursors move on, old rows are pruned
 

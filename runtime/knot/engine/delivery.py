@@ -9,273 +9,26 @@ for each event dropped (queue full) or given up, so a restart resumes exactly th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from .._audit import AuditEntry, AuditKind
 from .._config import DeliverySettings
 from .._events import Event
-from .._exceptions import DeliveryFailed
-from .._logtext import loggable
-from ..sinks.base import DeliveryResult, Sink
-from .hooks import Hooks
+from ..sinks.base import Sink
+from .hooks import Hooks, Tracer
 from .journal import Journal
 from .outcomes import DeliveryStatus, Outcome, Tracker
+from .worker import SinkWorker
 
 if TYPE_CHECKING:
     from .._clock import Clock
 
-__all__ = ["DeliveryEngine", "SinkWorker"]
+__all__ = ["DeliveryEngine"]
 
 log = logging.getLogger("knot.delivery")
-
-
-@dataclass
-class SinkStats:
-    delivered: int = 0
-    failed: int = 0
-    dropped: int = 0
-    retries: int = 0
-    last_error: str = ""
-    last_delivered_seq: int = 0
-
-
-class _Stopped(Exception):
-    """A stopping worker met a failed attempt: it leaves the event unfinished (no retry)."""
-
-
-@dataclass
-class SinkWorker:
-    """One sink's queue and the task serving it."""
-
-    engine: DeliveryEngine
-    sink: Sink
-    cursor: int
-    queue: deque[Event] = field(default_factory=deque)
-    # Taken from the queue and not finished yet, in order: the event being delivered (or
-    # waiting for its retry), or what is left of a batch.
-    inflight: deque[Event] = field(default_factory=deque)
-    stats: SinkStats = field(default_factory=SinkStats)
-    task: asyncio.Task[None] | None = None
-    stopping: bool = False  # no new events, no retries: `stop` waits for the attempt in flight
-    attempting: bool = False  # a delivery attempt is in flight (not a backoff, not idle)
-    interrupted: bool = False  # `stop` cancelled an attempt in flight (its outcome unknown)
-    _retired: list[Sink] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.sink.name
-
-    @property
-    def pending(self) -> int:
-        return len(self.queue) + len(self.inflight)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.queue or self.inflight)
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=f"knot-sink-{self.name}")
-
-    async def stop(self, grace: float) -> None:
-        """Stop serving: an attempt in flight may finish (up to `grace` seconds) and is
-        recorded; nothing else starts. What is left stays in `inflight` and `queue`.
-
-        Cancelling an attempt would lose what it did: a webhook the receiver already got, a
-        script's batch whose finished events would run again after a restart.
-        """
-        self.stopping = True
-        task = self.task
-        if task is None or task.done():
-            return
-        if not self.attempting:  # idle, or sleeping before a retry: nothing to wait for
-            task.cancel()
-        else:
-            await asyncio.wait({task}, timeout=grace)
-            if not task.done():
-                self.interrupted = self.attempting
-                task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    def offer(self, event: Event) -> bool:
-        if len(self.queue) >= self.engine.settings.queue_size:
-            return False
-        self.queue.append(event)
-        return True
-
-    def replace(self, sink: Sink) -> None:
-        """Swap in a new version of the sink; queued events stay queued, in order."""
-        self._retired.append(self.sink)
-        self.sink = sink
-        if not self.inflight:
-            self._close_retired()
-
-    def _close_retired(self) -> None:
-        for old in self._retired:
-            self.engine.spawn(old.close())
-        self._retired.clear()
-
-    async def _run(self) -> None:
-        queue = self.queue
-        inflight = self.inflight
-        try:
-            while not self.stopping:
-                while queue and not self.stopping:
-                    limit = self.sink.max_batch
-                    if limit > 1 and len(queue) > 1:
-                        inflight.extend(queue.popleft() for _ in range(min(limit, len(queue))))
-                        await self._deliver_batch(list(inflight))
-                    else:
-                        event = queue.popleft()
-                        inflight.append(event)
-                        # The first attempt inline: this is the path almost every event takes.
-                        self.attempting = True
-                        try:
-                            result = await self.sink.deliver(event)
-                        except asyncio.CancelledError:
-                            raise
-                        except Exception as exc:
-                            self.attempting = False
-                            self._finish(event, await self._deliver(event, first_error=exc))
-                        else:
-                            self.attempting = False
-                            self._succeeded(event, 1, result)
-                    if self._retired and not inflight:
-                        self._close_retired()
-                if not self.stopping:
-                    await self.engine.wakeup(self)
-        except _Stopped:
-            return
-
-    def _succeeded(self, event: Event, attempt: int, result: DeliveryResult | None) -> None:
-        stats = self.stats
-        stats.delivered += 1
-        stats.last_delivered_seq = event.seq
-        engine = self.engine
-        if engine.trackers or engine.hooks.outcome_listeners:
-            outcome = Outcome(self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result)
-            self._finish(event, outcome)
-        else:
-            self._finish(event, None)
-
-    def _finish(self, event: Event, outcome: Outcome | None) -> None:
-        engine = self.engine
-        inflight = self.inflight
-        if inflight and inflight[0] is event:
-            inflight.popleft()
-        # Everything before the first unfinished event (or everything routed so far, when
-        # there is none) is handled: that is the cursor the journal keeps.
-        if inflight:
-            cursor = inflight[0].seq - 1
-        elif self.queue:
-            cursor = self.queue[0].seq - 1
-        else:
-            cursor = engine.last_routed
-        if cursor > self.cursor:
-            self.cursor = cursor
-            engine.journal.set_cursor(self.name, cursor)
-        if outcome is not None:
-            engine.finished(event, outcome)
-
-    async def _deliver_batch(self, batch: list[Event]) -> None:
-        """Hand several queued events to the sink at once; same order and retry rules.
-
-        Each event is finished as the sink reports it (so the cursor moves event by event);
-        the sink stops at the first failure; that event continues with its retries and the
-        events after it go back to the front of the queue, untouched.
-        """
-        done = 0
-
-        def on_result(index: int, result: DeliveryResult | None) -> None:
-            nonlocal done
-            if index == done:  # in order, once each; anything else waits for the batch's end
-                done += 1
-                self._succeeded(batch[index], 1, result)
-
-        first_error: Exception | None = None
-        self.attempting = True
-        try:
-            results, failed_at, error = await self.sink.deliver_batch(batch, on_result)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            results, failed_at, error, first_error = [], done, "", exc
-        finally:
-            self.attempting = False
-        stop = len(batch) if failed_at is None else failed_at
-        for index in range(done, min(stop, len(results))):
-            self._succeeded(batch[index], 1, results[index])
-        if failed_at is None:
-            return
-        failed = batch[failed_at]
-        inflight = self.inflight
-        while inflight and inflight[-1] is not failed:  # the rest go back, untouched
-            self.queue.appendleft(inflight.pop())
-        first = first_error if first_error is not None else DeliveryFailed(error)
-        self._finish(failed, await self._deliver(failed, first_error=first))
-
-    def _describe(self, exc: Exception, event: Event) -> str:
-        if isinstance(exc, DeliveryFailed):
-            return exc.reason
-        log.error("sink %s raised while delivering %s", self.name, event.id, exc_info=exc)
-        return f"The sink {self.name} raised {type(exc).__name__}: {exc}"
-
-    async def _deliver(self, event: Event, *, first_error: Exception | None = None) -> Outcome:
-        """Deliver one event with retries; `first_error` means attempt 1 already failed."""
-        engine = self.engine
-        attempts = engine.settings.attempts
-        error = ""
-        for attempt in range(1, attempts + 1):
-            if attempt == 1 and first_error is not None:
-                error = self._describe(first_error, event)
-            else:
-                self.attempting = True
-                try:
-                    result = await self.sink.deliver(event)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    error = self._describe(exc, event)
-                else:
-                    self.stats.delivered += 1
-                    self.stats.last_delivered_seq = event.seq
-                    return Outcome(
-                        self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result
-                    )
-                finally:
-                    self.attempting = False
-            self.stats.last_error = error
-            log.warning(
-                "%s ✗ %s %s (attempt %d/%d): %s",
-                self.name,
-                event.type,
-                event.id,
-                attempt,
-                attempts,
-                loggable(error),  # may quote a receiver's answer or a script's exception
-            )
-            if attempt < attempts:
-                if self.stopping:  # no retry now: the event stays unfinished (see `stop`)
-                    raise _Stopped
-                self.stats.retries += 1
-                await engine.sleep(engine.backoff(attempt))
-        self.stats.failed += 1
-        engine.journal.skip(self.name, event.seq, "failed")
-        engine.journal.audit(
-            AuditEntry.new(
-                self.sink.failure_kind,
-                f"Event sink {self.name} gave up on event {event.id} ({event.type}) after "
-                f"{attempts} attempt{'s' if attempts != 1 else ''}: {error}",
-                sink=self.name,
-                event_id=event.id,
-            )
-        )
-        return Outcome(self.name, event.id, DeliveryStatus.FAILED, attempts, error)
 
 
 class DeliveryEngine:
@@ -306,6 +59,18 @@ class DeliveryEngine:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def span(
+        self, tracer: Tracer, sink: str, event: Event, attempt: int
+    ) -> AbstractContextManager[None] | None:
+        """The tracer's span around one attempt (None: nothing to trace); a tracer that fails
+        is reported, never fatal to the delivery."""
+        try:
+            span = tracer.attempt(sink, event, attempt)
+        except Exception:
+            self.hooks.report(tracer, "the tracer")
+            return None
+        return None if span is None else self.hooks.guard(span)
 
     def backoff(self, attempt: int) -> float:
         steps = self.settings.backoff
@@ -340,6 +105,7 @@ class DeliveryEngine:
             return None
         self._wakers.pop(name, None)
         await worker.stop(self.settings.stop_grace)
+        worker.flush_attempts()
         lost = [*worker.inflight, *worker.queue]
         for index, event in enumerate(lost):
             if index == 0 and worker.interrupted:
@@ -424,7 +190,9 @@ class DeliveryEngine:
         """Move idle sinks' cursors to the head, so restarts and pruning skip what they missed."""
         head = self.last_routed
         for worker in self.workers.values():
-            if not worker.busy and worker.cursor < head:
+            if worker.busy:  # a sink busy for long: its attempts so far become readable
+                worker.flush_attempts()
+            elif worker.cursor < head:
                 worker.cursor = head
                 self.journal.set_cursor(worker.name, head)
 
@@ -434,6 +202,11 @@ class DeliveryEngine:
             while any(w.busy for w in self.workers.values()):
                 await asyncio.sleep(0.001)
 
+    def flush_attempts(self) -> None:
+        """Hand every sink's recorded attempts to the journal (before reading them)."""
+        for worker in self.workers.values():
+            worker.flush_attempts()
+
     async def close(self) -> None:
         """Stop every sink: attempts in flight finish first (up to `delivery.stop_grace`) and
         are recorded, so a restart resumes exactly after what finished."""
@@ -442,6 +215,7 @@ class DeliveryEngine:
         self._wakers.clear()
         await asyncio.gather(*(w.stop(self.settings.stop_grace) for w in workers))
         for worker in workers:
+            worker.flush_attempts()
             await worker.sink.close()
             for old in worker._retired:
                 await old.close()

@@ -36,7 +36,20 @@ class Dispatcher:
 
     def on_commit(self, events: list[Event], flags: list[bool]) -> None:
         """Queue freshly journaled events (new ones only) for routing, in journal order."""
-        self._unrouted.extend(e for e, inserted in zip(events, flags, strict=True) if inserted)
+        hooks = self.hooks
+        if hooks.tracer is not None:
+            try:
+                hooks.tracer.journaled(events)
+            except Exception:
+                hooks.report(hooks.tracer, "the tracer")
+        if all(flags):
+            self._unrouted.extend(events)
+            new = events
+        else:
+            new = [e for e, inserted in zip(events, flags, strict=True) if inserted]
+            self._unrouted.extend(new)
+        if hooks.journaled_listeners and new:
+            hooks.journaled(new)
         if not self._scheduled:
             self._route_some()
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from .._audit import AuditEntry
 from .._events import Event
 from .._exceptions import RuntimeClosed
+from .attempts import AttemptBatch
 from .storage import Storage, WriteBatch
 
 __all__ = ["Journal"]
@@ -107,6 +108,12 @@ class Journal:
     def set_cursor(self, sink: str, seq: int) -> None:
         """Record that `sink` has handled every matching event up to `seq`."""
         self._outbox.cursors[sink] = seq
+        if not self._scheduled:
+            self._schedule()
+
+    def attempts(self, batch: AttemptBatch) -> None:
+        """Record delivery attempts (committed with the next batch, like a cursor)."""
+        self._outbox.attempts.append(batch)
         if not self._scheduled:
             self._schedule()
 

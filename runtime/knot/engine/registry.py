@@ -18,9 +18,10 @@ from .._exceptions import NotFound, SinkError
 from .._json import JSONObject
 from .._sinkspec import SinkOrigin, SinkSpec
 from ..sinks.base import Sink, SinkHost
-from .delivery import DeliveryEngine, SinkWorker
+from .delivery import DeliveryEngine
 from .router import Router
 from .storage import Storage
+from .worker import SinkWorker
 
 __all__ = ["KV_SINKS", "KV_SINK_SECRETS", "SinkRegistry", "SinkStatus"]
 

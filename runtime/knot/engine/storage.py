@@ -1,11 +1,13 @@
 """The storage seam: what the engine needs from durable storage, as one Protocol.
 
-The engine keeps four things durable: the journal of events (append-only, ordered by `seq`),
-each sink's progress (one cursor, plus the events skipped for it: dropped or given up), the
-audit log, and a key-value area by scope (sinks made through the API, users, channels, spaces,
-secrets, and each script's `knot.kv`, whose keys may expire: `ExpiringKv`). `Storage` is that,
-and nothing of how: the embedded SQLite store (`store.py`) is one implementation; a distributed
-one (NATS JetStream) plugs in as another, and the engine's contract tests
+The engine keeps five things durable: the journal of events (append-only, ordered by `seq`,
+with each event's causation: `chain` finds the events raised under one root), each sink's
+progress (one cursor, plus the events skipped for it: dropped or given up), the history of
+delivery attempts (`attempts.Attempt`, bounded by the same retention as the journal), the
+audit log, and a key-value area by scope (sinks made through the API, users, channels,
+spaces, secrets, and each script's `knot.kv`, whose keys may expire: `ExpiringKv`). `Storage`
+is that, and nothing of how: the embedded SQLite store (`store.py`) is one implementation; a
+distributed one (NATS JetStream) plugs in as another, and the engine's contract tests
 (`tests/test_storage_contract.py`) run against every backend.
 
 Threads: the writer methods are called by the journal's one writer thread, in order, each
@@ -25,6 +27,7 @@ from .._events import Event
 from .._exceptions import StoreError
 from .._json import JSONObject
 from .._patterns import Pattern
+from .attempts import Attempt, AttemptBatch
 
 __all__ = ["MAX_KV_INTEGER", "ExpiringKv", "KvItem", "Storage", "WriteBatch"]
 
@@ -50,9 +53,12 @@ class WriteBatch:
     cursors: dict[str, int] = field(default_factory=dict)
     skips: list[tuple[str, int, str]] = field(default_factory=list)  # (sink, seq, reason)
     forget: list[str] = field(default_factory=list)  # sinks whose progress is deleted
+    attempts: list[AttemptBatch] = field(default_factory=list)  # in the order they ran
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.audits or self.cursors or self.skips or self.forget)
+        return bool(
+            self.events or self.audits or self.cursors or self.skips or self.forget or self.attempts
+        )
 
 
 class ExpiringKv(Protocol):
@@ -115,8 +121,9 @@ class Storage(ExpiringKv, Protocol):
         ...
 
     def prune(self, *, keep_events: int, keep_audit: int, active_sinks: Iterable[str]) -> int:
-        """Forget events every active sink is past, beyond the newest `keep_events`, audit
-        entries beyond the newest `keep_audit`, and expired keys; return how many events went."""
+        """Forget events every active sink is past, beyond the newest `keep_events` (and their
+        delivery attempts), audit entries beyond the newest `keep_audit`, and expired keys;
+        return how many events went."""
         ...
 
     def kv_put(self, scope: str, key: str, value: JSONObject) -> None:
@@ -160,6 +167,19 @@ class Storage(ExpiringKv, Protocol):
     ) -> list[Event]: ...
 
     def get_event(self, event_id: str) -> Event | None: ...
+
+    def chain(self, root: str, *, limit: int = 1000) -> list[Event]:
+        """The first `limit` events whose chain starts at the event `root` (every event some
+        sink raised while handling it or one of its descendants), oldest first."""
+        ...
+
+    def attempts(self, seqs: Collection[int]) -> list[Attempt]:
+        """Every recorded delivery attempt on the events at `seqs`, oldest first."""
+        ...
+
+    def skips(self, seqs: Collection[int]) -> list[tuple[str, int, str]]:
+        """`(sink, seq, reason)` for each event at `seqs` a sink dropped or gave up."""
+        ...
 
     def audit_entries(
         self, *, limit: int = 50, sink: str | None = None, sinks: Collection[str] | None = None

@@ -29,57 +29,15 @@ from .._events import Event
 from .._exceptions import StoreError, StoreLocked
 from .._json import JSONObject
 from .._patterns import Pattern, PatternKind
+from .attempts import SPAN, Attempt, pack, unpack
 from .kvstore import KvTable
+from .schema import migrate
 from .storage import WriteBatch
 
 __all__ = ["Store"]
 
-# 1: the first. 2: kv rows may expire (scripts' knot.kv): the column `expires`.
-SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq   INTEGER PRIMARY KEY,
-    id    TEXT NOT NULL UNIQUE,
-    type  TEXT NOT NULL,
-    ts    TEXT NOT NULL,
-    zone  TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    depth INTEGER NOT NULL,
-    data  TEXT NOT NULL,
-    meta  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cursors (
-    sink TEXT PRIMARY KEY,
-    seq  INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS skips (
-    sink   TEXT NOT NULL,
-    seq    INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (sink, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS audit (
-    id       INTEGER PRIMARY KEY,
-    ts       TEXT NOT NULL,
-    kind     TEXT NOT NULL,
-    message  TEXT NOT NULL,
-    sink     TEXT NOT NULL,
-    event_id TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS kv (
-    scope   TEXT NOT NULL,
-    key     TEXT NOT NULL,
-    value   TEXT NOT NULL,
-    expires REAL,
-    PRIMARY KEY (scope, key)
-) WITHOUT ROWID;
-"""
-_MIGRATIONS = {
-    # A store of schema 1 has kv rows without an expiry: they never expire.
-    2: "ALTER TABLE kv ADD COLUMN expires REAL",
-}
-_INDEXES = "CREATE INDEX IF NOT EXISTS kv_expiring ON kv (expires) WHERE expires IS NOT NULL;"
 _EVENT_COLUMNS = "seq, id, type, ts, zone, owner, depth, data, meta"
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
 
 
 class Store(KvTable):
@@ -113,7 +71,7 @@ class Store(KvTable):
             ) from None
         try:
             self._writer = self._connect(synchronous)
-            self._migrate()
+            migrate(self._writer, self.path)
             self._reader = self._connect(synchronous)
         except sqlite3.DatabaseError as exc:
             self._release_process_lock()
@@ -194,23 +152,6 @@ class Store(KvTable):
             )
         return f"The store {self.path} cannot be used: {text}."
 
-    def _migrate(self) -> None:
-        conn = self._writer
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"The store {self.path} was written by a newer knot-runtime "
-                f"(schema {version}, this one knows {SCHEMA_VERSION}).",
-                path=str(self.path),
-            )
-        fresh = not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'kv'").fetchone()
-        conn.executescript(_SCHEMA)
-        if not fresh:  # tables made by an older schema: bring them forward, step by step
-            for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
-                conn.execute(_MIGRATIONS[step])
-        conn.executescript(_INDEXES)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
     def close(self) -> None:
         for conn in (getattr(self, "_writer", None), getattr(self, "_reader", None)):
             if conn is not None:
@@ -242,10 +183,20 @@ class Store(KvTable):
             if batch.check_duplicates:
                 inserted = self._insert_events_checked(batch.events)
             else:
-                conn.executemany(
-                    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                    [_event_row(e) for e in batch.events],
-                )
+                conn.executemany(_INSERT_EVENT, [_event_row(e) for e in batch.events])
+            chained = [
+                (e.root or e.parent, e.seq)
+                for e, new in zip(batch.events, inserted, strict=True)
+                if e.parent and new
+            ]
+            if chained:
+                conn.executemany("INSERT OR IGNORE INTO chains (root, seq) VALUES (?, ?)", chained)
+        if batch.attempts:
+            conn.executemany(
+                "INSERT INTO attempts (sink, lo, hi, started, ended, busy, seqs, records)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                pack(batch.attempts),
+            )
         if batch.skips:
             conn.executemany(
                 "INSERT OR REPLACE INTO skips (sink, seq, reason) VALUES (?,?,?)", batch.skips
@@ -275,7 +226,7 @@ class Store(KvTable):
         """
         conn = self._writer
         cur = conn.executemany(
-            f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            _INSERT_EVENT.replace("INSERT", "INSERT OR IGNORE", 1),
             [_event_row(e) for e in events],
         )
         if cur.rowcount == len(events):
@@ -324,6 +275,8 @@ class Store(KvTable):
             conn.execute("BEGIN IMMEDIATE")
             deleted = conn.execute("DELETE FROM events WHERE seq <= ?", (floor,)).rowcount
             conn.execute("DELETE FROM skips WHERE seq <= ?", (floor,))
+            conn.execute("DELETE FROM attempts WHERE lo <= ? AND hi <= ?", (floor, floor))
+            conn.execute("DELETE FROM chains WHERE seq <= ?", (floor,))
             conn.execute(
                 "DELETE FROM audit WHERE id <= (SELECT max(id) FROM audit) - ?", (keep_audit,)
             )
@@ -475,6 +428,42 @@ class Store(KvTable):
             AuditEntry(AuditKind[kind], message, sink_, event_id, ts, id_)
             for id_, ts, kind, message, sink_, event_id in reversed(rows)
         ]
+
+    def chain(self, root: str, *, limit: int = 1000) -> list[Event]:
+        """The events `root` caused, directly or not (not `root` itself), oldest first."""
+        with self._read_lock:
+            rows = self._reader.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq IN "
+                "(SELECT seq FROM chains WHERE root = ? ORDER BY seq LIMIT ?) ORDER BY seq",
+                (root, limit),
+            ).fetchall()
+        return [Event.from_row(*row) for row in rows]
+
+    def attempts(self, seqs: Collection[int]) -> list[Attempt]:
+        """Every recorded delivery attempt on the events at `seqs`, in the order they ran."""
+        found: list[Attempt] = []
+        with self._read_lock:
+            for seq in sorted(set(seqs)):
+                rows = self._reader.execute(
+                    "SELECT sink, lo, hi, started, ended, busy, seqs, records FROM attempts "
+                    "WHERE lo > ? AND lo <= ? AND hi >= ? ORDER BY id",
+                    (seq - SPAN, seq, seq),
+                ).fetchall()
+                for row in rows:
+                    found += unpack(row, (seq,))
+        found.sort(key=lambda a: (a.started, a.attempt))
+        return found
+
+    def skips(self, seqs: Collection[int]) -> list[tuple[str, int, str]]:
+        """`(sink, seq, reason)` for the events at `seqs` a sink dropped or gave up."""
+        if not seqs:
+            return []
+        marks = ",".join("?" * len(seqs))
+        with self._read_lock:
+            rows = self._reader.execute(
+                f"SELECT sink, seq, reason FROM skips WHERE seq IN ({marks})", list(seqs)
+            ).fetchall()
+        return [(str(s), int(q), str(r)) for s, q, r in rows]
 
     def counts(self) -> JSONObject:
         with self._read_lock:

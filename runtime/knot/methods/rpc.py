@@ -6,7 +6,7 @@ It passes every example exchange of section 7 of the specification, including ba
 invalid members and all-notification batches, which the libraries we measured get wrong.
 
 It lives apart from the framing (`_jsonrpc.py`) because it decodes with the runtime's ingress
-rules (`_events.loads_json`: no NaN, a depth limit, valid Unicode), and the framing must stay
+rules (`_jsontext.loads_json`: no NaN, a depth limit, valid Unicode), and the framing must stay
 importable by sandbox workers, which may import nothing of the runtime.
 """
 
@@ -17,7 +17,6 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._events import loads_json
 from .._json import JSONObject
 from .._jsonrpc import (
     INTERNAL_ERROR,
@@ -31,6 +30,7 @@ from .._jsonrpc import (
     error_response,
     response,
 )
+from .._jsontext import loads_json
 
 __all__ = ["Handler", "Lookup", "dispatch", "handle"]
 

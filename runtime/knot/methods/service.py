@@ -16,6 +16,7 @@ too when exactly one script declares it (`script.method` is tried first).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -23,12 +24,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._events import Actor, Event, TooDeep, nests_too_deeply
+from .._events import Actor, Event
 from .._exceptions import DeliveryFailed, KnotError, MethodFailed, NotFound
 from .._json import JSONObject
 from .._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError, encode
+from .._jsontext import TooDeep, nests_too_deeply
 from .._logtext import log_output
 from .._sinkspec import SinkOrigin, SinkSpec
+from .._tracecontext import CURRENT_TRACE
+from ..sandbox.method_process import MethodProcess
 from ..sandbox.process import RemoteError, WorkerBlocked, WorkerDied, WorkerTimeout
 from ..sandbox.worker.method_module import timed_out
 from ..scriptlib.service import RunUse, ScriptRef
@@ -42,6 +46,7 @@ from .workers import MethodLoad, MethodScript, MethodWorkers
 __all__ = ["CallResult", "MethodInfo", "MethodLoad", "Methods"]
 
 log = logging.getLogger("knot.methods")
+_NOTHING = contextlib.nullcontext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,7 @@ class _CallContext:
     sink: str = ""  # the method sink delivering `events` (their emits get derived ids)
     emits: dict[int, int] = field(default_factory=dict)  # per call of a batch
     uses: dict[int, RunUse] = field(default_factory=dict)  # per call: libraries asked
+    trace: str = ""  # the traceparent a direct call's emits continue
 
     def use(self, index: int) -> RunUse:
         found = self.uses.get(index)
@@ -211,7 +217,9 @@ class Methods:
         try:
             done = await self.invoke(info, params, event=event)
         except MethodFailed as exc:
-            raise DeliveryFailed(exc.message, sink=sink.name, event=event.id) from None
+            raise DeliveryFailed(
+                exc.message, sink=sink.name, event=event.id, output=exc.output
+            ) from None
         return DeliveryResult(directives=_directives(sink, done.directives), output=done.output)
 
     async def deliver_batch(
@@ -235,13 +243,14 @@ class Methods:
             for p, e in zip(params, events, strict=True)
         )
         body = self._call_body(info, f'"batch":[{items}]', timeout)
-        done = [0]
+        finished: list[float] = []  # when each call ended: its attempt's end
 
         def progress() -> None:
-            done[0] += 1
+            finished.append(time.time())
 
         script.calls += len(events)
         context = _CallContext(tuple(events), "", None, sink.name)
+        started = time.time()
         try:
             answer = await worker.request(
                 "call", body, timeout=timeout, context=context, on_progress=progress
@@ -249,19 +258,28 @@ class Methods:
         except (WorkerTimeout, WorkerDied, RemoteError) as exc:
             script.errors += 1
             failure = self._transport_failure(info, timeout, exc, stopping=worker.closing)
-            return BatchResult([None] * done[0], done[0], failure.message)
+            done = len(finished)
+            self._called(info.full_name, "error", time.time() - started)
+            times = (*finished, time.time())
+            return BatchResult([None] * done, done, failure.message, finished=times)
         results: list[DeliveryResult | None] = []
-        for event, outcome in zip(events, answer.get("results") or (), strict=False):
+        previous = started
+        answers = answer.get("results") or ()
+        for index, (event, outcome) in enumerate(zip(events, answers, strict=False)):
             output = tuple(str(line) for line in outcome.get("output") or ())
             self._print(info.full_name, event, output)
-            if not outcome.get("ok"):
+            end = finished[index] if index < len(finished) else time.time()
+            ok = bool(outcome.get("ok"))
+            self._called(info.full_name, "ok" if ok else "error", end - previous)
+            previous = end
+            if not ok:
                 script.errors += 1
-                error = outcome.get("error") or {}
-                return BatchResult(results, len(results), str(error.get("message") or "failed"))
+                error = str((outcome.get("error") or {}).get("message") or "failed")
+                return BatchResult(results, len(results), error, output, tuple(finished))
             results.append(self._delivered(sink, outcome, output))
         if len(results) < len(events):
             return BatchResult(results, len(results), f"The worker of {info.script} stopped early.")
-        return BatchResult(results)
+        return BatchResult(results, finished=tuple(finished))
 
     def _delivered(
         self, sink: MethodSink, outcome: JSONObject, output: tuple[str, ...]
@@ -321,6 +339,44 @@ class Methods:
                 {"reason": "unavailable", "state": script.state.value},
             )
         remaining = max(timeout - (time.monotonic() - started), 0.001)
+        hooks = self.runtime.hooks
+        span = None if hooks.tracer is None else self._span(info)
+        started = time.time()
+        with span or _NOTHING:
+            try:
+                done = await self._call(
+                    info, script, worker, params, event, owner, actor, remaining, timeout
+                )
+            except MethodFailed:
+                self._called(info.full_name, "error", time.time() - started)
+                raise
+        self._called(info.full_name, "ok", time.time() - started)
+        return done
+
+    def _span(self, info: MethodInfo) -> contextlib.AbstractContextManager[None] | None:
+        """The tracer's span around a call; a tracer that fails is reported, not fatal."""
+        hooks = self.runtime.hooks
+        try:
+            assert hooks.tracer is not None
+            span = hooks.tracer.call(info.full_name)
+        except Exception:
+            hooks.report(hooks.tracer, "the tracer")
+            return None
+        return None if span is None else hooks.guard(span)
+
+    async def _call(
+        self,
+        info: MethodInfo,
+        script: MethodScript,
+        worker: MethodProcess,
+        params: Any,
+        event: Event | None,
+        owner: str,
+        actor: Actor | None,
+        remaining: float,
+        timeout: float,
+    ) -> CallResult:
+        """One `call` request to the worker, and its answer as a CallResult or MethodFailed."""
         params_json = params if isinstance(params, str) else _encode(info, params)
         event_json = f',"event":{encode_event(event)}' if event is not None else ""
         body = self._call_body(info, f'"params":{params_json}{event_json}', remaining)
@@ -328,7 +384,7 @@ class Methods:
         context = (
             _CallContext((event,), event.owner, actor, info.full_name)
             if event is not None
-            else _CallContext((), owner, actor)
+            else _CallContext((), owner, actor, trace=CURRENT_TRACE.get())
         )
         try:
             answer = await worker.request("call", body, timeout=remaining, context=context)
@@ -340,7 +396,7 @@ class Methods:
         if not answer.get("ok"):
             script.errors += 1
             error = RpcError.from_object(answer.get("error") or {}, message="The method failed.")
-            raise _failed(info, error.code, error.message, error.data)
+            raise _failed(info, error.code, error.message, error.data, output)
         directives = tuple(d for d in answer.get("directives") or () if isinstance(d, dict))
         return CallResult(answer.get("result"), output, directives)
 
@@ -440,11 +496,16 @@ class Methods:
                 index=context.emits[index] - 1,
             )
         else:
-            options: dict[str, Any] = {"owner": context.owner}
+            options: dict[str, Any] = {"owner": context.owner, "trace": context.trace}
             if context.actor is not None:
                 options["actor"] = context.actor
             event_id = await self.runtime.emit(event_type, payload, **options)
         return {"id": event_id}
+
+    def _called(self, method: str, outcome: str, seconds: float) -> None:
+        hooks = self.runtime.hooks
+        if hooks.call_listeners:
+            hooks.called(method, outcome, seconds)
 
     def _print(self, name: str, event: Event | None, lines: tuple[str, ...]) -> None:
         if not lines:
@@ -464,8 +525,10 @@ def _directives(sink: MethodSink, raw: Sequence[object]) -> tuple[Directive, ...
     )
 
 
-def _failed(info: MethodInfo, code: int, message: str, data: Any) -> MethodFailed:
-    return MethodFailed(message, method=info.full_name, code=code, data=data)
+def _failed(
+    info: MethodInfo, code: int, message: str, data: Any, output: Sequence[str] = ()
+) -> MethodFailed:
+    return MethodFailed(message, method=info.full_name, code=code, data=data, output=output)
 
 
 def _encode(info: MethodInfo, params: Any) -> str:

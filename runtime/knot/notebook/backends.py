@@ -54,6 +54,8 @@ class Backend(Protocol):
 
     def audit_entries(self, *, limit: int) -> list[JSONObject]: ...
 
+    def trace(self, event_id: str) -> JSONObject: ...
+
     def wait_idle(self, timeout: float) -> None: ...
 
     def follow(self, pattern: Pattern) -> Feed: ...
@@ -116,6 +118,9 @@ class EmbeddedBackend:
 
     def audit_entries(self, *, limit: int) -> list[JSONObject]:
         return [entry.to_dict() for entry in self.sync.audit_entries(limit=limit)]
+
+    def trace(self, event_id: str) -> JSONObject:
+        return self.sync.run(self.sync.runtime.trace(event_id)).to_dict()
 
     def wait_idle(self, timeout: float) -> None:
         self.sync.wait_idle(timeout)
@@ -330,6 +335,9 @@ class ConnectedBackend:
 
     def audit_entries(self, *, limit: int) -> list[JSONObject]:
         return self.client.audit_entries(limit=limit)
+
+    def trace(self, event_id: str) -> JSONObject:
+        return self.client.trace(event_id)
 
     def wait_idle(self, timeout: float) -> None:
         self.client.wait_idle(timeout)

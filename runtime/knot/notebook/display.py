@@ -20,6 +20,7 @@ from IPython.display import DisplayHandle
 
 from .._exceptions import KnotError
 from .._json import JSONObject
+from ..observe.trace import render_text
 from ..scripts.tools import kv_lines, request_lines
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "Raised",
     "Table",
     "TextLines",
+    "TraceView",
     "audit_table",
     "display_handle",
     "event_table",
@@ -243,6 +245,66 @@ class Raised:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class TraceView:
+    """`%knot trace ID`: the tree of a chain (the JSON of `GET /api/events/{id}/trace`), as
+    nested lists in Jupyter and as the CLI's tree elsewhere; `.data` holds the JSON."""
+
+    data: JSONObject
+
+    def text(self) -> str:
+        return render_text(self.data)
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_pretty_(self, p: _Pretty, cycle: bool) -> None:
+        p.text(self.text())
+
+    def _repr_html_(self) -> str:
+        tops = "".join(self._node(node) for node in self.data.get("tree") or ())
+        note = " (only the first events are shown)" if self.data.get("truncated") else ""
+        return (
+            f'<div class="knot-trace"><p><b>trace of {html.escape(str(self.data["event"]))}'
+            f"</b>: {self.data['events']} events from root "
+            f"<code>{html.escape(str(self.data['root']))}</code>{note}</p>"
+            f"<ul>{tops}</ul></div>"
+        )
+
+    def _node(self, node: JSONObject) -> str:
+        marked = node.get("id") == self.data.get("event")
+        title = (
+            f"<b>{html.escape(str(node.get('type')))}</b> <code>{html.escape(str(node.get('id')))}"
+            f"</code> seq {node.get('seq')}, {html.escape(str(node.get('ts')))}"
+        )
+        if marked:
+            title = f'<span style="background:#ffd">{title}</span>'
+        items = [self._delivery(d) for d in node.get("deliveries") or ()]
+        items += [self._node(child) for child in node.get("children") or ()]
+        inner = f"<ul>{''.join(items)}</ul>" if items else " (no sink took it)"
+        return f"<li>{title}{inner}</li>"
+
+    @staticmethod
+    def _delivery(item: JSONObject) -> str:
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(_cell(a.get(k)))}</td>"
+                for k in ("attempt", "ts", "duration_ms", "outcome", "status", "error")
+            )
+            + f"<td>{html.escape(chr(10).join(a.get('output') or ()))}</td></tr>"
+            for a in item.get("attempts") or ()
+        )
+        head = "".join(
+            f"<th>{h}</th>" for h in ("#", "time", "ms", "outcome", "status", "error", "output")
+        )
+        table = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        return (
+            f"<li>→ <b>{html.escape(str(item.get('sink')))}</b>: "
+            f"{html.escape(str(item.get('status')))}{table if rows else ''}</li>"
+        )
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -27,6 +27,7 @@ from .display import (
     Message,
     Raised,
     TextLines,
+    TraceView,
     audit_table,
     event_table,
     sink_table,
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  %knot events 'custom.myapp.*' -n 5\n"
         "  %knot tail 'custom.*'\n"
         '  %knot run scripts/sinks/notify.py --event custom.myapp.deployed --data {"v": 1}\n'
+        "  %knot trace 0192f6a4-...    what an event caused, and every delivery attempt\n"
         '  %knot call deploys.count {"space": "web"}\n'
         "  %knot space create web --cmd 'python -m http.server 8000' --start\n",
     )
@@ -101,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default=None, help="'*', 'prefix.*' or an exact type")
     p.add_argument("-n", type=count(1), default=20, help="how many (default 20)")
     command("sinks", _sinks, "The sinks, with their delivery counts and problems.")
+    p = command(
+        "trace",
+        _trace,
+        "The chain an event belongs to, from its root: the events its sinks raised and every "
+        "delivery attempt.",
+    )
+    p.add_argument("event_id", help="any event of the chain")
     p = command("audit", _audit, "The audit log: drops, give-ups, rejected scripts.")
     p.add_argument("-n", type=count(1), default=20, help="how many (default 20)")
     p = command("wait", _wait, "Wait until the sinks have handled every event raised so far.")
@@ -209,6 +218,10 @@ def _events(session: KnotSession, args: argparse.Namespace, cell: str | None) ->
 
 def _sinks(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
     return sink_table(session.backend.sinks())
+
+
+def _trace(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    return TraceView(session.backend.trace(args.event_id))
 
 
 def _audit(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:

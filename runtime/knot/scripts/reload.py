@@ -453,6 +453,9 @@ class Reloader:
 
     def _publish(self, reload: Reload) -> None:
         self.history.append(reload)
+        hooks = self.host.hooks
+        if hooks.reload_listeners:
+            hooks.reloaded(reload.status.value)
         for listener in list(self._listeners):
             try:
                 listener(reload)

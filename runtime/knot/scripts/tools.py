@@ -336,7 +336,7 @@ async def dry_run_async(
     sink = ScriptSink(load.spec)
     await sink.start(host)
     try:
-        results, failed_at, error = await sink.deliver_batch([event])
+        results, failed_at, error = (await sink.deliver_batch([event]))[:3]
     finally:
         await sink.close()
         if pool is None:

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from .._exceptions import EventError
 from .._runtime import Runtime
 from .auth import caller
-from .common import read_json
+from .common import read_json, traceparent
 
 __all__ = ["routes"]
 
@@ -29,7 +29,12 @@ async def post_event(request: Request) -> Response:
         raise EventError("The request has no 'type'.")
     who = caller(request)
     event = runtime.make_event(
-        body["type"], body.get("payload"), owner=who.owner, actor=who.actor, id=body.get("id")
+        body["type"],
+        body.get("payload"),
+        owner=who.owner,
+        actor=who.actor,
+        id=body.get("id"),
+        trace=traceparent(request),
     )
     inserted = await runtime.submit(event, check_duplicate="id" in body)
     answer: dict[str, object] = {"id": event.id}

@@ -22,7 +22,9 @@ from starlette.routing import BaseRoute, Route
 from .._exceptions import KnotError
 from .._logtext import loggable
 from .._runtime import Runtime
-from . import agent, api, channels, jsonrpc, sinks, sky, spaces, users
+from ..observe.metrics import Metrics
+from ..observe.tracing import enable_from_env
+from . import agent, api, channels, jsonrpc, observe, sinks, sky, spaces, users
 from .auth import AuthMiddleware
 from .common import BodyLimit, error_response
 from .guard import BrowserGuard, is_loopback_host
@@ -68,7 +70,11 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    runtime: Runtime, *, extra_routes: list[BaseRoute] | None = None, loopback: bool = True
+    runtime: Runtime,
+    *,
+    extra_routes: list[BaseRoute] | None = None,
+    loopback: bool = True,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """The HTTP API of a runtime. The runtime is started and stopped by its owner, not here.
 
@@ -82,6 +88,7 @@ def create_app(
         *jsonrpc.routes,
         Route("/healthz", healthz, methods=["GET"]),
         *api.routes,
+        *observe.routes,
         *channels.routes,
         *sinks.routes,
         *users.routes,
@@ -97,6 +104,7 @@ def create_app(
     # Outermost first: no web page through a browser, then who is calling (401 whatever the
     # body), then the declared body size.
     middleware = [
+        Middleware(observe.RequestMetrics, hooks=runtime.hooks),
         Middleware(BrowserGuard, loopback=loopback),
         Middleware(AuthMiddleware, runtime=runtime, loopback=loopback),
         Middleware(BodyLimit, limit=limit),
@@ -107,7 +115,19 @@ def create_app(
     app.state.stopping = asyncio.Event()  # set as the server's shutdown begins
     app.state.calls = set()  # JSON-RPC calls in flight, cancelled (and answered 503) then
     app.state.max_body_bytes = limit
+    # Metrics exist where they can be scraped; `serve` attaches them before the runtime
+    # starts, so the scripts loaded at start count too.
+    if metrics is None and runtime.config.metrics.enabled:
+        metrics = runtime_metrics(runtime)
+    app.state.metrics = metrics
     return app
+
+
+def runtime_metrics(runtime: Runtime) -> Metrics:
+    """Metrics counting from now on the hooks of `runtime`."""
+    return Metrics(
+        runtime.hooks, delivery=lambda: runtime.delivery if runtime.running else None
+    ).attach()
 
 
 async def serve(
@@ -117,8 +137,14 @@ async def serve(
     port: int | None = None,
     ready: Callable[[str, int], None] | None = None,
 ) -> None:
-    """Run `runtime` (started here) and its HTTP API until SIGINT/SIGTERM."""
+    """Run `runtime` (started here) and its HTTP API until SIGINT/SIGTERM.
+
+    Tracing is on when the OTEL_* environment asks for it (see knot.observe.tracing)."""
+    tracing = enable_from_env(runtime)
+    metrics = runtime_metrics(runtime)
     await runtime.start()
+    if not runtime.config.metrics.enabled:
+        metrics.detach()
     try:
         settings = runtime.config.server
         host = host or settings.host
@@ -132,7 +158,9 @@ async def serve(
         sock = bind_socket(host, settings.port if port is None else port)
         # Read now: a signal during start-up can make uvicorn close the socket before `ready`.
         bound_host, bound_port = sock.getsockname()[:2]
-        app = create_app(runtime, loopback=loopback)
+        app = create_app(
+            runtime, loopback=loopback, metrics=metrics if runtime.config.metrics.enabled else None
+        )
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -157,6 +185,10 @@ async def serve(
         await task
     finally:
         await runtime.stop()
+        if tracing is not None:
+            shutdown = getattr(tracing.provider, "shutdown", None)
+            if shutdown is not None:  # exports the spans still batched
+                await asyncio.to_thread(shutdown)
 
 
 is_loopback = is_loopback_host

@@ -9,6 +9,8 @@ otherwise). Routes only ever ask `caller()`, never the headers.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 
@@ -27,6 +29,7 @@ __all__ = ["ANONYMOUS_CALLER", "LOCAL_CALLER", "AuthMiddleware", "Caller", "call
 
 log = logging.getLogger("knot.server")
 OPEN_PATHS = frozenset({"/healthz"})
+METRICS_PATH = "/metrics"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,10 @@ class AuthMiddleware:
             )
             return
         token = _bearer(scope)
+        if token is not None and scope["path"] == METRICS_PATH and self._scrape_token(token):
+            scope.setdefault("state", {})["caller"] = ANONYMOUS_CALLER  # may read /metrics only
+            await self.app(scope, receive, send)
+            return
         if token is None:
             await self._deny(
                 scope,
@@ -160,6 +167,18 @@ class AuthMiddleware:
             return
         scope.setdefault("state", {})["caller"] = Caller.for_user(user)
         await self.app(scope, receive, send)
+
+    def _scrape_token(self, token: str) -> bool:
+        """Whether `token` is the scrape token of `[metrics]` (read at each request: a save
+        of knot.toml applies at once)."""
+        settings = self.runtime.config.metrics
+        expected = settings.token_sha256.lower() or (
+            hashlib.sha256(settings.token.encode()).hexdigest() if settings.token else ""
+        )
+        if not expected:
+            return False
+        presented = hashlib.sha256(token.encode()).hexdigest()
+        return hmac.compare_digest(presented, expected)
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, message: str) -> None:
         client = scope.get("client") or ("?", 0)

@@ -8,7 +8,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .._events import decode_json
 from .._exceptions import (
     Conflict,
     InvalidInput,
@@ -18,6 +17,8 @@ from .._exceptions import (
     RuntimeClosed,
     StoreError,
 )
+from .._jsontext import decode_json
+from .._tracecontext import clean_traceparent
 
 __all__ = [
     "SKY_PREFIX",
@@ -28,6 +29,7 @@ __all__ = [
     "query_int",
     "read_body",
     "read_json",
+    "traceparent",
 ]
 
 SKY_PREFIX = "/sky/"  # the browser routes: CORS *, an open preflight, cross-site allowed
@@ -129,3 +131,13 @@ def query_int(request: Request, name: str, default: int, *, lo: int = 1, hi: int
     if not lo <= value <= hi:
         raise InvalidInput(f"The query parameter {name} must be between {lo} and {hi}.")
     return value
+
+
+def traceparent(request: Request) -> str:
+    """The request's valid W3C `traceparent` header, or "" (an invalid one is ignored)."""
+    # From the raw headers: this is on every ingress request's path, and building starlette's
+    # Headers object costs more than the scan.
+    for name, value in request.scope["headers"]:
+        if name == b"traceparent":
+            return clean_traceparent(value.decode("latin-1"))
+    return ""

@@ -20,9 +20,10 @@ from starlette.routing import Route
 
 from .._jsonrpc import PARSE_ERROR, SERVER_ERROR, error_response
 from .._runtime import Runtime
+from .._tracecontext import CURRENT_TRACE
 from ..methods.rpc import dispatch
 from .auth import caller
-from .common import read_body
+from .common import read_body, traceparent
 
 __all__ = ["routes"]
 
@@ -35,6 +36,8 @@ async def post_jsonrpc(request: Request) -> Response:
         text = body.decode("utf-8")  # JSON on the wire is UTF-8; no guessing from a BOM
     except UnicodeDecodeError:
         return JSONResponse(error_response(None, PARSE_ERROR))
+    # The call's task copies this context: a `traceparent` sent is what its calls continue.
+    CURRENT_TRACE.set(traceparent(request))
     call = asyncio.ensure_future(
         dispatch(text, runtime.methods.rpc(owner=who.owner, actor=who.actor))
     )

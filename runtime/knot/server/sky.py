@@ -32,7 +32,7 @@ from ..sky.esl import (
     sky_answer,
 )
 from .auth import Caller, caller
-from .common import error_response, json_error, read_body
+from .common import error_response, json_error, read_body, traceparent
 
 __all__ = ["SkyEvents", "may_raise_on", "routes", "sky_cloud"]
 
@@ -141,6 +141,7 @@ async def _raise_event(request: Request) -> tuple[int, JSONObject]:
         eid=sky.eid,
         rids=sky.rids,
         ts=sky.ts,
+        trace=traceparent(request),
     )
     eid = sky.eid or event.id
     # A `_rids` name no sink answers to (a typo, a sink that does not take this type) would

@@ -8,6 +8,7 @@ progress) is the engine's job, not the sink's.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
@@ -51,6 +52,7 @@ class DeliveryResult:
     directives: tuple[Directive, ...] = ()
     output: tuple[str, ...] = ()
     detail: str = ""
+    status: int = 0  # the receiver's HTTP status (webhooks), for the attempt's record
 
 
 class SinkHost(Protocol):
@@ -109,6 +111,11 @@ class BatchResult(NamedTuple):
     results: list[DeliveryResult | None]
     failed_at: int | None = None  # index of the event that failed; later ones were not tried
     error: str = ""
+    output: tuple[str, ...] = ()  # what the failed event's attempt printed
+    # When each event finished (time.time()), for the events with a result and the failed one,
+    # if the sink knows: the engine then records each attempt's own duration, else it divides
+    # the batch's time evenly.
+    finished: tuple[float, ...] = ()
 
 
 class Sink(abc.ABC):
@@ -162,15 +169,18 @@ class Sink(abc.ABC):
     ) -> BatchResult:
         """Deliver `events` in order, stopping at the first failed one."""
         results: list[DeliveryResult | None] = []
+        finished: list[float] = []
         for index, event in enumerate(events):
             try:
                 result = await self.deliver(event)
             except DeliveryFailed as exc:
-                return BatchResult(results, index, exc.reason)
+                finished.append(time.time())
+                return BatchResult(results, index, exc.reason, exc.output, tuple(finished))
+            finished.append(time.time())
             results.append(result)
             if on_result is not None:
                 on_result(index, result)
-        return BatchResult(results)
+        return BatchResult(results, finished=tuple(finished))
 
     async def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release resources; called when the sink is removed, replaced or the runtime stops."""

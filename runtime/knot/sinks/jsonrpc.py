@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from .._events import Event, loads_json, new_event_id, now_rfc3339
+from .._events import Event, new_event_id, now_rfc3339
 from .._exceptions import DeliveryFailed, TemplateError
+from .._jsontext import loads_json
 from .._sinkspec import SinkSpec
 from ..templates.syntax import DEFAULT_TEMPLATE, Template
 from .base import DeliveryResult, Sink

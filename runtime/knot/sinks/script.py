@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -108,10 +109,12 @@ class ScriptSink(Sink):
             self._pool = None
 
     async def deliver(self, event: Event) -> DeliveryResult | None:
-        results, failed_at, error = await self.deliver_batch([event])
-        if failed_at is not None:
-            raise ScriptFailed(error, script=self.path, sink=self.name, event=event.id)
-        return results[0]
+        done = await self.deliver_batch([event])
+        if done.failed_at is not None:
+            raise ScriptFailed(
+                done.error, script=self.path, sink=self.name, event=event.id, output=done.output
+            )
+        return done.results[0]
 
     async def deliver_batch(
         self, events: Sequence[Event], on_result: ResultCallback | None = None
@@ -119,6 +122,7 @@ class ScriptSink(Sink):
         """Run the script on `events` in order, in as few worker round trips as fit; each
         event's result goes to `on_result` as soon as the worker reports it."""
         results: list[DeliveryResult | None] = []
+        finished: list[float] = []
         start = 0
         while start < len(events):
             chunk = [encode_event(events[start])]
@@ -131,10 +135,12 @@ class ScriptSink(Sink):
                 end += 1
             part = await self._run(events[start:end], chunk, on_result, start)
             results.extend(part.results)
+            finished.extend(part.finished)
             if part.failed_at is not None:
-                return BatchResult(results, start + part.failed_at, part.error)
+                index = start + part.failed_at
+                return BatchResult(results, index, part.error, part.output, tuple(finished))
             start = end
-        return BatchResult(results)
+        return BatchResult(results, finished=tuple(finished))
 
     async def _run(
         self,
@@ -149,6 +155,7 @@ class ScriptSink(Sink):
         settings = self.settings
         pool.configure(size=pool_size(settings), memory_mb=settings.memory_mb)
         results: list[DeliveryResult | None] = []
+        finished: list[float] = []  # when each event's result came: its attempt's end
         # Per event, what was emitted: the worker keeps count too, this holds if it lies.
         emits: dict[int, tuple[int, int]] = {}
         uses: dict[int, RunUse] = {}  # per event, what it asked of the libraries
@@ -156,6 +163,7 @@ class ScriptSink(Sink):
 
         def on_notify(method: str, params: JSONObject) -> None:
             if method == "result":
+                finished.append(time.time())
                 index = int(params["index"])
                 result = self._result(events[index], params)
                 results.append(result)
@@ -219,6 +227,7 @@ class ScriptSink(Sink):
                 len(results),
                 f"The script {self.path} ran longer than {settings.timeout} s "
                 "(scripts.timeout) and was stopped.",
+                finished=(*finished, time.time()),
             )
         except WorkerDied as exc:
             pool.discard(worker)
@@ -227,6 +236,7 @@ class ScriptSink(Sink):
                 len(results),
                 f"The script {self.path} stopped its sandbox worker ({exc.how}); it probably "
                 f"went over a limit (scripts.memory_mb = {settings.memory_mb}).",
+                finished=(*finished, time.time()),
             )
         except RemoteError as exc:
             pool.release(worker)
@@ -244,10 +254,11 @@ class ScriptSink(Sink):
         else:
             pool.release(worker)
         if failed_at is None:
-            return BatchResult(results)
+            return BatchResult(results, finished=tuple(finished))
         failed = events[int(failed_at)]
-        self._output(failed, reply.get("output") or [])
-        return BatchResult(results, int(failed_at), self._failure(error))
+        lines = self._output(failed, reply.get("output") or [])
+        finished.append(time.time())
+        return BatchResult(results, int(failed_at), self._failure(error), lines, tuple(finished))
 
     def _result(self, event: Event, params: JSONObject) -> DeliveryResult | None:
         if not params.get("output") and not params.get("directives"):

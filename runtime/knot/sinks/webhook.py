@@ -1,7 +1,9 @@
 """Webhook sinks: POST the event, rendered through the sink's template and signed, to a URL.
 
 Every request carries `Content-Type: application/json`, Knot's `X-Knot-Event-Id`, `-Type`,
-`-Ts` and `X-Knot-Signature: sha256=<hex HMAC-SHA256 of the body>`, and the Standard Webhooks
+`-Ts` and `X-Knot-Signature: sha256=<hex HMAC-SHA256 of the body>`, the event's causation
+(`X-Knot-Root-Id`, and `X-Knot-Parent-Id` for an event a sink raised), its W3C `traceparent`
+when it carries one (the attempt's own span when tracing is on), and the Standard Webhooks
 headers `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 of
 id.timestamp.body>`; then the sink's own headers, which may not replace any of those. Success is
 a 2xx within the sink's `timeout` (10 s); anything else is one failed attempt for the engine to
@@ -34,6 +36,7 @@ from .._events import Event
 from .._exceptions import DeliveryFailed, TemplateError
 from .._json import JSONObject
 from .._sinkspec import SinkSpec, masked_url
+from .._tracecontext import CURRENT_TRACE
 from ..templates.syntax import DEFAULT_TEMPLATE, Template
 from .base import DeliveryResult, Sink, SinkHost
 from .webhook_http import WebhookClients
@@ -62,6 +65,10 @@ RESERVED_HEADERS = frozenset(
         "x-knot-event-type",
         "x-knot-event-ts",
         "x-knot-signature",
+        "x-knot-parent-id",
+        "x-knot-root-id",
+        "traceparent",
+        "tracestate",
         "webhook-id",
         "webhook-timestamp",
         "webhook-signature",
@@ -164,17 +171,25 @@ class WebhookSink(Sink):
         knot_sig = hmac.new(self._knot_key, body, hashlib.sha256).hexdigest()
         signed = f"{event.id}.{timestamp}.".encode() + body
         standard = hmac.new(self._standard_key, signed, hashlib.sha256).digest()
-        return {
+        headers = {
             "Content-Type": "application/json",
             "X-Knot-Event-Id": event.id,
             "X-Knot-Event-Type": event.type,
             "X-Knot-Event-Ts": event.ts,
             "X-Knot-Signature": f"sha256={knot_sig}",
+            "X-Knot-Root-Id": event.root or event.id,
             "webhook-id": event.id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": f"v1,{base64.b64encode(standard).decode()}",
-            **self.headers,
         }
+        if event.parent:
+            headers["X-Knot-Parent-Id"] = event.parent
+        # The delivery attempt's span when tracing is on, else the context the event carries.
+        traceparent = CURRENT_TRACE.get() or event.trace
+        if traceparent:
+            headers["traceparent"] = traceparent
+        headers.update(self.headers)
+        return headers
 
     async def deliver(self, event: Event) -> DeliveryResult | None:
         assert self._clients is not None, "start() before deliver()"
@@ -208,8 +223,9 @@ class WebhookSink(Sink):
         detail = f"HTTP {status} {reason}".rstrip() + (f": {excerpt}" if excerpt else "")
         if not 200 <= status < 300:
             hint = " (redirects are not followed)" if 300 <= status < 400 else ""
-            raise self._failed(event, f"The receiver at {self.shown_url} answered {detail}{hint}")
-        return DeliveryResult(detail=detail)
+            why = f"The receiver at {self.shown_url} answered {detail}{hint}"
+            raise self._failed(event, why, status=status)
+        return DeliveryResult(detail=detail, status=status)
 
     async def _post(
         self, client: httpx.AsyncClient, body: bytes, headers: dict[str, str]
@@ -225,10 +241,10 @@ class WebhookSink(Sink):
                     break
             return response.status_code, response.reason_phrase, bytes(answer[:READ_LIMIT])
 
-    def _failed(self, event: Event, reason: str) -> DeliveryFailed:
+    def _failed(self, event: Event, reason: str, *, status: int = 0) -> DeliveryFailed:
         if self._password:  # an httpx message may quote the URL it was given
             reason = reason.replace(self._password, "********")
-        return DeliveryFailed(reason, sink=self.name, event=event.id)
+        return DeliveryFailed(reason, sink=self.name, event=event.id, status=status)
 
     def status(self) -> JSONObject:
         return {"last_status": self.last_status}

@@ -23,9 +23,10 @@ from enum import Enum
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from .._events import CUSTOM_PREFIX, MAX_TYPE_LENGTH, check_type, decode_json, json_kind
+from .._events import CUSTOM_PREFIX, MAX_TYPE_LENGTH, check_type
 from .._exceptions import EventError
 from .._json import JSONObject
+from .._jsontext import decode_json, json_kind
 from ..engine.outcomes import DeliveryStatus, EmitReport
 
 __all__ = [

@@ -1,0 +1,83 @@
+"""The reading half of `Runtime`: events, audit entries, deliveries and traces from the store.
+
+Kept apart so that `_runtime.py` stays the wiring; every read goes to a thread, so the event
+loop never waits on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+
+from ._audit import AuditEntry
+from ._events import Event
+from ._patterns import Pattern
+from .engine.delivery import DeliveryEngine
+from .engine.storage import Storage
+from .observe.trace import Deliveries, Trace, deliveries_of, trace_of
+
+__all__ = ["Reads"]
+
+
+class Reads:
+    """Mixed into Runtime, which provides `store` and `_delivery`."""
+
+    _delivery: DeliveryEngine | None
+
+    @property
+    def store(self) -> Storage:
+        raise NotImplementedError
+
+    async def events(
+        self,
+        pattern: str | None = None,
+        *,
+        limit: int = 50,
+        owner: str | None = None,
+        after: int = 0,
+    ) -> list[Event]:
+        """The newest `limit` journaled events, oldest first (or, `after` a seq, the first
+        `limit` after it); `pattern` is one sink pattern."""
+        parsed = Pattern.parse(pattern) if pattern else None
+        return await asyncio.to_thread(
+            self.store.recent_events, pattern=parsed, limit=limit, owner=owner, after_seq=after
+        )
+
+    async def get_event(self, event_id: str) -> Event | None:
+        return await asyncio.to_thread(self.store.get_event, event_id)
+
+    async def deliveries(self, event_id: str) -> Deliveries:
+        """Every recorded delivery attempt of an event, per sink (NotFound: no such event)."""
+        pending = await self._settle()
+        return await asyncio.to_thread(deliveries_of, self.store, event_id, pending)
+
+    async def trace(self, event_id: str) -> Trace:
+        """The tree of events caused by the root of `event_id`'s chain, with their deliveries."""
+        pending = await self._settle()
+        return await asyncio.to_thread(trace_of, self.store, event_id, pending)
+
+    async def flush(self) -> None:
+        raise NotImplementedError
+
+    async def _settle(self) -> dict[str, set[int]]:
+        """Commit the attempts recorded so far; what is still queued or in flight."""
+        if self._delivery is not None:
+            self._delivery.flush_attempts()
+        pending = self._pending()
+        await self.flush()
+        return pending
+
+    def _pending(self) -> dict[str, set[int]]:
+        """Per sink, the journal positions still queued or in flight (a snapshot)."""
+        workers = self._delivery.workers if self._delivery is not None else {}
+        return {
+            name: {e.seq for e in (*w.inflight, *w.queue)} for name, w in workers.items() if w.busy
+        }
+
+    async def audit_entries(
+        self, *, limit: int = 50, sink: str | None = None, sinks: Collection[str] | None = None
+    ) -> list[AuditEntry]:
+        """The newest `limit` audit entries: of `sink`, of any of `sinks`, or all of them."""
+        return await asyncio.to_thread(
+            self.store.audit_entries, limit=limit, sink=sink, sinks=sinks
+        )

@@ -1,0 +1,92 @@
+"""Seeing inside over HTTP: `GET /metrics`, an event's deliveries and its trace.
+
+`/metrics` is the Prometheus text of `knot.observe.metrics` (404 when `[metrics] enabled =
+false`); once users exist it takes a user's token or the scrape token (`[metrics] token`).
+`GET /api/events/{id}/deliveries` and `/trace` answer what `runtime.deliveries()` and
+`runtime.trace()` do, to whoever may read the event (as `GET /api/events/{id}`).
+`RequestMetrics` counts every answer by route template and status for the metrics.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._exceptions import NotFound
+from .._runtime import Runtime
+from ..engine.hooks import Hooks
+from ..observe.metrics import CONTENT_TYPE, Metrics
+from .auth import caller
+
+__all__ = ["RequestMetrics", "routes"]
+
+
+async def metrics(request: Request) -> Response:
+    found: Metrics | None = request.app.state.metrics
+    if found is None:
+        raise NotFound("Metrics are off in this runtime ([metrics] enabled = false in knot.toml).")
+    return Response(found.render(), media_type=CONTENT_TYPE)
+
+
+async def _readable(request: Request) -> str:
+    """The event id of the path, once the caller may read that event (else 404)."""
+    runtime: Runtime = request.app.state.runtime
+    event_id = request.path_params["event_id"]
+    who = caller(request)
+    if not who.manage_global_sinks:
+        event = await runtime.get_event(event_id)
+        if event is None or event.owner != who.owner:
+            raise NotFound(f"There is no event with id {event_id!r}.", what=event_id)
+    return str(event_id)
+
+
+async def deliveries(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    found = await runtime.deliveries(await _readable(request))
+    return JSONResponse(found.to_dict())
+
+
+async def trace(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    found = await runtime.trace(await _readable(request))
+    return JSONResponse(found.to_dict())
+
+
+class RequestMetrics:
+    """Reports every HTTP answer to the hooks: its route template (never the raw path, whose
+    ids would make unbounded label values), status and duration (pure ASGI: cheap)."""
+
+    def __init__(self, app: ASGIApp, *, hooks: Hooks) -> None:
+        self.app = app
+        self.hooks = hooks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.hooks.request_listeners:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees when nothing was sent (uvicorn answers 500)
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "(no route)"
+            self.hooks.answered(template, status, time.perf_counter() - started)
+
+
+routes = [
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/api/events/{event_id}/deliveries", deliveries, methods=["GET"]),
+    Route("/api/events/{event_id}/trace", trace, methods=["GET"]),
+]
