@@ -35,6 +35,8 @@ log = logging.getLogger("knot.server")
 
 
 async def healthz(request: Request) -> Response:
+    """`{"status": "ok", "zone"}`; 503 `{"status": "store failing", "error"}` while the store
+    refuses writes (a full disk). Needs no token."""
     runtime: Runtime = request.app.state.runtime
     ok = runtime.running
     answer: dict[str, object] = {"status": "ok" if ok else "stopping", "zone": runtime.config.zone}
