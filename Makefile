@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test check bench fuzz soak clean
+.PHONY: setup run test check bench fuzz soak clean nats-server
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,14 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/knot serve --project .
 
-test: $(STAMP)
+# The cluster's tests need nats-server (Debian's package; installed here when run as root).
+nats-server:
+	@command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || \
+	{ [ "$$(id -u)" -eq 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; } || \
+	{ echo "nats-server is missing: apt-get install nats-server (as root)" >&2; exit 1; }
+
+test: $(STAMP) nats-server
 	$(BIN)/python -m pytest
 
 check: $(STAMP)

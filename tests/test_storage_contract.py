@@ -24,9 +24,11 @@ from knot.engine.storage import Storage
 from knot.sinks import RecordingSink, Sink
 from knot.sinks.base import DeliveryResult
 
+from .natshelpers import NatsServer, unique_prefix
+
 pytestmark = pytest.mark.anyio
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "nats"]
 
 
 @dataclass
@@ -48,6 +50,9 @@ class Backend:
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     name = str(request.param)
     store = StoreSettings(path=str(tmp_path / ".knot" / "knot.db"))
+    if name == "nats":  # a real nats-server; streams of this test's own
+        server: NatsServer = request.getfixturevalue("nats_server")
+        store = replace(store, url=server.url, stream_prefix=unique_prefix())
     delivery = DeliverySettings(attempts=3, backoff=(0.01, 0.01), queue_size=100)
     return Backend(name, tmp_path, Config(store=store, delivery=delivery))
 

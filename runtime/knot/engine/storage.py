@@ -14,10 +14,11 @@ time and see only committed data.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import asyncio
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .._audit import AuditEntry
 from .._events import Event
@@ -25,7 +26,7 @@ from .._exceptions import StoreError
 from .._json import JSONObject
 from .._patterns import Pattern
 
-__all__ = ["Storage", "WriteBatch"]
+__all__ = ["SharedStorage", "Storage", "WriteBatch"]
 
 
 @dataclass
@@ -111,3 +112,25 @@ class Storage(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SharedStorage(Storage, Protocol):
+    """A storage several runtimes share (the NATS JetStream one): each runtime routes every
+    event of the zone from `start_feed`, not only those it committed itself."""
+
+    shared: bool
+
+    def start_feed(
+        self, on_events: Callable[[list[Event]], None], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Call `on_events` on `loop` with every event journaled after `head_seq()`, in order."""
+        ...
+
+    def caught_up(self) -> bool:
+        """Whether the feed has delivered every event this runtime journaled."""
+        ...
+
+    def cursor(self, sink: str) -> int | None:
+        """`sink`'s cursor as stored now (a runtime taking the sink over reads this)."""
+        ...
