@@ -104,7 +104,7 @@ def test_post_event_is_journaled_in_jetstream_before_the_202(
     server = start_server(project)
     try:
         with server.client() as http:
-            events = http.get("/api/events", params={"limit": 100}).json()["events"]
+            events = http.get("/api/events", params={"n": 100}).json()["events"]
             assert [e["id"] for e in events] == ids
             one = http.get(f"/api/events/{ids[3]}").json()
             assert one["data"] == {"n": 3}

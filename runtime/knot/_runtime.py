@@ -32,9 +32,10 @@ from ._json import JSONObject
 from ._logtext import log_output
 from ._patterns import Pattern
 from ._sinkspec import SinkOrigin, SinkSpec
-from ._stores import caught_up, open_storage, start_routing
+from ._stores import caught_up, cluster_gate, open_storage, start_routing
 from ._user_directory import UserDirectory
 from ._users import KV_USERS
+from .cluster.part import ClusterPart
 from .engine.delivery import DeliveryEngine
 from .engine.dispatch import Dispatcher
 from .engine.hooks import EventListener, Hooks, OutcomeListener
@@ -107,6 +108,7 @@ class Runtime:
         return [
             Reloader(folders={"sinks": ScriptSinks(), "methods": MethodScripts()}),
             SpacesPart(),
+            ClusterPart(),  # last: claims sinks once the scripts' and spaces' are defined
         ]
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -239,6 +241,7 @@ class Runtime:
             new_secret=new_secret,
             cursors=store.load_cursors(),
             backlog=store.backlog,
+            gate=cluster_gate(store, self.config),  # on a shared store: which sinks run here
         )
         self._journal.start()
         start_routing(store, self._dispatcher)  # a shared (NATS) journal: from its feed

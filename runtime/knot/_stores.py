@@ -13,10 +13,11 @@ from pathlib import Path
 
 from ._config import Config
 from .engine.dispatch import Dispatcher
+from .engine.registry import SinkGate
 from .engine.storage import SharedStorage, Storage
 from .engine.store import Store
 
-__all__ = ["caught_up", "open_storage", "start_routing"]
+__all__ = ["caught_up", "cluster_gate", "open_storage", "start_routing"]
 
 
 def open_storage(config: Config, path: Path) -> Storage:
@@ -43,3 +44,14 @@ async def caught_up(store: Storage, timeout: float = 30.0) -> None:
         async with asyncio.timeout(timeout):
             while not store.caught_up():
                 await asyncio.sleep(0.002)
+
+
+def cluster_gate(store: Storage, config: Config) -> SinkGate | None:
+    """On a shared store, the node's membership decides which sinks run here."""
+    if not isinstance(store, SharedStorage):
+        return None
+    from .cluster.membership import Membership
+    from .cluster.storage import NatsStorage
+
+    assert isinstance(store, NatsStorage)
+    return Membership(store, ack_wait=config.store.ack_wait)

@@ -60,6 +60,7 @@ def configure_logging(quiet: bool) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from .._runtime import Runtime
+    from ..cluster.part import ClusterPart
     from ..server import serve
 
     project = project_folder(args.project)
@@ -71,6 +72,9 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(host: str, port: int) -> None:
         sinks = runtime.sinks()
         address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+        for part in runtime.parts:  # other nodes show this node's API address
+            if isinstance(part, ClusterPart) and part.membership is not None:
+                part.membership.address = f"http://{address}:{port}"
         print(
             f"knot: serving {runtime.project} on http://{address}:{port} "
             f"(zone {runtime.config.zone}, {len(sinks)} sink{'s' if len(sinks) != 1 else ''}, "

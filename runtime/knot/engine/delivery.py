@@ -289,6 +289,28 @@ class DeliveryEngine:
             await old.close()
         return worker.sink
 
+    async def release(self, name: str) -> Sink | None:
+        """Stop serving a sink here without giving anything up: its cursor stays where it is,
+        so the runtime that serves it next resumes right after it (a cluster hand-over).
+
+        What was queued is not lost (it is journaled after the cursor); an event in flight is
+        cut short and will be delivered again by the next holder.
+        """
+        worker = self.workers.pop(name, None)
+        if worker is None:
+            return None
+        self._wakers.pop(name, None)
+        if worker.task is not None:
+            worker.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.task
+        if not worker.busy and worker.cursor < self.last_routed:
+            self.journal.set_cursor(name, self.last_routed)  # idle: nothing to redo
+        await worker.sink.close()
+        for old in worker._retired:
+            await old.close()
+        return worker.sink
+
     # -- events ---------------------------------------------------------------------------
 
     def dispatch(self, event: Event, names: Iterable[str]) -> list[str]:

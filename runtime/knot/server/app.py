@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from .._exceptions import KnotError
 from .._logtext import loggable
 from .._runtime import Runtime
-from . import agent, api, channels, jsonrpc, sinks, sky, spaces, users
+from . import agent, api, channels, cluster, jsonrpc, sinks, sky, spaces, users
 from .auth import AuthMiddleware
 from .common import BodyLimit, error_response
 from .guard import BrowserGuard, is_loopback_host
@@ -86,6 +86,7 @@ def create_app(
         *sinks.routes,
         *users.routes,
         *spaces.routes,
+        *cluster.routes,
         *(extra_routes or []),
     ]
     handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {
