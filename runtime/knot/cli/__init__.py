@@ -13,13 +13,13 @@ from collections.abc import Sequence
 
 from .._exceptions import KnotError
 from .._logtext import loggable
-from . import channels, events, kernel, methods, scripts, serve, sinks, spaces, users
+from . import channels, cluster, events, kernel, methods, scripts, serve, sinks, spaces, users
 from .common import Formatter, Handler, Parser, choose_action
 
 __all__ = ["build_parser", "main"]
 
 # One line per command group; each module's register() adds its subcommands.
-_GROUPS = (serve, events, sinks, scripts, methods, spaces, channels, users, kernel)
+_GROUPS = (serve, events, sinks, scripts, methods, spaces, channels, users, kernel, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -115,6 +115,15 @@ class Membership:
             self._first_cursor(spec.name)
         self._poke()
 
+    def holder(self, spec: SinkSpec) -> str:
+        if spec.origin not in SHARED_ORIGINS or spec.name in self.held:
+            return self.address or self.node[:8]
+        claim = self.claims.get(spec.name)
+        if claim is None:
+            return ""
+        seen = self.nodes.get(claim.node)
+        return str(seen[0].get("address") or claim.node[:8]) if seen else claim.node[:8]
+
     def _first_cursor(self, name: str) -> None:
         """A sink defined for the first time starts at the journal's head, wherever it runs."""
         assert self._delivery is not None

@@ -71,6 +71,10 @@ class SinkGate(Protocol):
         """Told about a sink that is defined here but served elsewhere (or by nobody yet)."""
         ...
 
+    def holder(self, spec: SinkSpec) -> str:
+        """Which runtime serves `spec` (for listings); "" for none yet."""
+        ...
+
 
 class SinkRegistry:
     def __init__(
@@ -302,6 +306,9 @@ class SinkRegistry:
             # Broken from its first load: list it so the user sees why it does not run.
             placeholder = maybe_spec or SinkSpec(name=name, type="?", events=())
             out.append(_status(replace(placeholder, active=False), None, problem))
+        if self.gate is not None:  # a cluster: say which node serves each
+            gate = self.gate
+            out = [replace(s, extra={**s.extra, "node": gate.holder(s.spec)}) for s in out]
         return sorted(out, key=lambda s: s.name)
 
     async def sync(self, origin: SinkOrigin, specs: Iterable[SinkSpec], *, reason: str) -> None:

@@ -1,0 +1,139 @@
+"""The cluster's shared state and its faults, with real nodes and a real nats-server.
+
+Shared: a sink made on one node runs on the cluster within a second, listings name the node
+serving each sink, zones on one NATS see nothing of each other. Faults: NATS going away answers
+`POST /event` with 503 (nothing unacknowledged is confirmed), and after it comes back the
+nodes reconnect and deliver every acknowledged event, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from .clusterhelpers import (
+    cluster,
+    ids_at,
+    in_order_at_least_once,
+    node_project,
+    post,
+    settled,
+    start_nodes,
+    timed,
+)
+from .helpers import run_knot, wait_until
+from .natshelpers import NatsServer, unique_prefix
+from .receiver import Receiver
+
+
+def test_a_sink_made_on_one_node_runs_on_the_cluster_within_a_second(
+    tmp_path: Path, nats_server: NatsServer, receiver: Receiver
+) -> None:
+    prefix = unique_prefix()
+    projects = [node_project(tmp_path / n, nats_server, prefix) for n in ("a", "b")]
+    a, b = nodes = start_nodes(projects)
+    try:
+        wait_until(lambda: all(len(cluster(n)["nodes"]) == 2 for n in nodes))
+        sink = {
+            "name": "made_on_a",
+            "type": "webhook",
+            "events": "*",
+            "url": receiver.url("/made_on_a"),
+        }
+        with a.client() as http:
+            assert http.post("/api/event-sinks", json=sink).status_code in (200, 201)
+        with b.client() as http:
+            took = timed(
+                lambda: http.get("/api/event-sinks/made_on_a").status_code == 200, timeout=5
+            )
+        assert took <= 1.0, f"the sink reached the other node after {took:.2f} s"
+        settled(nodes, ("made_on_a",), timeout=5)
+        sent = [post(nodes[n % 2], n) for n in range(10)]
+        wait_until(lambda: set(sent) <= set(ids_at(receiver, "made_on_a")))
+        in_order_at_least_once(ids_at(receiver, "made_on_a"), sent)
+        # Listings on either node say which node serves it; the CLI reads the same.
+        listing = run_knot("sinks", "list", port=b.port)
+        assert listing.returncode == 0, listing.stderr
+        assert "NODE" in listing.stdout
+        status = run_knot("cluster", "status", "--json", port=b.port)
+        assert status.returncode == 0, status.stderr
+        shown = json.loads(status.stdout)
+        assert {n["address"] for n in shown["nodes"]} == {a.url, b.url}
+        assert shown["lag"]["made_on_a"] >= 0
+        # Removed on b: gone from a too, and nothing is delivered to it any more.
+        with b.client() as http:
+            assert http.delete("/api/event-sinks/made_on_a").status_code in (200, 204)
+        with a.client() as http:
+            wait_until(lambda: http.get("/api/event-sinks/made_on_a").status_code == 404, 2)
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def test_zones_on_one_nats_see_nothing_of_each_other(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    prefix = unique_prefix()
+    here = node_project(tmp_path / "here", nats_server, prefix, zone="east")
+    there = node_project(tmp_path / "there", nats_server, prefix, zone="west")
+    east, west = nodes = start_nodes([here, there])
+    try:
+        sent = post(east, 1)
+        with west.client() as http:
+            assert http.get("/api/events").json()["events"] == []
+            assert http.get(f"/api/events/{sent}").status_code == 404
+            assert len(cluster(west)["nodes"]) == 1  # and it counts no node of east
+        with east.client() as http:
+            assert [e["id"] for e in http.get("/api/events").json()["events"]] == [sent]
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def test_nats_restarted_under_load_answers_503_then_resumes_in_order(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    nats = NatsServer(tmp_path / "nats")  # a server of its own, to restart
+    try:
+        project = node_project(
+            tmp_path / "a", nats, unique_prefix(), receiver=receiver, sinks=("hook",)
+        )
+        (node,) = start_nodes([project])
+        accepted: list[str] = []
+        refused: list[int] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(base_url=node.url, timeout=15) as http:
+                n = 0
+                while not stop.is_set():
+                    answer = http.post("/event", json={"type": "t.n", "payload": {"n": n}})
+                    if answer.status_code == 202:
+                        accepted.append(answer.json()["id"])
+                    else:
+                        refused.append(answer.status_code)
+                    n += 1
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            wait_until(lambda: len(accepted) >= 50)
+            nats.stop()
+            wait_until(lambda: bool(refused), timeout=10)
+            time.sleep(0.5)
+            nats.start()
+            before = len(accepted)
+            wait_until(lambda: len(accepted) >= before + 50, timeout=20)
+        finally:
+            stop.set()
+            loader.join(20)
+        assert set(refused) == {503}
+        wait_until(lambda: set(accepted) <= set(ids_at(receiver, "hook")), timeout=20)
+        in_order_at_least_once(ids_at(receiver, "hook"), accepted)
+        node.kill()
+    finally:
+        nats.stop()
