@@ -25,6 +25,7 @@ class AuditKind(Enum):
     METHOD_FAILED = "Event Sink Method Failed"
     METHOD_REJECTED = "Method Script Rejected"
     SECURITY = "Access Denied"
+    SCRIPT_REPLACED = "Script Replaced By A Newer Save"  # two nodes held different files
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,10 @@ from typing import Any, Protocol
 
 from .._sinkspec import SinkOrigin, SinkSpec
 from ..engine.registry import KV_SINKS
+from ..scripts.reload import Reloader
 from ..types import PartHost
 from .membership import Membership
+from .scripts_sync import ScriptSync
 from .storage import NatsStorage
 
 __all__ = ["ClusterPart"]
@@ -35,6 +37,7 @@ class ClusterPart:
 
     def __init__(self) -> None:
         self.membership: Membership | None = None
+        self.scripts: ScriptSync | None = None
         self._host: PartHost | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: set[str] = set()
@@ -50,6 +53,10 @@ class ClusterPart:
         self.membership = gate
         gate.storage.on_record_change(self._record_changed)
         await gate.start(host.registry, host.registry.delivery)
+        for part in getattr(host, "parts", ()):  # saved scripts, cluster-wide
+            if isinstance(part, Reloader):
+                self.scripts = ScriptSync(gate.storage, part, host)
+                await self.scripts.start()
         self._task = asyncio.create_task(self._apply_changes(), name="knot-cluster-records")
 
     async def stop(self) -> None:
@@ -57,6 +64,8 @@ class ClusterPart:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.scripts is not None:
+            await self.scripts.stop()
         if self.membership is not None:
             await self.membership.stop()
 
