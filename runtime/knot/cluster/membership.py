@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +42,13 @@ from .storage import NatsStorage
 __all__ = ["SHARED_ORIGINS", "Membership", "assign"]
 
 log = logging.getLogger("knot.cluster")
-# Sinks defined the same on every node (the API's records, knot.toml, the scripts folder) run
-# on one node at a time; an in-process sink or a method subscription exists where it was made.
-SHARED_ORIGINS = frozenset({SinkOrigin.API, SinkOrigin.CONFIG, SinkOrigin.SCRIPT})
+# Sinks defined the same on every node (the API's records, knot.toml, the scripts folder)
+# run on one node at a time; a method's sink runs where its script does (that script's lease,
+# claimed as `m:<script>`); an in-process sink exists only where it was made.
+SHARED_ORIGINS = frozenset(
+    {SinkOrigin.API, SinkOrigin.CONFIG, SinkOrigin.SCRIPT, SinkOrigin.METHOD}
+)
+SCRIPT_MARK = "m:"
 ROUND = 0.2  # seconds between reconciliations when nothing changes
 
 
@@ -101,7 +105,7 @@ class Membership:
         self._watchers: list[Any] = []
         self._following: set[asyncio.Future[None]] = set()
         self._beating: Any = None
-        self.methods: list[str] = []
+        self.method_scripts: Callable[[], list[str]] = list  # set by the cluster part
 
     # -- the registry's gate --------------------------------------------------------------------
 
@@ -177,8 +181,8 @@ class Membership:
             "id": self.node,
             "address": self.address,
             "started": self.started,
-            "sinks": sorted(self.held),
-            "methods": list(self.methods),
+            "sinks": sorted(n for n in self.held if not n.startswith(SCRIPT_MARK)),
+            "methods": sorted(n[2:] for n in self.held if n.startswith(SCRIPT_MARK)),
         }
 
     async def _heartbeat(self) -> None:
@@ -270,12 +274,19 @@ class Membership:
             for name in sorted(self.held):
                 self.held.discard(name)
                 with contextlib.suppress(Exception):
-                    await registry.release(name)
+                    await registry.release(name)  # (a script's lease: nothing to stop)
             return
         self.fenced = False
-        shared = [n for n in registry.names() if registry.spec(n).origin in SHARED_ORIGINS]
+        sinks = [n for n in registry.names() if registry.spec(n).origin in SHARED_ORIGINS]
+        scripts = [SCRIPT_MARK + s for s in self.method_scripts()]
         live = self.live()
-        wanted = assign(shared, live)
+        plain = [n for n in sinks if registry.spec(n).origin is not SinkOrigin.METHOD]
+        wanted = assign(plain + scripts, live)
+        for name in sinks:  # a method's sink goes where its script goes
+            spec = registry.spec(name)
+            if spec.origin is SinkOrigin.METHOD:
+                wanted[name] = wanted.get(SCRIPT_MARK + str(spec.options.get("script")), "")
+        shared = sinks + scripts
         for name in shared:
             claim = self.claims.get(name)
             mine = wanted.get(name) == self.node
@@ -296,7 +307,8 @@ class Membership:
                 self.held.discard(name)  # removed: the registry stopped it
             elif claim is None or claim.node != self.node:
                 self.held.discard(name)  # another node holds it now
-                await registry.release(name)
+                if not name.startswith(SCRIPT_MARK):
+                    await registry.release(name)
 
     async def _take(self, name: str, revision: int | None) -> None:
         body = json.dumps({"node": self.node, "at": now_rfc3339()}).encode()
@@ -319,6 +331,10 @@ class Membership:
 
     async def _serve(self, name: str) -> None:
         assert self._registry is not None
+        if name.startswith(SCRIPT_MARK):
+            self.held.add(name)
+            log.info("serving method script %s", name[len(SCRIPT_MARK) :])
+            return
         cursor = await self.storage.link.run(self.storage._read_cursor(name))
         self.held.add(name)
         if await self._registry.claim(name, cursor):
@@ -327,7 +343,8 @@ class Membership:
     async def _hand_over(self, name: str, revision: int | None) -> None:
         assert self._registry is not None
         self.held.discard(name)
-        await self._registry.release(name)
+        if not name.startswith(SCRIPT_MARK):
+            await self._registry.release(name)
 
         async def delete() -> None:
             kv = await self.storage.link.js.key_value(self.storage.names.claims)

@@ -15,9 +15,11 @@ from typing import Any, Protocol
 
 from .._sinkspec import SinkOrigin, SinkSpec
 from ..engine.registry import KV_SINKS
+from ..methods.service import Methods
 from ..scripts.reload import Reloader
 from ..types import PartHost
 from .membership import Membership
+from .methods_remote import NatsMethods
 from .scripts_sync import ScriptSync
 from .storage import NatsStorage
 
@@ -38,6 +40,7 @@ class ClusterPart:
     def __init__(self) -> None:
         self.membership: Membership | None = None
         self.scripts: ScriptSync | None = None
+        self.remote: NatsMethods | None = None
         self._host: PartHost | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: set[str] = set()
@@ -52,6 +55,11 @@ class ClusterPart:
         self._loop = asyncio.get_running_loop()
         self.membership = gate
         gate.storage.on_record_change(self._record_changed)
+        methods = getattr(host, "methods", None)
+        if isinstance(methods, Methods):  # each method script on one node, called from any
+            gate.method_scripts = methods.scripts
+            self.remote = NatsMethods(gate, methods)
+            await self.remote.start()
         await gate.start(host.registry, host.registry.delivery)
         for part in getattr(host, "parts", ()):  # saved scripts, cluster-wide
             if isinstance(part, Reloader):
@@ -68,6 +76,8 @@ class ClusterPart:
             await self.scripts.stop()
         if self.membership is not None:
             await self.membership.stop()
+        if self.remote is not None:
+            await self.remote.stop()
 
     def _record_changed(self, scope: str, key: str) -> None:  # on the NATS thread
         if scope in (KV_SINKS, KV_USERS, KV_CHANNELS) and self._loop is not None:

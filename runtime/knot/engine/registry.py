@@ -207,9 +207,11 @@ class SinkRegistry:
         if spec is None or name in self._parked:
             return
         self._router.discard(name)
-        await self._delivery.release(name)
+        sink = await self._delivery.release(name)
         self._resume.pop(name, None)
-        self._parked[name] = spec
+        # A method's sink is made by the method service, not from its spec: keep the object.
+        keep = sink is not None and spec.origin is SinkOrigin.METHOD
+        self._parked[name] = sink if keep and sink is not None else spec
         await self._delivery.journal.call(lambda store: None)
 
     async def remove(self, name: str, *, reason: str) -> SinkSpec:

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .._events import Actor, Event, TooDeep, nests_too_deeply
 from .._exceptions import DeliveryFailed, KnotError, MethodFailed, NotFound
@@ -38,7 +38,7 @@ from .declarations import MethodInfo
 from .rpc import Handler
 from .workers import MethodLoad, MethodScript, MethodWorkers
 
-__all__ = ["CallResult", "MethodInfo", "MethodLoad", "Methods"]
+__all__ = ["CallResult", "MethodInfo", "MethodLoad", "Methods", "RemoteMethods"]
 
 log = logging.getLogger("knot.methods")
 
@@ -62,12 +62,32 @@ class _CallContext:
     emits: dict[int, int] = field(default_factory=dict)  # per call of a batch
 
 
+class RemoteMethods(Protocol):
+    """Method scripts served by another runtime (a cluster: each script runs on one node)."""
+
+    def elsewhere(self, script: str) -> bool:
+        """Whether another node serves `script` now (its calls go there)."""
+        ...
+
+    async def invoke(
+        self,
+        info: MethodInfo,
+        params: Any,
+        *,
+        event: Event | None,
+        owner: str,
+        actor: Actor | None,
+        timeout: float,
+    ) -> CallResult: ...
+
+
 class Methods:
     """The method scripts of one runtime: `runtime.methods`."""
 
     def __init__(self, runtime: MethodsHost) -> None:
         self.runtime = runtime
         self.workers = MethodWorkers(runtime, serve=self._serve, changed=self._sync_sinks)
+        self.remote: RemoteMethods | None = None  # set by the cluster part on a shared store
 
     # -- reading --------------------------------------------------------------------------
 
@@ -292,6 +312,11 @@ class Methods:
         if script is None:
             raise NotFound(f"There is no method named {info.full_name!r}.", what=info.full_name)
         timeout = self.runtime.config.methods.timeout if timeout is None else timeout
+        remote = self.remote
+        if remote is not None and remote.elsewhere(info.script):  # its node, over NATS
+            return await remote.invoke(
+                info, params, event=event, owner=owner, actor=actor, timeout=timeout
+            )
         started = time.monotonic()
         worker = await self.workers.current(script, timeout)
         if worker is None:
