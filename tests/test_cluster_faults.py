@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from .clusterhelpers import (
+    ACK_WAIT,
     cluster,
     ids_at,
     in_order_at_least_once,
@@ -26,8 +27,8 @@ from .clusterhelpers import (
     timed,
 )
 from .helpers import run_knot, wait_until
-from .natshelpers import NatsServer, unique_prefix
-from .receiver import Receiver
+from .natshelpers import NatsServer, Proxy, unique_prefix
+from .receiver import HANG, Receiver
 
 
 def test_a_sink_made_on_one_node_runs_on_the_cluster_within_a_second(
@@ -137,3 +138,55 @@ def test_nats_restarted_under_load_answers_503_then_resumes_in_order(
         node.kill()
     finally:
         nats.stop()
+
+
+def test_a_node_cut_off_from_nats_answers_503_and_delivers_nothing_out_of_order(
+    tmp_path: Path, nats_server: NatsServer, receiver: Receiver
+) -> None:
+    prefix = unique_prefix()
+    sinks = ("s1", "s2")
+    proxy = Proxy(nats_server.port)  # node a reaches NATS only through it
+    a_project = node_project(tmp_path / "a", nats_server, prefix, receiver=receiver, sinks=sinks)
+    text = (a_project / "knot.toml").read_text().replace(nats_server.url, proxy.url)
+    (a_project / "knot.toml").write_text(text)
+    b_project = node_project(tmp_path / "b", nats_server, prefix, receiver=receiver, sinks=sinks)
+    a, b = nodes = start_nodes([a_project, b_project])
+    try:
+        settled(nodes, sinks)
+        sent = [post(nodes[n % 2], n) for n in range(40)]
+        proxy.cut()
+        with a.client() as http:
+            refused = http.post("/event", json={"type": "t.n", "payload": {}})
+        assert refused.status_code == 503, refused.text
+        sent += [post(b, 100 + n) for n in range(20)]  # b goes on: it takes a's sinks over
+        for sink in sinks:
+            wait_until(lambda sink=sink: set(sent) <= set(ids_at(receiver, sink)), ACK_WAIT + 6)
+            in_order_at_least_once(ids_at(receiver, sink), sent)
+        proxy.restore()  # back: a rejoins, and the order still holds
+        wait_until(lambda: len(cluster(b)["nodes"]) == 2, timeout=15)
+        sent += [post(nodes[n % 2], 200 + n) for n in range(20)]
+        for sink in sinks:
+            wait_until(lambda sink=sink: set(sent) <= set(ids_at(receiver, sink)))
+            in_order_at_least_once(ids_at(receiver, sink), sent)
+    finally:
+        for node in nodes:
+            node.kill()
+        proxy.close()
+
+
+def test_a_slow_sink_does_not_hold_the_others_back(
+    tmp_path: Path, nats_server: NatsServer, receiver: Receiver
+) -> None:
+    receiver.plan("/slow", [HANG])  # its first delivery hangs until the webhook times out
+    project = node_project(
+        tmp_path / "a", nats_server, unique_prefix(), receiver=receiver, sinks=("slow", "fast")
+    )
+    (node,) = start_nodes([project])
+    try:
+        settled([node], ("slow", "fast"))
+        sent = [post(node, n) for n in range(50)]
+        took = timed(lambda: ids_at(receiver, "fast") == sent, timeout=10)
+        assert took < 3.0
+        assert len(ids_at(receiver, "slow")) == 1  # still stuck on its first event
+    finally:
+        node.kill()
