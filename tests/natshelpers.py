@@ -27,7 +27,7 @@ def free_port() -> int:
 class NatsServer:
     """`nats-server -js` on 127.0.0.1, storing in `folder`; `restart()` keeps its data."""
 
-    def __init__(self, folder: Path, *, port: int = 0) -> None:
+    def __init__(self, folder: Path, *, port: int = 0, cluster: str = "") -> None:
         binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
         if not Path(binary).exists():
             raise RuntimeError(
@@ -42,8 +42,9 @@ class NatsServer:
         self.config = folder / "nats.conf"
         self.config.write_text(
             f"listen: 127.0.0.1:{self.port}\n"
+            f"server_name: n{self.port}\n"
             "max_payload: 4MB\n"
-            f'jetstream {{ store_dir: "{folder / "js"}" }}\n',
+            f'jetstream {{ store_dir: "{folder / "js"}" }}\n{cluster}',
             encoding="utf-8",
         )
         self.start()
@@ -168,3 +169,24 @@ class Proxy:
 
     def close(self) -> None:
         self.cut()
+
+
+class NatsCluster:
+    """Three nats-servers with JetStream in one NATS cluster (routes on loopback ports)."""
+
+    def __init__(self, folder: Path, size: int = 3) -> None:
+        ports = [free_port() for _ in range(size)]
+        routes = [free_port() for _ in range(size)]
+        self.servers: list[NatsServer] = []
+        for i in range(size):
+            others = ", ".join(f"nats-route://127.0.0.1:{r}" for r in routes if r != routes[i])
+            block = f"cluster {{ name: knot, listen: 127.0.0.1:{routes[i]}, routes: [{others}] }}\n"
+            self.servers.append(NatsServer(folder / f"s{i}", port=ports[i], cluster=block))
+
+    @property
+    def url(self) -> str:
+        return ",".join(s.url for s in self.servers)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
