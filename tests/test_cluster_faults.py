@@ -77,6 +77,30 @@ def test_a_sink_made_on_one_node_runs_on_the_cluster_within_a_second(
             node.kill()
 
 
+def test_users_and_their_tokens_are_shared_within_a_second(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    prefix = unique_prefix()
+    projects = [node_project(tmp_path / n, nats_server, prefix) for n in ("a", "b")]
+    a, b = nodes = start_nodes(projects)
+    try:
+        wait_until(lambda: all(len(cluster(n)["nodes"]) == 2 for n in nodes))
+        sent = post(b, 1)
+        with a.client() as http:
+            made = http.post("/api/users", json={"name": "alice", "manage_global_sinks": True})
+            assert made.status_code == 201, made.text
+        token = made.json()["token"]
+        with b.client() as http:  # b asks for a token now, and knows alice's
+            took = timed(lambda: http.get("/api/events").status_code == 401, timeout=5)
+            assert took <= 1.0, f"the user reached the other node after {took:.2f} s"
+            mine = http.get("/api/events", headers={"Authorization": f"Bearer {token}"})
+            assert mine.status_code == 200
+            assert [e["id"] for e in mine.json()["events"]] == [sent]
+    finally:
+        for node in nodes:
+            node.kill()
+
+
 def test_zones_on_one_nats_see_nothing_of_each_other(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
