@@ -46,8 +46,10 @@ def test_one_worker_serves_calls_from_every_node_and_moves_when_its_node_dies(
     a, b = nodes = start_nodes(projects)
     try:
         wait_until(lambda: all(holder_of(n, "counter") for n in nodes), timeout=10)
-        b.wait_for_line("counter", timeout=10)  # b loaded the synced script too
-        counts = [call(nodes[i % 2])["result"]["n"] for i in range(6)]
+        b.wait_for_line("loaded method script counter", timeout=10)  # the synced script
+        answers = [call(nodes[i % 2]) for i in range(6)]
+        assert all("result" in x for x in answers), answers
+        counts = [x["result"]["n"] for x in answers]
         assert counts == [1, 2, 3, 4, 5, 6]  # one worker, whichever node was asked
         holder = next(n for n in nodes if n.url == holder_of(a, "counter"))
         survivor = b if holder is a else a

@@ -295,7 +295,9 @@ class Membership:
                     await self._take(name, None)
             elif claim.node == self.node:
                 if name not in self.held:
-                    await self._serve(name)  # claimed in an earlier life of this node
+                    # Ours in an earlier life of this node, or before it was cut off: renew
+                    # it on the revision seen (a stale view fails here and serves nothing).
+                    await self._take(name, claim.revision)
                 elif not mine and wanted.get(name) in live:
                     await self._hand_over(name, claim.revision)
             elif claim.node not in live and mine:
@@ -345,6 +347,7 @@ class Membership:
         self.held.discard(name)
         if not name.startswith(SCRIPT_MARK):
             await self._registry.release(name)
+            await asyncio.to_thread(self.storage.flush_cursors)  # the next holder reads it
 
         async def delete() -> None:
             kv = await self.storage.link.js.key_value(self.storage.names.claims)

@@ -51,6 +51,9 @@ __all__ = ["LOCAL_SCOPES", "NatsStorage"]
 log = logging.getLogger("knot.cluster")
 LOCAL_SCOPES = frozenset({"spaces", "node"})  # a node's own: its spaces run there
 WRITE_TIMEOUT = 5.0  # seconds a commit waits for JetStream's acks
+# A sink's cursor is written at most this often (seconds): with many busy sinks a put per
+# sink per commit would be most of the writes. A crash replays at most this much progress.
+CURSOR_EVERY = 0.1
 EventsCallback = Callable[[list[Event]], None]
 
 
@@ -80,6 +83,8 @@ class NatsStorage(StreamReads):
         self._record_listeners: list[Callable[[str, str], None]] = []
         self.local = NodeRecords(self.path.parent)
         self._cursors: dict[str, int] = {}
+        self._cursor_due: dict[str, float] = {}  # when a sink's cursor may be written again
+        self._pending_cursors: dict[str, int] = {}  # written by the next flush
         self._head = 0
         self._feed_seq = 0
         self._acked = 0  # the highest sequence this node's own writes got
@@ -138,6 +143,7 @@ class NatsStorage(StreamReads):
                 self.max_event_bytes,
             )
         await self._load_records()
+        self._spawn(self._flush_cursors_every())
 
     async def _ensure_stream(self, config: Any) -> None:
         from nats.js.errors import BadRequestError
@@ -161,6 +167,8 @@ class NatsStorage(StreamReads):
             await js.key_value(bucket)  # exists already: that is enough
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.flush_cursors()
         if self.link.loop.is_running():
             with contextlib.suppress(Exception):
                 self.link.call(self._stop_tasks(), timeout=5)
@@ -268,21 +276,28 @@ class NatsStorage(StreamReads):
             ]
             for sink in batch.forget:
                 self._cursors.pop(sink, None)
+                self._pending_cursors.pop(sink, None)
                 await self._await_all(event_acks + other_acks)
                 await js.purge_stream(names.skips, subject=names.skip_subject(sink))
                 with contextlib.suppress(Exception):
                     kv = await js.key_value(names.cursors)
                     await kv.purge(encode_key(sink))
+            now = time.monotonic()
             for sink, seq in batch.cursors.items():
                 if sink in self._cursors and seq <= self._cursors[sink]:
                     continue
                 self._cursors[sink] = seq
-                other_acks.append(
-                    await js.publish_async(
-                        f"$KV.{names.cursors}.{encode_key(sink)}", json.dumps(seq).encode()
-                    )
-                )
-        acks = await self._await_all(event_acks + other_acks)
+                if now < self._cursor_due.get(sink, 0.0):
+                    self._pending_cursors[sink] = seq
+                    continue
+                self._pending_cursors.pop(sink, None)
+                self._cursor_due[sink] = now + CURSOR_EVERY
+                other_acks.append(await self._put_cursor(sink, seq))
+        try:
+            acks = await self._await_all(event_acks + other_acks)
+        except StoreError:
+            self._cursors.clear()  # some may not be written: write them all again next time
+            raise
         flags: list[bool] = []
         for ack in acks[: len(event_acks)]:
             flags.append(not ack.duplicate)
@@ -291,6 +306,31 @@ class NatsStorage(StreamReads):
             if ack.seq > self._acked:
                 self._acked = ack.seq
         return flags
+
+    async def _put_cursor(self, sink: str, seq: int) -> asyncio.Future[Any]:
+        subject = f"$KV.{self.names.cursors}.{encode_key(sink)}"
+        return await self.link.js.publish_async(subject, json.dumps(seq).encode())
+
+    async def _flush_cursors(self) -> None:
+        pending, self._pending_cursors = self._pending_cursors, {}
+        due = time.monotonic() + CURSOR_EVERY
+        acks = []
+        for sink, seq in pending.items():
+            self._cursor_due[sink] = due
+            acks.append(await self._put_cursor(sink, seq))
+        await self._await_all(acks)
+
+    def flush_cursors(self) -> None:
+        """Write every cursor held back by the rate limit (a hand-over, a clean stop)."""
+        if self._pending_cursors and self.link.connected:
+            self.link.call(self._flush_cursors())
+
+    async def _flush_cursors_every(self) -> None:
+        while True:
+            await asyncio.sleep(CURSOR_EVERY)
+            if self._pending_cursors and self.link.connected:
+                with contextlib.suppress(Exception):
+                    await self._flush_cursors()
 
     async def _await_all(self, futures: list[asyncio.Future[Any]]) -> list[Any]:
         if not futures:
@@ -316,6 +356,7 @@ class NatsStorage(StreamReads):
     async def _prune(self, keep_events: int, keep_audit: int, active: set[str]) -> int:
         js = self.link.js
         names = self.names
+        await self._flush_cursors()  # the floor is what the server has
         cursors = await self._read_cursors()
         if any(sink not in cursors for sink in active):
             return 0  # a sink without a cursor has handled nothing yet
@@ -430,20 +471,23 @@ class NatsStorage(StreamReads):
 
     def cursor(self, sink: str) -> int | None:
         """`sink`'s cursor as the server has it now (a node taking a sink over reads this)."""
-        seq = self.link.call(self._read_cursor(sink))
-        if seq is not None:
-            self._cursors[sink] = seq
-        return seq
+        return self.link.call(self._read_cursor(sink))
 
     async def _read_cursor(self, sink: str) -> int | None:
+        """The server's cursor for `sink`, which this node adopts (it is taking the sink)."""
         from nats.js.errors import KeyNotFoundError
 
         kv = await self.link.js.key_value(self.names.cursors)
+        self._pending_cursors.pop(sink, None)
+        self._cursors.pop(sink, None)
         try:
             entry = await kv.get(encode_key(sink))
         except KeyNotFoundError:
             return None
-        return int(json.loads(entry.value)) if entry.value else None
+        seq = int(json.loads(entry.value)) if entry.value else None
+        if seq is not None:
+            self._cursors[sink] = seq
+        return seq
 
     async def _read_cursors(self) -> dict[str, int]:
         out: dict[str, int] = {}
