@@ -58,8 +58,13 @@ class _Claim:
     revision: int
 
 
-def assign(sinks: Iterable[str], nodes: Iterable[str]) -> dict[str, str]:
-    """Each sink's node: rendezvous hashing, no node over an even share (ceil)."""
+def assign(
+    sinks: Iterable[str],
+    nodes: Iterable[str],
+    can: Callable[[str, str], bool] | None = None,
+) -> dict[str, str]:
+    """Each sink's node: rendezvous hashing, no node over an even share (ceil), and only a
+    node that can serve it (`can(node, sink)`: it defines the sink too)."""
     names, members = sorted(sinks), sorted(nodes)
     if not members:
         return {}
@@ -68,11 +73,17 @@ def assign(sinks: Iterable[str], nodes: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in names:
         ranked = sorted(members, key=lambda n: _weight(n, name), reverse=True)
-        for node in ranked:
+        able = [n for n in ranked if can is None or can(n, name)]
+        for node in able:
             if load[node] < cap:
                 out[name] = node
                 load[node] += 1
                 break
+        else:
+            if able:  # every able node is full: the least loaded of them takes it
+                node = min(able, key=lambda n: load[n])
+                out[name] = node
+                load[node] += 1
     return out
 
 
@@ -106,6 +117,9 @@ class Membership:
         self._following: set[asyncio.Future[None]] = set()
         self._beating: Any = None
         self.method_scripts: Callable[[], list[str]] = list  # set by the cluster part
+        self._items: list[str] = []  # the sinks and scripts this node defines
+        self._node_items: dict[str, frozenset[str]] = {}  # ... and each other node
+        self._cut_off: set[str] = set()  # sinks the fence stopped, until taken again
 
     # -- the registry's gate --------------------------------------------------------------------
 
@@ -138,6 +152,7 @@ class Membership:
 
     async def start(self, registry: SinkRegistry, delivery: DeliveryEngine) -> None:
         self._registry, self._delivery = registry, delivery
+        self.storage.cursor_gate = self._may_write_cursor
         self._loop = asyncio.get_running_loop()
         for name in sorted(self._new):
             self._first_cursor(name)
@@ -183,6 +198,8 @@ class Membership:
             "started": self.started,
             "sinks": sorted(n for n in self.held if not n.startswith(SCRIPT_MARK)),
             "methods": sorted(n[2:] for n in self.held if n.startswith(SCRIPT_MARK)),
+            # What this node could serve: nothing is assigned to a node that lacks it.
+            "items": sorted(self._items),
         }
 
     async def _heartbeat(self) -> None:
@@ -221,7 +238,11 @@ class Membership:
         if entry.operation is not None or not entry.value:
             self.nodes.pop(node, None)  # it left in good order
         else:
-            self.nodes[node] = (json.loads(entry.value), time.monotonic())
+            info = json.loads(entry.value)
+            items = info.pop("items", None)
+            if isinstance(items, list):
+                self._node_items[node] = frozenset(items)
+            self.nodes[node] = (info, time.monotonic())
 
     def _claim_seen(self, entry: Any) -> None:
         sink = decode_key(entry.key)
@@ -240,6 +261,22 @@ class Membership:
                 loop.call_soon_threadsafe(self._wake.set)
 
     # -- on the runtime's loop: reconciling ----------------------------------------------------
+
+    def _may_write_cursor(self, sink: str) -> bool:
+        """A cursor held back while this node served the sink must not be written once it
+        is cut off, or after another node took the sink: it would move that node's back."""
+        if sink in self.held:
+            return not self.fenced
+        if sink in self._cut_off:
+            return False  # stopped by the fence: whoever serves it next owns its cursor
+        claim = self.claims.get(sink)
+        return claim is None or claim.node == self.node
+
+    def _can(self, node: str, item: str) -> bool:
+        if node == self.node:
+            return True
+        items = self._node_items.get(node)
+        return items is None or item in items
 
     def live(self) -> set[str]:
         now = time.monotonic()
@@ -273,6 +310,7 @@ class Membership:
             self.fenced = True
             for name in sorted(self.held):
                 self.held.discard(name)
+                self._cut_off.add(name)
                 with contextlib.suppress(Exception):
                     await registry.release(name)  # (a script's lease: nothing to stop)
             return
@@ -281,7 +319,8 @@ class Membership:
         scripts = [SCRIPT_MARK + s for s in self.method_scripts()]
         live = self.live()
         plain = [n for n in sinks if registry.spec(n).origin is not SinkOrigin.METHOD]
-        wanted = assign(plain + scripts, live)
+        self._items = [*plain, *scripts]
+        wanted = assign(plain + scripts, live, self._can)
         for name in sinks:  # a method's sink goes where its script goes
             spec = registry.spec(name)
             if spec.origin is SinkOrigin.METHOD:
@@ -338,6 +377,7 @@ class Membership:
             log.info("serving method script %s", name[len(SCRIPT_MARK) :])
             return
         cursor = await self.storage.link.run(self.storage._read_cursor(name))
+        self._cut_off.discard(name)
         self.held.add(name)
         if await self._registry.claim(name, cursor):
             log.info("serving sink %s (after event %s)", name, cursor)

@@ -17,7 +17,8 @@ async def cluster_status(membership: Membership) -> JSONObject:
     """
     storage = membership.storage
     live = membership.live()
-    nodes: list[JSONObject] = [{**membership.info(), "self": True}]
+    mine = {k: v for k, v in membership.info().items() if k != "items"}
+    nodes: list[JSONObject] = [{**mine, "self": True}]
     for node_id, (info, _seen) in sorted(membership.nodes.items()):
         if node_id != membership.node and node_id in live:
             nodes.append({**info, "self": False})

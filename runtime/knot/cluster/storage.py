@@ -85,6 +85,9 @@ class NatsStorage(StreamReads):
         self._cursors: dict[str, int] = {}
         self._cursor_due: dict[str, float] = {}  # when a sink's cursor may be written again
         self._pending_cursors: dict[str, int] = {}  # written by the next flush
+        # Whether this node may write a sink's cursor now (the membership: not when another
+        # node serves it, nor while this node is cut off); None: always.
+        self.cursor_gate: Callable[[str], bool] | None = None
         self._head = 0
         self._feed_seq = 0
         self._acked = 0  # the highest sequence this node's own writes got
@@ -283,9 +286,12 @@ class NatsStorage(StreamReads):
                     kv = await js.key_value(names.cursors)
                     await kv.purge(encode_key(sink))
             now = time.monotonic()
+            gate = self.cursor_gate
             for sink, seq in batch.cursors.items():
                 if sink in self._cursors and seq <= self._cursors[sink]:
                     continue
+                if gate is not None and not gate(sink):
+                    continue  # another node serves it now: its cursor is that node's
                 self._cursors[sink] = seq
                 if now < self._cursor_due.get(sink, 0.0):
                     self._pending_cursors[sink] = seq
@@ -315,7 +321,10 @@ class NatsStorage(StreamReads):
         pending, self._pending_cursors = self._pending_cursors, {}
         due = time.monotonic() + CURSOR_EVERY
         acks = []
+        gate = self.cursor_gate
         for sink, seq in pending.items():
+            if gate is not None and not gate(sink):
+                continue  # held back, and the sink has moved on since: never write it
             self._cursor_due[sink] = due
             acks.append(await self._put_cursor(sink, seq))
         await self._await_all(acks)
