@@ -50,6 +50,7 @@ SHARED_ORIGINS = frozenset(
 )
 SCRIPT_MARK = "m:"
 ROUND = 0.2  # seconds between reconciliations when nothing changes
+HAND_OVER_GRACE = 1.0  # seconds the event in flight gets to finish before a hand-over
 
 
 @dataclass
@@ -170,12 +171,15 @@ class Membership:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for name in sorted(self.held):
+
+        async def hand_over(name: str) -> None:
             claim = self.claims.get(name)
             try:
                 await self._hand_over(name, claim.revision if claim else None)
             except Exception as exc:
                 log.warning("could not hand %s over: %s", name, exc)
+
+        await asyncio.gather(*(hand_over(name) for name in sorted(self.held)))  # all at once
         if self._beating is not None:
             self._beating.cancel()
         link = self.storage.link
@@ -386,7 +390,8 @@ class Membership:
         assert self._registry is not None
         self.held.discard(name)
         if not name.startswith(SCRIPT_MARK):
-            await self._registry.release(name)
+            # The event in flight may finish (bounded): a planned hand-over repeats nothing.
+            await self._registry.release(name, grace=HAND_OVER_GRACE)
             await asyncio.to_thread(self.storage.flush_cursors)  # the next holder reads it
 
         async def delete() -> None:

@@ -91,6 +91,7 @@ class NatsStorage(StreamReads):
         self._head = 0
         self._feed_seq = 0
         self._acked = 0  # the highest sequence this node's own writes got
+        self._own: dict[str, Event] = {}  # journaled here, not back from the feed yet
         self._tasks: set[asyncio.Task[None]] = set()
         self._subs: list[Any] = []
 
@@ -226,7 +227,10 @@ class NatsStorage(StreamReads):
             self._feed_seq = seq
             if seq > self._head:
                 self._head = seq
-            pending.append(decode_event(msg.subject, msg.data, seq, id_at))
+            # An event this node journaled itself is at hand: no need to decode it again.
+            own = self._own.pop(msg.subject.split(".", id_at + 1)[id_at], None)
+            event = own._replace(seq=seq) if own is not None else None
+            pending.append(event or decode_event(msg.subject, msg.data, seq, id_at))
             if not scheduled:
                 scheduled = True
                 with contextlib.suppress(RuntimeError):  # the runtime's loop has closed
@@ -260,7 +264,10 @@ class NatsStorage(StreamReads):
         names = self.names
         event_acks: list[asyncio.Future[Any]] = []
         other_acks: list[asyncio.Future[Any]] = []
+        own = self._own
         for batch in batches:
+            for event in batch.events:
+                own.setdefault(event.id, event)  # a repeated id: the first one stays
             event_acks += [
                 await js.publish_async(
                     names.event_subject(event),
@@ -303,9 +310,15 @@ class NatsStorage(StreamReads):
             acks = await self._await_all(event_acks + other_acks)
         except StoreError:
             self._cursors.clear()  # some may not be written: write them all again next time
+            for batch in batches:
+                for event in batch.events:
+                    own.pop(event.id, None)  # if journaled after all, the feed decodes it
             raise
         flags: list[bool] = []
-        for ack in acks[: len(event_acks)]:
+        events = [event for batch in batches for event in batch.events]
+        for event, ack in zip(events, acks[: len(event_acks)], strict=True):
+            if ack.duplicate:
+                own.pop(event.id, None)  # the feed brings the first one, journaled before
             flags.append(not ack.duplicate)
             if ack.seq > self._head:
                 self._head = ack.seq

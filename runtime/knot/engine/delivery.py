@@ -52,6 +52,7 @@ class SinkWorker:
     inflight: Sequence[Event] = ()
     stats: SinkStats = field(default_factory=SinkStats)
     task: asyncio.Task[None] | None = None
+    stopping: bool = False  # finish the event in flight, then stop (a hand-over)
     _retired: list[Sink] = field(default_factory=list)
 
     @property
@@ -111,7 +112,11 @@ class SinkWorker:
                 self.inflight = ()
                 if self._retired:
                     self._close_retired()
+                if self.stopping:
+                    return
             await self.engine.wakeup(self)
+            if self.stopping:
+                return
 
     def _succeeded(self, event: Event, attempt: int, result: DeliveryResult | None) -> None:
         stats = self.stats
@@ -289,21 +294,30 @@ class DeliveryEngine:
             await old.close()
         return worker.sink
 
-    async def release(self, name: str) -> Sink | None:
+    async def release(self, name: str, *, grace: float = 0.0) -> Sink | None:
         """Stop serving a sink here without giving anything up: its cursor stays where it is,
         so the runtime that serves it next resumes right after it (a cluster hand-over).
 
-        What was queued is not lost (it is journaled after the cursor); an event in flight is
-        cut short and will be delivered again by the next holder.
+        What was queued is not lost (it is journaled after the cursor). The event in flight
+        gets up to `grace` seconds to finish; one cut short is delivered again by the next
+        holder.
         """
         worker = self.workers.pop(name, None)
         if worker is None:
             return None
-        self._wakers.pop(name, None)
-        if worker.task is not None:
-            worker.task.cancel()
+        task = worker.task
+        if task is not None:
+            worker.stopping = True
+            waker = self._wakers.pop(name, None)
+            if waker is not None and not waker.done():
+                waker.set_result(None)  # an idle worker wakes up and stops
+            if grace > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), grace)
+            if not task.done():
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await worker.task
+                await task
         if not worker.busy and worker.cursor < self.last_routed:
             self.journal.set_cursor(name, self.last_routed)  # idle: nothing to redo
         await worker.sink.close()

@@ -200,14 +200,14 @@ class SinkRegistry:
             self.gate = gate
         return True
 
-    async def release(self, name: str) -> None:
+    async def release(self, name: str, *, grace: float = 0.0) -> None:
         """Stop serving a sink here and park it (another runtime takes it over); everything
         written before returns is committed, so the next holder reads the latest cursor."""
         spec = self._specs.get(name)
         if spec is None or name in self._parked:
             return
         self._router.discard(name)
-        sink = await self._delivery.release(name)
+        sink = await self._delivery.release(name, grace=grace)
         self._resume.pop(name, None)
         # A method's sink is made by the method service, not from its spec: keep the object.
         keep = sink is not None and spec.origin is SinkOrigin.METHOD
