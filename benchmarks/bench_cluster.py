@@ -138,7 +138,14 @@ def _failover(tmp: Path, nats: NatsServer, receiver: str, runs: int) -> tuple[li
     disorder = 0
     try:
         for run in range(runs):
-            wait_until(lambda: _held(nodes, 2) and all(_cluster(n)["nodes"] for n in nodes), 30)
+            # Settled: each node serves one of the two sinks (no hand-over under way).
+            wait_until(
+                lambda: all(
+                    sorted(len(n["sinks"]) for n in _cluster(node)["nodes"]) == [1, 1]
+                    for node in nodes
+                ),
+                30,
+            )
             view = _cluster(nodes[0])["nodes"]
             victim_url = next(n["address"] for n in view if n["sinks"])
             lost = next(n["sinks"][0] for n in view if n["address"] == victim_url)
