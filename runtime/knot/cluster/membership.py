@@ -121,6 +121,7 @@ class Membership:
         self._items: list[str] = []  # the sinks and scripts this node defines
         self._node_items: dict[str, frozenset[str]] = {}  # ... and each other node
         self._cut_off: set[str] = set()  # sinks the fence stopped, until taken again
+        self._noticed: dict[str, float] = {}  # when a claim of each node was first seen
 
     # -- the registry's gate --------------------------------------------------------------------
 
@@ -179,7 +180,10 @@ class Membership:
             except Exception as exc:
                 log.warning("could not hand %s over: %s", name, exc)
 
-        await asyncio.gather(*(hand_over(name) for name in sorted(self.held)))  # all at once
+        # All at once; with the claims this node won but had not started serving yet (a
+        # take-over cut short by the stop), so none is left behind to wait for ack_wait.
+        mine = {n for n, claim in self.claims.items() if claim.node == self.node}
+        await asyncio.gather(*(hand_over(name) for name in sorted(self.held | mine)))
         if self._beating is not None:
             self._beating.cancel()
         link = self.storage.link
@@ -256,7 +260,9 @@ class Membership:
         if entry.operation is not None or not entry.value:
             self.claims.pop(sink, None)
         else:
-            self.claims[sink] = _Claim(json.loads(entry.value)["node"], entry.revision)
+            node = json.loads(entry.value)["node"]
+            self.claims[sink] = _Claim(node, entry.revision)
+            self._noticed.setdefault(node, time.monotonic())
 
     def _poke(self) -> None:
         loop = self._loop
@@ -283,8 +289,17 @@ class Membership:
         return items is None or item in items
 
     def live(self) -> set[str]:
+        """Nodes heard from within `ack_wait`. A node known only by its claims counts as
+        heard from when this node first saw one of them: its heartbeat and its claims come
+        through different watches, so a claim may arrive first; and a node found holding
+        claims at start-up may have died a moment ago."""
         now = time.monotonic()
         alive = {n for n, (_info, seen) in self.nodes.items() if now - seen <= self.ack_wait}
+        alive |= {
+            n
+            for n, noticed in self._noticed.items()
+            if n not in self.nodes and now - noticed <= self.ack_wait
+        }
         return alive | {self.node}
 
     async def _run(self) -> None:
@@ -341,9 +356,9 @@ class Membership:
                     # Ours in an earlier life of this node, or before it was cut off: renew
                     # it on the revision seen (a stale view fails here and serves nothing).
                     await self._take(name, claim.revision)
-                elif not mine and wanted.get(name) in live:
+                elif not mine and wanted.get(name) in self.live():
                     await self._hand_over(name, claim.revision)
-            elif claim.node not in live and mine:
+            elif mine and claim.node not in self.live():  # now: serving takes a while
                 log.warning("node %s is silent: taking over sink %s", claim.node[:8], name)
                 await self._take(name, claim.revision)
         for name in sorted(self.held):
