@@ -169,7 +169,10 @@ def _failover(tmp: Path, nats: NatsServer, receiver: str, runs: int) -> tuple[li
             killed = time.perf_counter()
             with httpx.Client(base_url=survivor.url, timeout=10) as http:
                 http.post("/event", json={"type": "bench.hook", "payload": {"i": 10**6 + run}})
+            deadline = time.monotonic() + 30
             while _stats(receiver)["counts"].get(path, 0) <= before:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"run {run}: {lost} was not taken over within 30 s")
                 time.sleep(0.01)
             times.append(time.perf_counter() - killed)
             nodes[nodes.index(victim)] = start_server(victim.project, quiet=True)

@@ -98,8 +98,15 @@ def in_order_at_least_once(got: list[str], sent: list[str]) -> None:
     assert max(counts.values(), default=1) <= 2, "an event was delivered three times"
 
 
+STARTED: list[KnotServer] = []  # every node a test started; conftest kills what is left
+
+
 def start_nodes(projects: list[Path]) -> list[KnotServer]:
-    return [start_server(p) for p in projects]
+    nodes: list[KnotServer] = []
+    for project in projects:
+        nodes.append(start_server(project))
+        STARTED.append(nodes[-1])
+    return nodes
 
 
 def timed(predicate: Any, timeout: float) -> float:

@@ -13,6 +13,7 @@ from IPython.testing import globalipapp
 
 from knot import RecordingSink, Runtime, SinkOrigin, SinkSpec, parse_patterns
 
+from .clusterhelpers import STARTED
 from .fuzz_server import FuzzTarget, start_fuzz_target, stop_fuzz_target
 from .helpers import KnotServer, start_server
 from .natshelpers import NatsServer
@@ -141,3 +142,11 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     server = NatsServer(tmp_path_factory.mktemp("nats"))
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_orphan_nodes() -> Iterator[None]:
+    """A cluster test that fails midway leaves no `knot serve` node running."""
+    yield
+    while STARTED:
+        STARTED.pop().kill()

@@ -28,7 +28,7 @@ from .clusterhelpers import (
     start_nodes,
     timed,
 )
-from .helpers import run_knot, wait_until
+from .helpers import KnotServer, run_knot, wait_until
 from .natshelpers import NatsCluster, NatsServer, Proxy, unique_prefix
 from .receiver import HANG, Receiver
 
@@ -125,11 +125,13 @@ def test_nats_restarted_under_load_answers_503_then_resumes_in_order(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     nats = NatsServer(tmp_path / "nats")  # a server of its own, to restart
+    nodes: list[KnotServer] = []
     try:
         project = node_project(
             tmp_path / "a", nats, unique_prefix(), receiver=receiver, sinks=("hook",)
         )
-        (node,) = start_nodes([project])
+        nodes += start_nodes([project])
+        node = nodes[0]
         accepted: list[str] = []
         refused: list[int] = []
         stop = threading.Event()
@@ -164,8 +166,9 @@ def test_nats_restarted_under_load_answers_503_then_resumes_in_order(
         # too (at-least-once), so only the accepted ones are checked for order.
         got = [i for i in ids_at(receiver, "hook") if i in set(accepted)]
         in_order_at_least_once(got, accepted)
-        node.kill()
     finally:
+        for started in nodes:
+            started.kill()
         nats.stop()
 
 
