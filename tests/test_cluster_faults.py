@@ -67,6 +67,13 @@ def test_a_sink_made_on_one_node_runs_on_the_cluster_within_a_second(
         shown = json.loads(status.stdout)
         assert {n["address"] for n in shown["nodes"]} == {a.url, b.url}
         assert shown["lag"]["made_on_a"] >= 0
+        # Testing a sink is its holder's business; the other node says where it runs.
+        holder = next(n for n in shown["nodes"] if "made_on_a" in n["sinks"])["address"]
+        other = a if holder == b.url else b
+        with other.client() as http:
+            tried = http.post("/api/event-sinks/made_on_a/test")
+        assert tried.status_code == 404
+        assert holder in tried.json()["error"]
         # Removed on b: gone from a too, and nothing is delivered to it any more.
         with b.client() as http:
             assert http.delete("/api/event-sinks/made_on_a").status_code in (200, 204)

@@ -175,6 +175,14 @@ async def test_sink(request: Request) -> Response:
         owner=spec.owner,
         actor=who.actor,
     )
+    gate = runtime.registry.gate
+    if gate is not None and name in runtime.registry.parked():
+        where = gate.holder(spec) or "no node yet"
+        raise NotFound(
+            f"The sink {name!r} is served by another node of the cluster ({where}); test it "
+            "through that node's API.",
+            what=name,
+        )
     sink = runtime.sink(name)
     answer: dict[str, Any] = {"sink": name, "event": event.to_dict()}
     try:
