@@ -7,7 +7,10 @@ The engine's own contract runs on it in test_storage_contract.py; here: `[store]
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +114,36 @@ def test_post_event_is_journaled_in_jetstream_before_the_202(
             wait_until(lambda: http.get("/healthz").status_code == 200)
     finally:
         server.terminate()
+
+
+def test_nats_without_jetstream_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    port = free_port()
+    plain = subprocess.Popen(
+        ["nats-server", "-a", "127.0.0.1", "-p", str(port)],  # no -js
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _listening(port))
+        started = time.monotonic()
+        result = run_knot(
+            "serve",
+            "--project",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--store",
+            f"nats://127.0.0.1:{port}",
+        )
+        assert result.returncode == 1
+        assert "has no JetStream" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert time.monotonic() - started < 15  # told at once, not after the cluster wait
+    finally:
+        plain.kill()
+        plain.wait(5)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -27,6 +27,7 @@ __all__ = ["NatsLink", "import_nats"]
 log = logging.getLogger("knot.cluster")
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0  # seconds a blocking caller waits for one storage operation
+JETSTREAM_READY = 20.0  # seconds to wait for a forming NATS cluster's JetStream at start
 
 
 def import_nats() -> None:
@@ -65,7 +66,8 @@ class NatsLink:
         import_nats()
         self._thread.start()
         try:
-            self.call(self._connect(), timeout=self.connect_timeout * len(self.servers) + 5)
+            connecting = self.connect_timeout * len(self.servers) + JETSTREAM_READY + 5
+            self.call(self._connect(), timeout=connecting)
         except BaseException:
             self.close()
             raise
@@ -97,13 +99,25 @@ class NatsLink:
         self._nc.options["max_reconnect_attempts"] = -1
         self._js = self._nc.jetstream(timeout=5.0)
         self.connected = True
-        try:
-            await self._js.account_info()
-        except Exception as exc:
-            raise StoreError(
-                f"NATS at {where} answers but has no JetStream ({_reason(exc)}); start it "
-                "with -js (nats-server -js)."
-            ) from None
+        # A NATS cluster that is just forming answers before its JetStream has elected a
+        # leader: a timeout means "not yet"; no responders means no JetStream at all.
+        deadline = asyncio.get_running_loop().time() + JETSTREAM_READY
+        while True:
+            try:
+                await self._js.account_info()
+                return
+            except Exception as exc:
+                waiting = isinstance(exc, TimeoutError | asyncio.TimeoutError) or (
+                    "timeout" in str(exc).lower()
+                )
+                if waiting and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.25)
+                    continue
+                raise StoreError(
+                    f"NATS at {where} answers but has no JetStream ({_reason(exc)}); start "
+                    "it with -js (nats-server -js), and for a NATS cluster give it a moment "
+                    "to elect its JetStream leader."
+                ) from None
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("nats: %s", exc)
