@@ -53,6 +53,18 @@ class StoreSettings:
     retention_events: int = 100_000  # journal rows kept once every sink is past them
     retention_audit: int = 10_000
     synchronous: str = "normal"  # "normal": durable across process crashes; "full": power loss
+    # A NATS JetStream store instead of the SQLite file (the cluster: knot.cluster): one or
+    # more comma-separated nats:// URLs. "" keeps the embedded SQLite store.
+    url: str = ""
+    replicas: int = 1  # copies JetStream keeps of each stream (1, or up to the servers: 3)
+    ack_wait: float = 10.0  # seconds before a silent node's sinks move to another node
+    stream_prefix: str = "KNOT"  # streams and buckets are named PREFIX_<zone>_EVENTS, ...
+    dedup_window: float = 600.0  # seconds an event id is remembered (Nats-Msg-Id)
+
+    def keeping_open(self, running: StoreSettings) -> StoreSettings:
+        """These settings with the running store's own kept (they apply at the next start)."""
+        kept = {f.name: getattr(running, f.name) for f in fields(self)}
+        return replace(self, **{k: v for k, v in kept.items() if f"store.{k}" in RESTART_SETTINGS})
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,10 @@ class Config:
     # setting (moving a table changes nothing).
     sink_lines: Mapping[str, str] = field(default_factory=dict, compare=False)
 
+    def with_store_url(self, url: str) -> Config:
+        """These settings on the store at `url` (`knot serve --store`); "" changes nothing."""
+        return replace(self, store=replace(self.store, url=url)) if url else self
+
     def with_env(self) -> Config:
         """Apply environment overrides (KNOT_API_PORT)."""
         port = api_port_from_env()
@@ -201,6 +217,11 @@ RESTART_SETTINGS = frozenset(
         "server.max_body_bytes",
         "store.path",
         "store.synchronous",
+        "store.url",
+        "store.replicas",
+        "store.ack_wait",
+        "store.stream_prefix",
+        "store.dedup_window",
         "scripts.dir",
         "metrics.enabled",
     }
@@ -298,6 +319,20 @@ def _sha256(v: Any) -> str | None:
     return "must be the 64 hex digits of a SHA-256"
 
 
+def _nats_url(v: Any) -> str | None:
+    if isinstance(v, str) and (
+        v == "" or all(u.strip().startswith("nats://") for u in v.split(","))
+    ):
+        return None
+    return 'must be "nats://host:port" (several comma-separated), or "" for SQLite'
+
+
+def _name_token(v: Any) -> str | None:
+    if isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,32}", v):
+        return None
+    return "must be 1-32 letters, digits, _ or -"
+
+
 def _sync_mode(v: Any) -> str | None:
     return None if v in ("normal", "full") else 'must be "normal" or "full"'
 
@@ -322,6 +357,11 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
             "retention_events": _int(100),
             "retention_audit": _int(100),
             "synchronous": _sync_mode,
+            "url": _nats_url,
+            "replicas": _int(1),
+            "ack_wait": _number(0.5),
+            "stream_prefix": _name_token,
+            "dedup_window": _number(1),
         },
     ),
     "delivery": (
