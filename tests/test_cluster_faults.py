@@ -224,9 +224,10 @@ def test_a_slow_sink_does_not_hold_the_others_back(
     try:
         settled([node], ("slow", "fast"))
         sent = [post(node, n) for n in range(50)]
-        took = timed(lambda: ids_at(receiver, "fast") == sent, timeout=10)
-        assert took < 3.0
-        assert len(ids_at(receiver, "slow")) == 1  # still stuck on its first event
+        wait_until(lambda: ids_at(receiver, "fast") == sent, timeout=10)
+        # All of them while the slow sink is still stuck on its first event (no timing: the
+        # hang lasts the webhook's whole timeout, and ends in a retry the receiver would see).
+        assert len(ids_at(receiver, "slow")) == 1
     finally:
         node.kill()
 
