@@ -16,11 +16,13 @@ from .common import serve_asgi
 
 counts: dict[str, int] = {}
 last: dict[str, int] = {}
+seen: dict[str, set[int]] = {}
 disorder = 0
+repeats = 0
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    global disorder
+    global disorder, repeats
     if scope["type"] != "http":
         return
     chunks = []
@@ -31,17 +33,23 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         more = message.get("more_body", False)
     path = scope["path"]
     if path == "/stats":
-        reply = json.dumps({"counts": counts, "disorder": disorder}).encode()
+        reply = json.dumps({"counts": counts, "disorder": disorder, "repeats": repeats}).encode()
     elif path == "/reset":
         counts.clear()
         last.clear()
-        disorder = 0
+        seen.clear()
+        disorder = repeats = 0
         reply = b"{}"
     else:
         i = json.loads(b"".join(chunks))["data"]["i"]
-        if i <= last.get(path, -1):
+        # Out of order: an event never seen before arriving after a later one. A repeat (an
+        # at-least-once redelivery, as after a cluster fail-over) is counted apart.
+        if i in seen.setdefault(path, set()):
+            repeats += 1
+        elif i < last.get(path, -1):
             disorder += 1
-        last[path] = i
+        seen[path].add(i)
+        last[path] = max(i, last.get(path, -1))
         counts[path] = counts.get(path, 0) + 1
         reply = b'{"ok":true}'
     headers = [

@@ -13,8 +13,10 @@ from IPython.testing import globalipapp
 
 from knot import RecordingSink, Runtime, SinkOrigin, SinkSpec, parse_patterns
 
+from .clusterhelpers import STARTED
 from .fuzz_server import FuzzTarget, start_fuzz_target, stop_fuzz_target
 from .helpers import KnotServer, start_server
+from .natshelpers import NatsServer
 from .receiver import Receiver
 
 # Fuzz budgets (tests/fuzzing.py scales each test's examples from max_examples): "ci" keeps
@@ -132,3 +134,19 @@ def receiver() -> Iterator[Receiver]:
 
 def pytest_report_header() -> str:
     return f"knot tests: python {sys.version.split()[0]}, cwd {os.getcwd()}"
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One nats-server with JetStream for the session; tests keep apart by stream prefix."""
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_orphan_nodes() -> Iterator[None]:
+    """A cluster test that fails midway leaves no `knot serve` node running."""
+    yield
+    while STARTED:
+        STARTED.pop().kill()

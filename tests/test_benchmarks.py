@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from benchmarks import bench_engine, bench_notebook, bench_observe
+from benchmarks import bench_cluster, bench_engine, bench_notebook, bench_observe
 from benchmarks.__main__ import finish
 from benchmarks.common import Result
+
+from knot._config import StoreSettings
+
+from .natshelpers import NatsServer, unique_prefix
 
 pytestmark = pytest.mark.anyio
 
@@ -56,3 +60,8 @@ def test_notebook_measurements_run(tmp_path: Path, jupyter_home: Path) -> None:
     # Both ran against the runtime they were pointed at.
     assert (tmp_path / ".knot" / "knot.db").is_file()
     assert (kernel / ".knot" / "knot.db").is_file()
+
+
+async def test_cluster_ingest_measurement_runs(tmp_path: Path, nats_server: NatsServer) -> None:
+    store = StoreSettings(url=nats_server.url, stream_prefix=unique_prefix())
+    assert await bench_cluster._ingest(tmp_path / "nats", store, 500) > 0

@@ -30,9 +30,11 @@ from knot.scriptlib.scratch import ScratchKv
 from knot.sinks import RecordingSink, Sink
 from knot.sinks.base import DeliveryResult
 
+from .natshelpers import NatsServer, unique_prefix
+
 pytestmark = pytest.mark.anyio
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "nats"]
 
 
 @dataclass
@@ -54,6 +56,9 @@ class Backend:
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     name = str(request.param)
     store = StoreSettings(path=str(tmp_path / ".knot" / "knot.db"))
+    if name == "nats":  # a real nats-server; streams of this test's own
+        server: NatsServer = request.getfixturevalue("nats_server")
+        store = replace(store, url=server.url, stream_prefix=unique_prefix())
     delivery = DeliverySettings(attempts=3, backoff=(0.01, 0.01), queue_size=100)
     return Backend(name, tmp_path, Config(store=store, delivery=delivery))
 
@@ -248,14 +253,16 @@ SCOPE = "script:sinks/counter"
 
 
 @asynccontextmanager
-async def expiring(name: str, project: Path) -> AsyncIterator[ExpiringKv]:
+async def expiring(name: str, project: Path, url: str = "") -> AsyncIterator[ExpiringKv]:
     """One ExpiringKv of `name`: a runtime's store (written on its writer thread, as the
     runtime does), or the in-memory scratch of dry runs."""
     if name == "scratch":
         yield ScratchKv()
         return
-    config = Config(store=StoreSettings(path=str(project / ".knot" / "knot.db")))
-    async with Runtime(project, config=config, parts=[_NoParts()]) as rt:
+    store = StoreSettings(path=str(project / ".knot" / "knot.db"))
+    if url:
+        store = replace(store, url=url, stream_prefix=unique_prefix())
+    async with Runtime(project, config=Config(store=store), parts=[_NoParts()]) as rt:
         yield rt.store
 
 
@@ -267,16 +274,26 @@ class _NoParts:
         return None
 
 
+@dataclass
+class KvBackend:
+    name: str
+    url: str = ""  # a real nats-server's, for "nats"
+
+
 @pytest.fixture(params=KV_BACKENDS)
-def kv_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def kv_backend(request: pytest.FixtureRequest) -> KvBackend:
+    name = str(request.param)
+    if name == "nats":
+        server: NatsServer = request.getfixturevalue("nats_server")
+        return KvBackend(name, server.url)
+    return KvBackend(name)
 
 
 async def test_values_round_trip_as_json_and_keys_list_sorted(
-    kv_backend: str, tmp_path: Path
+    kv_backend: KvBackend, tmp_path: Path
 ) -> None:
     now = time.time()
-    async with expiring(kv_backend, tmp_path) as kv:
+    async with expiring(kv_backend.name, tmp_path, kv_backend.url) as kv:
         values: dict[str, Any] = {
             "s": "text ü",
             "i": 3,
@@ -303,10 +320,10 @@ async def test_values_round_trip_as_json_and_keys_list_sorted(
 
 
 async def test_keys_expire_for_every_read_and_give_their_room_back(
-    kv_backend: str, tmp_path: Path
+    kv_backend: KvBackend, tmp_path: Path
 ) -> None:
     now = time.time()
-    async with expiring(kv_backend, tmp_path) as kv:
+    async with expiring(kv_backend.name, tmp_path, kv_backend.url) as kv:
         kv.kv_set(SCOPE, "short", 1, expires=now + 10, now=now, max_keys=2)
         kv.kv_set(SCOPE, "long", 2, expires=None, now=now, max_keys=2)
         item = kv.kv_get(SCOPE, "short", now=now)
@@ -330,10 +347,10 @@ async def test_keys_expire_for_every_read_and_give_their_room_back(
 
 
 async def test_quotas_count_live_keys_and_replacing_one_is_free(
-    kv_backend: str, tmp_path: Path
+    kv_backend: KvBackend, tmp_path: Path
 ) -> None:
     now = time.time()
-    async with expiring(kv_backend, tmp_path) as kv:
+    async with expiring(kv_backend.name, tmp_path, kv_backend.url) as kv:
         for n in range(3):
             kv.kv_set(SCOPE, f"k{n}", n, expires=None, now=now, max_keys=3)
         kv.kv_set(SCOPE, "k0", "replaced", expires=None, now=now, max_keys=3)
@@ -351,9 +368,11 @@ async def test_quotas_count_live_keys_and_replacing_one_is_free(
         kv.kv_set(SCOPE, "again", 1, expires=None, now=now, max_keys=1)
 
 
-async def test_incr_is_atomic_typed_and_keeps_the_expiry(kv_backend: str, tmp_path: Path) -> None:
+async def test_incr_is_atomic_typed_and_keeps_the_expiry(
+    kv_backend: KvBackend, tmp_path: Path
+) -> None:
     now = time.time()
-    async with expiring(kv_backend, tmp_path) as kv:
+    async with expiring(kv_backend.name, tmp_path, kv_backend.url) as kv:
         assert kv.kv_incr(SCOPE, "n", 1, now=now, max_keys=10) == 1
         assert kv.kv_incr(SCOPE, "n", 5, now=now, max_keys=10) == 6
         assert kv.kv_incr(SCOPE, "n", -10, now=now, max_keys=10) == -4

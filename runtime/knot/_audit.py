@@ -26,6 +26,7 @@ class AuditKind(Enum):
     METHOD_REJECTED = "Method Script Rejected"
     SECURITY = "Access Denied"
     REQUEST_DENIED = "Script Request Denied"  # a script's HTTP request outside http_allow
+    SCRIPT_REPLACED = "Script Replaced By A Newer Save"  # two nodes held different files
 
 
 @dataclass(frozen=True, slots=True)

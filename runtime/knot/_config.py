@@ -19,6 +19,7 @@ from ._exceptions import ConfigError, SinkError
 from ._secrets import SecretSettings, parse_secrets
 from ._settings import (
     MEANING,
+    RESTART_SETTINGS,
     DeliverySettings,
     MethodSettings,
     MetricsSettings,
@@ -83,6 +84,10 @@ class Config:
     # setting (moving a table changes nothing).
     sink_lines: Mapping[str, str] = field(default_factory=dict, compare=False)
 
+    def with_store_url(self, url: str) -> Config:
+        """These settings on the store at `url` (`knot serve --store`); "" changes nothing."""
+        return replace(self, store=replace(self.store, url=url)) if url else self
+
     def with_env(self) -> Config:
         """Apply environment overrides (KNOT_API_PORT)."""
         port = api_port_from_env()
@@ -116,21 +121,6 @@ class ConfigResult:
                 problems=self.errors,
             )
         return self.config
-
-
-RESTART_SETTINGS = frozenset(
-    {
-        "zone",
-        "server.host",
-        "server.port",
-        "server.max_body_bytes",
-        "store.path",
-        "store.synchronous",
-        "scripts.dir",
-        "metrics.enabled",
-    }
-)
-"""Settings a running runtime cannot change (sockets, the open store, the watched folder)."""
 
 
 def changed_settings(old: Config, new: Config) -> list[str]:
@@ -233,6 +223,20 @@ def _sha256(v: Any) -> str | None:
     return "must be the 64 hex digits of a SHA-256"
 
 
+def _nats_url(v: Any) -> str | None:
+    if isinstance(v, str) and (
+        v == "" or all(u.strip().startswith("nats://") for u in v.split(","))
+    ):
+        return None
+    return 'must be "nats://host:port" (several comma-separated), or "" for SQLite'
+
+
+def _name_token(v: Any) -> str | None:
+    if isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,32}", v):
+        return None
+    return "must be 1-32 letters, digits, _ or -"
+
+
 def _sync_mode(v: Any) -> str | None:
     return None if v in ("normal", "full") else 'must be "normal" or "full"'
 
@@ -257,6 +261,11 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Checker]]] = {
             "retention_events": _int(100),
             "retention_audit": _int(100),
             "synchronous": _sync_mode,
+            "url": _nats_url,
+            "replicas": _int(1),
+            "ack_wait": _number(0.5),
+            "stream_prefix": _name_token,
+            "dedup_window": _number(1),
         },
     ),
     "delivery": (

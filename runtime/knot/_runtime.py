@@ -33,8 +33,10 @@ from ._json import JSONObject
 from ._logtext import log_output
 from ._reads import Reads
 from ._sinkspec import SinkOrigin, SinkSpec
+from ._stores import caught_up, cluster_gate, open_storage, start_routing
 from ._user_directory import UserDirectory
 from ._users import KV_USERS
+from .cluster.part import ClusterPart
 from .engine.delivery import DeliveryEngine
 from .engine.dispatch import Dispatcher
 from .engine.hooks import EventListener, Hooks, OutcomeListener
@@ -44,7 +46,6 @@ from .engine.outcomes import EmitReport, Tracker
 from .engine.registry import SinkRegistry, SinkStatus
 from .engine.router import Router
 from .engine.storage import Storage
-from .engine.store import Store
 from .methods.service import Methods
 from .sandbox.pool import WorkerPool
 from .scriptlib.service import ScriptLibraries
@@ -79,6 +80,7 @@ class Runtime(Reads):
         *,
         config: Config | None = None,
         store_path: str | Path | None = None,
+        store_url: str = "",
         parts: Iterable[RuntimePart] = (),
         http_transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
@@ -87,6 +89,7 @@ class Runtime(Reads):
         self.clock = clock
         self._config_arg = config
         self._store_path_arg = store_path
+        self._store_url_arg = store_url  # `knot serve --store nats://...` over knot.toml's
         self.config: Config = config or Config()
         self.parts: list[RuntimePart] = list(parts) or self._default_parts()
         self._store: Storage | None = None
@@ -113,6 +116,7 @@ class Runtime(Reads):
         return [
             Reloader(folders={"sinks": ScriptSinks(), "methods": MethodScripts()}),
             SpacesPart(),
+            ClusterPart(),  # last: claims sinks once the scripts' and spaces' are defined
         ]
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -198,11 +202,10 @@ class Runtime(Reads):
             return
         if self._config_arg is None:
             self.config = load_config(self.project).raise_for_errors().with_env()
+        self.config = self.config.with_store_url(self._store_url_arg)
         store_path = self._store_path_arg or self.resolve(self.config.store.path)
-        self._store = await asyncio.to_thread(
-            Store, store_path, synchronous=self.config.store.synchronous
-        )
-        store = self._store
+        store = await asyncio.to_thread(open_storage, self.config, Path(store_path))
+        self._store = store
         try:
             await self._start_core()
         except BaseException as exc:
@@ -240,8 +243,10 @@ class Runtime(Reads):
             new_secret=new_secret,
             cursors=store.load_cursors(),
             backlog=store.backlog,
+            gate=cluster_gate(store, self.config),  # on a shared store: which sinks run here
         )
         self._journal.start()
+        start_routing(store, self._dispatcher)  # a shared (NATS) journal: from its feed
         for problem in self.channels.load(store.kv_all(KV_CHANNELS)):
             log.error("%s", problem)
         self.users.load(store.kv_all(KV_USERS))
@@ -302,7 +307,7 @@ class Runtime(Reads):
             config,
             zone=old.zone,
             server=old.server,
-            store=replace(config.store, path=old.store.path, synchronous=old.store.synchronous),
+            store=config.store.keeping_open(old.store),
             scripts=replace(config.scripts, dir=old.scripts.dir),
         )
         self.config = config
@@ -460,7 +465,7 @@ class Runtime(Reads):
             raise RuntimeClosed("The runtime is not running; start it before raising events.")
 
     def _on_commit(self, events: list[Event], flags: list[bool]) -> None:
-        if self._dispatcher is not None:
+        if self._dispatcher is not None and not getattr(self._store, "shared", False):
             self._dispatcher.on_commit(events, flags)
 
     def on_event(self, listener: EventListener) -> Callable[[], None]:
@@ -542,6 +547,7 @@ class Runtime(Reads):
     async def flush(self) -> None:
         """Wait until everything written so far (events, cursors, audit) is committed."""
         await self.journal.call(lambda store: None)
+        await caught_up(self.store)
 
 
 def _started(part: T | None) -> T:

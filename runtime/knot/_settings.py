@@ -8,12 +8,13 @@ test fails when a key has none. Loading and validation are in _config.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 from ._allowlist import AllowList, ScriptAccess
 
 __all__ = [
+    "RESTART_SETTINGS",
     "RUN_LIMITS",
     "DeliverySettings",
     "MethodSettings",
@@ -43,6 +44,26 @@ def meaning(model: type[Any], name: str) -> str:
     return str(found[name].metadata.get(MEANING, "")) if name in found else ""
 
 
+RESTART_SETTINGS = frozenset(
+    {
+        "zone",
+        "server.host",
+        "server.port",
+        "server.max_body_bytes",
+        "store.path",
+        "store.synchronous",
+        "store.url",
+        "store.replicas",
+        "store.ack_wait",
+        "store.stream_prefix",
+        "store.dedup_window",
+        "scripts.dir",
+        "metrics.enabled",
+    }
+)
+"""Settings a running runtime cannot change (sockets, the open store, the watched folder)."""
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = setting(
@@ -70,6 +91,28 @@ class StoreSettings:
         '"normal" survives any process crash; "full" also survives power loss, at the cost '
         "of an fsync per commit.",
     )
+    url: str = setting(
+        "",
+        'A NATS JetStream store instead of the SQLite file (the cluster): "nats://host:4222", '
+        'several comma-separated; "" keeps the embedded SQLite store.',
+    )
+    replicas: int = setting(
+        1, "NATS: copies JetStream keeps of each stream (1, or up to the servers: 3)."
+    )
+    ack_wait: float = setting(
+        10.0, "NATS: seconds before a silent node's sinks move to another node."
+    )
+    stream_prefix: str = setting(
+        "KNOT", "NATS: streams and buckets are named PREFIX_<zone>_EVENTS, ..."
+    )
+    dedup_window: float = setting(
+        600.0, "NATS: seconds an event id is remembered (a repeated id is dropped)."
+    )
+
+    def keeping_open(self, running: StoreSettings) -> StoreSettings:
+        """These settings with the running store's own kept (they apply at the next start)."""
+        kept = {f.name: getattr(running, f.name) for f in fields(self)}
+        return replace(self, **{k: v for k, v in kept.items() if f"store.{k}" in RESTART_SETTINGS})
 
 
 @dataclass(frozen=True)

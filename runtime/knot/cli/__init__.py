@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: `main` catches a Ctrl-C that lands while they load.
     from . import (
         channels,
+        cluster,
         events,
         kernel,
         methods,
@@ -50,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
             '  knot call deploys.count \'{"space": "web"}\'   call a method script\'s method\n'
             "  knot space create web --cmd CMD --start   run a local space\n"
             "  knot sinks add hook --events 'custom.*' --url URL   a webhook sink\n"
-            "  knot user add alice                 a user; prints the bearer token once\n\n"
+            "  knot user add alice                 a user; prints the bearer token once\n"
+            "  knot cluster status                 the nodes on a shared NATS store\n\n"
             "Commands that talk to a running runtime use KNOT_URL or KNOT_API_PORT, else the\n"
             "[server] port of ./knot.toml, else 12201; and, once users exist, KNOT_TOKEN."
         ),
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         channels,
         users,
         kernel,
+        cluster,
     ):
         group.register(sub)
     return parser

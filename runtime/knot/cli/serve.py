@@ -30,6 +30,13 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "--port", type=port_number, default=None, help="port (default: KNOT_API_PORT or 12201)"
     )
+    p.add_argument(
+        "--store",
+        default="",
+        metavar="URL",
+        help="nats://host:4222[,nats://...]: share the project with other nodes through NATS "
+        "JetStream (default: [store] in knot.toml, else the SQLite file)",
+    )
     p.add_argument("--quiet", action="store_true", help="log warnings and errors only")
 
 
@@ -56,19 +63,25 @@ def configure_logging(quiet: bool) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from .._runtime import Runtime
+    from ..cluster.part import ClusterPart
     from ..server import serve
 
     project = project_folder(args.project)
     configure_logging(args.quiet)
-    runtime = Runtime(project)
+    if args.store and not all(u.strip().startswith("nats://") for u in args.store.split(",")):
+        raise KnotError(f"--store {args.store!r} is not a nats:// URL (nats://host:4222).")
+    runtime = Runtime(project, store_url=args.store)
 
     def ready(host: str, port: int) -> None:
         sinks = runtime.sinks()
         address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+        for part in runtime.parts:  # other nodes show this node's API address
+            if isinstance(part, ClusterPart) and part.membership is not None:
+                part.membership.address = f"http://{address}:{port}"
         print(
             f"knot: serving {runtime.project} on http://{address}:{port} "
             f"(zone {runtime.config.zone}, {len(sinks)} sink{'s' if len(sinks) != 1 else ''}, "
-            f"store {runtime.resolve(runtime.config.store.path)})",
+            f"store {runtime.config.store.url or runtime.resolve(runtime.config.store.path)})",
             flush=True,
         )
 

@@ -132,6 +132,7 @@ def _list(args: argparse.Namespace) -> int:
             ("type", "TYPE"),
             ("events", "EVENTS"),
             ("owner", "OWNER"),
+            *([("node", "NODE")] if any("node" in s for s in sinks) else []),  # a cluster
             ("pending", "PENDING"),
             ("delivered", "DELIVERED"),
             ("failed", "FAILED"),

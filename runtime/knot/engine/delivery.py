@@ -133,6 +133,27 @@ class DeliveryEngine:
             await old.close()
         return worker.sink
 
+    async def release(self, name: str, *, grace: float = 0.0) -> Sink | None:
+        """Stop serving a sink here without giving anything up: its cursor stays where it is,
+        so the runtime that serves it next resumes right after it (a cluster hand-over).
+
+        What was queued is not lost (it is journaled after the cursor). The event in flight
+        gets up to `grace` seconds to finish; one cut short is delivered again by the next
+        holder.
+        """
+        worker = self.workers.pop(name, None)
+        if worker is None:
+            return None
+        self._wakers.pop(name, None)
+        await worker.stop(grace)
+        worker.flush_attempts()
+        if not worker.busy and worker.cursor < self.last_routed:
+            self.journal.set_cursor(name, self.last_routed)  # idle: nothing to redo
+        await worker.sink.close()
+        for old in worker._retired:
+            await old.close()
+        return worker.sink
+
     # -- events ---------------------------------------------------------------------------
 
     def dispatch(self, event: Event, names: Iterable[str]) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from .._audit import AuditEntry, AuditKind
 from .._events import Event
@@ -23,7 +23,7 @@ from .router import Router
 from .storage import Storage
 from .worker import SinkWorker
 
-__all__ = ["KV_SINKS", "KV_SINK_SECRETS", "SinkRegistry", "SinkStatus"]
+__all__ = ["KV_SINKS", "KV_SINK_SECRETS", "SinkGate", "SinkRegistry", "SinkStatus"]
 
 log = logging.getLogger("knot.sinks")
 KV_SINKS = "sinks"  # sinks created at run time (origin API), kept across restarts
@@ -62,6 +62,22 @@ class SinkStatus:
         }
 
 
+class SinkGate(Protocol):
+    """Where sinks run when several runtimes share one journal (the cluster's ownership)."""
+
+    def holds(self, spec: SinkSpec) -> bool:
+        """Whether this runtime serves `spec` now; the others are known here but parked."""
+        ...
+
+    def parked(self, spec: SinkSpec) -> None:
+        """Told about a sink that is defined here but served elsewhere (or by nobody yet)."""
+        ...
+
+    def holder(self, spec: SinkSpec) -> str:
+        """Which runtime serves `spec` (for listings); "" for none yet."""
+        ...
+
+
 class SinkRegistry:
     def __init__(
         self,
@@ -73,6 +89,7 @@ class SinkRegistry:
         new_secret: Callable[[], str],
         cursors: dict[str, int] | None = None,
         backlog: Callable[[str, int, int], Iterable[Event]] | None = None,
+        gate: SinkGate | None = None,
     ) -> None:
         # The sink types and their secrets' format are the sinks package's business: the
         # runtime hands their factory in, and the engine knows only the Sink interface.
@@ -85,6 +102,12 @@ class SinkRegistry:
         self._backlog = backlog
         self._specs: dict[str, SinkSpec] = {}
         self._problems: dict[str, tuple[SinkSpec | None, str]] = {}
+        self.gate = gate  # None: every sink runs here (one runtime, its own store)
+        self._parked: dict[str, SinkSpec | Sink] = {}  # defined here, served elsewhere
+
+    @property
+    def delivery(self) -> DeliveryEngine:
+        return self._delivery
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs
@@ -115,7 +138,7 @@ class SinkRegistry:
             )
         return self._build(spec)
 
-    async def install(self, item: SinkSpec | Sink) -> SinkWorker:
+    async def install(self, item: SinkSpec | Sink) -> SinkWorker | None:
         """Add a sink, or replace the one of the same name and origin (keeping its queue).
 
         A sink that had progress in an earlier run gets its undelivered events back, in order.
@@ -129,6 +152,9 @@ class SinkRegistry:
                     f"A sink named {spec.name!r} already exists ({_where(existing)}).",
                     sink=spec.name,
                 )
+        if self.gate is not None and not self.gate.holds(spec):
+            self._park(item if isinstance(item, Sink) else spec)
+            return None
         await sink.start(self._host)
         # No await from here on: routing cannot interleave with the backlog being queued.
         delivery = self._delivery
@@ -150,7 +176,48 @@ class SinkRegistry:
                 log.info("%s: resuming %d undelivered events from the journal", spec.name, restored)
         return worker
 
+    def _park(self, item: SinkSpec | Sink) -> None:
+        spec = item.spec if isinstance(item, Sink) else item
+        self._specs[spec.name] = spec
+        self._problems.pop(spec.name, None)
+        self._parked[spec.name] = item
+        self._router.discard(spec.name)
+        assert self.gate is not None
+        self.gate.parked(spec)
+
+    def parked(self) -> list[str]:
+        return sorted(self._parked)
+
+    async def claim(self, name: str, cursor: int | None) -> bool:
+        """Serve a parked sink here from `cursor` (read from the store just now)."""
+        item = self._parked.pop(name, None)
+        if item is None:
+            return False
+        if cursor is not None:
+            self._resume[name] = cursor
+        gate, self.gate = self.gate, None  # this one install runs here whatever the gate says
+        try:
+            await self.install(item)
+        finally:
+            self.gate = gate
+        return True
+
+    async def release(self, name: str, *, grace: float = 0.0) -> None:
+        """Stop serving a sink here and park it (another runtime takes it over); everything
+        written before returns is committed, so the next holder reads the latest cursor."""
+        spec = self._specs.get(name)
+        if spec is None or name in self._parked:
+            return
+        self._router.discard(name)
+        sink = await self._delivery.release(name, grace=grace)
+        self._resume.pop(name, None)
+        # A method's sink is made by the method service, not from its spec: keep the object.
+        keep = sink is not None and spec.origin is SinkOrigin.METHOD
+        self._parked[name] = sink if keep and sink is not None else spec
+        await self._delivery.journal.call(lambda store: None)
+
     async def remove(self, name: str, *, reason: str) -> SinkSpec:
+        self._parked.pop(name, None)
         self._resume.pop(name, None)
         spec = self._specs.pop(name, None)
         self._problems.pop(name, None)
@@ -264,6 +331,9 @@ class SinkRegistry:
             if name in self._resume:
                 status = replace(status, pending=self._waiting(name, placeholder))
             out.append(status)
+        if self.gate is not None:  # a cluster: say which node serves each
+            gate = self.gate
+            out = [replace(s, extra={**s.extra, "node": gate.holder(s.spec)}) for s in out]
         return sorted(out, key=lambda s: s.name)
 
     def _waiting(self, name: str, spec: SinkSpec) -> int | None:

@@ -17,10 +17,11 @@ time and see only committed data.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import asyncio
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .._audit import AuditEntry
 from .._events import Event
@@ -29,7 +30,7 @@ from .._json import JSONObject
 from .._patterns import Pattern
 from .attempts import Attempt, AttemptBatch
 
-__all__ = ["MAX_KV_INTEGER", "ExpiringKv", "KvItem", "Storage", "WriteBatch"]
+__all__ = ["MAX_KV_INTEGER", "ExpiringKv", "KvItem", "SharedStorage", "Storage", "WriteBatch"]
 
 MAX_KV_INTEGER = 2**63 - 1
 """`kv_incr` keeps values within a signed 64-bit integer, which every backend can hold."""
@@ -196,3 +197,25 @@ class Storage(ExpiringKv, Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SharedStorage(Storage, Protocol):
+    """A storage several runtimes share (the NATS JetStream one): each runtime routes every
+    event of the zone from `start_feed`, not only those it committed itself."""
+
+    shared: bool
+
+    def start_feed(
+        self, on_events: Callable[[list[Event]], None], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Call `on_events` on `loop` with every event journaled after `head_seq()`, in order."""
+        ...
+
+    def caught_up(self) -> bool:
+        """Whether the feed has delivered every event this runtime journaled."""
+        ...
+
+    def cursor(self, sink: str) -> int | None:
+        """`sink`'s cursor as stored now (a runtime taking the sink over reads this)."""
+        ...

@@ -39,23 +39,15 @@ from ..scriptlib.service import RunUse, ScriptRef
 from ..sinks import BatchResult, DeliveryResult, Directive, JsonRpcSink, MethodSink
 from ..sinks.script import encode_event
 from ..types import MethodsHost
+from .calls import CallResult, RemoteMethods
 from .declarations import MethodInfo
 from .rpc import Handler
 from .workers import MethodLoad, MethodScript, MethodWorkers
 
-__all__ = ["CallResult", "MethodInfo", "MethodLoad", "Methods"]
+__all__ = ["CallResult", "MethodInfo", "MethodLoad", "Methods", "RemoteMethods"]
 
 log = logging.getLogger("knot.methods")
 _NOTHING = contextlib.nullcontext()
-
-
-@dataclass(frozen=True, slots=True)
-class CallResult:
-    """A call's result, and what the method printed and directed on the way."""
-
-    result: Any
-    output: tuple[str, ...] = ()
-    directives: tuple[JSONObject, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +81,7 @@ class Methods:
             changed=self._sync_sinks,
             load_context=lambda: _CallContext((), "", None),
         )
+        self.remote: RemoteMethods | None = None  # set by the cluster part on a shared store
 
     # -- reading --------------------------------------------------------------------------
 
@@ -328,6 +321,11 @@ class Methods:
         if script is None:
             raise NotFound(f"There is no method named {info.full_name!r}.", what=info.full_name)
         timeout = self.runtime.config.methods.timeout if timeout is None else timeout
+        remote = self.remote
+        if remote is not None and remote.elsewhere(info.script):  # its node, over NATS
+            return await remote.invoke(
+                info, params, event=event, owner=owner, actor=actor, timeout=timeout
+            )
         started = time.monotonic()
         worker = await self.workers.current(script, timeout)
         if worker is None:

@@ -110,10 +110,21 @@ async def create_sink(request: Request) -> Response:
     _check_owner(runtime, body["owner"])
     spec = await runtime.add_sink(body)
     answer = _status(request, spec.name)
-    sink = runtime.sink(spec.name)
-    if isinstance(sink, WebhookSink):
-        answer["secret"] = sink.secret  # shown once, so the receiver can verify signatures
+    if spec.type == WebhookSink.type:  # shown once, so the receiver can verify signatures
+        answer["secret"] = await _secret(runtime, spec)
     return JSONResponse(answer, status_code=201)
+
+
+async def _secret(runtime: Runtime, spec: SinkSpec) -> str:
+    """A webhook sink's signing secret, also when another node of a cluster serves it."""
+    given = spec.options.get("secret")
+    if isinstance(given, str) and given:
+        return given
+    try:
+        sink = runtime.sink(spec.name)
+    except NotFound:  # parked here, or starting: the secret every node reads
+        return await runtime.sink_secret(spec.name)
+    return sink.secret if isinstance(sink, WebhookSink) else ""
 
 
 async def update_sink(request: Request) -> Response:
@@ -175,6 +186,14 @@ async def test_sink(request: Request) -> Response:
         owner=spec.owner,
         actor=who.actor,
     )
+    gate = runtime.registry.gate
+    if gate is not None and name in runtime.registry.parked():
+        where = gate.holder(spec) or "no node yet"
+        raise NotFound(
+            f"The sink {name!r} is served by another node of the cluster ({where}); test it "
+            "through that node's API.",
+            what=name,
+        )
     sink = runtime.sink(name)
     answer: dict[str, Any] = {"sink": name, "event": event.to_dict()}
     try:
@@ -196,10 +215,9 @@ async def get_secret(request: Request) -> Response:
     name = request.path_params["name"]
     spec = _spec(request, who, name)
     who.require_sink(spec.owner, f"read the secret of the sink {name!r}")
-    sink = runtime.sink(name)
-    if not isinstance(sink, WebhookSink):
+    if spec.type != WebhookSink.type:
         raise NotFound(f"The sink {name!r} is not a webhook sink and has no secret.", what=name)
-    return JSONResponse({"sink": name, "secret": sink.secret})
+    return JSONResponse({"sink": name, "secret": await _secret(runtime, spec)})
 
 
 routes = [
