@@ -24,8 +24,8 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, Field, fields
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import MISSING, Field, fields, is_dataclass
 from typing import Any
 
 from starlette.routing import BaseRoute, Mount, Route
@@ -164,18 +164,30 @@ def _default(f: Field[Any]) -> Any:
     return MISSING
 
 
+def _own_first(model: type[Any]) -> list[Field[Any]]:
+    """The fields of a settings class, its own before those it inherits (the run limits)."""
+    inherited = {f.name for base in model.__mro__[1:] if is_dataclass(base) for f in fields(base)}
+    every = list(fields(model))
+    return [f for f in every if f.name not in inherited] + [f for f in every if f.name in inherited]
+
+
 def _key_rows(
-    model: type[Any], section: str | None, skip: frozenset[str] = frozenset()
+    model: type[Any],
+    section: str | None,
+    skip: frozenset[str] = frozenset(),
+    rules: str | None = None,
 ) -> Iterator[tuple[str, str, str, str]]:
-    """(key, type, default, meaning) of each key of a settings table."""
-    for f in fields(model):
+    """(key, type, default, meaning) of each key of a settings table; `rules`: the table
+    whose validation the keys share (a script's own table takes [scripts]' rules)."""
+    for f in _own_first(model):
         if f.name in skip or not f.compare:
             continue
         dotted = f"{section}.{f.name}" if section else f.name
         meaning = str(f.metadata.get(MEANING, ""))
         if dotted in RESTART_SETTINGS:
             meaning += " A running runtime keeps its value until it restarts."
-        rule = rule_of(section, f.name) if section else "a non-empty string"
+        checked_by = rules or section
+        rule = rule_of(checked_by, f.name) if checked_by else "a non-empty string"
         default = _default(f)
         shown = "" if default is MISSING else f"`{_toml(default)}`"
         yield f.name, rule, shown, meaning
@@ -205,7 +217,7 @@ def config_sections() -> Iterator[tuple[str, str, list[tuple[str, str, str, str]
         if name == "scripts":
             scripts = {f.name: f for f in fields(type(model()))}
             intro = " ".join(str(scripts[s].metadata.get(MEANING, "")) for s in sorted(SUBTABLES))
-            rows = list(_key_rows(ScriptAccess, None))
+            rows = list(_key_rows(ScriptAccess, None, rules="scripts"))
             yield "`[scripts.sinks.NAME]`, `[scripts.methods.NAME]`", intro, rows
     sinks = [(k, "", "", m) for k, m in SINK_KEYS.items()]
     yield "`[[sinks]]`", str(by_name["sinks"].metadata.get(MEANING, "")), sinks
@@ -233,11 +245,13 @@ def config_reference() -> str:
     return "\n".join(out)
 
 
-def undocumented_keys() -> list[str]:
+def undocumented_keys(
+    sections: Iterator[tuple[str, str, list[tuple[str, str, str, str]]]] | None = None,
+) -> list[str]:
     return [
         f"The knot.toml key {k!r} ({heading}) has no meaning: give its field one with "
         "setting(default, meaning) in knot/_settings.py (or its mapping's entry)."
-        for heading, _, rows in config_sections()
+        for heading, _, rows in (sections if sections is not None else config_sections())
         for k, _, _, m in rows
         if not m.strip()
     ]
@@ -255,7 +269,7 @@ def _app_routes() -> list[BaseRoute]:
 
 
 def routes(
-    found: list[BaseRoute] | None = None, prefix: str = ""
+    found: Sequence[BaseRoute] | None = None, prefix: str = ""
 ) -> Iterator[tuple[str, list[str], str]]:
     """(path, methods, documentation) of every route, mounts included."""
     for route in found if found is not None else _app_routes():
@@ -276,7 +290,7 @@ def summary(endpoint: object) -> str:
     return (inspect.getdoc(endpoint) or "").split("\n\n")[0]
 
 
-def http_reference(found: list[BaseRoute] | None = None) -> str:
+def http_reference(found: Sequence[BaseRoute] | None = None) -> str:
     """One row per documentation, in path order: the routes one endpoint serves share it
     (`/api/sinks` and its alias `/api/event-sinks`)."""
     rows: dict[str, list[tuple[str, str]]] = {}
@@ -296,7 +310,7 @@ def http_reference(found: list[BaseRoute] | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def undocumented_routes(found: list[BaseRoute] | None = None) -> list[str]:
+def undocumented_routes(found: Sequence[BaseRoute] | None = None) -> list[str]:
     return [
         f"The route {'/'.join(methods)} {path} has no documentation: give its endpoint a "
         "docstring (it is the route's entry in docs/reference/http.md)."

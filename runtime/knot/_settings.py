@@ -154,18 +154,20 @@ class RunLimitSettings:
     """What one run (a sink script handling one event, or one method call) may hand the
     runtime; the worker stops the run at the first limit it passes, and the runtime checks."""
 
-    max_emits: int = setting(1000, "Events one run may emit; 0 forbids emits.")
+    max_emits: int = setting(1000, "Events one run (or call) may emit; 0 forbids emits.")
     max_emit_bytes: int = setting(
-        4 * 1024 * 1024, "JSON bytes of the payloads one run emits, together."
+        4 * 1024 * 1024, "JSON bytes of the payloads one run (or call) emits, together."
     )
-    max_directives: int = setting(100, "Directives one run may add; 0 forbids them.")
+    max_directives: int = setting(100, "Directives one run (or call) may add; 0 forbids them.")
     max_directive_bytes: int = setting(
-        1024 * 1024, "JSON bytes of the directives one run adds, together."
+        1024 * 1024, "JSON bytes of the directives one run (or call) adds, together."
     )
     max_output_bytes: int = setting(
-        64 * 1024, "What `print()` may write in one run; the rest is cut off."
+        64 * 1024, "What `print()` may write in one run (or call); the rest is cut off."
     )
-    http_max_requests: int = setting(100, "HTTP requests one run may make with `requests`.")
+    http_max_requests: int = setting(
+        100, "HTTP requests one run (or call) may make with `requests`."
+    )
 
     def limit_members(self) -> str:
         """The limits as JSON object members (`,"max_emits":1000,...`) for a worker request."""
