@@ -10,7 +10,9 @@ on the line before a block changes what is done with it:
 - `<!-- test: serve -->`: a `knot serve` runs on the project before the block (as in the
   reader's other terminal); it keeps running for the page's next blocks;
 - `<!-- test: background -->`: the block itself starts the runtime (`knot serve ...`); it runs in
-  the background and the next block waits until it answers;
+  the background and the next block waits until it answers; `<!-- test: background PORT -->`
+  starts another program the page needs (a webhook receiver), ready once PORT takes
+  connections; all of them are stopped when the page ends;
 - `<!-- test: pytest -->`: the block is a test file, run with pytest in the project.
 
 A page's blocks run in order, in one fresh copy of the repository's example project (its
@@ -27,6 +29,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -115,6 +118,7 @@ class Session:
     port: int = field(default_factory=free_port)
     server: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("scripts", "examples"):
@@ -147,8 +151,11 @@ class Session:
             return
         if block.directive == "serve" and self.server is None:
             self.start(["knot", "serve", "--project", "."], block)
+        if block.directive == "background" and block.argument:
+            self.helper(["bash", "-c", text], block, int(block.argument))
+            return
         if block.directive == "background":
-            self.stop()
+            self.stop_server()
             self.start(["bash", "-c", text], block)
             return
         if block.directive == "pytest":
@@ -172,18 +179,25 @@ class Session:
             json.loads(block.text)
 
     def call(self, command: list[str], block: Block) -> subprocess.CompletedProcess[str]:
+        """Run a command to its end (in a process group of its own, so that whatever it
+        started is ended with it if it runs too long)."""
+        process = subprocess.Popen(
+            command,
+            cwd=self.folder,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
-            return subprocess.run(
-                command,
-                cwd=self.folder,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise AssertionError(f"{block.where}: still running after {TIMEOUT} s") from exc
+            out, err = process.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise AssertionError(f"{block.where}: still running after {TIMEOUT} s") from None
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
 
     def check(self, block: Block, done: subprocess.CompletedProcess[str]) -> None:
         if done.returncode != 0:
@@ -195,7 +209,8 @@ class Session:
     def transcript(self, block: Block, text: str) -> None:
         """`$ command` lines run one by one in one shell (a variable set by one is there for
         the next); the lines after each are its expected output, where `...` (or `…`) stands
-        for any text and a run of spaces for any run. Between commands the session settles, as a reader's pace lets it."""
+        for any text and a run of spaces for any run. Between commands the session settles,
+        as a reader's pace lets it."""
         shell = subprocess.Popen(
             ["bash", "--norc", "--noprofile"],
             cwd=self.folder,
@@ -204,6 +219,7 @@ class Session:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,
         )
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=_pump, args=(shell, lines), daemon=True).start()
@@ -223,7 +239,7 @@ class Session:
                     f"{expected}{self.server_log()}"
                 )
         finally:
-            shell.kill()
+            os.killpg(shell.pid, signal.SIGKILL)  # the shell and anything left of its commands
             shell.wait()
 
     def settle(self) -> None:
@@ -284,16 +300,49 @@ class Session:
             return ""
         return "\n--- knot serve\n" + self.log.read_text(errors="replace")[-4000:]
 
-    def stop(self) -> None:
-        if self.server is None:
-            return
-        os.killpg(self.server.pid, signal.SIGTERM)
-        try:
-            self.server.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.server.pid, signal.SIGKILL)
-            self.server.wait()
+    def helper(self, command: list[str], block: Block, port: int) -> None:
+        log = (self.folder / f"helper-{block.line}.log").open("wb")
+        process = subprocess.Popen(
+            command,
+            cwd=self.folder,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.helpers.append(process)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"{block.where}: nothing listened on port {port}")
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            _terminate(self.server)
         self.server = None
+
+    def stop(self) -> None:
+        self.stop_server()
+        for process in self.helpers:
+            _terminate(process)
+        self.helpers.clear()
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process's group (the shell and what it started), SIGKILL if it stays."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        process.wait()
 
 
 def _commands(text: str) -> list[tuple[str, str]]:

@@ -60,3 +60,12 @@ def test_the_examples_of_the_page_run(page: Path, tmp_path: Path) -> None:
             session.run(block)
     finally:
         session.stop()
+
+
+def test_the_notebook_page_names_the_magics_that_need_the_embedded_runtime() -> None:
+    # "Every magic works the same either way", but %%knot sink and %%knot method save a file in
+    # the embedded runtime's scripts folder; connected, they say where to save it instead.
+    text = (ROOT / "docs" / "notebooks.md").read_text(encoding="utf-8")
+    claim = next(line for line in text.split(". ") if "either way" in line)
+    assert "%%knot sink" in claim
+    assert "%%knot method" in claim
