@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,12 @@ def test_the_site_builds_strictly_with_the_generated_references(tmp_path: Path) 
     http = (site / "reference" / "http" / "index.html").read_text(encoding="utf-8")
     assert "/api/events/{event_id}/trace" in http
     assert "<!-- generated:" not in config + cli + http
+
+
+def test_every_link_of_the_readme_leads_to_a_file() -> None:
+    # README.md is read on its own (not built with the site), so mkdocs checks none of its links.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    assert len(targets) > 10
+    missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
+    assert missing == []
