@@ -41,7 +41,6 @@ from ._codec import (
 from ._history import History
 from ._link import NatsLink
 from ._local import NodeRecords
-from ._reads import StreamReads
 from ._records import LOCAL_SCOPES, RecordsKv
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ FIELDS_ROOM = 16 * 1024
 EventsCallback = Callable[[list[Event]], None]
 
 
-class NatsStorage(StreamReads, RecordsKv, History):
+class NatsStorage(History, RecordsKv):
     """`Storage` over NATS JetStream; `shared` tells the runtime to route from `start_feed`."""
 
     shared = True
