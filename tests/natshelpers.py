@@ -27,7 +27,9 @@ def free_port() -> int:
 class NatsServer:
     """`nats-server -js` on 127.0.0.1, storing in `folder`; `restart()` keeps its data."""
 
-    def __init__(self, folder: Path, *, port: int = 0, cluster: str = "") -> None:
+    def __init__(
+        self, folder: Path, *, port: int = 0, cluster: str = "", max_payload: str = "4MB"
+    ) -> None:
         binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
         if not Path(binary).exists():
             raise RuntimeError(
@@ -43,7 +45,7 @@ class NatsServer:
         self.config.write_text(
             f"listen: 127.0.0.1:{self.port}\n"
             f"server_name: n{self.port}\n"
-            "max_payload: 4MB\n"
+            f"max_payload: {max_payload}\n"
             f'jetstream {{ store_dir: "{folder / "js"}" }}\n{cluster}',
             encoding="utf-8",
         )

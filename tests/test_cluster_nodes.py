@@ -12,6 +12,7 @@ from pathlib import Path
 
 from knot import Config, Runtime
 from knot._config import StoreSettings
+from knot.cluster.part import ClusterPart
 
 from .clusterhelpers import (
     ACK_WAIT,
@@ -125,3 +126,43 @@ def test_nodes_starting_on_a_backlog_repeat_nothing(
     finally:
         for node in nodes:
             node.kill()
+
+
+def test_a_node_whose_view_lost_a_claim_still_takes_the_sink_over(
+    tmp_path: Path, nats_server: NatsServer, receiver: Receiver
+) -> None:
+    """Found by hand: after a hand-over, the old holder's view had lost the newcomer's claim
+    (it removed the sink's claim after the delete, when the newcomer's could already have come
+    through the watch), so when the newcomer died it kept trying to create a claim that
+    existed, and the sink stayed unserved. A failed claim now reads the claim as it is."""
+    prefix = unique_prefix()
+    a_project, b_project = (
+        node_project(tmp_path / name, nats_server, prefix, receiver=receiver, sinks=SINKS)
+        for name in ("a", "b")
+    )
+
+    async def scenario() -> None:
+        async with Runtime(a_project) as rt:
+            part = next(p for p in rt.parts if isinstance(p, ClusterPart))
+            membership = part.membership
+            assert membership is not None
+            (b,) = start_nodes([b_project])  # joins: a hands part of the sinks over
+            try:
+                async with asyncio.timeout(20):
+                    while not (
+                        moved := [
+                            s for s, c in membership.claims.items() if c.node != membership.node
+                        ]
+                    ):
+                        await asyncio.sleep(0.05)
+                for sink in moved:  # the lost view
+                    membership.claims.pop(sink)
+            finally:
+                b.kill()
+            probe = await rt.emit("t.n", {"n": 1})
+            async with asyncio.timeout(ACK_WAIT + 10):
+                while not all(probe in ids_at(receiver, s) for s in moved):
+                    await asyncio.sleep(0.05)
+            assert set(moved) <= membership.held
+
+    asyncio.run(scenario())

@@ -147,3 +147,31 @@ def test_nats_without_jetstream_is_one_line_and_exit_1(tmp_path: Path) -> None:
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_an_event_nats_would_disconnect_over_is_refused_and_the_node_goes_on(
+    tmp_path: Path,
+) -> None:
+    # Found by hand: a payload under delivery.max_payload_bytes (1 MiB) but over the NATS
+    # server's max_payload (1 MiB too, for the whole message) made the server close the
+    # connection: that event and every one after it got 503 until the node reconnected.
+    nats_server = NatsServer(tmp_path / "nats", max_payload="1MB")  # a stock server's
+    project = nats_project(tmp_path / "p", nats_server)
+    server = start_server(project)
+    try:
+        with server.client() as http:
+            big = {"type": "t.big", "payload": {"s": "x" * 1_048_400}}
+            refused = http.post("/event", json=big)
+            assert refused.status_code == 400, refused.text
+            assert "the limit is" in refused.json()["error"]
+            after = [
+                http.post("/event", json={"type": "t.n", "payload": {"n": n}}) for n in range(3)
+            ]
+            assert [r.status_code for r in after] == [202, 202, 202]
+            fits = http.post("/event", json={"type": "t.fits", "payload": {"s": "y" * 1_000_000}})
+            assert fits.status_code == 202, fits.text
+            got = http.get(f"/api/events/{fits.json()['id']}").json()
+            assert len(got["data"]["s"]) == 1_000_000
+    finally:
+        server.kill()
+        nats_server.stop()

@@ -345,3 +345,23 @@ async def test_a_slow_attempt_across_housekeeping_rounds_keeps_its_duration(
     [attempt] = slow["attempts"]
     assert attempt["status"] == 200
     assert attempt["duration_ms"] >= 1100
+
+
+def test_the_text_trace_shows_what_sinks_printed_inert() -> None:
+    # Found by hand: a script's output line with a bidi override (U+202E) or an escape
+    # sequence reached the terminal as is through `knot trace`, which could rearrange or
+    # recolour what the user reads.
+    attempt = {
+        "attempt": 1,
+        "outcome": "delivered",
+        "duration_ms": 1.0,
+        "error": "",
+        "output": ["Hello, \u202eevil\x1b[31m!", "next\nline"],
+    }
+    delivery = {"sink": "s", "outcome": "delivered", "attempts": [attempt]}
+    node = {"id": "e1", "type": "custom.t", "seq": 1, "ts": "t", "children": []}
+    text = render_text({"event": "e1", "root": "e1", "tree": [{**node, "deliveries": [delivery]}]})
+    for line in text.splitlines():
+        assert line.isprintable(), line  # no escape, no override, no line of its own
+    assert "\\u202eevil\\x1b[31m" in text
+    assert "next\\nline" in text

@@ -33,7 +33,7 @@ from ._json import JSONObject
 from ._logtext import log_output
 from ._reads import Reads
 from ._sinkspec import SinkOrigin, SinkSpec
-from ._stores import caught_up, cluster_gate, open_storage, start_routing
+from ._stores import caught_up, cluster_gate, fit_to_store, open_storage, start_routing
 from ._user_directory import UserDirectory
 from ._users import KV_USERS
 from .cluster.part import ClusterPart
@@ -205,7 +205,7 @@ class Runtime(Reads):
         self.config = self.config.with_store_url(self._store_url_arg)
         store_path = self._store_path_arg or self.resolve(self.config.store.path)
         store = await asyncio.to_thread(open_storage, self.config, Path(store_path))
-        self._store = store
+        self._store, self.config = store, fit_to_store(self.config, store)
         try:
             await self._start_core()
         except BaseException as exc:
@@ -310,7 +310,7 @@ class Runtime(Reads):
             store=config.store.keeping_open(old.store),
             scripts=replace(config.scripts, dir=old.scripts.dir),
         )
-        self.config = config
+        self.config = config = fit_to_store(config, self.store)
         # Sinks this change removes stop under the settings their attempt in flight started
         # with (delivery.stop_grace); everything after uses the new ones.
         why, lines = "removed from knot.toml", config.sink_lines

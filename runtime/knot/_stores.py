@@ -9,6 +9,8 @@ event of its zone from the store's feed, in the stream's order, whichever node t
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 from ._config import Config
@@ -17,7 +19,9 @@ from .engine.registry import SinkGate
 from .engine.storage import SharedStorage, Storage
 from .engine.store import Store
 
-__all__ = ["caught_up", "cluster_gate", "open_storage", "start_routing"]
+__all__ = ["caught_up", "cluster_gate", "fit_to_store", "open_storage", "start_routing"]
+
+log = logging.getLogger("knot.runtime")
 
 
 def open_storage(config: Config, path: Path) -> Storage:
@@ -27,6 +31,24 @@ def open_storage(config: Config, path: Path) -> Storage:
     from .cluster import open_nats_storage
 
     return open_nats_storage(config, path)
+
+
+def fit_to_store(config: Config, store: Storage) -> Config:
+    """`config` with `delivery.max_payload_bytes` no larger than the store can journal (a
+    NATS server's max_payload, which is 1 MiB by default like knot's own limit, minus the
+    event's other fields): ingress then refuses a larger event with its usual sentence."""
+    if not isinstance(store, SharedStorage):
+        return config
+    limit, asked = store.payload_limit(), config.delivery.max_payload_bytes
+    if limit >= asked:
+        return config
+    log.info(
+        "event payloads up to %d bytes: the NATS server's max_payload bounds them below "
+        "delivery.max_payload_bytes (%d); raise max_payload in its configuration for more",
+        limit,
+        asked,
+    )
+    return replace(config, delivery=replace(config.delivery, max_payload_bytes=limit))
 
 
 def start_routing(store: Storage, dispatcher: Dispatcher) -> None:

@@ -25,7 +25,6 @@ def open_nats_storage(config: Config, path: Path) -> NatsStorage:
         prefix=settings.stream_prefix,
         replicas=settings.replicas,
         dedup_window=settings.dedup_window,
-        max_event_bytes=config.delivery.max_payload_bytes,
     )
     storage.open()
     return storage

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._events import Event
 from ..engine.attempts import SPAN, Attempt, AttemptBatch, Row, pack, unpack
-from ._codec import Names, decode_event, decode_key
-from ._link import NatsLink
+from ._codec import decode_event, decode_key
+from ._reads import StreamReads
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -45,24 +45,8 @@ def decode_row(body: bytes) -> Row:
     return (sink, lo, hi, started, ended, busy, seqs, records)
 
 
-class History:
-    """Chains, attempts and skips of `NatsStorage` (a base class: it needs `link`, `names`
-    and `_scan` from `StreamReads`)."""
-
-    link: NatsLink
-    names: Names
-
-    async def _scan(
-        self,
-        stream: str,
-        subject: str,
-        start: int,
-        *,
-        stop: int | None = None,
-        want: int | None = None,
-        last_per_subject: bool = False,
-    ) -> list[Msg]:
-        raise NotImplementedError
+class History(StreamReads):
+    """Chains, attempts and skips of `NatsStorage` (a base class over its stream reads)."""
 
     # -- writing (on the link's loop, inside a commit) --------------------------------------
 

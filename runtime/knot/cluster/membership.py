@@ -380,7 +380,12 @@ class Membership:
                     return await kv.create(encode_key(name), body)
                 return await kv.update(encode_key(name), body, last=revision)
             except Exception:
-                return None  # another node won
+                pass  # another node won, or this node's view of the claim is behind
+            with contextlib.suppress(Exception):  # see the claim as it is, for the next round
+                entry = await kv.get(encode_key(name))
+                self._revisions.pop(name, None)  # (the view may hold this very revision)
+                self._claim_seen(entry)
+            return None
 
         won = await self.storage.link.run(cas())
         if won is None:
@@ -414,5 +419,9 @@ class Membership:
             await kv.delete(encode_key(name), last=revision)
 
         await self.storage.link.run(delete())
-        self.claims.pop(name, None)
+        # Only if it is still this node's: the next holder's claim may have come through the
+        # watch already (it claims as soon as it sees the delete), and must not be forgotten.
+        claim = self.claims.get(name)
+        if claim is not None and claim.node == self.node:
+            del self.claims[name]
         log.info("handed sink %s over", name)

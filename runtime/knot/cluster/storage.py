@@ -41,7 +41,6 @@ from ._codec import (
 from ._history import History
 from ._link import NatsLink
 from ._local import NodeRecords
-from ._reads import StreamReads
 from ._records import LOCAL_SCOPES, RecordsKv
 
 if TYPE_CHECKING:
@@ -54,10 +53,13 @@ WRITE_TIMEOUT = 5.0  # seconds a commit waits for JetStream's acks
 # A sink's cursor is written at most this often (seconds): with many busy sinks a put per
 # sink per commit would be most of the writes. A crash replays at most this much progress.
 CURSOR_EVERY = 0.1
+# Bytes of an event's message that are not its payload (subject, id header, time, owner,
+# actor, space, causation): what `payload_limit` keeps free below the server's max_payload.
+FIELDS_ROOM = 16 * 1024
 EventsCallback = Callable[[list[Event]], None]
 
 
-class NatsStorage(StreamReads, RecordsKv, History):
+class NatsStorage(History, RecordsKv):
     """`Storage` over NATS JetStream; `shared` tells the runtime to route from `start_feed`."""
 
     shared = True
@@ -71,13 +73,11 @@ class NatsStorage(StreamReads, RecordsKv, History):
         prefix: str = "KNOT",
         replicas: int = 1,
         dedup_window: float = 600.0,
-        max_event_bytes: int = 1024 * 1024,
     ) -> None:
         self.names = Names(prefix, zone)
         self.path = Path(path)
         self.replicas = replicas
         self.dedup_window = dedup_window
-        self.max_event_bytes = max_event_bytes
         self.link = NatsLink(list(servers), name=f"knot {zone}")
         self._init_records()
         self.local = NodeRecords(self.path.parent)
@@ -138,15 +138,6 @@ class NatsStorage(StreamReads, RecordsKv, History):
         info = await js.stream_info(names.events)
         self._head = info.state.last_seq
         self._feed_seq = self._head
-        max_payload = self.link.nc.max_payload
-        if max_payload < self.max_event_bytes + 4096:
-            log.warning(
-                "NATS accepts messages up to %d bytes, less than delivery.max_payload_bytes "
-                "(%d) plus the event's fields: larger events will be refused (raise "
-                "max_payload in the server's configuration)",
-                max_payload,
-                self.max_event_bytes,
-            )
         await self._load_records()
         self._spawn(self._flush_cursors_every())
 
@@ -266,16 +257,17 @@ class NatsStorage(StreamReads, RecordsKv, History):
         event_acks: list[asyncio.Future[Any]] = []
         other_acks: list[asyncio.Future[Any]] = []
         own = self._own
-        for batch in batches:
+        encoded = [[encode_event(event) for event in batch.events] for batch in batches]
+        for batch, bodies in zip(batches, encoded, strict=True):  # all, before anything is sent
+            self._check_sizes(batch.events, bodies)
+        for batch, bodies in zip(batches, encoded, strict=True):
             for event in batch.events:
                 own.setdefault(event.id, event)  # a repeated id: the first one stays
             event_acks += [
                 await js.publish_async(
-                    names.event_subject(event),
-                    encode_event(event),
-                    headers={"Nats-Msg-Id": event.id},
+                    names.event_subject(event), body, headers={"Nats-Msg-Id": event.id}
                 )
-                for event in batch.events
+                for event, body in zip(batch.events, bodies, strict=True)
             ]
             other_acks += [
                 await js.publish_async(names.audit_subject(entry.sink), encode_audit(entry))
@@ -332,6 +324,22 @@ class NatsStorage(StreamReads, RecordsKv, History):
         if chained:  # after the acks: an event's position is the server's to give
             await self._await_all(await self._publish_chains(chained))
         return flags
+
+    def payload_limit(self) -> int:
+        """The largest payload (JSON bytes) an event may have here: NATS refuses a message
+        over the server's max_payload by closing the connection, so ingress refuses first."""
+        return self.link.nc.max_payload - FIELDS_ROOM
+
+    def _check_sizes(self, events: Sequence[Event], bodies: Sequence[bytes]) -> None:
+        """Refuse, before anything is sent, a message NATS would answer by disconnecting."""
+        most = self.link.nc.max_payload
+        for event, body in zip(events, bodies, strict=True):
+            size = len(body) + len(event.type) + 200  # the subject and the id header
+            if size > most:
+                raise StoreError(
+                    f"The event {event.id} ({event.type}) is {size} bytes as a NATS message, "
+                    f"more than the server's max_payload ({most} bytes); it was not journaled."
+                )
 
     async def _put_cursor(self, sink: str, seq: int) -> asyncio.Future[Any]:
         subject = f"$KV.{self.names.cursors}.{encode_key(sink)}"

@@ -216,6 +216,10 @@ class SharedStorage(Storage, Protocol):
         """Whether the feed has delivered every event this runtime journaled."""
         ...
 
+    def payload_limit(self) -> int:
+        """The largest event payload (bytes of JSON) this storage can journal."""
+        ...
+
     def cursor(self, sink: str) -> int | None:
         """`sink`'s cursor as stored now (a runtime taking the sink over reads this)."""
         ...

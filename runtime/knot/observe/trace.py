@@ -17,6 +17,7 @@ from typing import Any
 from .._events import Event
 from .._exceptions import NotFound
 from .._json import JSONObject
+from .._logtext import loggable
 from ..engine.attempts import DELIVERED, Attempt
 from ..engine.storage import Storage
 
@@ -144,7 +145,9 @@ def render_text(trace: Mapping[str, Any]) -> str:
         _node(lines, node, "", index == len(tops) - 1, marked, top=True)
     if trace.get("truncated"):
         lines.append(f"(only the first {trace.get('events')} events of the chain are shown)")
-    return "\n".join(lines)
+    # Outputs and errors are what scripts and receivers said: nothing in them may act on a
+    # terminal (escapes, bidi overrides) or start a line of its own.
+    return "\n".join(map(loggable, lines))
 
 
 def _node(
