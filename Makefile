@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps run test check bench fuzz soak clean
+.PHONY: setup system-deps run test check docs bench fuzz soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,17 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 check: $(STAMP)
-	$(BIN)/ruff check runtime tests benchmarks
-	$(BIN)/ruff format --check runtime tests benchmarks
+	$(BIN)/ruff check runtime tests benchmarks tools
+	$(BIN)/ruff format --check runtime tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
+
+# The documentation site (mkdocs.yml, docs/) into site/; warnings are errors. `make test` builds
+# it too (tests/test_docs_site.py), so CI checks it.
+# (NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor, printed on every build.)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
@@ -48,4 +54,4 @@ fuzz: $(STAMP)
 		tests/test_fuzz_cli.py -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) .knot .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .knot .mypy_cache .pytest_cache .ruff_cache site

@@ -201,7 +201,7 @@ def test_unknown_routes_and_methods_are_json_errors(http: httpx.Client) -> None:
     missing = http.get("/api/nothing")
     assert missing.status_code == 404
     assert missing.json() == {
-        "error": "There is no route /api/nothing; see the HTTP API in README.md."
+        "error": "There is no route /api/nothing; see the HTTP API in docs/reference/http.md."
     }
     wrong = http.put("/event", json={})
     assert wrong.status_code == 405

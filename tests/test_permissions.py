@@ -155,7 +155,7 @@ def test_every_route_needs_a_valid_token(
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == 'Bearer realm="knot"'
     assert "Bearer" in r.json()["error"] or "not valid" in r.json()["error"]
-    # A web page calling a Sky route must be able to read the 401 (README: every Sky answer,
+    # A web page calling a Sky route must be able to read the 401 (docs/sky.md: every Sky answer,
     # errors included, carries CORS); the rest of the API is not for web pages.
     cors = r.headers.get("access-control-allow-origin")
     assert cors == ("*" if path.startswith("/sky/") else None)

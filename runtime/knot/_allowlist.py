@@ -218,7 +218,11 @@ class ScriptAccess:
     """What one script may reach beyond `[scripts]`: `[scripts.sinks.NAME]` or
     `[scripts.methods.NAME]` (in knot.toml, the owner's settings: never the script's text)."""
 
-    http_allow: AllowList = field(default_factory=AllowList)
+    http_allow: AllowList = field(
+        default_factory=AllowList,
+        # The meaning in the knot.toml reference (see _settings.setting).
+        metadata={"knot.meaning": "Hosts this one script may reach besides scripts.http_allow."},
+    )
 
 
 def check_hosts(value: Any) -> str | None:

@@ -304,7 +304,7 @@ class Client:
         return answer.get("result")
 
     def call(self, method: str, params: Any = None) -> Any:
-        """The same as `call_method`, by the short name README documents (kept as an alias)."""
+        """The same as `call_method`, by the short name the docs use (kept as an alias)."""
         return self.call_method(method, params)
 
     def methods(self) -> JSONObject:

@@ -17,6 +17,18 @@ from ._allowlist import AllowList, ScriptAccess, check_hosts, script_tables
 from ._env import api_port_from_env
 from ._exceptions import ConfigError, SinkError
 from ._secrets import SecretSettings, parse_secrets
+from ._settings import (
+    MEANING,
+    RESTART_SETTINGS,
+    DeliverySettings,
+    MethodSettings,
+    MetricsSettings,
+    ScriptSettings,
+    ServerSettings,
+    SpaceSettings,
+    StoreSettings,
+    setting,
+)
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._users import User, parse_config_users
 
@@ -35,126 +47,17 @@ __all__ = [
     "changed_settings",
     "load_config",
     "parse_config",
+    "rule_of",
 ]
 
 CONFIG_FILE = "knot.toml"
 
 
 @dataclass(frozen=True)
-class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 12201
-    max_body_bytes: int = 2 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class StoreSettings:
-    path: str = ".knot/knot.db"
-    retention_events: int = 100_000  # journal rows kept once every sink is past them
-    retention_audit: int = 10_000
-    synchronous: str = "normal"  # "normal": durable across process crashes; "full": power loss
-    # A NATS JetStream store instead of the SQLite file (the cluster: knot.cluster): one or
-    # more comma-separated nats:// URLs. "" keeps the embedded SQLite store.
-    url: str = ""
-    replicas: int = 1  # copies JetStream keeps of each stream (1, or up to the servers: 3)
-    ack_wait: float = 10.0  # seconds before a silent node's sinks move to another node
-    stream_prefix: str = "KNOT"  # streams and buckets are named PREFIX_<zone>_EVENTS, ...
-    dedup_window: float = 600.0  # seconds an event id is remembered (Nats-Msg-Id)
-
-    def keeping_open(self, running: StoreSettings) -> StoreSettings:
-        """These settings with the running store's own kept (they apply at the next start)."""
-        kept = {f.name: getattr(running, f.name) for f in fields(self)}
-        return replace(self, **{k: v for k, v in kept.items() if f"store.{k}" in RESTART_SETTINGS})
-
-
-@dataclass(frozen=True)
-class DeliverySettings:
-    queue_size: int = 100
-    attempts: int = 3
-    backoff: tuple[float, ...] = (5.0, 15.0)
-    max_depth: int = 8
-    max_payload_bytes: int = 1024 * 1024
-    sync_timeout: float = 10.0  # how long a synchronous (Sky) answer waits for its sinks
-    stop_grace: float = 5.0  # how long a stop (or a sink's removal) waits for an attempt
-
-
-RUN_LIMITS = (
-    "max_emits",
-    "max_emit_bytes",
-    "max_directives",
-    "max_directive_bytes",
-    "max_output_bytes",
-    "http_max_requests",
-)
-
-
-@dataclass(frozen=True)
-class RunLimitSettings:
-    """What one run (a sink script handling one event, or one method call) may hand the
-    runtime; the worker stops the run at the first limit it passes, and the runtime checks."""
-
-    max_emits: int = 1000  # events emitted
-    max_emit_bytes: int = 4 * 1024 * 1024  # JSON of their payloads, together
-    max_directives: int = 100
-    max_directive_bytes: int = 1024 * 1024  # JSON of the directives, together
-    max_output_bytes: int = 64 * 1024  # what print() writes; the rest is cut off
-    http_max_requests: int = 100  # HTTP requests made with `requests`
-
-    def limit_members(self) -> str:
-        """The limits as JSON object members (`,"max_emits":1000,...`) for a worker request."""
-        return "".join(f',"{name}":{int(getattr(self, name))}' for name in RUN_LIMITS)
-
-
-@dataclass(frozen=True)
-class ScriptSettings(RunLimitSettings):
-    dir: str = "scripts"
-    timeout: float = 5.0
-    memory_mb: int = 256
-    workers: int = 0  # sandbox worker processes for script sinks (one sink each); 0 = auto
-    # What every script (sink or method) may reach; see "Scripts that do real work".
-    http_allow: AllowList = field(default_factory=AllowList)  # hosts `requests` may reach
-    http_max_bytes: int = 1024 * 1024  # a request's or a response's body, at most
-    kv_max_keys: int = 10_000  # keys one script keeps in knot.kv
-    kv_max_value_bytes: int = 64 * 1024  # JSON bytes of one knot.kv value
-    sinks: Mapping[str, ScriptAccess] = field(default_factory=dict)  # [scripts.sinks.NAME]
-    methods: Mapping[str, ScriptAccess] = field(default_factory=dict)  # [scripts.methods.NAME]
-
-    def allow_list(self, kind: str, name: str) -> AllowList:
-        """The hosts script `name` (of `kind` "sinks" or "methods") may reach, and the
-        settings that list them (named when a request is refused)."""
-        own = (self.sinks if kind == "sinks" else self.methods).get(name)
-        if own is None or not own.http_allow:
-            return self.http_allow
-        setting = f"scripts.http_allow or scripts.{kind}.{name}.http_allow"
-        return AllowList(self.http_allow.entries + own.http_allow.entries, setting)
-
-
-@dataclass(frozen=True)
-class MethodSettings(RunLimitSettings):
-    timeout: float = 30.0  # seconds per call (and for a method script's top-level code)
-    memory_mb: int = 256  # per method-script worker
-    threads: int = 8  # calls one worker runs at once (concurrent methods; serial: one each)
-    restart_backoff: tuple[float, ...] = (0.1, 1.0, 5.0, 30.0)  # between restarts of a worker
-
-
-@dataclass(frozen=True)
-class SpaceSettings:
-    stop_grace: float = 5.0  # seconds between SIGTERM and SIGKILL when a space stops
-
-
-@dataclass(frozen=True)
-class MetricsSettings:
-    """`GET /metrics`: on by default; once users exist it takes a user's token, or this
-    scrape token (only for /metrics) when one is set."""
-
-    enabled: bool = True
-    token: str = ""  # a scrape token, in the clear...
-    token_sha256: str = ""  # ...or its SHA-256 hex, so knot.toml need not hold the token
-
-
-@dataclass(frozen=True)
 class Config:
-    zone: str = "local"
+    zone: str = setting(
+        "local", "The zone this runtime serves; events are zone-local (`event.zone`)."
+    )
     server: ServerSettings = field(default_factory=ServerSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
@@ -162,9 +65,20 @@ class Config:
     spaces: SpaceSettings = field(default_factory=SpaceSettings)
     methods: MethodSettings = field(default_factory=MethodSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
-    sinks: tuple[SinkSpec, ...] = ()
-    users: tuple[User, ...] = ()  # [users.NAME]; more can be added to the store at run time
-    secrets: SecretSettings = field(default_factory=SecretSettings)  # [secrets], for scripts
+    sinks: tuple[SinkSpec, ...] = setting(
+        (), "`[[sinks]]`: webhook, json-rpc and recording sinks, one table each."
+    )
+    users: tuple[User, ...] = setting(
+        (), "`[users.NAME]`: users and their permissions (more can be added at run time)."
+    )
+    secrets: SecretSettings = field(
+        default_factory=SecretSettings,
+        metadata={
+            MEANING: '`[secrets]`: `NAME = "value"` or `NAME = { file = "PATH" }` (read when '
+            "the settings load, relative to the project), for `knot.secrets.get(NAME)` in "
+            "scripts; `KNOT_SECRET_<NAME>` in the environment wins."
+        },
+    )
     extra: Mapping[str, Any] = field(default_factory=dict)  # tables later issues own
     # Where each [[sinks]] table is (`knot.toml:9`), for a sink that fails to start; not a
     # setting (moving a table changes nothing).
@@ -209,26 +123,6 @@ class ConfigResult:
         return self.config
 
 
-RESTART_SETTINGS = frozenset(
-    {
-        "zone",
-        "server.host",
-        "server.port",
-        "server.max_body_bytes",
-        "store.path",
-        "store.synchronous",
-        "store.url",
-        "store.replicas",
-        "store.ack_wait",
-        "store.stream_prefix",
-        "store.dedup_window",
-        "scripts.dir",
-        "metrics.enabled",
-    }
-)
-"""Settings a running runtime cannot change (sockets, the open store, the watched folder)."""
-
-
 def changed_settings(old: Config, new: Config) -> list[str]:
     """Dotted names of the settings that differ: `delivery.attempts`, `zone`, `sinks`, `users`.
 
@@ -250,6 +144,16 @@ def changed_settings(old: Config, new: Config) -> list[str]:
         elif before != after:
             changed.append(f.name)
     return changed
+
+
+def rule_of(section: str, key: str) -> str:
+    """What the value of `[section] key` must be, as its validation says it ("an integer
+    >= 1"); "" for a key validated elsewhere."""
+    checker = _SECTIONS[section][1].get(key) if section in _SECTIONS else None
+    if checker is None:
+        return ""
+    problem = checker(object()) or ""  # nothing passes for a bare object: the rule is said
+    return problem.removeprefix("must be ")
 
 
 def load_config(project: str | Path) -> ConfigResult:

@@ -16,6 +16,7 @@ from ._patterns import Pattern, validate_patterns
 __all__ = [
     "SECRET_HEADER",
     "SECRET_OPTIONS",
+    "SINK_KEYS",
     "SinkOrigin",
     "SinkSpec",
     "check_sink_name",
@@ -24,6 +25,15 @@ __all__ = [
 
 _NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{1,63}")
 _NAME_RULE = "must start with a letter and have 2 to 64 letters, digits or underscores"
+SINK_KEYS: Mapping[str, str] = {
+    "name": "The sink's name: a letter, then 1 to 63 letters, digits or underscores.",
+    "type": "webhook, json-rpc, recording (script sinks come from scripts/sinks/).",
+    "events": 'Comma-separated patterns: "*", "prefix.*" or an exact type.',
+    "description": "Free text, shown in listings.",
+    "owner": '"" (global: fires for every event) or a user id (fires for that user\'s events).',
+    "active": "false keeps the sink defined but routes nothing to it; default true.",
+}
+"""The keys every sink definition takes (knot.toml, the API); the rest are its type's options."""
 SECRET_OPTIONS = frozenset({"secret"})
 """Options never shown in logs or listings."""
 SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|password|api[-_]?key", re.I)
@@ -140,7 +150,7 @@ class SinkSpec:
                 bad_name if bad_name is not None and len(problems) == 1 else message,
                 sink=name if isinstance(name, str) else None,
             )
-        common = {"name", "type", "events", "description", "owner", "active", "origin"}
+        common = {*SINK_KEYS, "origin"}
         options = {k: v for k, v in raw.items() if k not in common}
         assert isinstance(name, str)
         assert isinstance(sink_type, str)

@@ -22,6 +22,7 @@ from ._json import JSONObject
 
 __all__ = [
     "KV_USERS",
+    "USER_KEYS",
     "User",
     "UserOrigin",
     "check_user_name",
@@ -31,6 +32,14 @@ __all__ = [
 ]
 
 KV_USERS = "users"
+USER_KEYS = {
+    "token_sha256": "The SHA-256 (hex) of the user's bearer token (preferred to `token`).",
+    "token": "The bearer token itself, at least 16 characters.",
+    "manage_own_sinks": "May create, change and remove their own sinks; default true.",
+    "manage_global_sinks": "May do so for global sinks and everyone's; default false.",
+    "manage_users": "May add, list and remove users; default false.",
+}
+"""The keys of a `[users.NAME]` table in knot.toml, with their meanings."""
 TOKEN_PREFIX = "knot_"
 _NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_.-]{0,63}")
 _HEX_RE = re.compile(r"[0-9a-f]{64}")
@@ -123,8 +132,7 @@ def parse_config_users(raw: object) -> tuple[tuple[User, ...], list[tuple[str, s
         if not isinstance(table, dict):
             problems.append((name, "must be a table with token_sha256 (or token)"))
             continue
-        known = {"token", "token_sha256", "manage_own_sinks", "manage_global_sinks", "manage_users"}
-        unknown = sorted(set(table) - known)
+        unknown = sorted(set(table) - set(USER_KEYS))
         if unknown:
             problems.append((name, f"has unknown keys {', '.join(unknown)}"))
         flags = {

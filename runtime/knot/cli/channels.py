@@ -55,7 +55,7 @@ def register(sub: Subparsers) -> None:
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
 
     d = add_command(actions, "delete", _delete, "Delete a channel.", "  knot channel delete ECI\n")
-    d.add_argument("eci")
+    d.add_argument("eci", help="the channel's id (its eci)")
 
 
 def _create(args: argparse.Namespace) -> int:

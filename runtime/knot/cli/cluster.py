@@ -19,7 +19,9 @@ def register(sub: Subparsers) -> None:
         "Show the nodes of the cluster: address, age, the sinks each holds, lag per sink.",
         "  knot cluster status\n  knot cluster status --json\n",
     )
-    p.add_argument("action", nargs="?", choices=["status"], default="status")
+    p.add_argument(
+        "action", nargs="?", choices=["status"], default="status", help="status (the default)"
+    )
     p.add_argument("--json", action="store_true", help="the JSON of GET /api/cluster")
 
 

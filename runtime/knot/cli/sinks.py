@@ -47,7 +47,9 @@ def register(sub: Subparsers) -> None:
         "List the sinks (the default action).",
         "  knot sinks list\n  knot sinks list --json      one JSON object per sink\n",
     )
-    q.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    q.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="one JSON object per line"
+    )
 
     q = action(
         "add",
@@ -94,7 +96,7 @@ def register(sub: Subparsers) -> None:
     q = action(
         "remove", _remove, "Remove a sink created at run time.", "  knot sinks remove deploy_hook\n"
     )
-    q.add_argument("name")
+    q.add_argument("name", help="the sink's name")
 
     q = action(
         "test",
@@ -103,7 +105,7 @@ def register(sub: Subparsers) -> None:
         "  knot sinks test deploy_hook\n"
         '  knot sinks test deploy_hook --type myapp.deployed --data \'{"version": "1.2"}\'\n',
     )
-    q.add_argument("name")
+    q.add_argument("name", help="the sink's name")
     q.add_argument("--type", default=None, help="event type (default custom.knot.test)")
     q.add_argument("--data", default=None, help="payload JSON object")
 
@@ -113,7 +115,7 @@ def register(sub: Subparsers) -> None:
         "Print a webhook sink's signing secret.",
         "  knot sinks secret deploy_hook\n",
     )
-    q.add_argument("name")
+    q.add_argument("name", help="the sink's name")
 
 
 def _list(args: argparse.Namespace) -> int:

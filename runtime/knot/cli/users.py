@@ -44,7 +44,7 @@ def register(sub: Subparsers) -> None:
         "  export KNOT_TOKEN=$(knot user add bob)        the token is the only thing on stdout\n",
     )
     q.add_argument("--project", default=".", help="project folder (default: .)")
-    q.add_argument("name")
+    q.add_argument("name", help="the user's name (their id)")
     q.add_argument("--manage-global-sinks", action="store_true", help='"Manage Global Event Sinks"')
     q.add_argument("--manage-users", action="store_true", help='"Manage Users" (add, remove)')
     q.add_argument("--no-own-sinks", action="store_true", help='without "Manage Own Event Sinks"')
@@ -67,7 +67,7 @@ def register(sub: Subparsers) -> None:
         "  knot user remove bob\n",
     )
     q.add_argument("--project", default=".", help="project folder (default: .)")
-    q.add_argument("name")
+    q.add_argument("name", help="the user's name (their id)")
 
     q = add_command(
         actions,

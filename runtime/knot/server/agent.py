@@ -15,6 +15,10 @@ __all__ = ["routes"]
 
 
 async def post_event(request: Request) -> Response:
+    """Raise a custom event: `{"type", "payload", "id"?}` → 202 `{"id"}` once it is journaled
+    (`"duplicate": true` when an event with that `id` exists already); bad JSON, type or
+    payload → 400 `{"error"}`; a body over `server.max_body_bytes` → 413. A W3C `traceparent`
+    header becomes the parent of its trace."""
     runtime: Runtime = request.app.state.runtime
     body = await read_json(request)
     if not isinstance(body, dict):

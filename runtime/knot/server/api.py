@@ -69,6 +69,10 @@ def _readable_owner(request: Request) -> str | None:
 
 
 async def list_events(request: Request) -> Response:
+    """`?pattern=P&n=N`: the newest N events (oldest first), optionally filtered by one
+    pattern; `&after=SEQ`: the first N after that seq instead (how a follower catches up). A
+    user without Manage Global Event Sinks reads only their own events (here, in
+    `/api/events/{id}` and in the stream)."""
     runtime = _runtime(request)
     pattern = request.query_params.get("pattern") or None
     if pattern:
@@ -81,6 +85,7 @@ async def list_events(request: Request) -> Response:
 
 
 async def get_event(request: Request) -> Response:
+    """One event, by its id."""
     event_id = request.path_params["event_id"]
     event = await _runtime(request).get_event(event_id)
     owner = _readable_owner(request)
@@ -90,7 +95,8 @@ async def get_event(request: Request) -> Response:
 
 
 async def list_audit(request: Request) -> Response:
-    """The audit log; a caller without Manage Global Event Sinks sees their own sinks' entries."""
+    """`?n=N&sink=S`: the audit log; a caller without Manage Global Event Sinks sees their own
+    sinks' entries."""
     runtime = _runtime(request)
     limit = query_int(request, "n", 50)
     sink = request.query_params.get("sink") or None
@@ -103,8 +109,9 @@ async def list_audit(request: Request) -> Response:
 
 
 async def stream_events(request: Request) -> Response:
-    """Server-sent events: one `event` message per routed event matching `pattern`, until the
-    client leaves or the server shuts down (then the answer simply ends)."""
+    """`?pattern=P`: server-sent events, one `event` message per routed event matching the
+    pattern, with the sinks it went to, until the client leaves or the server shuts down (then
+    the answer simply ends)."""
     runtime = _runtime(request)
     raw = request.query_params.get("pattern") or "*"
     pattern = Pattern.parse(raw)

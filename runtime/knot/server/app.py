@@ -35,6 +35,8 @@ log = logging.getLogger("knot.server")
 
 
 async def healthz(request: Request) -> Response:
+    """`{"status": "ok", "zone"}`; 503 `{"status": "store failing", "error"}` while the store
+    refuses writes (a full disk). Needs no token."""
     runtime: Runtime = request.app.state.runtime
     ok = runtime.running
     answer: dict[str, object] = {"status": "ok" if ok else "stopping", "zone": runtime.config.zone}
@@ -53,7 +55,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (no such route, method not allowed) as JSON errors too."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        message = f"There is no route {request.url.path}; see the HTTP API in README.md."
+        path = request.url.path
+        message = f"There is no route {path}; see the HTTP API in docs/reference/http.md."
     elif exc.status_code == 405:
         message = f"{request.url.path} does not take {request.method} requests."
     else:

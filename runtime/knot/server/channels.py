@@ -33,12 +33,16 @@ def _visible(who: Caller, channel: Channel) -> bool:
 
 
 async def list_channels(request: Request) -> Response:
+    """The Sky channels the caller may see (their own; all of them with Manage Global Event
+    Sinks)."""
     who = caller(request)
     channels = _runtime(request).channels.list()
     return JSONResponse({"channels": [c.to_dict() for c in channels if _visible(who, c)]})
 
 
 async def create_channel(request: Request) -> Response:
+    """Make a Sky channel: `{"owner", "name", "allow", "deny", "eci"}`, all optional → 201, the
+    channel. Making one for someone else, or a global one, takes Manage Global Event Sinks."""
     body = await read_json(request)
     if not isinstance(body, dict):
         raise InvalidInput("The request body must be a JSON object (every field is optional).")
@@ -92,10 +96,12 @@ def _find(request: Request) -> Channel:
 
 
 async def get_channel(request: Request) -> Response:
+    """One channel; 404 for one the caller may not see."""
     return JSONResponse(_find(request).to_dict())
 
 
 async def delete_channel(request: Request) -> Response:
+    """Delete a channel; raising events on it stops at once."""
     channel = _find(request)
     await _runtime(request).channels.delete(channel.eci)
     return JSONResponse({"deleted": channel.to_dict()})

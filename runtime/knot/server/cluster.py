@@ -15,6 +15,9 @@ __all__ = ["routes"]
 
 
 async def get_cluster(request: Request) -> Response:
+    """On a NATS store: `{"nodes": [{"id", "address", "started", "sinks", "methods", "self"}],
+    "lag": {sink: n}, "zone", "head"}` (see [the cluster](../cluster.md)); 404 on a lone
+    runtime."""
     runtime: Runtime = request.app.state.runtime
     for part in runtime.parts:
         if isinstance(part, ClusterPart) and part.membership is not None:

@@ -29,6 +29,9 @@ __all__ = ["routes"]
 
 
 async def post_jsonrpc(request: Request) -> Response:
+    """Call method scripts' methods, JSON-RPC 2.0: one request or a batch → 200 with the
+    response(s), 204 when nothing is to be returned, 503 (with a JSON-RPC error) for a call cut
+    short by the server stopping. See [Method scripts and JSON-RPC](../methods.md)."""
     runtime: Runtime = request.app.state.runtime
     body = await read_body(request)
     who = caller(request)
@@ -59,6 +62,8 @@ async def post_jsonrpc(request: Request) -> Response:
 
 
 async def list_methods(request: Request) -> Response:
+    """`{"methods": [...], "scripts": [...]}`: every method (name, mode, events, params, where)
+    and every method script (state, worker pid, calls, restarts, problem)."""
     runtime: Runtime = request.app.state.runtime
     methods = [m.to_dict() for m in runtime.methods.all()]
     return JSONResponse({"methods": methods, "scripts": runtime.methods.statuses()})

@@ -26,6 +26,8 @@ __all__ = ["RequestMetrics", "routes"]
 
 
 async def metrics(request: Request) -> Response:
+    """Prometheus text (see [Observability](../observability.md)); 404 with `[metrics] enabled
+    = false`. Once users exist it takes a user's token or the `[metrics]` scrape token."""
     found: Metrics | None = request.app.state.metrics
     if found is None:
         raise NotFound("Metrics are off in this runtime ([metrics] enabled = false in knot.toml).")
@@ -45,12 +47,18 @@ async def _readable(request: Request) -> str:
 
 
 async def deliveries(request: Request) -> Response:
+    """`{"event", "deliveries": [{"sink", "status", "attempts": [{"attempt", "ts",
+    "duration_ms", "outcome", "status", "error", "output"}]}]}`: every recorded attempt per
+    sink; `status` is `delivered`, `failed` (given up), `dropped`, `retrying` or `pending`."""
     runtime: Runtime = request.app.state.runtime
     found = await runtime.deliveries(await _readable(request))
     return JSONResponse(found.to_dict())
 
 
 async def trace(request: Request) -> Response:
+    """`{"event", "root", "events", "truncated", "tree": [...]}`: the event's chain from its
+    root, each event with `deliveries` and `children` (see
+    [Observability](../observability.md))."""
     runtime: Runtime = request.app.state.runtime
     found = await runtime.trace(await _readable(request))
     return JSONResponse(found.to_dict())

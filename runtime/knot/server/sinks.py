@@ -80,10 +80,13 @@ def _status(request: Request, name: str) -> dict[str, Any]:
 
 
 async def list_sinks(request: Request) -> Response:
+    """The sinks the caller may see, with pending / delivered / failed / dropped counts,
+    `last_error` and `problem`."""
     return JSONResponse({"sinks": [s.to_dict() for s in _visible(request, caller(request))]})
 
 
 async def get_sink(request: Request) -> Response:
+    """One sink, as in the listing."""
     name = request.path_params["name"]
     for status in _visible(request, caller(request)):
         if status.name == name:
@@ -92,6 +95,8 @@ async def get_sink(request: Request) -> Response:
 
 
 async def create_sink(request: Request) -> Response:
+    """Add a sink: a definition (keys as in `knot.toml`) → 201 with the sink, and its `secret`
+    for a webhook; 400 listing every problem; 409 if the name is taken."""
     runtime, who = _runtime(request), caller(request)
     body = await _body(request)
     name = body.get("name")
@@ -123,6 +128,9 @@ async def _secret(runtime: Runtime, spec: SinkSpec) -> str:
 
 
 async def update_sink(request: Request) -> Response:
+    """Change some fields (PATCH) or replace the definition (PUT); its queue and generated
+    secret are kept. A sink from `knot.toml` or `scripts/` answers 409 saying where to change
+    it."""
     runtime, who = _runtime(request), caller(request)
     name = request.path_params["name"]
     spec = _spec(request, who, name)
@@ -143,6 +151,8 @@ async def update_sink(request: Request) -> Response:
 
 
 async def delete_sink(request: Request) -> Response:
+    """Remove a sink (an attempt in flight may finish first, up to `delivery.stop_grace`;
+    events still queued for it are given up, audited)."""
     runtime, who = _runtime(request), caller(request)
     name = request.path_params["name"]
     spec = _spec(request, who, name)
@@ -153,7 +163,8 @@ async def delete_sink(request: Request) -> Response:
 
 
 async def test_sink(request: Request) -> Response:
-    """Deliver one test event straight to the sink (one attempt) and report what happened."""
+    """`{"type"?, "payload"?}` → `{"delivered", "detail" or "error", "event"}`: one test event
+    straight to the sink (one attempt, nothing journaled), and what happened."""
     runtime, who = _runtime(request), caller(request)
     name = request.path_params["name"]
     spec = _spec(request, who, name)
@@ -199,6 +210,7 @@ async def test_sink(request: Request) -> Response:
 
 
 async def get_secret(request: Request) -> Response:
+    """`{"secret"}`: the signing secret of a webhook sink, for those who may manage it."""
     runtime, who = _runtime(request), caller(request)
     name = request.path_params["name"]
     spec = _spec(request, who, name)

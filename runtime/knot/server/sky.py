@@ -61,7 +61,10 @@ def may_raise_on(who: Caller, channel: Channel, *, verb: str = "raise events on"
 
 
 class SkyEvents:
-    """The ASGI app behind `/sky/event/...`.
+    """The Sky Event API: `/sky/event/<eci>/<eid>/<domain>/<type>`, or `/sky/event/<eci>/<eid>`
+    with `_domain` and `_type`, GET or POST, raises `custom.<domain>.<type>` on the channel
+    `eci` and answers `{"eid", "id", "directives"}` from its sinks (see [the Sky Event
+    API](../sky.md)); OPTIONS answers a CORS preflight.
 
     It is the hot ingress path, so it answers with two `send` calls of its own rather than
     through starlette's per-request wrappers (endpoint adapter, exception-handler scope,
@@ -189,7 +192,9 @@ def _refuse(runtime: Runtime, message: str) -> None:
 
 
 async def sky_cloud(request: Request) -> Response:
-    """Call `script.function` for a channel: args from the query string and a JSON body.
+    """The Sky Cloud API: call the method `function` of the method script `script` for the
+    channel `eci`, with the query string and a JSON or form body as arguments, and answer its
+    result as JSON (see [the Sky Event API](../sky.md)).
 
     Reserved `_` keys are not arguments. The channel decides whose call it is (its owner, as
     for events) and who may make it (the same rule as raising events on it). The answer is the

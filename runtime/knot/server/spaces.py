@@ -34,11 +34,16 @@ def _scope(request: Request) -> str | None:
 
 
 async def list_spaces(request: Request) -> Response:
+    """The spaces (the caller's own, for a registered user) with state, pid and health."""
     spaces = _spaces(request).list(owner=_scope(request))
     return JSONResponse({"spaces": [s.to_dict() for s in spaces]})
 
 
 async def create_space(request: Request) -> Response:
+    """Make a space: `{"name", "cmd"?, "urls"?, "health"?, "interval"?, "timeout"?,
+    "threshold"?, "template_id"?, "startup_script_id"?, "on_restart"?, "start"?}` → 201, the
+    space (raising `space.created`). A `cmd` or a command health check needs Manage Global
+    Event Sinks."""
     body = await read_json(request)
     if not isinstance(body, dict):
         raise InvalidInput("The request body must be a JSON object describing the space.")
@@ -65,26 +70,32 @@ async def create_space(request: Request) -> Response:
 
 
 async def get_space(request: Request) -> Response:
+    """One space."""
     info = _spaces(request).get(request.path_params["name"], owner=_scope(request))
     return JSONResponse(info.to_dict())
 
 
 async def start_space(request: Request) -> Response:
+    """Start a space (raising `space.started`) → the space."""
     info = await _spaces(request).start(request.path_params["name"], owner=_scope(request))
     return JSONResponse(info.to_dict())
 
 
 async def stop_space(request: Request) -> Response:
+    """Stop a space (SIGTERM to its process group, then SIGKILL; raising `space.stopped`) → the
+    space."""
     info = await _spaces(request).stop(request.path_params["name"], owner=_scope(request))
     return JSONResponse(info.to_dict())
 
 
 async def delete_space(request: Request) -> Response:
+    """Stop a space and delete it (raising its events) → the space."""
     info = await _spaces(request).delete(request.path_params["name"], owner=_scope(request))
     return JSONResponse(info.to_dict())
 
 
 async def space_log(request: Request) -> Response:
+    """`?n=N`: the last N lines the space's process printed."""
     lines = query_int(request, "n", 100)
     name = request.path_params["name"]
     text = await _spaces(request).logs(name, lines=lines, owner=_scope(request))

@@ -27,15 +27,19 @@ def _runtime(request: Request) -> Runtime:
 
 
 async def whoami(request: Request) -> Response:
+    """The caller: their name and permissions."""
     return JSONResponse(caller(request).to_dict())
 
 
 async def list_users(request: Request) -> Response:
+    """The users and their permissions, never tokens; needs Manage Users."""
     caller(request).require_users("list the users")
     return JSONResponse({"users": [u.to_dict() for u in _runtime(request).users.all()]})
 
 
 async def create_user(request: Request) -> Response:
+    """Add a user: `{"name", "manage_global_sinks"?, "manage_users"?}` → 201 with the new
+    bearer token, shown once; needs Manage Users."""
     who = caller(request)
     body = await read_json(request)
     if not isinstance(body, dict):
@@ -53,6 +57,7 @@ async def create_user(request: Request) -> Response:
 
 
 async def delete_user(request: Request) -> Response:
+    """Remove a user; their token stops working at once."""
     name = request.path_params["name"]
     caller(request).require_users(f"remove the user {name!r}")
     user = await _runtime(request).users.remove(name)

@@ -132,7 +132,9 @@ class Sink(abc.ABC):
     failure_kind: ClassVar[AuditKind] = AuditKind.DELIVERY_FAILED
     routed: ClassVar[bool] = True  # False: never routed to (a json-rpc sink is only a formatter)
     max_batch: int = 1
-    options: ClassVar[tuple[str, ...]] = ()  # the type-specific options `validate` accepts
+    # The type-specific options `validate` accepts, each with its meaning (the knot.toml
+    # reference, docs/reference/config.md, is generated from them).
+    options: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     def unknown_options(cls, spec: SinkSpec) -> list[str]:

@@ -10,6 +10,7 @@ template does. `knot sinks test NAME` shows what it renders.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .._events import Event, new_event_id, now_rfc3339
@@ -21,7 +22,10 @@ from .base import DeliveryResult, Sink
 
 __all__ = ["JsonRpcSink", "default_params"]
 
-OPTIONS = ("body_template",)
+OPTIONS: Mapping[str, str] = {
+    "body_template": "The params of each call, in Knot's template syntax (a JSON object or "
+    "array); the default template when absent.",
+}
 
 
 def default_params(event: Event) -> str:
@@ -55,6 +59,7 @@ def _sample_problems(name: str, template: str) -> list[str]:
 class JsonRpcSink(Sink):
     type: ClassVar[str] = "json-rpc"
     routed: ClassVar[bool] = False  # a formatter for methods, not a destination
+    options: ClassVar[Mapping[str, str]] = OPTIONS
 
     def __init__(self, spec: SinkSpec) -> None:
         super().__init__(spec)

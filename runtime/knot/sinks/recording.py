@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, ClassVar
 
@@ -25,7 +26,12 @@ __all__ = ["RecordingSink"]
 
 class RecordingSink(Sink):
     type: ClassVar[str] = "recording"
-    options: ClassVar[tuple[str, ...]] = ("limit", "path", "delay", "fail_attempts")
+    options: ClassVar[Mapping[str, str]] = {
+        "limit": "Events kept in memory, the newest; default 10000.",
+        "path": "A file to append one JSON line to per delivery.",
+        "delay": "Seconds each delivery takes (to try slow sinks); default 0.",
+        "fail_attempts": "Fail the first N attempts of each event (to try retries); default 0.",
+    }
 
     def __init__(self, spec: SinkSpec) -> None:
         super().__init__(spec)

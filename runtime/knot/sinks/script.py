@@ -16,7 +16,7 @@ import hashlib
 import json
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from .._audit import AuditKind
@@ -65,7 +65,10 @@ def encode_event(event: Event) -> str:
 
 class ScriptSink(Sink):
     type: ClassVar[str] = "script"
-    options: ClassVar[tuple[str, ...]] = ("source", "path")
+    options: ClassVar[Mapping[str, str]] = {
+        "source": "The script's text (the loader of scripts/sinks/ reads it from the file).",
+        "path": "Where the script came from, for its messages; default NAME.py.",
+    }
     failure_kind: ClassVar[AuditKind] = AuditKind.SCRIPT_FAILED
     max_batch = 64
 

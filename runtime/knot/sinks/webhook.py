@@ -74,7 +74,14 @@ RESERVED_HEADERS = frozenset(
         "webhook-signature",
     }
 )
-OPTIONS = ("url", "secret", "headers", "body_template", "skip_tls_verify", "timeout")
+OPTIONS: Mapping[str, str] = {
+    "url": "Where each event is POSTed (http or https).",
+    "secret": "The signing key; generated (`whsec_...`) and kept in the store when absent.",
+    "headers": "Headers added to every request (a table); they may not replace knot's own.",
+    "body_template": "The request body, in Knot's template syntax; a default body when absent.",
+    "skip_tls_verify": "true accepts any certificate (self-signed receivers); default false.",
+    "timeout": "Seconds to wait for a 2xx answer; default 10.",
+}
 
 
 def new_secret() -> str:
@@ -97,7 +104,7 @@ def standard_webhooks_key(secret: str) -> bytes:
 
 class WebhookSink(Sink):
     type: ClassVar[str] = "webhook"
-    options: ClassVar[tuple[str, ...]] = OPTIONS
+    options: ClassVar[Mapping[str, str]] = OPTIONS
 
     def __init__(self, spec: SinkSpec) -> None:
         super().__init__(spec)
