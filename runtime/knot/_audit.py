@@ -26,6 +26,7 @@ class AuditKind(Enum):
     METHOD_REJECTED = "Method Script Rejected"
     SECURITY = "Access Denied"
     REQUEST_DENIED = "Script Request Denied"  # a script's HTTP request outside http_allow
+    REDELIVERED = "Event Redelivered"  # queued for a sink again by hand (Runtime.redeliver)
 
 
 @dataclass(frozen=True, slots=True)

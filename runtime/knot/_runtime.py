@@ -32,6 +32,7 @@ from ._exceptions import RuntimeClosed
 from ._json import JSONObject
 from ._logtext import log_output
 from ._reads import Reads
+from ._redeliver import Redelivery
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._user_directory import UserDirectory
 from ._users import KV_USERS
@@ -64,7 +65,7 @@ log = logging.getLogger("knot.events")
 T = TypeVar("T")
 
 
-class Runtime(Reads):
+class Runtime(Reads, Redelivery):
     """An embeddable knot runtime: `async with Runtime("path/to/project") as rt: ...`.
 
     `project` holds `knot.toml` and the scripts folder; every setting can be overridden

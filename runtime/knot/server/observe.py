@@ -3,7 +3,10 @@
 `/metrics` is the Prometheus text of `knot.observe.metrics` (404 when `[metrics] enabled =
 false`); once users exist it takes a user's token or the scrape token (`[metrics] token`).
 `GET /api/events/{id}/deliveries` and `/trace` answer what `runtime.deliveries()` and
-`runtime.trace()` do, to whoever may read the event (as `GET /api/events/{id}`).
+`runtime.trace()` do, to whoever may read the event (as `GET /api/events/{id}`);
+`POST /api/events/{id}/redeliver` with `{"sink": NAME}` hands it to that sink again
+(`runtime.redeliver()`), for whoever may read the event and see the sink (their own or a
+global one), and answers with the outcome once it is delivered or given up.
 `RequestMetrics` counts every answer by route template and status for the metrics.
 """
 
@@ -16,11 +19,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._exceptions import NotFound
+from .._exceptions import InvalidInput, NotFound
 from .._runtime import Runtime
 from ..engine.hooks import Hooks
 from ..observe.metrics import CONTENT_TYPE, Metrics
 from .auth import caller
+from .common import read_json
 
 __all__ = ["RequestMetrics", "routes"]
 
@@ -56,6 +60,20 @@ async def trace(request: Request) -> Response:
     return JSONResponse(found.to_dict())
 
 
+async def redeliver(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    event_id = await _readable(request)
+    body = await read_json(request)
+    sink = body.get("sink") if isinstance(body, dict) else None
+    if not isinstance(sink, str) or not sink:
+        raise InvalidInput('The request body must be {"sink": NAME}: the sink to deliver to.')
+    who = caller(request)
+    if sink not in runtime.registry or not who.may_see_sink(runtime.registry.spec(sink).owner):
+        raise NotFound(f"There is no sink named {sink!r}.", what=sink)
+    outcome = await runtime.redeliver(event_id, sink, by=who.name or "the local user")
+    return JSONResponse(outcome.to_dict())
+
+
 class RequestMetrics:
     """Reports every HTTP answer to the hooks: its route template (never the raw path, whose
     ids would make unbounded label values), status and duration (pure ASGI: cheap)."""
@@ -89,4 +107,5 @@ routes = [
     Route("/metrics", metrics, methods=["GET"]),
     Route("/api/events/{event_id}/deliveries", deliveries, methods=["GET"]),
     Route("/api/events/{event_id}/trace", trace, methods=["GET"]),
+    Route("/api/events/{event_id}/redeliver", redeliver, methods=["POST"]),
 ]
