@@ -23,10 +23,10 @@ from .._exceptions import InvalidInput, NotFound
 from .._runtime import Runtime
 from ..engine.hooks import Hooks
 from ..observe.metrics import CONTENT_TYPE, Metrics
-from .auth import caller
+from .auth import Caller, caller
 from .common import read_json
 
-__all__ = ["RequestMetrics", "routes"]
+__all__ = ["RequestMetrics", "check_redeliver", "readable", "routes"]
 
 
 async def metrics(request: Request) -> Response:
@@ -36,16 +36,31 @@ async def metrics(request: Request) -> Response:
     return Response(found.render(), media_type=CONTENT_TYPE)
 
 
-async def _readable(request: Request) -> str:
-    """The event id of the path, once the caller may read that event (else 404)."""
-    runtime: Runtime = request.app.state.runtime
-    event_id = request.path_params["event_id"]
-    who = caller(request)
+async def readable(runtime: Runtime, who: Caller, event_id: str) -> None:
+    """NotFound unless `who` may read the event `event_id` (their own, or they see all)."""
     if not who.manage_global_sinks:
         event = await runtime.get_event(event_id)
         if event is None or event.owner != who.owner:
             raise NotFound(f"There is no event with id {event_id!r}.", what=event_id)
-    return str(event_id)
+
+
+async def check_redeliver(runtime: Runtime, who: Caller, event_id: str, sink: object) -> str:
+    """The sink name, once `who` may hand the event to it again: they may read the event
+    and see the sink (their own or a global one); else InvalidInput or NotFound."""
+    if not isinstance(sink, str) or not sink:
+        raise InvalidInput('The request body must be {"sink": NAME}: the sink to deliver to.')
+    await readable(runtime, who, event_id)
+    if sink not in runtime.registry or not who.may_see_sink(runtime.registry.spec(sink).owner):
+        raise NotFound(f"There is no sink named {sink!r}.", what=sink)
+    return sink
+
+
+async def _readable(request: Request) -> str:
+    """The event id of the path, once the caller may read that event (else 404)."""
+    runtime: Runtime = request.app.state.runtime
+    event_id = str(request.path_params["event_id"])
+    await readable(runtime, caller(request), event_id)
+    return event_id
 
 
 async def deliveries(request: Request) -> Response:
@@ -62,14 +77,12 @@ async def trace(request: Request) -> Response:
 
 async def redeliver(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
+    who = caller(request)
     event_id = await _readable(request)
     body = await read_json(request)
-    sink = body.get("sink") if isinstance(body, dict) else None
-    if not isinstance(sink, str) or not sink:
-        raise InvalidInput('The request body must be {"sink": NAME}: the sink to deliver to.')
-    who = caller(request)
-    if sink not in runtime.registry or not who.may_see_sink(runtime.registry.spec(sink).owner):
-        raise NotFound(f"There is no sink named {sink!r}.", what=sink)
+    sink = await check_redeliver(
+        runtime, who, event_id, body.get("sink") if isinstance(body, dict) else None
+    )
     outcome = await runtime.redeliver(event_id, sink, by=who.name or "the local user")
     return JSONResponse(outcome.to_dict())
 
