@@ -24,7 +24,7 @@ from knot.ui.session import Sessions
 
 from .conftest import recording
 from .fuzzing import fuzz, texts
-from .helpers import KnotServer
+from .helpers import KnotServer, run_knot
 
 pytestmark = pytest.mark.anyio
 
@@ -310,6 +310,20 @@ def test_sessions_are_bounded_and_expire() -> None:
     assert sessions.get(made[0].id) is None  # the oldest went first
     assert sessions.get(made[-1].id) is None  # and every one has expired
     assert len({s.csrf for s in made}) == 5
+
+
+def test_knot_ui_prints_the_dashboard_address_and_opens_nothing_without_a_display(
+    project: Path, server_factory: type[KnotServer]
+) -> None:
+    server = server_factory(project)
+    env = {"KNOT_URL": server.url, "DISPLAY": "", "WAYLAND_DISPLAY": ""}
+    shown = run_knot("ui", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == f"{server.url}/ui"
+    assert server.client().get(shown.stdout.strip()).status_code == 200
+    nobody = run_knot("ui", "--no-open", env={"KNOT_URL": "http://127.0.0.1:9"})
+    assert nobody.returncode != 0
+    assert "No knot runtime answers" in nobody.stderr
 
 
 # -- fuzzing: whatever a person (or a script) puts in the query string or a form ---------------
