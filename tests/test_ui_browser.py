@@ -282,3 +282,58 @@ def test_the_other_pages_render_for_a_person(
     page.keyboard.press("g")
     page.keyboard.press("e")
     expect(page).to_have_url(f"{served.url}/ui/events")
+
+
+def test_dark_theme_follows_the_system_and_a_narrow_window_needs_no_sideways_scroll(
+    served: KnotServer, browser: Browser, shots: Path
+) -> None:
+    _raise(served, "app.deployed", {"version": "5.0", "long": "x" * 300})
+    light = browser.new_context(viewport={"width": 390, "height": 800}, color_scheme="light")
+    dark = browser.new_context(viewport={"width": 390, "height": 800}, color_scheme="dark")
+    try:
+        colours = []
+        for context in (light, dark):
+            page = context.new_page()
+            for path in ("/ui", "/ui/sinks", "/ui/events", "/ui/audit"):
+                page.goto(f"{served.url}{path}")
+                wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                assert wide <= 0, f"{path} scrolls sideways by {wide} px at 390 px wide"
+            colours.append(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+        assert colours[0] == "rgb(255, 255, 255)"
+        assert colours[1] == "rgb(17, 20, 24)"
+        page.goto(f"{served.url}/ui/sinks")
+        shoot(page, shots, "sinks-dark-narrow")
+    finally:
+        light.close()
+        dark.close()
+
+
+def test_a_refused_action_says_why_in_the_page(served: KnotServer, context: BrowserContext) -> None:
+    page = context.new_page()
+    page.goto(f"{served.url}/ui/methods")
+    page.locator("textarea[name='params']").fill('{"unclosed": ')
+    page.get_by_role("button", name="Call").click()
+    expect(page.locator("#call-result [role=alert]")).to_contain_text("JSON")
+    event_id = _raise(served, "app.deployed", {"version": "6.0"})
+    page.goto(f"{served.url}/ui/events/{event_id}")
+    # A sink removed while the page was open, as the page would still offer it:
+    page.evaluate("document.querySelector('select[name=sink]').innerHTML = '<option>gone</option>'")
+    page.get_by_role("button", name="Replay").click()
+    expect(page.locator("#messages [role=alert]")).to_contain_text("no sink named 'gone'")
+
+
+def test_a_filtered_live_tail_shows_only_what_its_filters_take(
+    served: KnotServer, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    page.goto(f"{served.url}/ui/events?live=1&type=other.*&q=keep")
+    page.wait_for_function("window.__sseOpen === true", timeout=10_000)
+    skipped = [
+        _raise(served, "app.deployed", {"keep": 1}),
+        _raise(served, "other.x", {"drop": 1}),
+    ]
+    kept = _raise(served, "other.y", {"keep": "me"})
+    expect(page.locator(f"a[href='/ui/events/{kept}']").first).to_be_visible(timeout=5_000)
+    for event_id in skipped:
+        assert page.locator(f"a[href='/ui/events/{event_id}']").count() == 0
+    assert page.locator("#event-rows tr").count() == 1

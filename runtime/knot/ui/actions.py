@@ -134,9 +134,9 @@ async def redeliver(ctx: Ctx) -> Response:
 async def call_method(ctx: Ctx) -> Response:
     name = ctx.form.get("method", "").strip()
     text = ctx.form.get("params", "").strip() or "null"
-    params = decode_json(text.encode())  # InvalidInput saying where the JSON is wrong
     who = ctx.caller
     try:
+        params = decode_json(text.encode())  # InvalidInput saying where the JSON is wrong
         result = await ctx.runtime.methods.call_name(name, params, owner=who.owner, actor=who.actor)
     except KnotError as exc:
         return ctx.render("_call_result.html", method=name, error=exc.message)

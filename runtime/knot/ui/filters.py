@@ -32,6 +32,12 @@ class EventFilter:
     problems: list[str] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)  # as typed, for the form
 
+    @property
+    def admits_all(self) -> bool:
+        """Whether every new event passes (no filter a live tail applies is set)."""
+        q = self.query
+        return q.owner is None and q.pattern is None and q.sink_patterns is None and not q.text
+
     def admits(self, event: Event) -> bool:
         """Whether a new event passes the filters a live tail can apply (not the outcome: a
         new event has none yet; not `until`: the tail is about now)."""
