@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from knot import Config, Runtime
 from knot._config import DeliverySettings
 from knot.server.app import create_app
+from knot.ui.charts import Counters, Sampler, sparkline
 from knot.ui.filters import FILTER_NAMES
 from knot.ui.session import Sessions
 
@@ -430,3 +431,41 @@ def test_fuzzed_forms_never_break_an_action(
     _check_html(answer)
     with httpx.Client(base_url=server.url, timeout=10) as http:
         assert http.get("/api/sinks/rec").status_code == 200  # (the fixed one is still there)
+
+
+def test_the_overview_sampler_counts_per_minute_and_never_negative() -> None:
+    now = [60.0 * 1000]
+    counts = [Counters(0, 0, 0, 0)]
+    sampler = Sampler(lambda: counts[0], clock=lambda: now[0])
+    sampler.sample()  # the baseline
+    counts[0] = Counters(100, 90, 5, 5)
+    now[0] += 10
+    sampler.sample()
+    assert sampler.rate == pytest.approx(10.0)
+    now[0] += 60
+    counts[0] = Counters(160, 40, 5, 5)  # a sink removed took 90 deliveries with it
+    sampler.sample()
+    assert sampler.series("events")[-2:] == [100, 60]
+    assert sampler.series("delivered")[-2:] == [90, 0]
+    assert sampler.total("failed") == 5
+    now[0] += 60 * 61  # an hour later, nothing is left of that
+    sampler.sample()
+    assert sampler.total("events") == 0
+    assert len(sampler.series("events")) == 60
+    svg = str(sparkline([0, 3, 1], label="Events"))
+    assert svg.count("<rect") == 2
+    assert 'aria-label="Events: 4 in the last hour, at most 3 in one minute"' in svg
+
+
+async def test_the_overview_charts_are_for_those_who_see_everything(rt: Runtime) -> None:
+    _, own = await rt.users.add("own")
+    _, admin = await rt.users.add("admin", manage_global_sinks=True)
+    await rt.emit("a", {})
+    async with _client(rt) as http:
+        await http.post("/ui/login", data={"token": admin})
+        assert "The last hour" in (await http.get("/ui")).text
+    async with _client(rt) as http:
+        await http.post("/ui/login", data={"token": own})
+        page = await http.get("/ui")
+        assert page.status_code == 200
+        assert "The last hour" not in page.text

@@ -64,8 +64,7 @@ def sink_row(status: SinkStatus) -> dict[str, Any]:
 @page
 async def overview(ctx: Ctx) -> Response:
     sampler = ctx.ui.sampler
-    sampler.start()  # (already running under `knot serve`; an app built in a test starts it)
-    sampler.sample()  # up to now
+    sampler.sample()  # up to now (`knot serve` also samples every few seconds)
     sinks = visible_sinks(ctx)
     deepest = sorted(sinks, key=lambda s: s.pending or 0, reverse=True)[:DEEPEST]
     charts = []
