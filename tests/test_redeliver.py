@@ -160,3 +160,13 @@ def test_cli_redeliver_makes_a_loopback_receiver_get_the_given_up_event(
     missing = run_knot("redeliver", event_id, "--sink", "nope", env=env)
     assert missing.returncode != 0
     assert "no sink named 'nope'" in missing.stderr
+
+
+async def test_a_sink_whose_script_is_broken_says_so(project: Path) -> None:
+    sinks = project / "scripts" / "sinks"
+    sinks.mkdir(parents=True)
+    (sinks / "broken.py").write_text("# events: custom.*\nopen('x')\n")
+    async with Runtime(project, config=_config()) as rt:
+        event_id = await rt.emit("a", {})
+        with pytest.raises(InvalidInput, match=r"The sink broken does not run.*broken\.py:2:"):
+            await rt.redeliver(event_id, "broken")

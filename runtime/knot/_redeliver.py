@@ -48,7 +48,13 @@ class Redelivery:
         for the audit entry that records the request.
         """
         self._check_running()
-        spec = self.registry.spec(sink)  # NotFound: no such sink
+        registry = self.registry
+        if sink not in registry and registry.problem(sink):
+            first = registry.problem(sink).splitlines()[0]
+            raise InvalidInput(
+                f"The sink {sink} does not run, so nothing can be delivered to it: {first}"
+            )
+        spec = registry.spec(sink)  # NotFound: no such sink
         event = await self.get_event(event_id)
         if event is None:
             raise NotFound(f"There is no event with id {event_id!r}.", what=event_id)

@@ -50,9 +50,13 @@ async def check_redeliver(runtime: Runtime, who: Caller, event_id: str, sink: ob
     if not isinstance(sink, str) or not sink:
         raise InvalidInput('The request body must be {"sink": NAME}: the sink to deliver to.')
     await readable(runtime, who, event_id)
-    if sink not in runtime.registry or not who.may_see_sink(runtime.registry.spec(sink).owner):
+    registry = runtime.registry
+    known = sink in registry
+    if (known and not who.may_see_sink(registry.spec(sink).owner)) or (
+        not known and not who.manage_global_sinks  # (a broken sink's owner is not known)
+    ):
         raise NotFound(f"There is no sink named {sink!r}.", what=sink)
-    return sink
+    return sink  # (one that does not exist or run: runtime.redeliver says so)
 
 
 async def _readable(request: Request) -> str:
