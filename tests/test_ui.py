@@ -16,9 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from knot import Config, Runtime
+from knot import Config, Event, Runtime, SinkOrigin, SinkSpec, parse_patterns
 from knot._config import DeliverySettings
 from knot.server.app import create_app
+from knot.sinks.base import DeliveryResult
+from knot.sinks.recording import RecordingSink
 from knot.ui.charts import Counters, Sampler, sparkline
 from knot.ui.filters import FILTER_NAMES
 from knot.ui.session import Sessions
@@ -469,3 +471,29 @@ async def test_the_overview_charts_are_for_those_who_see_everything(rt: Runtime)
         page = await http.get("/ui")
         assert page.status_code == 200
         assert "The last hour" not in page.text
+
+
+class _Spawner(RecordingSink):
+    """Raises one `custom.child` event for each event it gets."""
+
+    async def deliver(self, event: Event) -> DeliveryResult | None:
+        await super().deliver(event)
+        assert self.host is not None
+        await self.host.emit_child(event, "child", {"from": event.id})
+        return DeliveryResult(output=("raised a child",))
+
+
+async def test_one_event_links_the_event_that_caused_it_and_those_it_caused(rt: Runtime) -> None:
+    spec = SinkSpec(
+        "spawner", "recording", parse_patterns("custom.parent"), origin=SinkOrigin.BUILTIN
+    )
+    await rt.add_sink(_Spawner(spec))
+    parent = await rt.emit("parent", {"p": 1})
+    await rt.wait_idle()
+    child = next(e for e in await rt.events(limit=5) if e.type == "custom.child")
+    async with _client(rt) as http:
+        up = await http.get(f"/ui/events/{parent}")
+        down = await http.get(f"/ui/events/{child.id}")
+    assert f'href="/ui/events/{child.id}"' in up.text  # what it caused
+    assert "raised a child" in up.text  # the sink's output line, on its attempt
+    assert f'href="/ui/events/{parent}">custom.parent</a>' in down.text  # what caused it
