@@ -5,6 +5,7 @@ in chromium; the event stream is tested there, on a real server.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -184,6 +185,7 @@ async def test_the_events_page_filters_and_pages_by_the_query_string(rt: Runtime
     ids = [await rt.emit("a.x", {"n": n, "text": f"ünïcode {n} 100%"}) for n in range(60)]
     failed = await rt.emit("b", {"n": "b"})
     await rt.wait_idle()
+    await rt.flush()  # the give-up's record is committed with the journal's next batch
     async with _client(rt) as http:
         first = await http.get("/ui/events")
         assert first.text.index(failed) < first.text.index(ids[-1])  # newest first
@@ -497,3 +499,31 @@ async def test_one_event_links_the_event_that_caused_it_and_those_it_caused(rt: 
     assert f'href="/ui/events/{child.id}"' in up.text  # what it caused
     assert "raised a child" in up.text  # the sink's output line, on its attempt
     assert f'href="/ui/events/{parent}">custom.parent</a>' in down.text  # what caused it
+
+
+async def test_a_sinks_failures_are_retried_together_oldest_first(rt: Runtime) -> None:
+    flaky = recording("flaky", "custom.job", fail_attempts=2)  # attempts = 2: given up once
+    await rt.add_sink(flaky)
+    ids = [await rt.emit("job", {"n": n}) for n in range(3)]
+    await rt.emit("other", {})
+    await rt.wait_idle()
+    await rt.flush()  # the give-ups' records are committed with the journal's next batch
+    async with _client(rt) as http:
+        page = await http.get("/ui/events", params={"sink": "flaky", "outcome": "failed"})
+        assert "Retry these 3 for flaky" in page.text
+        form = re.search(r'name="ids" value="([^"]+)"', page.text)
+        assert form is not None
+        token = {"X-CSRF-Token": await _csrf(http)}
+        refused = await http.post(
+            "/ui/events/retry", data={"sink": "nope", "ids": form.group(1)}, headers=token
+        )
+        assert refused.status_code == 404
+        answer = await http.post(
+            "/ui/events/retry", data={"sink": "flaky", "ids": form.group(1)}, headers=token
+        )
+        assert "Queued 3 events for flaky" in answer.text
+        for _ in range(500):
+            if len(flaky.events) == 3:
+                break
+            await asyncio.sleep(0.01)
+    assert [e.id for e in flaky.events] == ids  # in journal order

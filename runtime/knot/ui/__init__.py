@@ -40,6 +40,7 @@ def routes() -> list[BaseRoute]:
         Route("/ui/events", pages.events_page, methods=get),
         Route("/ui/events/rows", pages.events_rows, methods=get),
         Route("/ui/events/stream", live.events_stream, methods=get),
+        Route("/ui/events/retry", actions.retry_many, methods=post),
         Route("/ui/events/{event_id}", pages.event_page, methods=get),
         Route("/ui/events/{event_id}/redeliver", actions.redeliver, methods=post),
         Route("/ui/audit", more.audit_page, methods=get),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from starlette.responses import Response
@@ -17,6 +18,7 @@ from .._jsontext import decode_json
 from ..server import sinks as sink_actions
 from ..server.observe import check_redeliver
 from ..spaces.service import Spaces
+from .filters import PAGE_SIZE
 from .pages import sink_row
 from .web import Ctx, action
 
@@ -25,11 +27,13 @@ __all__ = [
     "delete_sink",
     "pause_sink",
     "redeliver",
+    "retry_many",
     "save_sink",
     "space_action",
     "test_sink",
 ]
 
+log = logging.getLogger("knot.ui")
 WEBHOOK_FIELDS = ("name", "description", "events", "url", "secret", "body_template", "owner")
 REDELIVER_WAIT = 2.0  # seconds an answer waits for the outcome; the page follows it after
 
@@ -127,6 +131,46 @@ async def redeliver(ctx: Ctx) -> Response:
         note = f"{sink}: {outcome.status.value} ({tries}){why}"
     response = ctx.render("_message.html", note=note)
     response.headers["HX-Trigger"] = "deliveries-changed"
+    return response
+
+
+@action
+async def retry_many(ctx: Ctx) -> Response:
+    """Retry every event of a page (a sink's failures or drops) for that sink: checked first,
+    then handed over one at a time, oldest first, each after the one before is done (the
+    sink's order), in the background; the answer says how many went."""
+    runtime, who = ctx.runtime, ctx.caller
+    ids = [i for i in ctx.form.get("ids", "").split(",") if i][:PAGE_SIZE]
+    if not ids:
+        raise InvalidInput("There are no events to retry on this page.")
+    sink = ""
+    events = []
+    for event_id in ids:  # each one readable by this caller, to a sink they see
+        sink = await check_redeliver(runtime, who, event_id, ctx.form.get("sink", ""))
+        event = await runtime.get_event(event_id)
+        if event is None:
+            raise NotFound(f"There is no event with id {event_id!r}.", what=event_id)
+        events.append(event)
+    runtime.registry.spec(sink)  # NotFound now, not in the background: no such (running) sink
+    events.sort(key=lambda e: e.seq)
+    by = who.name or "the local user"
+
+    async def one_by_one() -> None:
+        for event in events:
+            try:
+                await runtime.redeliver(event.id, sink, by=by)
+            except KnotError as exc:  # the sink went away, the runtime stops: the rest too
+                log.warning("retrying %s for %s stopped: %s", event.id, sink, exc.message)
+                return
+
+    ctx.ui.spawn(one_by_one())
+    count = f"{len(events)} event{'s' if len(events) != 1 else ''}"
+    response = ctx.render(
+        "_message.html",
+        note=f"Queued {count} for {sink} again, oldest first; the sinks page "
+        "shows them being delivered.",
+    )
+    response.headers["HX-Trigger"] = "sinks-changed"
     return response
 
 

@@ -9,8 +9,9 @@ as HTML with the API's status codes.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,9 +74,16 @@ class UiState:
     sessions: Sessions = field(default_factory=Sessions)
     templates: Environment = field(default_factory=_templates)
     sampler: Sampler = field(init=False)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.sampler = Sampler(self._counters)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run an action's longer work after its answer (a reference is kept until it ends)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _counters(self) -> Counters | None:
         runtime = self.runtime
