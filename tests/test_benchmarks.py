@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from benchmarks import bench_cluster, bench_engine, bench_notebook, bench_observe
+from benchmarks import bench_cluster, bench_engine, bench_notebook, bench_observe, bench_ui
 from benchmarks.__main__ import finish
 from benchmarks.common import Result
 
@@ -28,6 +28,16 @@ async def test_engine_measurements_run_and_check_their_own_counts(tmp_path: Path
 async def test_observe_measurements_run_in_every_setup(tmp_path: Path) -> None:
     for index, setup in enumerate(bench_observe.SETUPS.values()):
         wall, cpu = await bench_observe._pipeline(tmp_path / str(index), 500, 2, setup)
+        assert wall > 0
+        assert cpu > 0
+
+
+async def test_ui_measurements_run_and_check_their_pages(tmp_path: Path) -> None:
+    times = await bench_ui._page_times(tmp_path / "pages", 2_000, 1)
+    assert set(times) >= {"first page", "sink filter", "payload search, no match"}
+    assert all(len(t) == 1 for t in times.values())
+    for tail in (False, True):
+        wall, cpu = await bench_ui._pipeline(tmp_path / f"tail-{tail}", 1_000, tail)
         assert wall > 0
         assert cpu > 0
 

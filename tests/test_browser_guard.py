@@ -114,3 +114,35 @@ async def test_beyond_loopback_any_host_may_call_with_a_token(tmp_path: Path) ->
                 headers={"Authorization": f"Bearer {token}", "Origin": "https://evil.example"},
             )
             assert cross.status_code == 403
+
+
+async def test_beyond_loopback_the_dashboards_own_pages_may_act(tmp_path: Path) -> None:
+    """The dashboard's pages come from the server itself (Origin = the Host it was reached
+    at): their actions pass the guard; a page of any other origin is still refused."""
+    async with Runtime(tmp_path) as rt:
+        _, token = await rt.users.add("ops", manage_global_sinks=True)
+        app = create_app(rt, loopback=False)
+        transport = httpx.ASGITransport(app=app)
+        base = "http://knot.example.internal:12201"
+        async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+            login = await client.post("/ui/login", data={"token": token, "next": "/ui/sinks"})
+            assert login.status_code == 303
+            page = await client.get("/ui/sinks")
+            csrf = page.text.split('"X-CSRF-Token": "')[1].split('"')[0]
+            made = {"name": "hook", "events": "*", "url": "http://127.0.0.1:9/"}
+            foreign = await client.post(
+                "/ui/sinks/save", data=made, headers={"X-CSRF-Token": csrf, "Origin": "http://x"}
+            )
+            assert foreign.status_code == 403
+            assert "hook" not in rt.registry
+            own = await client.post(
+                "/ui/sinks/save", data=made, headers={"X-CSRF-Token": csrf, "Origin": base}
+            )
+            assert own.status_code == 200
+            assert "hook" in rt.registry
+            other_port = await client.post(
+                "/event",
+                json={"type": "x"},
+                headers={"Authorization": f"Bearer {token}", "Origin": base.replace("12201", "1")},
+            )
+            assert other_port.status_code == 403

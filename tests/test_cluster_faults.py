@@ -67,6 +67,12 @@ def test_a_sink_made_on_one_node_runs_on_the_cluster_within_a_second(
         shown = json.loads(status.stdout)
         assert {n["address"] for n in shown["nodes"]} == {a.url, b.url}
         assert shown["lag"]["made_on_a"] >= 0
+        with a.client() as http:  # the dashboard's cluster page shows the same
+            page = http.get("/ui/cluster")
+        assert page.status_code == 200
+        assert a.url in page.text
+        assert b.url in page.text
+        assert "made_on_a" in page.text
         # Testing a sink is its holder's business; the other node says where it runs.
         holder = next(n for n in shown["nodes"] if "made_on_a" in n["sinks"])["address"]
         other = a if holder == b.url else b

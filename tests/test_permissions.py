@@ -121,7 +121,10 @@ def every_route() -> list[tuple[str, str]]:
 EVERY_ROUTE = every_route()
 # A CORS preflight on a Sky route is open (browsers send it without credentials).
 SKY_PREFLIGHTS = [(m, p) for m, p in EVERY_ROUTE if m == "OPTIONS" and p.startswith("/sky/")]
-GUARDED_ROUTES = [route for route in EVERY_ROUTE if route not in SKY_PREFLIGHTS]
+# The dashboard keeps browser sessions of its own (a cookie from its login page, not a bearer
+# token): tested apart, below.
+UI_ROUTES = [(m, p) for m, p in EVERY_ROUTE if p == "/ui" or p.startswith("/ui/")]
+GUARDED_ROUTES = [r for r in EVERY_ROUTE if r not in SKY_PREFLIGHTS and r not in UI_ROUTES]
 
 
 def test_the_route_list_covers_the_api() -> None:
@@ -159,6 +162,28 @@ def test_every_route_needs_a_valid_token(
     # errors included, carries CORS); the rest of the API is not for web pages.
     cors = r.headers.get("access-control-allow-origin")
     assert cors == ("*" if path.startswith("/sky/") else None)
+    assert state(setup) == before
+    assert len(setup.receiver.requests) == received
+
+
+@pytest.mark.parametrize(("method", "path"), UI_ROUTES)
+@pytest.mark.parametrize("token", [None, "knot_not-a-real-token"])
+def test_every_dashboard_route_sends_to_its_login_and_changes_nothing(
+    setup: Setup, sinks: dict[str, str], method: str, path: str, token: str | None
+) -> None:
+    before = state(setup)
+    received = len(setup.receiver.requests)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    assert setup.http is not None
+    data = {"name": "sneaky", "events": "*", "url": setup.receiver.url(), "sink": "g_sink"}
+    r = setup.http.request(method, path, data=data if method == "POST" else None, headers=headers)
+    if path == "/ui/login":  # the way in: its form, or a refused token
+        assert r.status_code == (200 if method == "GET" else 401)
+    elif path == "/ui/logout":
+        assert r.status_code == 303
+    else:
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/ui/login?next=")
     assert state(setup) == before
     assert len(setup.receiver.requests) == received
 

@@ -534,3 +534,37 @@ async def test_retention_forgets_attempts_and_chains_with_their_events(backend: 
     assert before == 30
     assert after == []
     assert chain == []
+
+
+async def test_events_are_found_by_what_a_person_filters_on(backend: Backend) -> None:
+    from knot._patterns import Pattern
+    from knot.engine.eventquery import EventQuery
+
+    failing = GatedSink("flaky", fail=True)
+    async with backend.runtime(backoff=(0.0,)) as rt:
+        ids = [
+            await rt.emit("a.tick", {"n": n, "word": "Grüße" if n % 3 == 0 else "x"})
+            for n in range(30)
+        ]
+        ids += [await rt.emit("b.other", {"n": n}, owner="alice") for n in range(5)]
+        await rt.add_sink(failing)
+        failed = await rt.emit("c.fail", {})
+        await rt.wait_idle()
+        await rt.flush()
+        storage: Storage = rt.store
+        newest = storage.find_events(EventQuery(limit=3))
+        assert [e.id for e in newest] == [failed, ids[-1], ids[-2]]  # newest first
+        ticks = storage.find_events(EventQuery(pattern=Pattern.parse("custom.a.*"), limit=100))
+        assert [e.id for e in ticks] == ids[:30][::-1]
+        page = storage.find_events(EventQuery(pattern=Pattern.parse("custom.a.*"), limit=10))
+        after = storage.find_events(
+            EventQuery(pattern=Pattern.parse("custom.a.*"), limit=10, before=page[-1].seq)
+        )
+        assert [e.id for e in page + after] == ids[:30][::-1][:20]  # pages do not overlap
+        folded = storage.find_events(EventQuery(text="GRÜSSE", limit=100))
+        assert sorted(e.data["n"] for e in folded) == list(range(0, 30, 3))
+        mine = storage.find_events(EventQuery(owner="alice", limit=100))
+        assert [e.id for e in mine] == ids[30:][::-1]
+        gave_up = storage.find_events(EventQuery(outcome="failed", sink="flaky", limit=10))
+        assert [e.id for e in gave_up] == [failed]
+        assert storage.find_events(EventQuery(outcome="dropped", limit=10)) == []

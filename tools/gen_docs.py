@@ -29,6 +29,7 @@ from dataclasses import MISSING, Field, fields, is_dataclass
 from typing import Any
 
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from knot._allowlist import ScriptAccess
 from knot._config import RESTART_SETTINGS, Config, rule_of
@@ -278,7 +279,10 @@ def routes(
             if inner:
                 yield from routes(list(inner), prefix + route.path)
             else:
-                yield prefix + route.path + "/…", ["GET"], summary(route.app)
+                doc = summary(route.app)
+                if not doc and isinstance(route.app, StaticFiles):
+                    doc = "Static files of the package, served as they are (the dashboard's)."
+                yield prefix + route.path + "/…", ["GET"], doc
         elif isinstance(route, Route):
             shown = [m for m in sorted(route.methods or ["GET"]) if m != "HEAD"]
             yield prefix + route.path, shown, summary(route.endpoint)

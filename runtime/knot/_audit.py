@@ -27,6 +27,7 @@ class AuditKind(Enum):
     SECURITY = "Access Denied"
     REQUEST_DENIED = "Script Request Denied"  # a script's HTTP request outside http_allow
     SCRIPT_REPLACED = "Script Replaced By A Newer Save"  # two nodes held different files
+    REDELIVERED = "Event Redelivered"  # queued for a sink again by hand (Runtime.redeliver)
 
 
 @dataclass(frozen=True, slots=True)

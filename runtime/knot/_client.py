@@ -183,6 +183,13 @@ class Client:
         """The tree of the chain `event_id` belongs to (`GET /api/events/{id}/trace`)."""
         return dict(self.request("GET", f"/api/events/{_segment(event_id)}/trace"))
 
+    def redeliver(self, event_id: str, sink: str) -> JSONObject:
+        """Deliver a journaled event to `sink` again; its outcome once delivered or given up
+        (`{"sink", "event_id", "status", "attempts", "error"?}`; may take the sink's whole
+        retry schedule: give the Client a `timeout` that covers it)."""
+        path = f"/api/events/{_segment(event_id)}/redeliver"
+        return dict(self.request("POST", path, json_body={"sink": sink}))
+
     def audit_entries(self, *, limit: int = 50, sink: str | None = None) -> list[JSONObject]:
         """The newest `limit` audit entries, of `sink` or of every sink the caller may see."""
         params: dict[str, Any] = {"n": limit}

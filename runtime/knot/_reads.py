@@ -13,6 +13,7 @@ from ._audit import AuditEntry
 from ._events import Event
 from ._patterns import Pattern
 from .engine.delivery import DeliveryEngine
+from .engine.eventquery import EventQuery
 from .engine.storage import Storage
 from .observe.trace import Deliveries, Trace, deliveries_of, trace_of
 
@@ -42,6 +43,10 @@ class Reads:
         return await asyncio.to_thread(
             self.store.recent_events, pattern=parsed, limit=limit, owner=owner, after_seq=after
         )
+
+    async def find_events(self, query: EventQuery) -> list[Event]:
+        """The newest `query.limit` journaled events matching `query`, newest first."""
+        return await asyncio.to_thread(self.store.find_events, query)
 
     async def get_event(self, event_id: str) -> Event | None:
         return await asyncio.to_thread(self.store.get_event, event_id)

@@ -32,6 +32,7 @@ from ._exceptions import RuntimeClosed
 from ._json import JSONObject
 from ._logtext import log_output
 from ._reads import Reads
+from ._redeliver import Redelivery
 from ._sinkspec import SinkOrigin, SinkSpec
 from ._stores import caught_up, cluster_gate, fit_to_store, open_storage, start_routing
 from ._user_directory import UserDirectory
@@ -65,7 +66,7 @@ log = logging.getLogger("knot.events")
 T = TypeVar("T")
 
 
-class Runtime(Reads):
+class Runtime(Reads, Redelivery):
     """An embeddable knot runtime: `async with Runtime("path/to/project") as rt: ...`.
 
     `project` holds `knot.toml` and the scripts folder; every setting can be overridden

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         serve,
         sinks,
         spaces,
+        ui,
         users,
     )
     from .common import Formatter, Parser
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  knot init myproject                 a project: an example sink and its test\n"
             "  knot new sink notify --events 'custom.myapp.*'   start a script sink\n"
             "  knot serve                          run the runtime on this project\n"
+            "  knot ui                             open its dashboard in a browser\n"
             '  knot event myapp.deployed \'{"version": "1.2"}\'\n'
             "  knot events -n 20                   the last 20 events\n"
             "  knot audit                          what was dropped or given up, and why\n"
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     for group in (
         scaffold,
         serve,
+        ui,
         events,
         sinks,
         scripts,

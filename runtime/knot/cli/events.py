@@ -13,6 +13,8 @@ from .common import Subparsers, add_command, count, json_text, parse_json_object
 
 __all__ = ["register"]
 
+REDELIVER_TIMEOUT = 600.0
+
 
 def register(sub: Subparsers) -> None:
     p = add_command(
@@ -61,6 +63,18 @@ def register(sub: Subparsers) -> None:
     p.add_argument("event_id", help="any event of the chain (the id `knot event` printed)")
     p.add_argument("--json", action="store_true", help="the trace as one JSON object")
     p.add_argument("--deliveries", action="store_true", help="only this event's delivery attempts")
+
+    p = add_command(
+        sub,
+        "redeliver",
+        _redeliver,
+        "Deliver a journaled event to a sink again (a given-up or dropped one, or any other), "
+        "through the normal delivery path; waits until it is delivered or given up.",
+        "  knot redeliver 0192f6a4-... --sink deploy_hook\n",
+    )
+    p.add_argument("event_id", help="the event's id (see `knot events`, `knot audit`)")
+    p.add_argument("--sink", required=True, help="the sink to deliver it to")
+    p.add_argument("--json", action="store_true", help="the outcome as one JSON object")
 
     p = add_command(
         sub,
@@ -134,6 +148,25 @@ def _trace(args: argparse.Namespace) -> int:
     else:
         print(render_text(answer))
     return 0
+
+
+def _redeliver(args: argparse.Namespace) -> int:
+    # The whole retry schedule may pass before the answer (5 s + 15 s of backoff by default).
+    with Client(timeout=REDELIVER_TIMEOUT) as client:
+        outcome = client.redeliver(args.event_id, args.sink)
+    if args.json:
+        print(json_text(outcome))
+        return 0 if outcome.get("status") == "delivered" else 1
+    attempts = outcome.get("attempts", 0)
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    if outcome.get("status") == "delivered":
+        print(f"{args.sink} ✓ {args.event_id} delivered ({tries})")
+        return 0
+    error = f": {outcome['error']}" if outcome.get("error") else ""
+    print(
+        f"{args.sink} ✗ {args.event_id} {outcome.get('status')} ({tries}){error}", file=sys.stderr
+    )
+    return 1
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from .._audit import AuditEntry
 from .._events import Event
 from .._json import JSONObject
 from .._patterns import Pattern
+from ..engine.eventquery import EventQuery, matches
 from ._codec import Names, decode_audit, decode_event
 from ._link import NatsLink
 
@@ -173,6 +174,43 @@ class StreamReads:
                 start = msgs[-1].metadata.sequence.stream + 1
 
         return self.link.call(count(), timeout=60)
+
+    def find_events(self, query: EventQuery) -> list[Event]:
+        return self.link.call(self._find_events(query), timeout=60)
+
+    async def _find_events(self, query: EventQuery) -> list[Event]:
+        """Newest first: windows of growing size read back from below `query.before`, each
+        filtered here (the server filters only by type)."""
+        names = self.names
+        id_at = names.subject_id_at
+        skipped: set[int] | None = None
+        if query.outcome:
+            where = names.skip_subject(query.sink) if query.sink else f"{names.root}.skip.>"
+            skipped = set()
+            for msg in await self._scan(names.skips, where, 1):
+                seq, reason = json.loads(msg.data)
+                if reason == query.outcome:
+                    skipped.add(int(seq))
+        info = await self.link.js.stream_info(names.events)
+        first, last = info.state.first_seq, info.state.last_seq
+        if info.state.messages == 0 or query.limit <= 0:
+            return []
+        top = min(last, query.before - 1) if query.before else last
+        subject = names.pattern_subject(query.pattern)
+        found: list[Event] = []
+        window = max(query.limit, 256)
+        while top >= first and len(found) < query.limit:
+            low = max(first, top - window + 1)
+            msgs = await self._scan(names.events, subject, low, stop=top)
+            for msg in reversed(msgs):
+                seq = msg.metadata.sequence.stream
+                if skipped is not None and seq not in skipped:
+                    continue
+                event = decode_event(msg.subject, msg.data, seq, id_at)
+                if matches(event, query):
+                    found.append(event)
+            top, window = low - 1, min(window * 4, 16384)
+        return found[: query.limit]
 
     def get_event(self, event_id: str) -> Event | None:
         subject = self.names.id_subject(event_id)

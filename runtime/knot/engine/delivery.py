@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._audit import AuditEntry, AuditKind
 from .._config import DeliverySettings
 from .._events import Event
+from .._exceptions import RuntimeClosed
 from ..sinks.base import Sink
 from .hooks import Hooks, Tracer
 from .journal import Journal
@@ -51,6 +52,8 @@ class DeliveryEngine:
         self.trackers: dict[str, Tracker] = {}
         self.last_routed = journal.head
         self.hooks = hooks or Hooks()
+        # Manual re-deliveries waiting for their outcome: (sink, event id) → waiters.
+        self.redeliveries: dict[tuple[str, str], list[asyncio.Future[Outcome]]] = {}
         self._wakers: dict[str, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -182,6 +185,25 @@ class DeliveryEngine:
         if waker is not None and not waker.done():
             waker.set_result(None)
 
+    async def redeliver(self, event: Event, name: str) -> Outcome:
+        """Queue an already journaled event for sink `name` once more and wait for its outcome
+        (delivered, or given up after the usual attempts; removed if the sink goes first).
+
+        It goes behind what the sink has queued, past the queue's bound (a request someone
+        made by hand is never dropped), and takes the path every event takes: attempts,
+        retries, audit and attempt history. The sink's cursor does not move back: a re-delivery
+        is not resumed after a restart (the caller got no outcome then, and may ask again).
+        """
+        worker = self.workers.get(name)
+        if worker is None or worker.stopping:
+            raise RuntimeClosed(
+                f"The sink {name} is not running, so nothing can be delivered to it."
+            )
+        waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.redeliveries.setdefault((name, event.id), []).append(waiter)
+        self.restore(worker, event)
+        return await waiter
+
     def _drop(self, worker: SinkWorker, event: Event) -> None:
         worker.stats.dropped += 1
         name = worker.name
@@ -200,6 +222,15 @@ class DeliveryEngine:
         return future
 
     def finished(self, event: Event, outcome: Outcome) -> None:
+        if self.redeliveries:
+            key = (outcome.sink, event.id)
+            waiters = self.redeliveries.get(key)
+            if waiters:  # one outcome answers one request: each queued copy has its own
+                waiter = waiters.pop(0)
+                if not waiters:
+                    del self.redeliveries[key]
+                if not waiter.done():
+                    waiter.set_result(outcome)
         if self.trackers:
             tracker = self.trackers.get(event.id)
             if tracker is not None:
@@ -234,6 +265,13 @@ class DeliveryEngine:
         self.advance_idle()
         workers = list(self.workers.values())
         self._wakers.clear()
+        waiting = [w for ws in self.redeliveries.values() for w in ws]
+        self.redeliveries.clear()
+        for waiter in waiting:  # what is still queued is not delivered by this run
+            if not waiter.done():
+                waiter.set_exception(
+                    RuntimeClosed("The runtime stopped before the re-delivery finished.")
+                )
         await asyncio.gather(*(w.stop(self.settings.stop_grace) for w in workers))
         for worker in workers:
             worker.flush_attempts()

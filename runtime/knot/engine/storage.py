@@ -29,6 +29,7 @@ from .._exceptions import StoreError
 from .._json import JSONObject
 from .._patterns import Pattern
 from .attempts import Attempt, AttemptBatch
+from .eventquery import EventQuery
 
 __all__ = ["MAX_KV_INTEGER", "ExpiringKv", "KvItem", "SharedStorage", "Storage", "WriteBatch"]
 
@@ -166,6 +167,11 @@ class Storage(ExpiringKv, Protocol):
         owner: str | None = None,
         after_seq: int = 0,
     ) -> list[Event]: ...
+
+    def find_events(self, query: EventQuery) -> list[Event]:
+        """The newest `query.limit` events that match every filter `query` sets, newest
+        first (the dashboard's events page)."""
+        ...
 
     def get_event(self, event_id: str) -> Event | None: ...
 

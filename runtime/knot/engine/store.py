@@ -30,6 +30,7 @@ from .._exceptions import StoreError, StoreLocked
 from .._json import JSONObject
 from .._patterns import Pattern, PatternKind
 from .attempts import SPAN, Attempt, pack, unpack
+from .eventquery import EventQuery, search
 from .kvstore import KvTable
 from .schema import migrate
 from .storage import WriteBatch
@@ -396,6 +397,10 @@ class Store(KvTable):
             rows = self._reader.execute(sql, [*params, limit]).fetchall()
         events = [Event.from_row(*row) for row in rows]
         return events if after_seq else events[::-1]
+
+    def find_events(self, query: EventQuery) -> list[Event]:
+        with self._read_lock:
+            return search(self._reader, query)
 
     def get_event(self, event_id: str) -> Event | None:
         with self._read_lock:

@@ -40,6 +40,7 @@ class WorkerHost(Protocol):
     settings: DeliverySettings
     hooks: Hooks
     trackers: dict[str, Tracker]
+    redeliveries: dict[tuple[str, str], list[asyncio.Future[Outcome]]]
     last_routed: int
     sleep: Callable[[float], Awaitable[None]]  # backoff waits (a test clock's, or asyncio's)
 
@@ -199,7 +200,11 @@ class SinkWorker:
                                 ran(event.seq)
                                 stats.delivered += 1
                                 stats.last_delivered_seq = event.seq
-                                if engine.trackers or hooks.outcome_listeners:
+                                if (
+                                    engine.trackers
+                                    or hooks.outcome_listeners
+                                    or engine.redeliveries
+                                ):
                                     status = DeliveryStatus.DELIVERED
                                     self._finish(event, Outcome(name, event.id, status, 1))
                                 else:
@@ -229,7 +234,7 @@ class SinkWorker:
     ) -> None:
         self._record_success(event, attempt, result, started, ended)
         engine = self.engine
-        if engine.trackers or engine.hooks.outcome_listeners:
+        if engine.trackers or engine.hooks.outcome_listeners or engine.redeliveries:
             outcome = Outcome(self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result)
             self._finish(event, outcome)
         else:

@@ -73,10 +73,10 @@ def _sinks(
     out: list[JSONObject] = []
     for sink in sorted({*tried, *skipped, *waiting}):
         records = tried.get(sink, [])
-        if sink in skipped:
-            status = skipped[sink]  # "dropped" (queue full) or "failed" (given up)
-        elif sink in waiting:
+        if sink in waiting:  # (a given-up or dropped event re-delivered by hand too)
             status = "retrying" if records and records[-1].outcome != DELIVERED else "pending"
+        elif sink in skipped and not (records and records[-1].outcome == DELIVERED):
+            status = skipped[sink]  # "dropped" (queue full) or "failed" (given up)
         elif records:
             status = records[-1].outcome
         else:

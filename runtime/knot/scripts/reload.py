@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -79,6 +80,7 @@ class Reload:
     path: Path
     message: str  # the log line
     problems: tuple[str, ...] = ()
+    at: float = field(default_factory=time.time)  # when it was applied (epoch seconds)
 
     @property
     def ok(self) -> bool:

@@ -24,6 +24,8 @@ from .._logtext import loggable
 from .._runtime import Runtime
 from ..observe.metrics import Metrics
 from ..observe.tracing import enable_from_env
+from ..ui import install as install_ui
+from ..ui import routes as ui_routes
 from . import agent, api, channels, cluster, jsonrpc, observe, sinks, sky, spaces, users
 from .auth import AuthMiddleware
 from .common import BodyLimit, error_response
@@ -97,6 +99,7 @@ def create_app(
         *users.routes,
         *spaces.routes,
         *cluster.routes,
+        *ui_routes(),  # the dashboard at /ui (knot.ui): it authenticates its own sessions
         *(extra_routes or []),
     ]
     handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {
@@ -119,6 +122,7 @@ def create_app(
     app.state.stopping = asyncio.Event()  # set as the server's shutdown begins
     app.state.calls = set()  # JSON-RPC calls in flight, cancelled (and answered 503) then
     app.state.max_body_bytes = limit
+    install_ui(app, runtime, app.state.streams, loopback=loopback)
     # Metrics exist where they can be scraped; `serve` attaches them before the runtime
     # starts, so the scripts loaded at start count too.
     if metrics is None and runtime.config.metrics.enabled:
@@ -181,12 +185,16 @@ async def serve(
             runtime.release_waiters()
 
         server = _Server(config, on_shutdown=on_shutdown)
+        app.state.ui.sampler.start()  # the overview's last hour counts from the start
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
         if server.started and not server.should_exit and ready is not None:
             ready(bound_host, bound_port)
-        await task
+        try:
+            await task
+        finally:
+            await app.state.ui.sampler.stop()
     finally:
         await runtime.stop()
         if tracing is not None:

@@ -1,7 +1,8 @@
 """Who is calling: bearer tokens in, a Caller out; the single seam for identity and permissions.
 
 With no users configured, a loopback-only runtime has one local user who may do everything.
-Once a user exists, every request but `GET /healthz` and a CORS preflight on the Sky routes
+Once a user exists, every request but `GET /healthz`, the dashboard's (`/ui`, which keeps its
+own browser sessions: knot.ui.session) and a CORS preflight on the Sky routes
 (`OPTIONS /sky/...`, which browsers send without credentials and which acts on nothing) needs
 `Authorization: Bearer TOKEN` (401 otherwise); routes then ask the Caller what it may do (403
 otherwise). Routes only ever ask `caller()`, never the headers.
@@ -29,6 +30,7 @@ __all__ = ["ANONYMOUS_CALLER", "LOCAL_CALLER", "AuthMiddleware", "Caller", "call
 
 log = logging.getLogger("knot.server")
 OPEN_PATHS = frozenset({"/healthz"})
+UI_PATH = "/ui"  # the dashboard authenticates its browser sessions itself (knot.ui.session)
 METRICS_PATH = "/metrics"
 
 
@@ -124,7 +126,13 @@ class AuthMiddleware:
         self.loopback = loopback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or path in OPEN_PATHS
+            or path == UI_PATH
+            or path.startswith(UI_PATH + "/")
+        ):
             await self.app(scope, receive, send)
             return
         if scope["method"] == "OPTIONS" and scope["path"].startswith(SKY_PREFIX):

@@ -8,10 +8,10 @@ same machine can reach 127.0.0.1: a cross-site form or `fetch` is sent without a
 
 - on loopback, the `Host` header must name a loopback address or `localhost`: a rebound page
   sends the attacker's hostname;
-- a request a browser marks as coming from another site (an `Origin` that is not a loopback
-  origin, `Origin: null`, or no Origin and `Sec-Fetch-Site: cross-site`) is refused, except on
-  the Sky routes: they are made for browsers (CORS `*`) and only act on a channel whose eci
-  the caller must know.
+- a request a browser marks as coming from another site (an `Origin` that is neither a
+  loopback origin nor this server's own, as named by `Host`; `Origin: null`; or no Origin
+  and `Sec-Fetch-Site: cross-site`) is refused, except on the Sky routes: they are made for
+  browsers (CORS `*`) and only act on a channel whose eci the caller must know.
 
 Clients that are not browsers (the CLI, httpx, curl, the notebook's kernel) send neither
 `Origin` nor `Sec-Fetch-Site`, and name the address they connect to in `Host`.
@@ -61,6 +61,21 @@ def _loopback_origin(origin: str) -> bool:
     return parts.scheme in ("http", "https") and host is not None and is_loopback_host(host)
 
 
+def _same_origin(origin: bytes, host: bytes | None) -> bool:
+    """Whether a page's Origin is this server as the browser reached it (its Host): the
+    dashboard's own pages on a runtime that listens beyond loopback (with users, so logged
+    in). A rebound name is not this: on loopback, the Host check above refused it already."""
+    if host is None:
+        return False
+    try:
+        parts = urlsplit(origin.decode("latin-1"))
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https") and parts.netloc.lower() == host.decode("latin-1").lower()
+    )
+
+
 class BrowserGuard:
     """Refuse (403) rebound hosts and cross-site browser requests; see the module docstring."""
 
@@ -93,7 +108,7 @@ class BrowserGuard:
             # Browsers send Origin with every request that can change something (and with
             # every CORS read); without one, only a navigation or an embed is left.
             foreign = (
-                not _loopback_origin(origin.decode("latin-1"))
+                not _loopback_origin(origin.decode("latin-1")) and not _same_origin(origin, host)
                 if origin is not None
                 else fetch_site == b"cross-site"
             )

@@ -23,7 +23,7 @@ from ..sinks import WebhookSink
 from .auth import Caller, caller
 from .common import read_json
 
-__all__ = ["routes"]
+__all__ = ["create", "remove", "routes", "send_test", "status_of", "update"]
 
 TEST_EVENT_TYPE = "custom.knot.test"
 _WHERE = {
@@ -41,14 +41,6 @@ def _runtime(request: Request) -> Runtime:
 
 def _visible(request: Request, who: Caller) -> list[SinkStatus]:
     return [s for s in _runtime(request).sinks() if who.may_see_sink(s.spec.owner)]
-
-
-def _spec(request: Request, who: Caller, name: str) -> SinkSpec:
-    """The sink `name` as this caller may see it (404 for other users' sinks too)."""
-    spec = _runtime(request).registry.spec(name)
-    if not who.may_see_sink(spec.owner):
-        raise NotFound(f"There is no sink named {name!r}.", what=name)
-    return spec
 
 
 def _check_owner(runtime: Runtime, owner: object) -> None:
@@ -72,13 +64,6 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _status(request: Request, name: str) -> dict[str, Any]:
-    for status in _runtime(request).sinks():
-        if status.name == name:
-            return status.to_dict()
-    raise NotFound(f"There is no sink named {name!r}.", what=name)
-
-
 async def list_sinks(request: Request) -> Response:
     """The sinks the caller may see, with pending / delivered / failed / dropped counts,
     `last_error` and `problem`."""
@@ -94,11 +79,27 @@ async def get_sink(request: Request) -> Response:
     raise NotFound(f"There is no sink named {name!r}.", what=name)
 
 
-async def create_sink(request: Request) -> Response:
-    """Add a sink: a definition (keys as in `knot.toml`) → 201 with the sink, and its `secret`
-    for a webhook; 400 listing every problem; 409 if the name is taken."""
-    runtime, who = _runtime(request), caller(request)
-    body = await _body(request)
+# The actions themselves, for the API's routes and the dashboard's buttons alike: the same
+# permission checks whichever way a person comes.
+
+
+def _find(runtime: Runtime, who: Caller, name: str) -> SinkSpec:
+    """The sink `name` as this caller may see it (404 for other users' sinks too)."""
+    spec = runtime.registry.spec(name)
+    if not who.may_see_sink(spec.owner):
+        raise NotFound(f"There is no sink named {name!r}.", what=name)
+    return spec
+
+
+def status_of(runtime: Runtime, name: str) -> dict[str, Any]:
+    for status in runtime.sinks():
+        if status.name == name:
+            return status.to_dict()
+    raise NotFound(f"There is no sink named {name!r}.", what=name)
+
+
+async def create(runtime: Runtime, who: Caller, body: dict[str, Any]) -> dict[str, Any]:
+    """Create a sink from its definition; its status (and a webhook's secret, shown once)."""
     name = body.get("name")
     if isinstance(name, str) and name in runtime.registry:
         existing = runtime.registry.spec(name)
@@ -109,10 +110,10 @@ async def create_sink(request: Request) -> Response:
     who.require_sink(owner, f"create the sink {name!r}")
     _check_owner(runtime, body["owner"])
     spec = await runtime.add_sink(body)
-    answer = _status(request, spec.name)
+    answer = status_of(runtime, spec.name)
     if spec.type == WebhookSink.type:  # shown once, so the receiver can verify signatures
         answer["secret"] = await _secret(runtime, spec)
-    return JSONResponse(answer, status_code=201)
+    return answer
 
 
 async def _secret(runtime: Runtime, spec: SinkSpec) -> str:
@@ -127,50 +128,39 @@ async def _secret(runtime: Runtime, spec: SinkSpec) -> str:
     return sink.secret if isinstance(sink, WebhookSink) else ""
 
 
-async def update_sink(request: Request) -> Response:
-    """Change some fields (PATCH) or replace the definition (PUT); its queue and generated
-    secret are kept. A sink from `knot.toml` or `scripts/` answers 409 saying where to change
-    it."""
-    runtime, who = _runtime(request), caller(request)
-    name = request.path_params["name"]
-    spec = _spec(request, who, name)
+async def update(
+    runtime: Runtime, who: Caller, name: str, body: dict[str, Any], *, whole: bool = False
+) -> dict[str, Any]:
+    """Change fields of a sink (`whole`: `body` is its whole new definition)."""
+    spec = _find(runtime, who, name)
     who.require_sink(spec.owner, f"change the sink {name!r}")
     _changeable(spec, "change")
-    body = await _body(request)
     if body.get("name", name) != name:
         raise InvalidInput("A sink cannot be renamed; create a new one and remove this one.")
     if "owner" in body:
         owner = body["owner"] if isinstance(body["owner"], str) else ""
         who.require_sink(owner, f"give the sink {name!r} to {owner or 'everyone (global)'}")
         _check_owner(runtime, owner)
-    if request.method == "PUT":  # the whole definition, as for create
+    if whole:
         await runtime.add_sink({"owner": spec.owner, **body, "name": name})
     else:
         await runtime.update_sink(name, body)
-    return JSONResponse(_status(request, name))
+    return status_of(runtime, name)
 
 
-async def delete_sink(request: Request) -> Response:
-    """Remove a sink (an attempt in flight may finish first, up to `delivery.stop_grace`;
-    events still queued for it are given up, audited)."""
-    runtime, who = _runtime(request), caller(request)
-    name = request.path_params["name"]
-    spec = _spec(request, who, name)
+async def remove(runtime: Runtime, who: Caller, name: str) -> SinkSpec:
+    spec = _find(runtime, who, name)
     who.require_sink(spec.owner, f"remove the sink {name!r}")
     _changeable(spec, "remove")
-    removed = await runtime.remove_sink(name, reason=f"removed through the API by {who.name}")
-    return JSONResponse({"removed": removed.to_dict()})
+    return await runtime.remove_sink(name, reason=f"removed through the API by {who.name}")
 
 
-async def test_sink(request: Request) -> Response:
-    """`{"type"?, "payload"?}` → `{"delivered", "detail" or "error", "event"}`: one test event
-    straight to the sink (one attempt, nothing journaled), and what happened."""
-    runtime, who = _runtime(request), caller(request)
-    name = request.path_params["name"]
-    spec = _spec(request, who, name)
+async def send_test(
+    runtime: Runtime, who: Caller, name: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Deliver one test event straight to the sink (one attempt) and report what happened."""
+    spec = _find(runtime, who, name)
     who.require_sink(spec.owner, f"test the sink {name!r}")
-    sent = request.headers.get("content-length") not in (None, "0")
-    body = await _body(request) if sent or "transfer-encoding" in request.headers else {}
     event_type = body.get("type") or TEST_EVENT_TYPE
     if (problem := check_type(event_type)) is not None:
         raise EventError(problem, event_type=str(event_type))
@@ -200,20 +190,60 @@ async def test_sink(request: Request) -> Response:
         async with asyncio.timeout(runtime.config.delivery.sync_timeout):
             result = await sink.deliver(event)
     except DeliveryFailed as exc:
-        return JSONResponse({**answer, "delivered": False, "error": exc.reason})
+        return {**answer, "delivered": False, "error": exc.reason}
     except TimeoutError:
         error = f"The sink {name} did not finish within {runtime.config.delivery.sync_timeout:g} s."
-        return JSONResponse({**answer, "delivered": False, "error": error})
+        return {**answer, "delivered": False, "error": error}
     detail = result.detail if result is not None else ""
     output = list(result.output) if result is not None else []
-    return JSONResponse({**answer, "delivered": True, "detail": detail, "output": output})
+    return {**answer, "delivered": True, "detail": detail, "output": output}
+
+
+async def create_sink(request: Request) -> Response:
+    """Add a sink: a definition (keys as in `knot.toml`) → 201 with the sink, and its `secret`
+    for a webhook; 400 listing every problem; 409 if the name is taken."""
+    answer = await create(_runtime(request), caller(request), await _body(request))
+    return JSONResponse(answer, status_code=201)
+
+
+async def update_sink(request: Request) -> Response:
+    """Change some fields (PATCH) or replace the definition (PUT); its queue and generated
+    secret are kept. A sink from `knot.toml` or `scripts/` answers 409 saying where to change
+    it."""
+    name = request.path_params["name"]
+    runtime, who = _runtime(request), caller(request)
+    spec = _find(runtime, who, name)  # 404, 403 and 409 before reading the body
+    who.require_sink(spec.owner, f"change the sink {name!r}")
+    _changeable(spec, "change")
+    body = await _body(request)
+    answer = await update(runtime, who, name, body, whole=request.method == "PUT")
+    return JSONResponse(answer)
+
+
+async def delete_sink(request: Request) -> Response:
+    """Remove a sink (an attempt in flight may finish first, up to `delivery.stop_grace`;
+    events still queued for it are given up, audited)."""
+    removed = await remove(_runtime(request), caller(request), request.path_params["name"])
+    return JSONResponse({"removed": removed.to_dict()})
+
+
+async def test_sink(request: Request) -> Response:
+    """`{"type"?, "payload"?}` → `{"delivered", "detail" or "error", "event"}`: one test event
+    straight to the sink (one attempt, nothing journaled), and what happened."""
+    runtime, who = _runtime(request), caller(request)
+    name = request.path_params["name"]
+    spec = _find(runtime, who, name)
+    who.require_sink(spec.owner, f"test the sink {name!r}")  # before reading the body
+    sent = request.headers.get("content-length") not in (None, "0")
+    body = await _body(request) if sent or "transfer-encoding" in request.headers else {}
+    return JSONResponse(await send_test(runtime, who, name, body))
 
 
 async def get_secret(request: Request) -> Response:
     """`{"secret"}`: the signing secret of a webhook sink, for those who may manage it."""
     runtime, who = _runtime(request), caller(request)
     name = request.path_params["name"]
-    spec = _spec(request, who, name)
+    spec = _find(runtime, who, name)
     who.require_sink(spec.owner, f"read the secret of the sink {name!r}")
     if spec.type != WebhookSink.type:
         raise NotFound(f"The sink {name!r} is not a webhook sink and has no secret.", what=name)
