@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from ._sync import SyncRuntime
     from .engine.outcomes import DeliveryStatus, EmitReport, Outcome
     from .engine.registry import SinkStatus
-    from .methods.service import CallResult, MethodInfo, Methods
+    from .methods.calls import CallResult
+    from .methods.service import MethodInfo, Methods
     from .sinks import (
         DeliveryResult,
         Directive,
@@ -135,7 +136,7 @@ _EXPORTS: dict[str, str] = {
     "ActorKind": "._events",
     "AuditEntry": "._audit",
     "AuditKind": "._audit",
-    "CallResult": ".methods.service",
+    "CallResult": ".methods.calls",
     "Channel": ".sky.channels",
     "ChannelPolicy": ".sky.channels",
     "Channels": ".sky.channels",

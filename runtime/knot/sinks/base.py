@@ -53,6 +53,10 @@ class DeliveryResult:
     output: tuple[str, ...] = ()
     detail: str = ""
     status: int = 0  # the receiver's HTTP status (webhooks), for the attempt's record
+    # For the attempt's record (what `knot replay` compares): the events emitted, as `(type,
+    # payload JSON)`, and a method's result as JSON ("" for none); see engine/attempts.py.
+    emitted: tuple[tuple[str, str], ...] = ()
+    value: str = ""
 
 
 class SinkHost(Protocol):
@@ -133,6 +137,9 @@ class Sink(abc.ABC):
     routed: ClassVar[bool] = True  # False: never routed to (a json-rpc sink is only a formatter)
     max_batch: int = 1
     options: ClassVar[tuple[str, ...]] = ()  # the type-specific options `validate` accepts
+    # The script this sink runs (engine/attempts.py `script_version`), recorded with each
+    # attempt so a replay can say what ran; "" for a sink without a script.
+    version: str = ""
 
     @classmethod
     def unknown_options(cls, spec: SinkSpec) -> list[str]:

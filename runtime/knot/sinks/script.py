@@ -12,7 +12,6 @@ and `http`, `kv` and `secret` (the libraries scripts import) go to the host's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import deque
@@ -21,10 +20,11 @@ from typing import Any, ClassVar
 
 from .._audit import AuditKind
 from .._config import ScriptSettings
-from .._events import Event
+from .._events import Event, as_custom_type
 from .._exceptions import KnotError, ScriptFailed
 from .._json import JSONObject
 from .._sinkspec import SinkSpec
+from ..engine.attempts import EFFECTS_KEPT, said, script_version
 from ..sandbox.pool import WorkerPool, default_size
 from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
 from ..sandbox.worker.event_module import LIMIT_SETTINGS, over_limit_text
@@ -73,7 +73,9 @@ class ScriptSink(Sink):
         super().__init__(spec)
         self.source = str(spec.options["source"])
         self.path = str(spec.options.get("path") or f"{spec.name}.py")
-        self.digest = hashlib.sha256(self.source.encode()).hexdigest()[:20]
+        # The version attempts record (`knot replay`), and what tells a worker it has the
+        # script loaded already.
+        self.digest = self.version = script_version(self.source)
         self.recent: deque[str] = deque(maxlen=OUTPUT_KEPT)
         self._pool: WorkerPool | None = None
         # The worker is the sink's: versions of its script (reloads) share it, nothing else.
@@ -159,13 +161,14 @@ class ScriptSink(Sink):
         # Per event, what was emitted: the worker keeps count too, this holds if it lies.
         emits: dict[int, tuple[int, int]] = {}
         uses: dict[int, RunUse] = {}  # per event, what it asked of the libraries
+        emitted: dict[int, list[tuple[str, str]]] = {}  # per event, for its attempt's record
         script = ScriptRef("sinks", self.name, self.path)
 
         def on_notify(method: str, params: JSONObject) -> None:
             if method == "result":
                 finished.append(time.time())
                 index = int(params["index"])
-                result = self._result(events[index], params)
+                result = self._result(events[index], params, emitted.pop(index, ()))
                 results.append(result)
                 if on_result is not None:
                     on_result(offset + index, result)
@@ -189,14 +192,18 @@ class ScriptSink(Sink):
                 raise KnotError(
                     f"More than {settings.max_emit_bytes} bytes emitted (scripts.max_emit_bytes)."
                 )
-            payload = params.get("payload")
+            raw = params.get("payload")
+            payload = raw if isinstance(raw, dict) else {}
             event_id = await host.emit_child(
                 parent,
                 str(params.get("type")),
-                payload if isinstance(payload, dict) else {},
+                payload,
                 sink=self.name,
                 index=count - 1,
             )
+            kept = emitted.setdefault(index, [])
+            if len(kept) < EFFECTS_KEPT:  # what the record keeps: no more said() than that
+                kept.append((as_custom_type(str(params.get("type"))), said(payload)))
             return {"id": event_id}
 
         try:
@@ -260,8 +267,10 @@ class ScriptSink(Sink):
         finished.append(time.time())
         return BatchResult(results, int(failed_at), self._failure(error), lines, tuple(finished))
 
-    def _result(self, event: Event, params: JSONObject) -> DeliveryResult | None:
-        if not params.get("output") and not params.get("directives"):
+    def _result(
+        self, event: Event, params: JSONObject, emitted: Sequence[tuple[str, str]] = ()
+    ) -> DeliveryResult | None:
+        if not params.get("output") and not params.get("directives") and not emitted:
             return None
         lines = self._output(event, params.get("output") or [])
         kept = (params.get("directives") or [])[: self.settings.max_directives]
@@ -269,7 +278,7 @@ class ScriptSink(Sink):
             Directive(str(d.get("name", "")), dict(d.get("options") or {}), sink=self.name)
             for d in kept
         )
-        return DeliveryResult(directives=directives, output=lines)
+        return DeliveryResult(directives=directives, output=lines, emitted=tuple(emitted))
 
     def _output(self, event: Event, raw: list[Any]) -> tuple[str, ...]:
         lines = tuple(str(line) for line in raw)
