@@ -16,8 +16,8 @@ import pytest
 from knot import Config, Runtime
 from knot._config import DeliverySettings, ScriptSettings, StoreSettings
 from knot._exceptions import InvalidInput, NotFound
+from knot._replay import ReplayReport
 from knot.scripts import load_script
-from knot.scripts.replay_report import ReplayReport
 
 from .conftest import recording
 

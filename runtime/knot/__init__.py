@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         TemplateError,
     )
     from ._patterns import Pattern, parse_patterns
+    from ._replay import ReplayedEvent, ReplayReport, ReplayStatus
     from ._runtime import Runtime
     from ._sinkspec import SinkOrigin, SinkSpec
     from ._sync import SyncRuntime
@@ -98,6 +99,9 @@ __all__ = [
     "PatternError",
     "PermissionDenied",
     "RecordingSink",
+    "ReplayReport",
+    "ReplayStatus",
+    "ReplayedEvent",
     "Runtime",
     "RuntimeClosed",
     "RuntimeUnavailable",
@@ -167,6 +171,9 @@ _EXPORTS: dict[str, str] = {
     "PatternError": "._exceptions",
     "PermissionDenied": "._exceptions",
     "RecordingSink": ".sinks",
+    "ReplayReport": "._replay",
+    "ReplayStatus": "._replay",
+    "ReplayedEvent": "._replay",
     "Runtime": "._runtime",
     "RuntimeClosed": "._exceptions",
     "RuntimeUnavailable": "._exceptions",

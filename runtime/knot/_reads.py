@@ -14,11 +14,11 @@ from typing import cast
 from ._audit import AuditEntry
 from ._events import Event
 from ._patterns import Pattern
+from ._replay import ReplayReport
 from .engine.delivery import DeliveryEngine
 from .engine.storage import Storage
 from .observe.trace import Deliveries, Trace, deliveries_of, trace_of
 from .scripts.replay import Progress, ReplayHost, replay_sink
-from .scripts.replay_report import ReplayReport
 
 __all__ = ["Reads"]
 

@@ -6,7 +6,7 @@ from `since`, or else the newest `limit`; runs the script the runtime has loaded
 in a sandbox worker of its own on a `ScratchHost` (nothing delivered, nothing journaled, no
 real HTTP, `knot.kv` in a scratch copy of the script's keys that carries from one event to the
 next), and compares each run with the sink's last recorded attempt on that event
-(`Storage.sink_attempts`). See `replay_report.py` for what comes back.
+(`Storage.sink_attempts`). See `knot._replay` for what comes back.
 
 Method sinks are refused: a method script keeps module state in its long-running worker, and
 what a call did depended on the state the calls before it had left. A second worker replaying
@@ -28,6 +28,7 @@ from .._config import Config
 from .._events import Event
 from .._exceptions import InvalidInput
 from .._patterns import Pattern
+from .._replay import ReplayedEvent, ReplayReport, Transcript
 from ..engine.attempts import Attempt
 from ..engine.journal import Journal
 from ..engine.registry import SinkRegistry
@@ -35,7 +36,6 @@ from ..engine.storage import KvItem, Storage
 from ..scriptlib.service import ScriptRef
 from ..sinks.method import MethodSink
 from ..sinks.script import ScriptSink
-from .replay_report import ReplayedEvent, ReplayReport, Transcript
 from .scratchhost import ScratchHost
 
 __all__ = ["MAX_LIMIT", "Progress", "ReplayHost", "parse_since", "replay_sink"]

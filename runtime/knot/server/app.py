@@ -24,7 +24,7 @@ from .._logtext import loggable
 from .._runtime import Runtime
 from ..observe.metrics import Metrics
 from ..observe.tracing import enable_from_env
-from . import agent, api, channels, jsonrpc, observe, sinks, sky, spaces, users
+from . import agent, api, channels, jsonrpc, observe, replay, sinks, sky, spaces, users
 from .auth import AuthMiddleware
 from .common import BodyLimit, error_response
 from .guard import BrowserGuard, is_loopback_host
@@ -91,6 +91,7 @@ def create_app(
         *observe.routes,
         *channels.routes,
         *sinks.routes,
+        *replay.routes,
         *users.routes,
         *spaces.routes,
         *(extra_routes or []),

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .._json import JSONObject
-from ..engine.attempts import EFFECTS_KEPT, ERROR_CHARS, Attempt, Effect, cut_output, said
+from ._json import JSONObject
+from .engine.attempts import EFFECTS_KEPT, ERROR_CHARS, Attempt, Effect, cut_output, said
 
 __all__ = ["ReplayReport", "ReplayStatus", "ReplayedEvent", "Transcript"]
 
