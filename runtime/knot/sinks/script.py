@@ -320,4 +320,4 @@ class ScriptSink(Sink):
         return f"The sandbox refused the script {self.path}: {exc.message}"
 
     def status(self) -> JSONObject:
-        return {"output": list(self.recent)}
+        return {"output": list(self.recent), "version": self.version}
