@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from knot import Config, Runtime
+from knot._allowlist import AllowList
 from knot._config import DeliverySettings, ScriptSettings, StoreSettings
 from knot._exceptions import InvalidInput, NotFound
 from knot._replay import ReplayReport
 from knot.scripts import load_script
 
 from .conftest import recording
+from .receiver import Receiver
 
 pytestmark = pytest.mark.anyio
 
@@ -259,3 +261,26 @@ async def test_a_method_sink_is_refused_with_the_reason(project: Path) -> None:
     # Method deliveries are recorded all the same: version and result.
     assert attempt.version
     assert attempt.result == '{"n":1}'
+
+
+async def test_http_requests_are_not_sent_and_said_so(project: Path, receiver: Receiver) -> None:
+    url = receiver.url("/status")
+    body = f"import requests\nr = requests.post({url!r}, data='x')\nprint(r.status_code, r.text)\n"
+    host = url.split("/")[2]
+    cfg = config(project)
+    cfg = replace(cfg, scripts=replace(cfg.scripts, http_allow=AllowList.parse([host])))
+    async with Runtime(project, config=cfg) as rt:
+        await install(rt, project, body)
+        ids = await greet(rt, "ada")
+        sent = len(receiver.at("/status"))
+        report = await rt.replay("greeter")
+    assert sent == 1
+    assert len(receiver.at("/status")) == 1  # the replay's request never left
+    [event] = report.events
+    assert event.id == ids[0]
+    assert event.then is not None
+    assert event.then.output[0].startswith("200 ")
+    assert event.now.output == ("200 {}",)  # the stand-in answer
+    assert event.status.value == "changed"
+    assert event.notes == (f"HTTP POST {url} not sent",)
+    assert any("1 HTTP request(s) were checked" in note for note in report.notes)

@@ -157,26 +157,34 @@ async def replay_sink(
     replayer.worker_key = f"{name}.replay"
     await replayer.start(scratch)
     replayed: list[ReplayedEvent] = []
+    requests = 0  # the HTTP requests runs made so far (none was sent)
     try:
         while len(replayed) < len(chosen):
             batch = chosen[len(replayed) : len(replayed) + CHUNK]
-            for event, now in zip(batch, await _run(replayer, batch), strict=False):
-                replayed.append(ReplayedEvent.compare(event.to_dict(), then.get(event.seq), now))
+            runs = await _run(replayer, batch)
+            notes = _requests(scratch, requests)
+            requests = len(scratch.log.requests)
+            for event, now in zip(batch, runs, strict=False):
+                replayed.append(
+                    ReplayedEvent.compare(
+                        event.to_dict(), then.get(event.seq), now, notes.get(event.id, ())
+                    )
+                )
             if progress is not None:
                 progress(len(replayed), len(chosen))
     finally:
         await replayer.close()
         await scratch.close()
-    if scratch.log.requests:
+    if requests:
         report_notes.append(
-            f"{len(scratch.log.requests)} HTTP request(s) were checked against http_allow "
+            f"{requests} HTTP request(s) were checked against http_allow "
             "but not sent; the script got a stand-in answer, so what it does with real "
             "answers may differ."
         )
     if any(r is None for r in map(then.get, (e.seq for e in chosen))):
         report_notes.append(
-            "Events with no record ran before this runtime recorded script versions, or "
-            "their records went with retention."
+            "Events with no record ran before this runtime recorded script versions, their "
+            "records went with retention, or the sink never had them."
         )
     return ReplayReport(name, sink.version, tuple(replayed), tuple(report_notes))
 
@@ -204,6 +212,15 @@ async def _run(sink: ScriptSink, batch: Sequence[Event]) -> list[Transcript]:
             error = answer.error or "failed"
             out.append(Transcript.of(version, output=answer.output, error=error))
     return out
+
+
+def _requests(host: ScratchHost, seen: int) -> dict[str, tuple[str, ...]]:
+    """Per event, a note for each HTTP request its run made after the first `seen`."""
+    notes: dict[str, tuple[str, ...]] = {}
+    for r in host.log.requests[seen:]:
+        note = f"HTTP {r.method} {r.url} " + (f"refused: {r.error}" if r.error else "not sent")
+        notes[r.event_id] = (*notes.get(r.event_id, ()), note)
+    return notes
 
 
 def _records(attempts: list[Attempt]) -> dict[int, Transcript | None]:
