@@ -284,3 +284,40 @@ async def test_http_requests_are_not_sent_and_said_so(project: Path, receiver: R
     assert event.status.value == "changed"
     assert event.notes == (f"HTTP POST {url} not sent",)
     assert any("1 HTTP request(s) were checked" in note for note in report.notes)
+
+
+async def test_what_a_run_emitted_then_is_read_back_from_the_journal(project: Path) -> None:
+    emitting = (
+        "import knot.event\n"
+        "name = knot.event.get_string('name')\n"
+        "try:\n"
+        "    knot.event.emit('not a type!', {})  # refused: it still takes an index\n"
+        "except Exception:\n"
+        "    pass\n"
+        "knot.event.emit('greeted', {'who': name, 'n': 1})\n"
+        "knot.event.emit('greeted', {'who': name, 'n': 2})\n"
+    )
+    async with Runtime(project, config=config(project)) as rt:
+        watcher = recording("watcher", "custom.greeted")
+        await rt.add_sink(watcher)
+        await install(rt, project, emitting)
+        await greet(rt, "ada", "bob")
+        same = await rt.replay("greeter")
+        await install(rt, project, emitting.replace("'n': 2", "'n': 3"))
+        changed = await rt.replay("greeter")
+    assert len(watcher.events) == 4
+    assert [e.status.value for e in same.events] == ["same", "same"]
+    first = same.events[0]
+    assert first.then is not None
+    assert first.then.emitted == (
+        ("custom.greeted", '{"n":1,"who":"ada"}'),
+        ("custom.greeted", '{"n":2,"who":"ada"}'),
+    )
+    assert first.now.emitted == first.then.emitted
+    assert statuses(changed) == ["changed", "changed"]
+    assert changed.events[1].diff[2:] == (
+        "@@ -1,2 +1,2 @@",
+        ' emit   custom.greeted {"n":1,"who":"bob"}',
+        '-emit   custom.greeted {"n":2,"who":"bob"}',
+        '+emit   custom.greeted {"n":3,"who":"bob"}',
+    )

@@ -5,6 +5,7 @@ permissions. The webhook receiver shows that a replay delivers nothing (127.0.0.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -125,6 +126,15 @@ def test_the_replay_route_streams_progress_and_refuses_bad_requests(
                 [1, 2],
             )
         }
+        with ThreadPoolExecutor(5) as pool:  # more than run at once: the rest wait their turn
+            together = list(
+                pool.map(
+                    lambda n: httpx.post(
+                        f"{server.url}/api/sinks/greeter/replay", json={"limit": n}, timeout=60
+                    ),
+                    range(1, 6),
+                )
+            )
         unknown = http.post("/api/sinks/nope/replay", json={})
         webhook = http.post("/api/event-sinks/hook/replay", json={"progress": True})
         garbage = http.post(
@@ -145,6 +155,7 @@ def test_the_replay_route_streams_progress_and_refuses_bad_requests(
         assert answer.status_code == 400, body
         assert answer.json()["error"].endswith("."), body
     assert "'bogus'" in refused[repr({"bogus": 1})].json()["error"]
+    assert [len(a.json()["events"]) for a in together] == [1, 2, 3, 4, 5]
     assert unknown.status_code == 404
     assert webhook.status_code == 400
     assert "webhook sink: it runs no script" in webhook.json()["error"]

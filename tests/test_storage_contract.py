@@ -535,7 +535,6 @@ class Versioned(Sink):
             return DeliveryResult(
                 directives=(Directive("greet", {"to": "ada"}),),
                 output=("hello",),
-                emitted=(("custom.said", '{"n":1}'),),
                 value='{"ok":true}',
             )
         return None
@@ -565,9 +564,13 @@ async def test_a_sinks_attempts_say_what_ran_and_what_it_did(backend: Backend) -
     assert all(a.sink == "script" for a in everything)
     assert [by_seq[seqs[i]].version for i in first + second] == ["v1"] * 4 + ["v2"] * 3
     quiet, loud, bad = (by_seq[seqs[i]] for i in first[:3])
-    assert (quiet.outcome, quiet.output, quiet.emitted, quiet.result) == ("delivered", (), (), "")
+    assert (quiet.outcome, quiet.output, quiet.directives, quiet.result) == (
+        "delivered",
+        (),
+        (),
+        "",
+    )
     assert loud.output == ("hello",)
-    assert loud.emitted == (("custom.said", '{"n":1}'),)
     assert loud.directives == (("greet", '{"to":"ada"}'),)
     assert loud.result == '{"ok":true}'
     assert (bad.outcome, bad.error, bad.output) == ("failed", "it broke", ("before the break",))

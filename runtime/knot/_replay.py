@@ -6,9 +6,9 @@ them: `ReplayReport.to_dict()` is the JSON of `POST /api/sinks/{name}/replay` an
 
 Both sides are a `Transcript`: the output lines, the events emitted, the directives, a method's
 result, or the error, cut to the bounds attempts are recorded with (engine/attempts.py), so a
-run compares with its record on equal terms. A failed run is compared by its output and error
-(what it emitted before failing is not recorded). Each side reads as lines; a changed event
-gets a unified diff of them (difflib).
+run compares with its record on equal terms. What a run emitted then is read from the journal
+(the events it raised); a failed run is compared by its output and error only. Each side
+reads as lines; a changed event gets a unified diff of them (difflib).
 """
 
 from __future__ import annotations
@@ -73,13 +73,14 @@ class Transcript:
         )
 
     @classmethod
-    def of_attempt(cls, attempt: Attempt) -> Transcript:
+    def of_attempt(cls, attempt: Attempt, emitted: tuple[Effect, ...] = ()) -> Transcript:
+        """An attempt's record, with the events it raised (from the journal)."""
         if attempt.error:
             return cls(attempt.version, attempt.output, error=attempt.error)
         return cls(
             attempt.version,
             attempt.output,
-            attempt.emitted,
+            emitted[:EFFECTS_KEPT],
             attempt.directives,
             attempt.result,
         )

@@ -12,11 +12,14 @@ What one record keeps is bounded, so the history stays small whatever sinks prin
 OUTPUT_LINES lines of output of at most LINE_CHARS characters each, and ERROR_CHARS of error.
 
 For `knot replay`, a script or method sink's attempt also says what ran and what it did besides
-printing: `version` (the script's content hash, `script_version`), the events it emitted (type
-and payload), its directives (name and options) and a method's result, each payload cut to
-VALUE_CHARS of canonical JSON and at most EFFECTS_KEPT of each. A replay cuts what it sees by
-the same bounds (`said`), so the two compare fairly. A run of quick silent successes carries its
-version once (`AttemptBatch.version`); a sink without a script (a webhook) records "".
+printing: `version` (the script's content hash, `script_version`), its directives (name and
+options) and a method's result, each cut to VALUE_CHARS of canonical JSON, at most EFFECTS_KEPT
+directives. A replay cuts what it sees by the same bounds (`said`), so the two compare fairly.
+A run of quick silent successes carries its version once (`AttemptBatch.version`); a sink
+without a script (a webhook) records "". The events an attempt emitted are not recorded here:
+the journal has them already, under ids derived from (event, sink, index) (`child_event_id`),
+and a replay reads them back from there; recording them again would cost every emitting
+delivery a record of its own.
 """
 
 from __future__ import annotations
@@ -56,11 +59,11 @@ OUTPUT_LINES = 20  # as many as a sink's status keeps
 LINE_CHARS = 500
 ERROR_CHARS = 2000
 SPAN = 1024  # a packed row covers at most this many journal positions (lookups scan one span)
-EFFECTS_KEPT = 20  # emitted events, and directives, a record keeps
+EFFECTS_KEPT = 20  # directives a record keeps (and emitted events a replay shows)
 VALUE_CHARS = 2000  # of a payload's, an option's or a result's canonical JSON
 
 Effect = tuple[str, str]
-"""An emitted event `(type, payload)` or a directive `(name, options)`, the JSON as `said`."""
+"""A directive `(name, options)` or an emitted event `(type, payload)`, the JSON as `said`."""
 
 
 def script_version(source: str) -> str:
@@ -102,7 +105,6 @@ class Attempt(NamedTuple):
     output: tuple[str, ...]
     sink: str
     version: str = ""  # the script that ran (script_version); "" for no script, or unrecorded
-    emitted: tuple[Effect, ...] = ()
     directives: tuple[Effect, ...] = ()
     result: str = ""  # a method's result, `said` ("" when it returned None or failed)
 
@@ -119,7 +121,6 @@ class Attempt(NamedTuple):
         status: int = 0,
         output: tuple[str, ...] = (),
         version: str = "",
-        emitted: tuple[Effect, ...] = (),
         directives: tuple[Effect, ...] = (),
         result: str = "",
     ) -> Attempt:
@@ -136,7 +137,6 @@ class Attempt(NamedTuple):
             cut_output(output),
             sink,
             version,
-            emitted[:EFFECTS_KEPT],
             directives[:EFFECTS_KEPT],
             result,
         )
@@ -155,9 +155,8 @@ class Attempt(NamedTuple):
         } | ({"version": self.version, **self.effects()} if self.version else {})
 
     def effects(self) -> JSONObject:
-        """What the attempt did besides printing, as JSON (payloads are JSON text, `said`)."""
+        """What the attempt did besides printing, as JSON (options are JSON text, `said`)."""
         return {
-            "emitted": [{"type": t, "payload": p} for t, p in self.emitted],
             "directives": [{"name": n, "options": o} for n, o in self.directives],
             "result": self.result,
         }
@@ -289,7 +288,7 @@ def unpack(row: Row, wanted: Collection[int]) -> list[Attempt]:
 
 def _record(sink: str, raw: list[Any]) -> Attempt:
     seq, attempt, started, duration, outcome, status, error, output = raw[:8]
-    version, emitted, directives, result = raw[8:] if len(raw) == 12 else ("", (), (), "")
+    version, directives, result = raw[8:] if len(raw) == 11 else ("", (), "")
     return Attempt(
         seq,
         attempt,
@@ -301,7 +300,6 @@ def _record(sink: str, raw: list[Any]) -> Attempt:
         tuple(output),
         sink,
         version,
-        tuple((str(a), str(b)) for a, b in emitted),
         tuple((str(a), str(b)) for a, b in directives),
         result,
     )

@@ -265,7 +265,6 @@ class SinkWorker:
                 status=result.status,
                 output=result.output,
                 version=version,
-                emitted=result.emitted,
                 directives=tuple((d.name, said(d.options)) for d in result.directives)
                 if version
                 else (),

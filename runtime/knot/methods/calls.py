@@ -26,7 +26,6 @@ class CallResult:
     result: Any
     output: tuple[str, ...] = ()
     directives: tuple[JSONObject, ...] = ()
-    emitted: tuple[tuple[str, str], ...] = ()  # (type, payload JSON), for the attempt's record
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +38,6 @@ class CallContext:
     sink: str = ""  # the method sink delivering `events` (their emits get derived ids)
     emits: dict[int, int] = field(default_factory=dict)  # per call of a batch
     uses: dict[int, RunUse] = field(default_factory=dict)  # per call: libraries asked
-    emitted: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # per call, recorded
     trace: str = ""  # the traceparent a direct call's emits continue
 
     def use(self, index: int) -> RunUse:

@@ -23,14 +23,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._events import Actor, Event, as_custom_type
+from .._events import Actor, Event
 from .._exceptions import DeliveryFailed, KnotError, MethodFailed, NotFound
 from .._json import JSONObject
 from .._jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, RpcError
 from .._logtext import log_output
 from .._sinkspec import SinkOrigin, SinkSpec
 from .._tracecontext import CURRENT_TRACE
-from ..engine.attempts import EFFECTS_KEPT, said, script_version
+from ..engine.attempts import said, script_version
 from ..sandbox.method_process import MethodProcess
 from ..sandbox.process import RemoteError, WorkerBlocked, WorkerDied, WorkerTimeout
 from ..sandbox.worker.method_module import timed_out
@@ -197,7 +197,6 @@ class Methods:
         return DeliveryResult(
             directives=directives_of(sink, done.directives),
             output=done.output,
-            emitted=done.emitted,
             value="" if done.result is None else said(done.result),
         )
 
@@ -255,8 +254,7 @@ class Methods:
                 script.errors += 1
                 error = str((outcome.get("error") or {}).get("message") or "failed")
                 return BatchResult(results, len(results), error, output, tuple(finished))
-            emitted = tuple(context.emitted.get(index, ()))
-            results.append(self._delivered(sink, outcome, output, emitted))
+            results.append(self._delivered(sink, outcome, output))
         if len(results) < len(events):
             return BatchResult(results, len(results), f"The worker of {info.script} stopped early.")
         return BatchResult(results, finished=tuple(finished))
@@ -266,14 +264,13 @@ class Methods:
         sink: MethodSink,
         outcome: JSONObject,
         output: tuple[str, ...],
-        emitted: tuple[tuple[str, str], ...],
     ) -> DeliveryResult | None:
         directives = directives_of(sink, outcome.get("directives") or ())
         result = outcome.get("result")
-        if not directives and not output and not emitted and result is None:
+        if not directives and not output and result is None:
             return None
         value = "" if result is None else said(result)
-        return DeliveryResult(directives=directives, output=output, emitted=emitted, value=value)
+        return DeliveryResult(directives=directives, output=output, value=value)
 
     # -- calling ----------------------------------------------------------------------------
 
@@ -384,8 +381,7 @@ class Methods:
             error = RpcError.from_object(answer.get("error") or {}, message="The method failed.")
             raise failed(info, error.code, error.message, error.data, output)
         directives = tuple(d for d in answer.get("directives") or () if isinstance(d, dict))
-        emitted = tuple(context.emitted.get(0, ()))
-        return CallResult(answer.get("result"), output, directives, emitted)
+        return CallResult(answer.get("result"), output, directives)
 
     def _transport_failure(
         self,
@@ -482,9 +478,6 @@ class Methods:
                 sink=context.sink,
                 index=context.emits[index] - 1,
             )
-            kept = context.emitted.setdefault(index, [])
-            if len(kept) < EFFECTS_KEPT:
-                kept.append((as_custom_type(event_type), said(payload)))
         else:
             options: dict[str, Any] = {"owner": context.owner, "trace": context.trace}
             if context.actor is not None:

@@ -6,7 +6,8 @@ from `since`, or else the newest `limit`; runs the script the runtime has loaded
 in a sandbox worker of its own on a `ScratchHost` (nothing delivered, nothing journaled, no
 real HTTP, `knot.kv` in a scratch copy of the script's keys that carries from one event to the
 next), and compares each run with the sink's last recorded attempt on that event
-(`Storage.sink_attempts`). See `knot._replay` for what comes back.
+(`Storage.sink_attempts`) and the events that attempt raised (the journal's, found by their
+derived ids). See `knot._replay` for what comes back.
 
 Method sinks are refused: a method script keeps module state in its long-running worker, and
 what a call did depended on the state the calls before it had left. A second worker replaying
@@ -20,16 +21,17 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from .._config import Config
-from .._events import Event
+from .._events import Event, child_event_id
 from .._exceptions import InvalidInput
 from .._patterns import Pattern
-from .._replay import ReplayedEvent, ReplayReport, Transcript
-from ..engine.attempts import Attempt
+from .._replay import ReplayedEvent, ReplayReport, ReplayStatus, Transcript
+from ..engine.attempts import EFFECTS_KEPT, Effect, said
 from ..engine.journal import Journal
 from ..engine.registry import SinkRegistry
 from ..engine.storage import KvItem, Storage
@@ -44,6 +46,8 @@ MAX_LIMIT = 10_000  # events one replay runs
 MAX_BYTES = 64 * 1024 * 1024  # of payloads one replay holds (the events it runs are read first)
 PAGE = 1000  # journal positions read at once
 CHUNK = 32  # events handed to the sandbox worker in one round trip
+CHAINS_KEPT = 256  # chains of caused events a replay keeps read (see `_raised`)
+GAPS = 16  # indices without an event after which a run's emits are taken to end
 
 Progress = Callable[[int, int], None]
 """`progress(done, total)`: called as events are replayed."""
@@ -149,7 +153,8 @@ async def replay_sink(
         return ReplayReport(
             name, sink.version, notes=("No journaled event matched.", *report_notes)
         )
-    then = _records(store.sink_attempts(name, chosen[0].seq - 1, chosen[-1].seq))
+    records = store.sink_attempts(name, chosen[0].seq - 1, chosen[-1].seq)
+    last = {a.seq: a for a in records}  # oldest first: the last attempt on each stays
     ref = ScriptRef("sinks", name, sink.path)
     seed = await _seed(host, ref.namespace)
     scratch = ScratchHost(host.config, host.project, seed={ref.namespace: seed})
@@ -157,19 +162,33 @@ async def replay_sink(
     replayer.worker_key = f"{name}.replay"
     await replayer.start(scratch)
     replayed: list[ReplayedEvent] = []
-    requests = 0  # the HTTP requests runs made so far (none was sent)
+    requests = emits = 0  # the HTTP requests (none sent) and emits (none journaled) so far
+    chains: dict[str, list[Event]] = {}
+    max_depth = host.config.delivery.max_depth
     try:
         while len(replayed) < len(chosen):
             batch = chosen[len(replayed) : len(replayed) + CHUNK]
             runs = await _run(replayer, batch)
             notes = _requests(scratch, requests)
             requests = len(scratch.log.requests)
+            emitted: dict[str, list[Effect]] = {}
+            for child in scratch.emitted[emits:]:
+                emitted.setdefault(child.parent, []).append((child.type, said(child.payload)))
+            emits = len(scratch.emitted)
+            raised = await asyncio.to_thread(_raised, store, batch, name, chains)
             for event, now in zip(batch, runs, strict=False):
-                replayed.append(
-                    ReplayedEvent.compare(
-                        event.to_dict(), then.get(event.seq), now, notes.get(event.id, ())
-                    )
-                )
+                said_now = tuple(emitted.get(event.id, ()))
+                told = notes.get(event.id, ())
+                if said_now and event.depth + 1 > max_depth:
+                    said_now = ()  # the runtime drops these: the record has none either
+                    told += (f"its emits would be dropped (delivery.max_depth = {max_depth})",)
+                if not now.failed:
+                    now = replace(now, emitted=said_now[:EFFECTS_KEPT])
+                attempt = last.get(event.seq)
+                then = None
+                if attempt is not None and attempt.version:
+                    then = Transcript.of_attempt(attempt, raised.get(event.id, ()))
+                replayed.append(ReplayedEvent.compare(event.to_dict(), then, now, told))
             if progress is not None:
                 progress(len(replayed), len(chosen))
     finally:
@@ -181,7 +200,7 @@ async def replay_sink(
             "but not sent; the script got a stand-in answer, so what it does with real "
             "answers may differ."
         )
-    if any(r is None for r in map(then.get, (e.seq for e in chosen))):
+    if any(e.status is ReplayStatus.NO_RECORD for e in replayed):
         report_notes.append(
             "Events with no record ran before this runtime recorded script versions, their "
             "records went with retention, or the sink never had them."
@@ -203,7 +222,6 @@ async def _run(sink: ScriptSink, batch: Sequence[Event]) -> list[Transcript]:
                 Transcript.of(
                     version,
                     output=result.output,
-                    emitted=result.emitted,
                     directives=((d.name, d.options) for d in result.directives),
                     result=result.value,
                 )
@@ -223,12 +241,35 @@ def _requests(host: ScratchHost, seen: int) -> dict[str, tuple[str, ...]]:
     return notes
 
 
-def _records(attempts: list[Attempt]) -> dict[int, Transcript | None]:
-    """Per journal position, the last attempt's transcript (None: it has no version)."""
-    last: dict[int, Attempt] = {}
-    for attempt in attempts:  # oldest first: the last one stays
-        last[attempt.seq] = attempt
-    return {seq: Transcript.of_attempt(a) if a.version else None for seq, a in last.items()}
+def _raised(
+    store: Storage, events: Sequence[Event], sink: str, chains: dict[str, list[Event]]
+) -> dict[str, tuple[Effect, ...]]:
+    """Per event, what `sink` emitted while handling it, from the journal: the events of its
+    chain whose ids derive from (event, sink, index), in the order they were emitted.
+
+    `chains` caches each root's chain for the replay (events of one chain share it)."""
+    found: dict[str, tuple[Effect, ...]] = {}
+    for event in events:
+        root = event.root_id
+        if root not in chains:
+            if len(chains) > CHAINS_KEPT:
+                chains.clear()
+            chains[root] = store.chain(root)
+        children = {c.id: c for c in chains[root] if c.parent == event.id}
+        mine: list[Effect] = []
+        index = missing = 0
+        # An emit that failed (a bad type) took an index too: look past a few gaps.
+        while children and missing < GAPS and len(mine) < EFFECTS_KEPT:
+            child = children.pop(child_event_id(event, sink, index), None)
+            index += 1
+            if child is None:
+                missing += 1
+                continue
+            missing = 0
+            mine.append((child.type, said(child.data)))
+        if mine:
+            found[event.id] = tuple(mine)
+    return found
 
 
 async def _seed(host: ReplayHost, scope: str) -> dict[str, KvItem]:

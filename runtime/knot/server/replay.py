@@ -7,6 +7,8 @@ the events run, then `{"report": {...}}` (or `{"error": ...}` if the replay fail
 so `knot replay` can say how far a long replay got. A request that is wrong from the start
 (an unknown sink, bad arguments) is answered with its status either way.
 
+At most REPLAYS_AT_ONCE replays run at a time (each starts a sandbox worker); more wait.
+
 Who may replay: whoever may manage the sink (its owner, or "Manage Global Event Sinks" for a
 global one), as for testing it: a replay runs the sink's script on the journal's events.
 """
@@ -29,7 +31,9 @@ from .._runtime import Runtime
 from .auth import caller
 from .common import read_json
 
-__all__ = ["routes"]
+__all__ = ["REPLAYS_AT_ONCE", "routes"]
+
+REPLAYS_AT_ONCE = 2  # more requests wait their turn (with no progress line until it comes)
 
 _FIELDS: dict[str, tuple[type, ...]] = {
     "since": (str,),
@@ -72,9 +76,18 @@ async def replay(request: Request) -> Response:
     options = await _options(request)
     streamed = options.pop("progress", False)
     queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
-    task = asyncio.create_task(
-        runtime.replay(name, **options, progress=lambda d, t: queue.put_nowait((d, t)))
-    )
+    slots: asyncio.Semaphore | None = getattr(request.app.state, "replay_slots", None)
+    if slots is None:
+        slots = request.app.state.replay_slots = asyncio.Semaphore(REPLAYS_AT_ONCE)
+
+    async def replaying() -> ReplayReport:
+        assert slots is not None
+        async with slots:  # each replay has a sandbox worker of its own: a few at a time
+            return await runtime.replay(
+                name, **options, progress=lambda d, t: queue.put_nowait((d, t))
+            )
+
+    task = asyncio.create_task(replaying())
     if not streamed:
         try:
             report = await task

@@ -53,10 +53,7 @@ class DeliveryResult:
     output: tuple[str, ...] = ()
     detail: str = ""
     status: int = 0  # the receiver's HTTP status (webhooks), for the attempt's record
-    # For the attempt's record (what `knot replay` compares): the events emitted, as `(type,
-    # payload JSON)`, and a method's result as JSON ("" for none); see engine/attempts.py.
-    emitted: tuple[tuple[str, str], ...] = ()
-    value: str = ""
+    value: str = ""  # a method's result as JSON ("" for none), for the attempt's record
 
 
 class SinkHost(Protocol):

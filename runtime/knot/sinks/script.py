@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 
 from .._audit import AuditKind
 from .._config import ScriptSettings
-from .._events import Event, as_custom_type
+from .._events import Event
 from .._exceptions import KnotError, ScriptFailed
 from .._json import JSONObject
 from .._sinkspec import SinkSpec
-from ..engine.attempts import EFFECTS_KEPT, said, script_version
+from ..engine.attempts import script_version
 from ..sandbox.pool import WorkerPool, default_size
 from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
 from ..sandbox.worker.event_module import LIMIT_SETTINGS, over_limit_text
@@ -161,14 +161,13 @@ class ScriptSink(Sink):
         # Per event, what was emitted: the worker keeps count too, this holds if it lies.
         emits: dict[int, tuple[int, int]] = {}
         uses: dict[int, RunUse] = {}  # per event, what it asked of the libraries
-        emitted: dict[int, list[tuple[str, str]]] = {}  # per event, for its attempt's record
         script = ScriptRef("sinks", self.name, self.path)
 
         def on_notify(method: str, params: JSONObject) -> None:
             if method == "result":
                 finished.append(time.time())
                 index = int(params["index"])
-                result = self._result(events[index], params, emitted.pop(index, ()))
+                result = self._result(events[index], params)
                 results.append(result)
                 if on_result is not None:
                     on_result(offset + index, result)
@@ -192,18 +191,14 @@ class ScriptSink(Sink):
                 raise KnotError(
                     f"More than {settings.max_emit_bytes} bytes emitted (scripts.max_emit_bytes)."
                 )
-            raw = params.get("payload")
-            payload = raw if isinstance(raw, dict) else {}
+            payload = params.get("payload")
             event_id = await host.emit_child(
                 parent,
                 str(params.get("type")),
-                payload,
+                payload if isinstance(payload, dict) else {},
                 sink=self.name,
                 index=count - 1,
             )
-            kept = emitted.setdefault(index, [])
-            if len(kept) < EFFECTS_KEPT:  # what the record keeps: no more said() than that
-                kept.append((as_custom_type(str(params.get("type"))), said(payload)))
             return {"id": event_id}
 
         try:
@@ -267,10 +262,8 @@ class ScriptSink(Sink):
         finished.append(time.time())
         return BatchResult(results, int(failed_at), self._failure(error), lines, tuple(finished))
 
-    def _result(
-        self, event: Event, params: JSONObject, emitted: Sequence[tuple[str, str]] = ()
-    ) -> DeliveryResult | None:
-        if not params.get("output") and not params.get("directives") and not emitted:
+    def _result(self, event: Event, params: JSONObject) -> DeliveryResult | None:
+        if not params.get("output") and not params.get("directives"):
             return None
         lines = self._output(event, params.get("output") or [])
         kept = (params.get("directives") or [])[: self.settings.max_directives]
@@ -278,7 +271,7 @@ class ScriptSink(Sink):
             Directive(str(d.get("name", "")), dict(d.get("options") or {}), sink=self.name)
             for d in kept
         )
-        return DeliveryResult(directives=directives, output=lines, emitted=tuple(emitted))
+        return DeliveryResult(directives=directives, output=lines)
 
     def _output(self, event: Event, raw: list[Any]) -> tuple[str, ...]:
         lines = tuple(str(line) for line in raw)
