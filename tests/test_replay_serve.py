@@ -212,3 +212,26 @@ def test_only_who_may_manage_a_sink_replays_it_and_only_on_its_owners_events(
     assert own.json()["summary"]["same"] == 1
     assert cli.returncode == 1
     assert "replay the sink 'greeter'" in cli.stderr
+
+
+def test_a_broken_save_replays_the_running_version_and_says_so(
+    tmp_path: Path, receiver: Receiver, server_factory: type[KnotServer]
+) -> None:
+    project = _project(tmp_path, receiver)
+    sinks = project / "scripts" / "sinks"
+    (sinks / "broken.py").write_text("# events: custom.greet.*\nimport os\n", encoding="utf-8")
+    server = server_factory(project)
+    with server.client() as http:
+        wait_until(lambda: _version(http) != "", timeout=20)
+        _greet(http, receiver, "ada")
+        (sinks / "greeter.py").write_text(GREETER + "open('x')\n", encoding="utf-8")
+        wait_until(lambda: http.get("/api/event-sinks/greeter").json()["problem"], timeout=20)
+        running = http.post("/api/sinks/greeter/replay", json={})
+        never = http.post("/api/sinks/broken/replay", json={})
+    assert running.status_code == 200
+    assert running.json()["summary"]["same"] == 1
+    [note] = running.json()["notes"]
+    assert note.startswith("This is the version the runtime runs: the script's latest change")
+    assert "(scripts/sinks/greeter.py:5:1: the file system is not available" in note
+    assert never.status_code == 400
+    assert never.json()["error"].startswith("The sink broken does not run, so there is no")

@@ -112,8 +112,14 @@ async def replay_sink(
     Raises NotFound for an unknown sink, InvalidInput for a sink that runs no script (or a
     method script), both `since` and `from_seq`, a bad time, pattern or limit.
     """
-    spec = host.registry.spec(name)  # NotFound when there is none
-    sink = host.registry.sink(name)
+    registry = host.registry
+    problem = registry.problem(name).splitlines()[0] if registry.problem(name) else ""
+    if name not in registry and problem:
+        raise InvalidInput(
+            f"The sink {name} does not run, so there is no version of it to replay: {problem}"
+        )
+    spec = registry.spec(name)  # NotFound when there is none
+    sink = registry.sink(name)
     if isinstance(sink, MethodSink):
         raise InvalidInput(
             f"The sink {name} is a method script's method; replay takes script sinks "
@@ -143,6 +149,11 @@ async def replay_sink(
     store = host.store
     chosen, cut = await _select(store, takes, owner, start, from_seq, limit)
     report_notes: list[str] = []
+    if problem:
+        report_notes.append(
+            f"This is the version the runtime runs: the script's latest change does not load "
+            f"({problem})."
+        )
     if cut:
         report_notes.append(
             f"Only {len(chosen)} events were replayed: their payloads reached "
