@@ -69,10 +69,11 @@ async def replay(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     who = caller(request)
     name = request.path_params["name"]
-    spec = runtime.registry.spec(name)
-    if not who.may_see_sink(spec.owner):
+    # The listing's entry: a sink whose script never loaded has one too (with its problem).
+    found = next((s for s in runtime.sinks() if s.name == name), None)
+    if found is None or not who.may_see_sink(found.spec.owner):
         raise NotFound(f"There is no sink named {name!r}.", what=name)
-    who.require_sink(spec.owner, f"replay the sink {name!r}")
+    who.require_sink(found.spec.owner, f"replay the sink {name!r}")
     options = await _options(request)
     streamed = options.pop("progress", False)
     queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
