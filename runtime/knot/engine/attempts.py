@@ -125,19 +125,35 @@ class Attempt(NamedTuple):
         result: str = "",
     ) -> Attempt:
         """A record with its text cut to the bounds above (effects already `said`)."""
-        outcome = FAILED if error else DELIVERED
+        if output:  # most attempts print nothing: no call for them
+            output = cut_output(output)
+        if error:
+            return cls(
+                seq,
+                attempt,
+                started,
+                duration,
+                FAILED,
+                status,
+                _cut(error, ERROR_CHARS),
+                output,
+                sink,
+                version,
+            )
+        if directives:
+            directives = directives[:EFFECTS_KEPT]
         return cls(
             seq,
             attempt,
             started,
             duration,
-            outcome,
+            DELIVERED,
             status,
-            _cut(error, ERROR_CHARS),
-            cut_output(output),
+            "",
+            output,
             sink,
             version,
-            directives[:EFFECTS_KEPT],
+            directives,
             result,
         )
 
@@ -268,8 +284,13 @@ def _row(batch: AttemptBatch, lo: int, hi: int) -> Row:
 
 def _fields(record: Attempt) -> tuple[Any, ...]:
     """What a stored record holds: all but the sink (the row's), and no empty tail (an attempt
-    of a sink without a script stays as short as before versions were recorded)."""
-    return record[:8] if not record.version else (*record[:8], *record[9:])
+    of a sink without a script stays as short as before versions were recorded; a script's
+    that directed and returned nothing has its version only)."""
+    if not record.version:
+        return record[:8]
+    if not record.directives and not record.result:
+        return (*record[:8], record.version)
+    return (*record[:8], *record[9:])
 
 
 def unpack(row: Row, wanted: Collection[int]) -> list[Attempt]:
@@ -288,7 +309,7 @@ def unpack(row: Row, wanted: Collection[int]) -> list[Attempt]:
 
 def _record(sink: str, raw: list[Any]) -> Attempt:
     seq, attempt, started, duration, outcome, status, error, output = raw[:8]
-    version, directives, result = raw[8:] if len(raw) == 11 else ("", (), "")
+    version, directives, result = (*raw[8:], "", (), "")[:3]
     return Attempt(
         seq,
         attempt,

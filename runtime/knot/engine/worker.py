@@ -252,8 +252,10 @@ class SinkWorker:
         stats.delivered += 1
         stats.last_delivered_seq = event.seq
         if result is None:
-            record = Attempt.new(self.name, event.seq, attempt, started, ended - started)
-            self.recorder.keep(record._replace(version=version))
+            duration = ended - started
+            self.recorder.keep(
+                Attempt.new(self.name, event.seq, attempt, started, duration, version=version)
+            )
             return
         self.recorder.keep(
             Attempt.new(
