@@ -3,10 +3,11 @@
     .venv/bin/python -m benchmarks.ab COMMIT [--rounds N] [--cases engine1,script,...]
 
 Each run is a fresh process (so neither side inherits the other's warm caches); the sides
-alternate, run by run, so drift in a shared machine's speed hits them alike. A's code is
-`git archive COMMIT runtime` unpacked in a temporary folder and put first on PYTHONPATH. Each
-run reports events/s (wall) and events per CPU second of the runtime's process (the event
-loop and the journal's writer thread; sandbox workers are other processes). Prints medians.
+alternate, run by run (A B, B A, ...), so drift in a shared machine's speed hits them alike.
+A's code is `git archive COMMIT runtime` unpacked in a temporary folder and put first on
+PYTHONPATH. Each run reports events/s (wall) and events per CPU second of the runtime's
+process (the event loop and the journal's writer thread; sandbox workers are other processes).
+Prints medians.
 
 Cases (all 100 concurrent emitters, a journaled pipeline until the sinks have every event):
 engine1 / engine10: in-process recording sinks, as bench_engine; script: the trivial script of
@@ -134,9 +135,10 @@ def main() -> None:
         tree = Path(tmp) / "runtime"
         for case in args.cases.split(","):
             sides: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
-            for _ in range(args.rounds):
-                sides["A"].append(_run(case, tree))
-                sides["B"].append(_run(case, None))
+            for round_ in range(args.rounds):  # A B, then B A: neither side always goes first
+                order = ("A", "B") if round_ % 2 == 0 else ("B", "A")
+                for side in order:
+                    sides[side].append(_run(case, tree if side == "A" else None))
             line = [case]
             for key in ("wall", "cpu"):
                 a = statistics.median(r[key] for r in sides["A"])

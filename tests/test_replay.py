@@ -144,11 +144,20 @@ async def test_events_without_a_record_show_no_record(project: Path) -> None:
     db.close()
     async with Runtime(project, config=config(project)) as rt:
         await install(rt, project, GREETER)
-        newest = await greet(rt, "dee")
+        newest = await greet(rt, "dee", "eve")
+        rt.delivery.flush_attempts()
+        await rt.flush()
+        eve = await rt.get_event(newest[1])
+        assert eve is not None
+        # A store that has forgotten one record (pruned apart from its event): nothing to say.
+        with sqlite3.connect(project / ".knot" / "knot.db") as db:
+            db.execute("DELETE FROM attempts WHERE lo <= ? AND hi >= ?", (eve.seq, eve.seq))
         report = await rt.replay("greeter")
     assert [e.id for e in report.events] == early + later + newest
-    assert statuses(report) == ["no_record", "no_record", "no_record", "same"]
+    assert statuses(report) == ["no_record", "no_record", "no_record", "same", "no_record"]
     assert report.events[0].now.output == ("hello ada",)
+    assert report.events[4].then is None
+    assert report.events[4].now.output == ("hello eve",)
     assert any("no record" in note for note in report.notes)
 
 

@@ -213,8 +213,8 @@ async def replay_sink(
         )
     if any(e.status is ReplayStatus.NO_RECORD for e in replayed):
         report_notes.append(
-            "Events with no record ran before this runtime recorded script versions, their "
-            "records went with retention, or the sink never had them."
+            "Events with no record ran before this runtime recorded script versions, or the "
+            "sink never had them (added later, a full queue, or still queued)."
         )
     return ReplayReport(name, sink.version, tuple(replayed), tuple(report_notes))
 
