@@ -159,6 +159,7 @@ class SinkWorker:
         # here either: the housekeeper hands it to the journal every round (0.5 s of
         # deliveries at most, a list of ints).
         ran = run.append
+        current: Sink | None = None  # the sink (version) the open run's last attempt ran
         try:
             while not self.stopping:
                 recorder.resume()
@@ -197,8 +198,10 @@ class SinkWorker:
                         else:
                             self.attempting = False
                             if result is None:  # delivered, nothing to say: one more in the run
-                                if sink.version != recorder.version:  # a run is of one version
-                                    recorder.switch(sink.version)
+                                if sink is not current:  # reloaded: a run is of one version
+                                    current = sink
+                                    if sink.version != recorder.version:
+                                        recorder.switch(sink.version)
                                 ran(event.seq)
                                 stats.delivered += 1
                                 stats.last_delivered_seq = event.seq
