@@ -164,7 +164,7 @@ async def replay_sink(
         return ReplayReport(
             name, sink.version, notes=("No journaled event matched.", *report_notes)
         )
-    records = store.sink_attempts(name, chosen[0].seq - 1, chosen[-1].seq)
+    records = await asyncio.to_thread(store.sink_attempts, name, chosen[0].seq - 1, chosen[-1].seq)
     last = {a.seq: a for a in records}  # oldest first: the last attempt on each stays
     ref = ScriptRef("sinks", name, sink.path)
     seed = await _seed(host, ref.namespace)
@@ -173,7 +173,7 @@ async def replay_sink(
     replayer.worker_key = f"{name}.replay"
     await replayer.start(scratch)
     replayed: list[ReplayedEvent] = []
-    requests = emits = 0  # the HTTP requests (none sent) and emits (none journaled) so far
+    requests = 0  # the HTTP requests runs made so far (none was sent)
     chains: dict[str, list[Event]] = {}
     max_depth = host.config.delivery.max_depth
     try:
@@ -183,9 +183,10 @@ async def replay_sink(
             notes = _requests(scratch, requests)
             requests = len(scratch.log.requests)
             emitted: dict[str, list[Effect]] = {}
-            for child in scratch.emitted[emits:]:
+            for child in scratch.emitted:
                 emitted.setdefault(child.parent, []).append((child.type, said(child.payload)))
-            emits = len(scratch.emitted)
+            scratch.emitted.clear()  # a long replay holds one batch's emits and output at most
+            scratch.output.clear()
             raised = await asyncio.to_thread(_raised, store, batch, name, chains)
             for event, now in zip(batch, runs, strict=False):
                 said_now = tuple(emitted.get(event.id, ()))
