@@ -18,6 +18,7 @@ from knot._allowlist import AllowList
 from knot._config import DeliverySettings, ScriptSettings, StoreSettings
 from knot._exceptions import InvalidInput, NotFound
 from knot._replay import ReplayReport
+from knot.engine.attempts import Attempt
 from knot.scripts import load_script
 
 from .conftest import recording
@@ -238,8 +239,10 @@ async def test_hostile_requests_are_refused_with_reasons(project: Path) -> None:
             await rt.replay("greeter", since="last tuesday")
         with pytest.raises(InvalidInput, match="not both"):
             await rt.replay("greeter", since="1d", from_seq=3)
-        with pytest.raises(InvalidInput, match="0 or more"):
+        with pytest.raises(InvalidInput, match="from 0 to"):
             await rt.replay("greeter", from_seq=-5)
+        with pytest.raises(InvalidInput, match="from 0 to"):
+            await rt.replay("greeter", from_seq=10**30)  # past what SQLite holds
         with pytest.raises(InvalidInput, match="not supported"):
             await rt.replay("greeter", events="*.created")
         huge = await rt.replay("greeter", since="999999w", limit=10_000)
@@ -330,3 +333,26 @@ async def test_what_a_run_emitted_then_is_read_back_from_the_journal(project: Pa
         '-emit   custom.greeted {"n":2,"who":"bob"}',
         '+emit   custom.greeted {"n":3,"who":"bob"}',
     )
+
+
+def test_records_keep_what_they_said_through_the_store_in_each_form() -> None:
+    from array import array
+
+    from knot.engine.attempts import AttemptBatch, pack, unpack
+
+    webhook = Attempt.new("s", 1, 1, 10.0, 0.1, status=204)  # no script: no version
+    silent = Attempt.new("s", 2, 1, 10.1, 0.1, version="v1")  # its version only
+    directed = Attempt.new(
+        "s", 3, 1, 10.2, 0.1, version="v1", directives=(("hi", '{"a":1}'),), output=("x",)
+    )
+    answered = Attempt.new("s", 4, 1, 10.3, 0.1, version="v2", result='{"n":1}')
+    failed = Attempt.new("s", 5, 2, 10.4, 0.1, version="v2", error="boom", output=("y",))
+    records = (webhook, silent, directed, answered, failed)
+    batch = AttemptBatch("s", 10.0, 10.5, 0.5, array("q", [6, 7]), records, "v2")
+    [row] = list(pack([batch]))
+    back = {a.seq: a for a in unpack(row, range(10))}
+    for record in records:
+        assert back[record.seq] == record
+    assert [back[6].version, back[7].version] == ["v2", "v2"]  # the run's
+    assert (back[2].directives, back[2].result) == ((), "")
+    assert json.loads(row[7])[1] == [2, 1, 10.1, 0.1, "delivered", 0, "", [], "v1"]

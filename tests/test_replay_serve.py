@@ -121,6 +121,8 @@ def test_the_replay_route_streams_progress_and_refuses_bad_requests(
                 {"since": 5},
                 {"since": "yesterday-ish"},
                 {"since": "1d", "from_seq": 2},
+                {"from_seq": 10**23},
+                {"since": "\uff12\uff10\uff12\uff16-01-01"},  # full-width digits
                 {"events": "*.greet"},
                 {"bogus": 1},
                 [1, 2],
@@ -156,6 +158,7 @@ def test_the_replay_route_streams_progress_and_refuses_bad_requests(
         assert answer.json()["error"].endswith("."), body
     assert "'bogus'" in refused[repr({"bogus": 1})].json()["error"]
     assert [len(a.json()["events"]) for a in together] == [1, 2, 3, 4, 5]
+    assert {e["then"]["result"] for e in empty.json()["events"]} == {""}
     assert unknown.status_code == 404
     assert webhook.status_code == 400
     assert "webhook sink: it runs no script" in webhook.json()["error"]

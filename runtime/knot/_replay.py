@@ -22,7 +22,9 @@ from typing import Any
 from ._json import JSONObject
 from .engine.attempts import EFFECTS_KEPT, ERROR_CHARS, Attempt, Effect, cut_output, said
 
-__all__ = ["ReplayReport", "ReplayStatus", "ReplayedEvent", "Transcript"]
+__all__ = ["MAX_SEQ", "ReplayReport", "ReplayStatus", "ReplayedEvent", "Transcript"]
+
+MAX_SEQ = 2**62  # the highest journal position a replay takes (what SQLite, and any backend, holds)
 
 
 class ReplayStatus(StrEnum):

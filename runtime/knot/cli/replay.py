@@ -8,6 +8,7 @@ import time
 
 from .._client import Client
 from .._patterns import reading_pattern
+from .._replay import MAX_SEQ
 from .common import Subparsers, add_command, count, json_text
 
 __all__ = ["register"]
@@ -38,7 +39,11 @@ def register(sub: Subparsers) -> None:
         help="events since TIME: ISO 8601 (2026-11-25, 2026-11-25T13:00:00Z) or ago (30m, 7d)",
     )
     start.add_argument(
-        "--from", dest="from_seq", type=count(0, 2**62), metavar="SEQ", help="from journal position"
+        "--from",
+        dest="from_seq",
+        type=count(0, MAX_SEQ),
+        metavar="SEQ",
+        help="from journal position",
     )
     p.add_argument(
         "--events",

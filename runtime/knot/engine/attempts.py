@@ -309,7 +309,10 @@ def unpack(row: Row, wanted: Collection[int]) -> list[Attempt]:
 
 def _record(sink: str, raw: list[Any]) -> Attempt:
     seq, attempt, started, duration, outcome, status, error, output = raw[:8]
-    version, directives, result = (*raw[8:], "", (), "")[:3]
+    extra = raw[8:]  # none (no version), the version only, or version, directives, result
+    version = extra[0] if extra else ""
+    directives = extra[1] if len(extra) > 1 else ()
+    result = extra[2] if len(extra) > 2 else ""
     return Attempt(
         seq,
         attempt,

@@ -17,6 +17,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from .._events import as_custom_type
 from .._exceptions import InvalidInput, KnotError
 from .._patterns import reading_pattern
+from .._replay import MAX_SEQ
 from ..cli.common import count, parse_json_object, seconds
 from ..cli.methods import parse_params
 from ..cli.spaces import add_create_options, create_fields
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sink", help="a script sink's name")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--since", metavar="TIME", help="ISO 8601, or a time ago (30m, 7d)")
-    start.add_argument("--from", dest="from_seq", type=count(0, 2**62), metavar="SEQ")
+    start.add_argument("--from", dest="from_seq", type=count(0, MAX_SEQ), metavar="SEQ")
     p.add_argument("--events", metavar="PATTERN", help="instead of the sink's own patterns")
     p.add_argument("--limit", "-n", type=count(1), default=100, help="at most N (default 100)")
     p = command(

@@ -30,7 +30,7 @@ from .._config import Config
 from .._events import Event, child_event_id
 from .._exceptions import InvalidInput
 from .._patterns import Pattern
-from .._replay import ReplayedEvent, ReplayReport, ReplayStatus, Transcript
+from .._replay import MAX_SEQ, ReplayedEvent, ReplayReport, ReplayStatus, Transcript
 from ..engine.attempts import EFFECTS_KEPT, Effect, said
 from ..engine.journal import Journal
 from ..engine.registry import SinkRegistry
@@ -135,8 +135,8 @@ async def replay_sink(
         raise InvalidInput("Give either a time to replay since or a journal position, not both.")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"The limit must be between 1 and {MAX_LIMIT} events (not {limit}).")
-    if from_seq is not None and from_seq < 0:
-        raise InvalidInput(f"The journal position must be 0 or more (not {from_seq}).")
+    if from_seq is not None and not 0 <= from_seq <= MAX_SEQ:
+        raise InvalidInput(f"The journal position must be from 0 to {MAX_SEQ} (not {from_seq}).")
     start = parse_since(since) if isinstance(since, str) else since
     patterns = (Pattern.parse(events),) if events else spec.events
     owner = spec.owner
