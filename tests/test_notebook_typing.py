@@ -148,7 +148,7 @@ def test_completion_before_the_runtime_starts_starts_none(
     ip: InteractiveShell, project: Path
 ) -> None:
     assert complete(ip, "%knot ") == [
-        "audit", "call", "connect", "event", "events", "method", "project", "run", "sink",
+        "audit", "call", "connect", "event", "events", "method", "project", "replay", "run", "sink",
         "sinks", "space", "status", "tail", "trace", "wait",
     ]  # fmt: skip
     assert complete(ip, "%knot ev") == ["event", "events"]

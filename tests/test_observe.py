@@ -255,7 +255,7 @@ async def test_a_version_1_store_is_migrated_and_its_chains_found(project: Path)
         await rt.flush()
         grandchild = await rt.get_event(ids[2])
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == 3  # 1 → 2 (expiring keys) → 3 (chains, attempts)
+    assert version == 4  # 1 → 2 (expiring keys) → 3 (chains, attempts) → 4 (versions)
     assert trace["root"] == ids[0]
     assert trace["tree"][0]["children"][0]["children"][0]["id"] == ids[2]
     assert grandchild is not None

@@ -21,14 +21,14 @@ import pytest
 
 from knot import AuditKind, Config, DeliveryStatus, Event, Runtime, SinkOrigin, SinkSpec
 from knot._config import DeliverySettings, StoreSettings
-from knot._exceptions import KvError
+from knot._exceptions import DeliveryFailed, KvError
 from knot._patterns import parse_patterns
 from knot.engine.schema import SCHEMA_VERSION
 from knot.engine.storage import MAX_KV_INTEGER, ExpiringKv, Storage
 from knot.engine.store import Store
 from knot.scriptlib.scratch import ScratchKv
 from knot.sinks import RecordingSink, Sink
-from knot.sinks.base import DeliveryResult
+from knot.sinks.base import DeliveryResult, Directive
 
 from .natshelpers import NatsServer, unique_prefix
 
@@ -568,3 +568,83 @@ async def test_events_are_found_by_what_a_person_filters_on(backend: Backend) ->
         gave_up = storage.find_events(EventQuery(outcome="failed", sink="flaky", limit=10))
         assert [e.id for e in gave_up] == [failed]
         assert storage.find_events(EventQuery(outcome="dropped", limit=10)) == []
+
+
+class Versioned(Sink):
+    """A sink with a script version: silent for `quiet` events, says things for `loud` ones,
+    fails for `bad` ones (what a script sink's attempts carry for `knot replay`)."""
+
+    type = "recording"
+
+    def __init__(self, name: str, version: str) -> None:
+        super().__init__(spec(name))
+        self.version = version
+
+    async def deliver(self, event: Event) -> DeliveryResult | None:
+        kind = event.data.get("kind")
+        if kind == "bad":
+            raise DeliveryFailed("it broke", output=("before the break",))
+        if kind == "loud":
+            return DeliveryResult(
+                directives=(Directive("greet", {"to": "ada"}),),
+                output=("hello",),
+                value='{"ok":true}',
+            )
+        return None
+
+
+async def test_a_sinks_attempts_say_what_ran_and_what_it_did(backend: Backend) -> None:
+    async with backend.runtime(attempts=1) as rt:
+        await rt.add_sink(Versioned("script", "v1"))
+        await rt.add_sink(recording("other"))
+        first = [await rt.emit("t", {"kind": k}) for k in ("quiet", "loud", "bad", "quiet")]
+        await rt.wait_idle()
+        await rt.add_sink(Versioned("script", "v2"))  # the script was changed and reloaded
+        second = [await rt.emit("t", {"kind": "quiet"}) for _ in range(3)]
+        await rt.wait_idle()
+        rt.delivery.flush_attempts()
+        await rt.flush()
+    async with backend.runtime() as rt:  # read back after a restart
+        storage: Storage = rt.store
+        seqs = {e.id: e.seq for e in await rt.events(limit=100)}
+        head = max(seqs.values())
+        everything = storage.sink_attempts("script", 0, head)
+        window = storage.sink_attempts("script", seqs[first[1]], seqs[second[0]])
+        nothing = storage.sink_attempts("script", head, head + 10)
+        backwards = storage.sink_attempts("script", head, 0)
+    by_seq = {a.seq: a for a in everything}
+    assert sorted(by_seq) == sorted(seqs[i] for i in first + second)
+    assert all(a.sink == "script" for a in everything)
+    assert [by_seq[seqs[i]].version for i in first + second] == ["v1"] * 4 + ["v2"] * 3
+    quiet, loud, bad = (by_seq[seqs[i]] for i in first[:3])
+    assert (quiet.outcome, quiet.output, quiet.directives, quiet.result) == (
+        "delivered",
+        (),
+        (),
+        "",
+    )
+    assert loud.output == ("hello",)
+    assert loud.directives == (("greet", '{"to":"ada"}'),)
+    assert loud.result == '{"ok":true}'
+    assert (bad.outcome, bad.error, bad.output) == ("failed", "it broke", ("before the break",))
+    assert {a.seq for a in window} == {seqs[first[2]], seqs[first[3]], seqs[second[0]]}
+    assert nothing == []
+    assert backwards == []
+
+
+async def test_retention_forgets_a_sinks_attempts_with_their_events(backend: Backend) -> None:
+    async with backend.runtime(attempts=1) as rt:
+        await rt.add_sink(Versioned("script", "v1"))
+        for kind in ("quiet", "loud") * 5:
+            await rt.emit("t", {"kind": kind})
+        await rt.wait_idle()
+        rt.delivery.flush_attempts()
+        await rt.flush()
+        storage: Storage = rt.store
+        before = storage.sink_attempts("script", 0, 100)
+        await rt.journal.call(
+            lambda s: s.prune(keep_events=4, keep_audit=100, active_sinks=["script"])
+        )
+        after = storage.sink_attempts("script", 0, 100)
+    assert len(before) == 10
+    assert [a.seq for a in after] == [7, 8, 9, 10]

@@ -39,12 +39,14 @@ if TYPE_CHECKING:
         TemplateError,
     )
     from ._patterns import Pattern, parse_patterns
+    from ._replay import ReplayedEvent, ReplayReport, ReplayStatus
     from ._runtime import Runtime
     from ._sinkspec import SinkOrigin, SinkSpec
     from ._sync import SyncRuntime
     from .engine.outcomes import DeliveryStatus, EmitReport, Outcome
     from .engine.registry import SinkStatus
-    from .methods.service import CallResult, MethodInfo, Methods
+    from .methods.calls import CallResult
+    from .methods.service import MethodInfo, Methods
     from .sinks import (
         DeliveryResult,
         Directive,
@@ -97,6 +99,9 @@ __all__ = [
     "PatternError",
     "PermissionDenied",
     "RecordingSink",
+    "ReplayReport",
+    "ReplayStatus",
+    "ReplayedEvent",
     "Runtime",
     "RuntimeClosed",
     "RuntimeUnavailable",
@@ -135,7 +140,7 @@ _EXPORTS: dict[str, str] = {
     "ActorKind": "._events",
     "AuditEntry": "._audit",
     "AuditKind": "._audit",
-    "CallResult": ".methods.service",
+    "CallResult": ".methods.calls",
     "Channel": ".sky.channels",
     "ChannelPolicy": ".sky.channels",
     "Channels": ".sky.channels",
@@ -166,6 +171,9 @@ _EXPORTS: dict[str, str] = {
     "PatternError": "._exceptions",
     "PermissionDenied": "._exceptions",
     "RecordingSink": ".sinks",
+    "ReplayReport": "._replay",
+    "ReplayStatus": "._replay",
+    "ReplayedEvent": "._replay",
     "Runtime": "._runtime",
     "RuntimeClosed": "._exceptions",
     "RuntimeUnavailable": "._exceptions",

@@ -30,6 +30,7 @@ from ._exceptions import (
 from ._json import JSONObject
 from ._jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
 from ._jsonrpc import request as rpc_request
+from ._replay import ReplayReport
 
 __all__ = ["Client", "Submitted"]
 
@@ -263,6 +264,55 @@ class Client:
         if payload is not None:
             body["payload"] = payload
         return dict(self.request("POST", f"/api/event-sinks/{_segment(name)}/test", json_body=body))
+
+    def replay(
+        self,
+        sink: str,
+        *,
+        since: str | None = None,
+        from_seq: int | None = None,
+        events: str | None = None,
+        limit: int = 100,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ReplayReport:
+        """`Runtime.replay` on the runtime: the sink's current script on journaled events,
+        compared with what ran then; `progress(done, total)` as the events run."""
+        body = {"since": since, "from_seq": from_seq, "events": events, "limit": limit}
+        body["progress"] = True  # a line at least every few events: no long silent wait
+        path = f"/api/event-sinks/{_segment(sink)}/replay"
+        report: ReplayReport | None = None
+        try:
+            with self._http.stream(
+                "POST",
+                path,
+                content=encode_json(body),
+                headers={"Content-Type": "application/json"},
+                timeout=httpx.Timeout(30.0, read=None),
+            ) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise _error_from(response)
+                for line in response.iter_lines():
+                    if not line:
+                        continue
+                    message = json.loads(line)
+                    if "progress" in message and progress is not None:
+                        progress(message["progress"]["done"], message["progress"]["total"])
+                    elif "report" in message:
+                        report = ReplayReport.from_dict(message["report"])
+                    elif "error" in message:
+                        raise KnotError(str(message["error"]))
+        except httpx.ConnectError:
+            raise RuntimeUnavailable(self._nobody_answers(), url=self.url) from None
+        except httpx.HTTPError as exc:
+            raise RuntimeUnavailable(
+                f"The knot runtime at {self.url} broke off the replay: {exc}.", url=self.url
+            ) from None
+        if report is None:
+            raise RuntimeUnavailable(
+                f"The knot runtime at {self.url} ended the replay without a report.", url=self.url
+            )
+        return report
 
     def sink_secret(self, name: str) -> str:
         return str(self.request("GET", f"/api/event-sinks/{_segment(name)}/secret")["secret"])

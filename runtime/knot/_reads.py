@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
+from datetime import datetime
+from typing import cast
 
 from ._audit import AuditEntry
 from ._events import Event
 from ._patterns import Pattern
+from ._replay import ReplayReport
 from .engine.delivery import DeliveryEngine
 from .engine.eventquery import EventQuery
 from .engine.storage import Storage
 from .observe.trace import Deliveries, Trace, deliveries_of, trace_of
+from .scripts.replay import Progress, ReplayHost, replay_sink
 
 __all__ = ["Reads"]
 
@@ -60,6 +64,37 @@ class Reads:
         """The tree of events caused by the root of `event_id`'s chain, with their deliveries."""
         pending = await self._settle()
         return await asyncio.to_thread(trace_of, self.store, event_id, pending)
+
+    async def replay(
+        self,
+        sink: str,
+        *,
+        since: str | datetime | None = None,
+        from_seq: int | None = None,
+        events: str | None = None,
+        limit: int = 100,
+        progress: Progress | None = None,
+    ) -> ReplayReport:
+        """Run script sink `sink`'s current version again on journaled events, with nothing
+        delivered or journaled, and compare each run with what ran then.
+
+        The events are those the sink takes (or those matching the pattern `events`): from
+        journal position `from_seq`, or since `since` (a time, ISO 8601 text, or a time ago
+        such as "7d"), else the newest; at most `limit` (1-10,000). `progress(done, total)`
+        is called as they run. NotFound for an unknown sink; InvalidInput for a sink that
+        runs no script or a method script's, and for bad arguments.
+        """
+        await self._settle()
+        host = cast("ReplayHost", self)  # the Runtime this is mixed into
+        return await replay_sink(
+            host,
+            sink,
+            since=since,
+            from_seq=from_seq,
+            events=events,
+            limit=limit,
+            progress=progress,
+        )
 
     async def flush(self) -> None:
         raise NotImplementedError

@@ -13,10 +13,12 @@ from ._aliases import warn_renamed
 from ._audit import AuditEntry
 from ._events import Event
 from ._exceptions import RuntimeClosed
+from ._replay import ReplayReport
 from ._runtime import EmitReport, Runtime
 from ._sinkspec import SinkSpec
 from .engine.registry import SinkStatus
 from .observe.trace import Deliveries, Trace
+from .scripts.replay import Progress
 from .sinks import Sink
 
 __all__ = ["SyncRuntime"]
@@ -136,6 +138,23 @@ class SyncRuntime:
     def deliveries(self, event_id: str) -> Deliveries:
         """Every recorded delivery attempt of an event, per sink."""
         return self.run(self.runtime.deliveries(event_id))
+
+    def replay(
+        self,
+        sink: str,
+        *,
+        since: str | None = None,
+        from_seq: int | None = None,
+        events: str | None = None,
+        limit: int = 100,
+        progress: Progress | None = None,
+    ) -> ReplayReport:
+        """`Runtime.replay`: the sink's current script on journaled events, compared with
+        what ran then (`progress` is called on the runtime's loop thread)."""
+        replaying = self.runtime.replay(
+            sink, since=since, from_seq=from_seq, events=events, limit=limit, progress=progress
+        )
+        return self.run(replaying)
 
     def trace(self, event_id: str) -> Trace:
         """The tree of the chain `event_id` belongs to, from its root."""

@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         events,
         kernel,
         methods,
+        replay,
         scaffold,
         scripts,
         serve,
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  knot trace EVENT_ID                 what an event caused, and every delivery\n"
             "  knot check scripts/                 check sink scripts against the sandbox rules\n"
             "  knot run scripts/sinks/x.py --event myapp.deployed   dry-run a sink script\n"
+            "  knot replay greeter --since 7d      today's script on last week's events, diffed\n"
             '  knot call deploys.count \'{"space": "web"}\'   call a method script\'s method\n'
             "  knot space create web --cmd CMD --start   run a local space\n"
             "  knot sinks add hook --events 'custom.*' --url URL   a webhook sink\n"
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         events,
         sinks,
         scripts,
+        replay,
         methods,
         spaces,
         channels,

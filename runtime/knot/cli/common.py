@@ -18,6 +18,7 @@ from .._jsontext import NotJSON, loads_json
 from .._logtext import loggable
 
 __all__ = [
+    "REDELIVER_TIMEOUT",
     "Formatter",
     "Handler",
     "Parser",
@@ -54,6 +55,11 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         shown = loggable(message, keep_tab=False)
         self.exit(2, f"{self.prog}: error: {shown}; see '{self.prog} --help'.\n")
+
+
+# Seconds a re-delivery may take to answer: the sink's whole retry schedule may pass first
+# (5 s + 15 s of backoff by default, and every attempt's own time).
+REDELIVER_TIMEOUT = 600.0
 
 
 def choose_action(parser: argparse.ArgumentParser) -> Handler:

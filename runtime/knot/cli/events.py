@@ -9,11 +9,17 @@ from .._client import Client
 from .._json import JSONObject
 from .._patterns import reading_pattern
 from ..observe.trace import render_text
-from .common import Subparsers, add_command, count, json_text, parse_json_object, takes_json_words
+from .common import (
+    REDELIVER_TIMEOUT,
+    Subparsers,
+    add_command,
+    count,
+    json_text,
+    parse_json_object,
+    takes_json_words,
+)
 
 __all__ = ["register"]
-
-REDELIVER_TIMEOUT = 600.0
 
 
 def register(sub: Subparsers) -> None:

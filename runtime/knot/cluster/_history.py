@@ -34,15 +34,15 @@ PRUNE_CHUNK = 1000  # messages read at a time while looking for the end of what 
 
 
 def encode_row(row: Row) -> bytes:
-    sink, lo, hi, started, ended, busy, seqs, records = row
-    head = json.dumps([sink, lo, hi, started, ended, busy, records], ensure_ascii=False)
+    sink, lo, hi, started, ended, busy, seqs, records, version = row
+    head = json.dumps([sink, lo, hi, started, ended, busy, records, version], ensure_ascii=False)
     return head.encode() + b"\n" + seqs
 
 
 def decode_row(body: bytes) -> Row:
     head, _, seqs = body.partition(b"\n")
-    sink, lo, hi, started, ended, busy, records = json.loads(head)
-    return (sink, lo, hi, started, ended, busy, seqs, records)
+    sink, lo, hi, started, ended, busy, records, version = json.loads(head)
+    return (str(sink), int(lo), int(hi), started, ended, busy, seqs, str(records), str(version))
 
 
 class History(StreamReads):
@@ -109,6 +109,23 @@ class History(StreamReads):
                 inside = {seq for seq in wanted if lo <= seq <= hi}
                 if inside:
                     found += unpack(row, inside)
+        found.sort(key=lambda a: (a.started, a.attempt))
+        return found
+
+    def sink_attempts(self, sink: str, after: int, upto: int) -> list[Attempt]:
+        if upto <= after:
+            return []
+        return self.link.call(self._sink_attempts(sink, after, upto), timeout=60)
+
+    async def _sink_attempts(self, sink: str, after: int, upto: int) -> list[Attempt]:
+        wanted = range(after + 1, upto + 1)
+        found: list[Attempt] = []
+        for window in range(max(0, (after + 1) // SPAN - 1), upto // SPAN + 1):
+            subject = self.names.attempts_subject(window)
+            for msg in await self._scan(self.names.attempts, subject, 1):
+                row = decode_row(msg.data)
+                if row[0] == sink and row[1] <= upto and row[2] > after:
+                    found += unpack(row, wanted)
         found.sort(key=lambda a: (a.started, a.attempt))
         return found
 

@@ -10,10 +10,21 @@ attempt (a first try that succeeded at once) is one position appended to a run
 
 What one record keeps is bounded, so the history stays small whatever sinks print: at most
 OUTPUT_LINES lines of output of at most LINE_CHARS characters each, and ERROR_CHARS of error.
+
+For `knot replay`, a script or method sink's attempt also says what ran and what it did besides
+printing: `version` (the script's content hash, `script_version`), its directives (name and
+options) and a method's result, each cut to VALUE_CHARS of canonical JSON, at most EFFECTS_KEPT
+directives. A replay cuts what it sees by the same bounds (`said`), so the two compare fairly.
+A run of quick silent successes carries its version once (`AttemptBatch.version`); a sink
+without a script (a webhook) records "". The events an attempt emitted are not recorded here:
+the journal has them already, under ids derived from (event, sink, index) (`child_event_id`),
+and a replay reads them back from there; recording them again would cost every emitting
+delivery a record of its own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from array import array
 from bisect import bisect_right
@@ -25,14 +36,20 @@ from .._json import JSONObject
 
 __all__ = [
     "DELIVERED",
+    "EFFECTS_KEPT",
     "ERROR_CHARS",
     "FAILED",
     "LINE_CHARS",
     "OUTPUT_LINES",
     "SPAN",
+    "VALUE_CHARS",
     "Attempt",
     "AttemptBatch",
+    "Effect",
+    "cut_output",
     "pack",
+    "said",
+    "script_version",
     "unpack",
 ]
 
@@ -42,6 +59,32 @@ OUTPUT_LINES = 20  # as many as a sink's status keeps
 LINE_CHARS = 500
 ERROR_CHARS = 2000
 SPAN = 1024  # a packed row covers at most this many journal positions (lookups scan one span)
+EFFECTS_KEPT = 20  # directives a record keeps (and emitted events a replay shows)
+VALUE_CHARS = 2000  # of a payload's, an option's or a result's canonical JSON
+
+Effect = tuple[str, str]
+"""A directive `(name, options)` or an emitted event `(type, payload)`, the JSON as `said`."""
+
+
+def script_version(source: str) -> str:
+    """The version of a script: a hash of its text (what a record and a replay name)."""
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def said(value: object) -> str:
+    """`value` as a record keeps it: canonical JSON (sorted keys), cut to VALUE_CHARS."""
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):  # not JSON (a sink's own object): its text
+        text = repr(value)
+    return _cut(text, VALUE_CHARS)
+
+
+def cut_output(output: tuple[str, ...]) -> tuple[str, ...]:
+    """Output lines as a record keeps them: the last OUTPUT_LINES, each cut to LINE_CHARS."""
+    if len(output) > OUTPUT_LINES or any(len(line) > LINE_CHARS for line in output):
+        return tuple(_cut(line, LINE_CHARS) for line in output[-OUTPUT_LINES:])
+    return output
 
 
 class Attempt(NamedTuple):
@@ -61,6 +104,9 @@ class Attempt(NamedTuple):
     error: str
     output: tuple[str, ...]
     sink: str
+    version: str = ""  # the script that ran (script_version); "" for no script, or unrecorded
+    directives: tuple[Effect, ...] = ()
+    result: str = ""  # a method's result, `said` ("" when it returned None or failed)
 
     @classmethod
     def new(
@@ -74,13 +120,42 @@ class Attempt(NamedTuple):
         error: str = "",
         status: int = 0,
         output: tuple[str, ...] = (),
+        version: str = "",
+        directives: tuple[Effect, ...] = (),
+        result: str = "",
     ) -> Attempt:
-        """A record with its text cut to the bounds above."""
-        if len(output) > OUTPUT_LINES or any(len(line) > LINE_CHARS for line in output):
-            output = tuple(_cut(line, LINE_CHARS) for line in output[-OUTPUT_LINES:])
-        outcome = FAILED if error else DELIVERED
-        error = _cut(error, ERROR_CHARS)
-        return cls(seq, attempt, started, duration, outcome, status, error, output, sink)
+        """A record with its text cut to the bounds above (effects already `said`)."""
+        if output:  # most attempts print nothing: no call for them
+            output = cut_output(output)
+        if error:
+            return cls(
+                seq,
+                attempt,
+                started,
+                duration,
+                FAILED,
+                status,
+                _cut(error, ERROR_CHARS),
+                output,
+                sink,
+                version,
+            )
+        if directives:
+            directives = directives[:EFFECTS_KEPT]
+        return cls(
+            seq,
+            attempt,
+            started,
+            duration,
+            DELIVERED,
+            status,
+            "",
+            output,
+            sink,
+            version,
+            directives,
+            result,
+        )
 
     def to_dict(self) -> JSONObject:
         """The attempt as the HTTP API shows it (`GET /api/events/{id}/deliveries`)."""
@@ -93,6 +168,13 @@ class Attempt(NamedTuple):
             "status": self.status or None,
             "error": self.error,
             "output": list(self.output),
+        } | ({"version": self.version, **self.effects()} if self.version else {})
+
+    def effects(self) -> JSONObject:
+        """What the attempt did besides printing, as JSON (options are JSON text, `said`)."""
+        return {
+            "directives": [{"name": n, "options": o} for n, o in self.directives],
+            "result": self.result,
         }
 
 
@@ -121,6 +203,7 @@ class AttemptBatch(NamedTuple):
     busy: float  # seconds its attempts took together (the time between, idle, is not counted)
     seqs: array[int]
     records: tuple[Attempt, ...] = ()
+    version: str = ""  # the script version the run's attempts ran (records carry their own)
 
     def __len__(self) -> int:
         return len(self.seqs) + len(self.records)
@@ -139,19 +222,20 @@ class AttemptBatch(NamedTuple):
         count = len(self.seqs)
         step = (self.ended - self.started) / count if count else 0.0
         each = self.busy / count if count else 0.0
+        sink, version = self.sink, self.version
         run = [
-            Attempt(seq, 1, self.started + step * i, each, DELIVERED, 0, "", (), self.sink)
+            Attempt(seq, 1, self.started + step * i, each, DELIVERED, 0, "", (), sink, version)
             for i, seq in enumerate(self.seqs)
         ]
         return [*run, *self.records]
 
 
-Row = tuple[str, int, int, float, float, float, bytes, str]
+Row = tuple[str, int, int, float, float, float, bytes, str, str]
 CONSECUTIVE = b"+"  # a run's positions stored as (first, count); plain ones are 8 bytes each
 
 
 def pack(batches: Iterable[AttemptBatch]) -> Iterator[Row]:
-    """Rows `(sink, lo, hi, started, ended, busy, seqs, records)` for the store, one per
+    """Rows `(sink, lo, hi, started, ended, busy, seqs, records, version)` for the store, one per
     batch, or more when its positions spread wider than SPAN (a sink that takes one event in
     ten covers ten times its run's length): a run is cut into spans, each with its share of
     the run's time, and records wider than a span get a row each."""
@@ -174,6 +258,7 @@ def pack(batches: Iterable[AttemptBatch]) -> Iterator[Row]:
                 batch.started + step * end,
                 each * (end - start),
                 seqs[start:end],
+                version=batch.version,
             )
             yield _row(part, seqs[start], seqs[end - 1])
             start = end
@@ -184,7 +269,7 @@ def pack(batches: Iterable[AttemptBatch]) -> Iterator[Row]:
 
 def _row(batch: AttemptBatch, lo: int, hi: int) -> Row:
     records = (
-        json.dumps([r[:8] for r in batch.records], separators=(",", ":"), ensure_ascii=False)
+        json.dumps([_fields(r) for r in batch.records], separators=(",", ":"), ensure_ascii=False)
         if batch.records
         else ""
     )
@@ -194,12 +279,23 @@ def _row(batch: AttemptBatch, lo: int, hi: int) -> Row:
         run = CONSECUTIVE + array("q", (seqs[0], len(seqs))).tobytes()
     else:
         run = seqs.tobytes()
-    return (batch.sink, lo, hi, batch.started, batch.ended, batch.busy, run, records)
+    return (batch.sink, lo, hi, batch.started, batch.ended, batch.busy, run, records, batch.version)
+
+
+def _fields(record: Attempt) -> tuple[Any, ...]:
+    """What a stored record holds: all but the sink (the row's), and no empty tail (an attempt
+    of a sink without a script stays as short as before versions were recorded; a script's
+    that directed and returned nothing has its version only)."""
+    if not record.version:
+        return record[:8]
+    if not record.directives and not record.result:
+        return (*record[:8], record.version)
+    return (*record[:8], *record[9:])
 
 
 def unpack(row: Row, wanted: Collection[int]) -> list[Attempt]:
     """The attempts of one stored row at the positions `wanted`."""
-    sink, _lo, _hi, started, ended, busy, seqs, records = row
+    sink, _lo, _hi, started, ended, busy, seqs, records, version = row
     run: array[int] = array("q")
     if seqs.startswith(CONSECUTIVE):
         first, count = array("q", seqs[len(CONSECUTIVE) :])
@@ -207,10 +303,27 @@ def unpack(row: Row, wanted: Collection[int]) -> list[Attempt]:
     else:
         run.frombytes(seqs)
     kept = tuple(_record(sink, raw) for raw in json.loads(records)) if records else ()
-    batch = AttemptBatch(sink, started, ended, busy, run, kept)
+    batch = AttemptBatch(sink, started, ended, busy, run, kept, version)
     return [a for a in batch.attempts() if a.seq in wanted]
 
 
 def _record(sink: str, raw: list[Any]) -> Attempt:
-    seq, attempt, started, duration, outcome, status, error, output = raw
-    return Attempt(seq, attempt, started, duration, outcome, status, error, tuple(output), sink)
+    seq, attempt, started, duration, outcome, status, error, output = raw[:8]
+    extra = raw[8:]  # none (no version), the version only, or version, directives, result
+    version = extra[0] if extra else ""
+    directives = extra[1] if len(extra) > 1 else ()
+    result = extra[2] if len(extra) > 2 else ""
+    return Attempt(
+        seq,
+        attempt,
+        started,
+        duration,
+        outcome,
+        status,
+        error,
+        tuple(output),
+        sink,
+        version,
+        tuple((str(a), str(b)) for a, b in directives),
+        result,
+    )

@@ -36,6 +36,7 @@ class AttemptRecorder:
         "resumed",
         "run",
         "run_started",
+        "version",
     )
 
     def __init__(self, name: str, journal: Journal, hooks: Hooks) -> None:
@@ -49,6 +50,7 @@ class AttemptRecorder:
         self.resumed = 0.0  # when the worker last woke (its attempts ran back to back since)
         self.paused = 0.0  # when it last went idle
         self.idle = True
+        self.version = ""  # the script version of the open run's attempts
 
     def resume(self) -> None:
         """The worker woke up to deliver."""
@@ -65,6 +67,14 @@ class AttemptRecorder:
         self.idle = True
         if self.records:
             self.flush()
+
+    def switch(self, version: str) -> None:
+        """The next quick success ran another version of the script (it was reloaded): the
+        open run, all of the version before, is handed over first."""
+        if self.run:
+            self.flush()
+            self.restart(time())  # between attempts: the next one starts the new run
+        self.version = version
 
     def keep(self, record: Attempt) -> None:
         """An attempt with something to say (a failure, a retry, output, a status)."""
@@ -87,7 +97,13 @@ class AttemptRecorder:
             busy -= share
         if run or records:
             batch = AttemptBatch(
-                self.name, self.run_started, ended, busy, array("q", run), tuple(records)
+                self.name,
+                self.run_started,
+                ended,
+                busy,
+                array("q", run),
+                tuple(records),
+                self.version,
             )
             run.clear()
             self.records = []

@@ -11,8 +11,9 @@ from .._exceptions import StoreError
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
 # 1: the first. 2: kv rows may expire (scripts' knot.kv): the column `expires`. 3: the chains
-# of caused events, and the attempts table.
-SCHEMA_VERSION = 3
+# of caused events, and the attempts table. 4: the script version a run of attempts ran (for
+# `knot replay`; records carry theirs in their JSON).
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq   INTEGER PRIMARY KEY,
@@ -60,7 +61,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     ended     REAL NOT NULL,
     busy      REAL NOT NULL,
     seqs      BLOB NOT NULL,
-    records   TEXT NOT NULL
+    records   TEXT NOT NULL,
+    version   TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS attempts_lo ON attempts (lo);
 CREATE TABLE IF NOT EXISTS kv (
@@ -95,6 +97,10 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
                 conn.execute(_MIGRATIONS[step])
         if version < 3:
             _add_chains(conn)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(attempts)")}
+        if "version" not in columns:  # a schema 3 table (a 1 or 2 store just got a new one)
+            # Attempts recorded before: no version, so a replay says it has no record of them.
+            conn.execute("ALTER TABLE attempts ADD COLUMN version TEXT NOT NULL DEFAULT ''")
     conn.executescript(_INDEXES)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 

@@ -3,7 +3,8 @@
 The engine keeps five things durable: the journal of events (append-only, ordered by `seq`,
 with each event's causation: `chain` finds the events raised under one root), each sink's
 progress (one cursor, plus the events skipped for it: dropped or given up), the history of
-delivery attempts (`attempts.Attempt`, bounded by the same retention as the journal), the
+delivery attempts (`attempts.Attempt`, bounded by the same retention as the journal, with
+what each script run did and which version ran, for replays), the
 audit log, and a key-value area by scope (sinks made through the API, users, channels,
 spaces, secrets, and each script's `knot.kv`, whose keys may expire: `ExpiringKv`). `Storage`
 is that, and nothing of how: the embedded SQLite store (`store.py`) is one implementation; a
@@ -182,6 +183,12 @@ class Storage(ExpiringKv, Protocol):
 
     def attempts(self, seqs: Collection[int]) -> list[Attempt]:
         """Every recorded delivery attempt on the events at `seqs`, oldest first."""
+        ...
+
+    def sink_attempts(self, sink: str, after: int, upto: int) -> list[Attempt]:
+        """Every recorded attempt of `sink` on the events in (after, upto], oldest first,
+        with what it did (version, output, emits, directives, result or error): what
+        `knot replay` compares a script's current version with."""
         ...
 
     def skips(self, seqs: Collection[int]) -> list[tuple[str, int, str]]:

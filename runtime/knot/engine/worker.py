@@ -22,7 +22,7 @@ from .._events import Event
 from .._exceptions import DeliveryFailed
 from .._logtext import loggable
 from ..sinks.base import BatchResult, DeliveryResult, Sink
-from .attempts import Attempt
+from .attempts import Attempt, said
 from .hooks import Hooks, Tracer
 from .journal import Journal
 from .outcomes import DeliveryStatus, Outcome, Tracker
@@ -160,6 +160,7 @@ class SinkWorker:
         # here either: the housekeeper hands it to the journal every round (0.5 s of
         # deliveries at most, a list of ints).
         ran = run.append
+        current: Sink | None = None  # the sink (version) the open run's last attempt ran
         try:
             while not self.stopping:
                 recorder.resume()
@@ -179,24 +180,29 @@ class SinkWorker:
                         inflight.append(event)
                         # The first attempt inline: this is the path almost every event takes.
                         self.attempting = True
+                        sink = self.sink  # the version that runs it, even if replaced meanwhile
                         try:
                             span = None if tracer is None else engine.span(tracer, name, event, 1)
                             if span is None:
-                                result = await self.sink.deliver(event)
+                                result = await sink.deliver(event)
                             else:
                                 with span:
-                                    result = await self.sink.deliver(event)
+                                    result = await sink.deliver(event)
                         except asyncio.CancelledError:
                             raise
                         except Exception as exc:
                             self.attempting = False
                             started, ended = recorder.flush(one_more=True)
-                            first = self._failed(event, 1, started, ended, exc)
+                            first = self._failed(event, 1, started, ended, exc, sink.version)
                             self._finish(event, await self._deliver(event, first_error=first))
                             recorder.restart(time())
                         else:
                             self.attempting = False
                             if result is None:  # delivered, nothing to say: one more in the run
+                                if sink is not current:  # reloaded: a run is of one version
+                                    current = sink
+                                    if sink.version != recorder.version:
+                                        recorder.switch(sink.version)
                                 ran(event.seq)
                                 stats.delivered += 1
                                 stats.last_delivered_seq = event.seq
@@ -211,7 +217,7 @@ class SinkWorker:
                                     self._finish(event, None)
                             else:
                                 started, ended = recorder.flush(one_more=True)
-                                self._succeeded(event, 1, result, started, ended)
+                                self._succeeded(event, 1, result, started, ended, sink.version)
                     if self._retired and not inflight:
                         self._close_retired()
                 recorder.pause()
@@ -231,8 +237,9 @@ class SinkWorker:
         result: DeliveryResult | None,
         started: float,
         ended: float,
+        version: str,
     ) -> None:
-        self._record_success(event, attempt, result, started, ended)
+        self._record_success(event, attempt, result, started, ended, version)
         engine = self.engine
         if engine.trackers or engine.hooks.outcome_listeners or engine.redeliveries:
             outcome = Outcome(self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result)
@@ -247,10 +254,17 @@ class SinkWorker:
         result: DeliveryResult | None,
         started: float,
         ended: float,
+        version: str,
     ) -> None:
         stats = self.stats
         stats.delivered += 1
         stats.last_delivered_seq = event.seq
+        if result is None:
+            duration = ended - started
+            self.recorder.keep(
+                Attempt.new(self.name, event.seq, attempt, started, duration, version=version)
+            )
+            return
         self.recorder.keep(
             Attempt.new(
                 self.name,
@@ -258,13 +272,24 @@ class SinkWorker:
                 attempt,
                 started,
                 ended - started,
-                status=result.status if result is not None else 0,
-                output=result.output if result is not None else (),
+                status=result.status,
+                output=result.output,
+                version=version,
+                directives=tuple((d.name, said(d.options)) for d in result.directives)
+                if version
+                else (),
+                result=result.value,
             )
         )
 
     def _failed(
-        self, event: Event, attempt: int, started: float, ended: float, exc: Exception
+        self,
+        event: Event,
+        attempt: int,
+        started: float,
+        ended: float,
+        exc: Exception,
+        version: str,
     ) -> str:
         """Record a failed attempt; the reason it failed."""
         error = self._describe(exc, event)
@@ -278,6 +303,7 @@ class SinkWorker:
             error=error or "failed",
             status=status,
             output=output,
+            version=version,
         )
         self.recorder.keep(record)
         return error
@@ -309,6 +335,8 @@ class SinkWorker:
         events after it go back to the front of the queue, untouched.
         """
         self.recorder.flush()
+        sink = self.sink
+        version = sink.version
         started = time()
         marks = [started]  # when each event reported so far finished
         done = 0
@@ -318,13 +346,13 @@ class SinkWorker:
             if index == done:  # in order, once each; anything else waits for the batch's end
                 done += 1
                 now = time()
-                self._succeeded(batch[index], 1, result, marks[-1], now)
+                self._succeeded(batch[index], 1, result, marks[-1], now, version)
                 marks.append(now)
 
         first_error: Exception | None = None
         self.attempting = True
         try:
-            answer = await self.sink.deliver_batch(batch, on_result)
+            answer = await sink.deliver_batch(batch, on_result)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -342,7 +370,7 @@ class SinkWorker:
         times = spread(marks[-1], time(), tried, answer.finished[done:])
         for index in range(done, stop):
             at = index - done
-            self._succeeded(batch[index], 1, results[index], times[at], times[at + 1])
+            self._succeeded(batch[index], 1, results[index], times[at], times[at + 1], version)
         if failed_at is None:
             return
         failed = batch[failed_at]
@@ -352,7 +380,7 @@ class SinkWorker:
         if first_error is None:
             first_error = DeliveryFailed(answer.error or "failed", output=answer.output)
         at = failed_at - done
-        first = self._failed(failed, 1, times[at], times[at + 1], first_error)
+        first = self._failed(failed, 1, times[at], times[at + 1], first_error, version)
         self._finish(failed, await self._deliver(failed, first_error=first))
 
     def _describe(self, exc: Exception, event: Event) -> str:
@@ -374,21 +402,22 @@ class SinkWorker:
                 tracer = engine.hooks.tracer
                 started = time()
                 self.attempting = True
+                sink = self.sink
                 try:
                     span = (
                         None if tracer is None else engine.span(tracer, self.name, event, attempt)
                     )
                     if span is None:
-                        result = await self.sink.deliver(event)
+                        result = await sink.deliver(event)
                     else:
                         with span:
-                            result = await self.sink.deliver(event)
+                            result = await sink.deliver(event)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    error = self._failed(event, attempt, started, time(), exc)
+                    error = self._failed(event, attempt, started, time(), exc, sink.version)
                 else:
-                    self._record_success(event, attempt, result, started, time())
+                    self._record_success(event, attempt, result, started, time(), sink.version)
                     return Outcome(
                         self.name, event.id, DeliveryStatus.DELIVERED, attempt, "", result
                     )

@@ -21,25 +21,24 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from .._events import Actor, Event
 from .._exceptions import DeliveryFailed, KnotError, MethodFailed, NotFound
 from .._json import JSONObject
-from .._jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError, encode
-from .._jsontext import TooDeep, nests_too_deeply
+from .._jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, RpcError
 from .._logtext import log_output
 from .._sinkspec import SinkOrigin, SinkSpec
 from .._tracecontext import CURRENT_TRACE
+from ..engine.attempts import said, script_version
 from ..sandbox.method_process import MethodProcess
 from ..sandbox.process import RemoteError, WorkerBlocked, WorkerDied, WorkerTimeout
 from ..sandbox.worker.method_module import timed_out
-from ..scriptlib.service import RunUse, ScriptRef
-from ..sinks import BatchResult, DeliveryResult, Directive, JsonRpcSink, MethodSink
+from ..scriptlib.service import ScriptRef
+from ..sinks import BatchResult, DeliveryResult, JsonRpcSink, MethodSink
 from ..sinks.script import encode_event
 from ..types import MethodsHost
-from .calls import CallResult, RemoteMethods
+from .calls import CallContext, CallResult, RemoteMethods, directives_of, encode_params, failed
 from .declarations import MethodInfo
 from .rpc import Handler
 from .workers import MethodLoad, MethodScript, MethodWorkers
@@ -48,26 +47,6 @@ __all__ = ["CallResult", "MethodInfo", "MethodLoad", "Methods", "RemoteMethods"]
 
 log = logging.getLogger("knot.methods")
 _NOTHING = contextlib.nullcontext()
-
-
-@dataclass(frozen=True, slots=True)
-class _CallContext:
-    """Who a call acts for: the event(s) it handles (one per call of a batch), or the caller."""
-
-    events: tuple[Event, ...]
-    owner: str
-    actor: Actor | None
-    sink: str = ""  # the method sink delivering `events` (their emits get derived ids)
-    emits: dict[int, int] = field(default_factory=dict)  # per call of a batch
-    uses: dict[int, RunUse] = field(default_factory=dict)  # per call: libraries asked
-    trace: str = ""  # the traceparent a direct call's emits continue
-
-    def use(self, index: int) -> RunUse:
-        found = self.uses.get(index)
-        if found is None:
-            event = self.events[index] if 0 <= index < len(self.events) else None
-            found = self.uses[index] = RunUse(event.id if event is not None else "")
-        return found
 
 
 class Methods:
@@ -79,7 +58,7 @@ class Methods:
             runtime,
             serve=self._serve,
             changed=self._sync_sinks,
-            load_context=lambda: _CallContext((), "", None),
+            load_context=lambda: CallContext((), "", None),
         )
         self.remote: RemoteMethods | None = None  # set by the cluster part on a shared store
 
@@ -180,6 +159,9 @@ class Methods:
         for name, spec in wanted.items():
             if name not in registry or registry.spec(name) != spec:
                 await registry.install(MethodSink(spec, methods=self))
+            found = registry.sink(name)
+            if isinstance(found, MethodSink):  # what its attempts record as having run
+                found.version = script_version(script.source)
         return warnings
 
     def formatter(self, name: str) -> JsonRpcSink | None:
@@ -213,7 +195,11 @@ class Methods:
             raise DeliveryFailed(
                 exc.message, sink=sink.name, event=event.id, output=exc.output
             ) from None
-        return DeliveryResult(directives=_directives(sink, done.directives), output=done.output)
+        return DeliveryResult(
+            directives=directives_of(sink, done.directives),
+            output=done.output,
+            value="" if done.result is None else said(done.result),
+        )
 
     async def deliver_batch(
         self, sink: MethodSink, events: Sequence[Event], params: Sequence[str]
@@ -242,7 +228,7 @@ class Methods:
             finished.append(time.time())
 
         script.calls += len(events)
-        context = _CallContext(tuple(events), "", None, sink.name)
+        context = CallContext(tuple(events), "", None, sink.name)
         started = time.time()
         try:
             answer = await worker.request(
@@ -275,12 +261,17 @@ class Methods:
         return BatchResult(results, finished=tuple(finished))
 
     def _delivered(
-        self, sink: MethodSink, outcome: JSONObject, output: tuple[str, ...]
+        self,
+        sink: MethodSink,
+        outcome: JSONObject,
+        output: tuple[str, ...],
     ) -> DeliveryResult | None:
-        directives = _directives(sink, outcome.get("directives") or ())
-        if not directives and not output:
+        directives = directives_of(sink, outcome.get("directives") or ())
+        result = outcome.get("result")
+        if not directives and not output and result is None:
             return None
-        return DeliveryResult(directives=directives, output=output)
+        value = "" if result is None else said(result)
+        return DeliveryResult(directives=directives, output=output, value=value)
 
     # -- calling ----------------------------------------------------------------------------
 
@@ -330,7 +321,7 @@ class Methods:
         worker = await self.workers.current(script, timeout)
         if worker is None:
             detail = f": {script.problem}" if script.problem else ""
-            raise _failed(
+            raise failed(
                 info,
                 INTERNAL_ERROR,
                 f"The method script {info.script} has no running worker{detail}.",
@@ -375,14 +366,14 @@ class Methods:
         timeout: float,
     ) -> CallResult:
         """One `call` request to the worker, and its answer as a CallResult or MethodFailed."""
-        params_json = params if isinstance(params, str) else _encode(info, params)
+        params_json = params if isinstance(params, str) else encode_params(info, params)
         event_json = f',"event":{encode_event(event)}' if event is not None else ""
         body = self._call_body(info, f'"params":{params_json}{event_json}', remaining)
         script.calls += 1
         context = (
-            _CallContext((event,), event.owner, actor, info.full_name)
+            CallContext((event,), event.owner, actor, info.full_name)
             if event is not None
-            else _CallContext((), owner, actor, trace=CURRENT_TRACE.get())
+            else CallContext((), owner, actor, trace=CURRENT_TRACE.get())
         )
         try:
             answer = await worker.request("call", body, timeout=remaining, context=context)
@@ -394,7 +385,7 @@ class Methods:
         if not answer.get("ok"):
             script.errors += 1
             error = RpcError.from_object(answer.get("error") or {}, message="The method failed.")
-            raise _failed(info, error.code, error.message, error.data, output)
+            raise failed(info, error.code, error.message, error.data, output)
         directives = tuple(d for d in answer.get("directives") or () if isinstance(d, dict))
         return CallResult(answer.get("result"), output, directives)
 
@@ -408,9 +399,9 @@ class Methods:
     ) -> MethodFailed:
         if isinstance(exc, WorkerTimeout):
             error = timed_out(info.full_name, timeout)
-            return _failed(info, error["code"], error["message"], error["data"])
+            return failed(info, error["code"], error["message"], error["data"])
         if isinstance(exc, WorkerBlocked):
-            return _failed(
+            return failed(
                 info,
                 INTERNAL_ERROR,
                 f"The call to {info.full_name} could not finish: the worker of method script "
@@ -422,14 +413,14 @@ class Methods:
                 how, then = "the runtime stopped it", ""
             else:
                 how, then = exc.how, "; it is being restarted"
-            return _failed(
+            return failed(
                 info,
                 INTERNAL_ERROR,
                 f"The worker of method script {info.script} stopped during the call to "
                 f"{info.full_name} ({how}){then}.",
                 {"reason": "worker_stopped", "how": how},
             )
-        return _failed(info, exc.code, exc.message, exc.data)
+        return failed(info, exc.code, exc.message, exc.data)
 
     def rpc(self, *, owner: str = "", actor: Actor | None = None) -> Callable[[str], Handler]:
         """A JSON-RPC method lookup for `rpc.dispatch`, calling as this caller."""
@@ -461,7 +452,7 @@ class Methods:
     ) -> Any:
         """A worker's request while it handles a call (or loads): `emit` (depth-limited like
         sinks), or the libraries' `http`, `kv` and `secret`."""
-        if not isinstance(context, _CallContext):
+        if not isinstance(context, CallContext):
             raise KnotError(f"The call that asked for {method} has already ended.")
         if method != "emit":
             index = params.get("index") or 0
@@ -512,32 +503,3 @@ class Methods:
             self.runtime.sink_output(name, event, lines)
             return
         log_output(f"knot.method.{name}", name, lines)
-
-
-def _directives(sink: MethodSink, raw: Sequence[object]) -> tuple[Directive, ...]:
-    """The directives a method returned, as the sink's (anything but an object is left out)."""
-    return tuple(
-        Directive(str(d.get("name", "")), dict(d.get("options") or {}), sink=sink.name)
-        for d in raw
-        if isinstance(d, dict)
-    )
-
-
-def _failed(
-    info: MethodInfo, code: int, message: str, data: Any, output: Sequence[str] = ()
-) -> MethodFailed:
-    return MethodFailed(message, method=info.full_name, code=code, data=data, output=output)
-
-
-def _encode(info: MethodInfo, params: Any) -> str:
-    if params is not None and not isinstance(params, list | dict):
-        raise _failed(info, INVALID_PARAMS, "JSON-RPC params are an object or an array.", None)
-    try:
-        text = encode(params)
-    except RecursionError:
-        text = ""
-    except (TypeError, ValueError) as exc:
-        raise _failed(info, INVALID_PARAMS, f"The params are not JSON: {exc}.", None) from None
-    if not text or nests_too_deeply(params, text):
-        raise _failed(info, INVALID_PARAMS, f"The params are refused: {TooDeep()}.", None)
-    return text

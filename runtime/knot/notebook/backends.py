@@ -30,6 +30,7 @@ from .._exceptions import (
 )
 from .._json import JSONObject
 from .._patterns import Pattern
+from .._replay import ReplayReport
 from .._sync import SyncRuntime
 from ..scripts.reload import Reload
 from ..scripts.save import ScriptKind, save_script
@@ -65,6 +66,16 @@ class Backend(Protocol):
     def save_method(self, name: str, source: str, *, timeout: float) -> Reload | None: ...
 
     def call_method(self, method: str, params: Any = None) -> Any: ...
+
+    def replay(
+        self,
+        sink: str,
+        *,
+        since: str | None,
+        from_seq: int | None,
+        events: str | None,
+        limit: int,
+    ) -> ReplayReport: ...
 
     def methods(self) -> list[str]:
         """The full names (`script.method`) of the methods the runtime has."""
@@ -140,6 +151,17 @@ class EmbeddedBackend:
 
     def call_method(self, method: str, params: Any = None) -> Any:
         return self.sync.call_method(method, params)
+
+    def replay(
+        self,
+        sink: str,
+        *,
+        since: str | None,
+        from_seq: int | None,
+        events: str | None,
+        limit: int,
+    ) -> ReplayReport:
+        return self.sync.replay(sink, since=since, from_seq=from_seq, events=events, limit=limit)
 
     def methods(self) -> list[str]:
         async def snapshot() -> list[str]:  # read on the loop that changes them
@@ -360,6 +382,17 @@ class ConnectedBackend:
 
     def call_method(self, method: str, params: Any = None) -> Any:
         return self.client.call_method(method, params)
+
+    def replay(
+        self,
+        sink: str,
+        *,
+        since: str | None,
+        from_seq: int | None,
+        events: str | None,
+        limit: int,
+    ) -> ReplayReport:
+        return self.client.replay(sink, since=since, from_seq=from_seq, events=events, limit=limit)
 
     def methods(self) -> list[str]:
         return [str(m["name"]) for m in self.client.methods().get("methods") or ()]

@@ -2,8 +2,9 @@
 
 `%knot <TAB>` gives the commands (and `%knot space <TAB>` its actions), `-<TAB>` a command's
 options; then, where the command takes one: event types seen (`event`, `events`, `tail`,
-`run --event`), method names (`call`), script sink and method script names (`%%knot sink`,
-`%%knot method`), sink scripts to dry-run (`run`) and space names. The names come from the
+`run --event`, `replay --events`), method names (`call`), script sink and method script names
+(`%%knot sink`, `%%knot method`), the script sinks running (`replay`), sink scripts to dry-run
+(`run`) and space names. The names come from the
 runtime in use, never from one started for the purpose: before the first command, only the
 scripts folder of the kernel's folder is looked at. IPython filters the answers by the word
 being typed; an empty answer lets its own completers (file names) have a go.
@@ -108,6 +109,12 @@ class KnotCompleter:
             full = current.startswith(CUSTOM_PREFIX) or CUSTOM_PREFIX.startswith(current or "-")
             return types if full else [t.removeprefix(CUSTOM_PREFIX) for t in types]
         if command in ("events", "tail") and given == 0:
+            return _prefixes(self._event_types())
+        if command == "replay" and given == 0:
+            return self._names(
+                lambda backend: [str(s["name"]) for s in backend.sinks() if s["type"] == "script"]
+            )
+        if command == "replay" and words[-1] == "--events":
             return _prefixes(self._event_types())
         if command == "call" and given == 0:
             return self._names(lambda backend: backend.methods())

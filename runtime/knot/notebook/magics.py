@@ -17,6 +17,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from .._events import as_custom_type
 from .._exceptions import InvalidInput, KnotError
 from .._patterns import reading_pattern
+from .._replay import MAX_SEQ
 from ..cli.common import count, parse_json_object, seconds
 from ..cli.methods import parse_params
 from ..cli.spaces import add_create_options, create_fields
@@ -34,6 +35,7 @@ from .display import (
     space_table,
 )
 from .line import split_line
+from .replay_view import ReplayView
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  %knot tail 'custom.*'\n"
         '  %knot run scripts/sinks/notify.py --event custom.myapp.deployed --data {"v": 1}\n'
         "  %knot trace 0192f6a4-...    what an event caused, and every delivery attempt\n"
+        "  %knot replay greeter --since 7d    the sink's current script on last week's events\n"
         '  %knot call deploys.count {"space": "web"}\n'
         "  %knot space create web --cmd 'python -m http.server 8000' --start\n",
     )
@@ -131,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", default=None, metavar="NAME", help="give the event a space")
     p.add_argument("--project", default=None, help="whose settings apply (limits, secrets)")
     p.add_argument("--live", action="store_true", help="send its HTTP requests (if allowed)")
+    p = command(
+        "replay",
+        _replay,
+        "Run a script sink's current version again on journaled events (nothing delivered "
+        "or journaled, no real HTTP, knot.kv in a scratch copy) and compare with what ran then.",
+    )
+    p.add_argument("sink", help="a script sink's name")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--since", metavar="TIME", help="ISO 8601, or a time ago (30m, 7d)")
+    start.add_argument("--from", dest="from_seq", type=count(0, MAX_SEQ), metavar="SEQ")
+    p.add_argument("--events", metavar="PATTERN", help="instead of the sink's own patterns")
+    p.add_argument("--limit", "-n", type=count(1), default=100, help="at most N (default 100)")
     p = command(
         "sink",
         _sink,
@@ -256,6 +271,14 @@ def _run(session: KnotSession, args: argparse.Namespace, cell: str | None) -> ob
         live=args.live,
     )
     return DryRunReport(result.to_dict())
+
+
+def _replay(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:
+    pattern = reading_pattern(args.events).text if args.events else None
+    report = session.backend.replay(
+        args.sink, since=args.since, from_seq=args.from_seq, events=pattern, limit=args.limit
+    )
+    return ReplayView(report)
 
 
 def _sink(session: KnotSession, args: argparse.Namespace, cell: str | None) -> object:

@@ -87,6 +87,7 @@ class RecordedRequest:
     sent: bool
     status: int = 0
     error: str = ""
+    event_id: str = ""  # the event whose handling made it (a replay runs many)
 
     def to_dict(self) -> JSONObject:
         return {
@@ -205,6 +206,7 @@ class ScriptLibraries:
                     allow,
                     deadline or loop.time() + request.timeout,
                     settings.http_max_bytes,
+                    use.event_id,
                 )
             return await self.http.fetch(
                 request,
@@ -238,7 +240,7 @@ class ScriptLibraries:
         )
 
     async def _dry(
-        self, request: ScriptRequest, allow: Any, deadline: float, max_bytes: int
+        self, request: ScriptRequest, allow: Any, deadline: float, max_bytes: int, event: str
     ) -> Any:
         """A dry run's request: checked as in the runtime, recorded, sent only when live."""
         assert self.dry_run is not None
@@ -255,7 +257,7 @@ class ScriptLibraries:
             if not self.dry_run.live:
                 target = check_url(request.url, allow)
                 await resolve(target.host, target.port, allow)
-                self.dry_run.requests.append(RecordedRequest(*shown, sent=False))
+                self.dry_run.requests.append(RecordedRequest(*shown, sent=False, event_id=event))
                 return {
                     "status": 200,
                     "reason": "OK",
@@ -269,10 +271,12 @@ class ScriptLibraries:
             answer = await self.http.fetch(request, allow, deadline=deadline, max_bytes=max_bytes)
         except Refused as refused:
             error = redact(refused.message)
-            self.dry_run.requests.append(RecordedRequest(*shown, sent=False, error=error))
+            self.dry_run.requests.append(
+                RecordedRequest(*shown, sent=False, error=error, event_id=event)
+            )
             raise
         self.dry_run.requests.append(
-            RecordedRequest(*shown, sent=True, status=int(answer["status"]))
+            RecordedRequest(*shown, sent=True, status=int(answer["status"]), event_id=event)
         )
         return answer
 

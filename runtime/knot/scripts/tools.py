@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._config import CONFIG_FILE, Config, ScriptSettings, load_config
 from .._events import (
@@ -26,7 +26,6 @@ from .._events import (
     Actor,
     Event,
     Space,
-    as_custom_type,
     check_type,
     encode_payload,
     new_event_id,
@@ -36,9 +35,9 @@ from .._exceptions import EventError, StoreError
 from .._json import JSONObject
 from ..engine.kvstore import read_scope
 from ..engine.storage import ExpiringKv, KvItem
-from ..scriptlib.scratch import ScratchKv
-from ..scriptlib.service import DryRunLog, RecordedRequest, ScriptLibraries, ScriptRef
+from ..scriptlib.service import RecordedRequest, ScriptRef
 from .loader import ScriptLoad, ScriptProblem, load_method_script, load_script
+from .scratchhost import EmittedEvent, ScratchHost
 
 if TYPE_CHECKING:
     from ..sandbox.pool import WorkerPool
@@ -131,21 +130,6 @@ def check_paths(paths: Iterable[str | Path]) -> CheckReport:
             for file in files
         )
     return CheckReport(tuple(loads), tuple(missing))
-
-
-@dataclass(frozen=True, slots=True)
-class EmittedEvent:
-    type: str
-    payload: JSONObject
-    id: str
-
-    @property
-    def data(self) -> JSONObject:
-        """The payload, by the name an Event gives it (`event.data`)."""
-        return self.payload
-
-    def to_dict(self) -> JSONObject:
-        return {"id": self.id, "type": self.type, "payload": self.payload}
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,10 +239,7 @@ async def dry_run_async(
     `pool` lends the worker (knot.testing keeps one warm across runs); without it the run
     starts a pool of its own and stops it afterwards.
     """
-    from ..sandbox.pool import WorkerPool
     from ..sinks.script import ScriptSink
-    from ..sinks.webhook import new_secret
-    from ..sinks.webhook_http import WebhookClients
 
     base = config or Config()
     chosen = base if settings is None else replace(base, scripts=settings)
@@ -275,74 +256,26 @@ async def dry_run_async(
             f"The script's events ({load.spec.events_text}) do not match {event.type}: "
             "the runtime would not send it this event."
         )
-    emitted: list[EmittedEvent] = []
-    # Every line the run printed. The sink's own `recent` keeps only the last few (for its
-    # status), and a dry run promises the whole output, up to scripts.max_output_bytes.
-    output: list[str] = []
     ref = ScriptRef("sinks", load.spec.name, str(script))
     seed, seed_note = _seed(chosen, folder, ref.namespace)
     if seed_note:
         notes.append(seed_note)
-    scratch = ScratchKv({ref.namespace: seed})
-
-    async def on_scratch(operation: Any) -> Any:
-        return operation(scratch)
-
-    log = DryRunLog(live=live)
-    libraries = ScriptLibraries(
-        config=lambda: chosen,
-        project=folder,
-        kv=on_scratch,
-        audit=lambda entry: None,
-        dry_run=log,
+    host = ScratchHost(
+        chosen,
+        folder,
+        seed={ref.namespace: seed},
+        live=live,
+        pool=pool,
+        max_payload_bytes=max_payload_bytes,
     )
-
-    class DryRunHost:
-        """A SinkHost of its own: one worker process, nothing journaled or delivered."""
-
-        def __init__(self) -> None:
-            self.config = chosen
-            self.script_libraries = libraries
-            self.script_pool = pool or WorkerPool(
-                size=1, memory_mb=chosen.scripts.memory_mb, redact=libraries.secrets.redact_message
-            )
-            self.webhook_clients = WebhookClients(limit=4)
-
-        async def sink_secret(self, sink: str) -> str:
-            return new_secret()
-
-        async def emit_child(
-            self,
-            parent: Event,
-            event_type: str,
-            payload: JSONObject,
-            *,
-            sink: str = "",
-            index: int | None = None,
-        ) -> str:
-            full_type = as_custom_type(event_type)
-            encode_payload(payload, max_bytes=max_payload_bytes, event_type=full_type)
-            event_id = new_event_id()
-            emitted.append(EmittedEvent(full_type, payload, event_id))
-            return event_id
-
-        def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
-            output.extend(lines)
-
-        def record_audit(self, entry: object) -> None:
-            return None
-
-    host = DryRunHost()
     sink = ScriptSink(load.spec)
     await sink.start(host)
     try:
         results, failed_at, error = (await sink.deliver_batch([event]))[:3]
     finally:
         await sink.close()
-        if pool is None:
-            await host.script_pool.close()
-        await host.webhook_clients.close()
-        await libraries.close()
+        await host.close()
+    log, libraries, scratch = host.log, host.script_libraries, host.scratch
     if log.requests and not live:
         notes.append(
             f"{len(log.requests)} HTTP request(s) checked against http_allow but not sent "
@@ -356,8 +289,8 @@ async def dry_run_async(
     return DryRun(
         shown,
         event.to_dict(),
-        output=tuple(output),
-        emitted=tuple(emitted),
+        output=tuple(host.output),
+        emitted=tuple(host.emitted),
         directives=directives,
         error=error if failed_at is not None else "",
         notes=tuple(notes),

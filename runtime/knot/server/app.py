@@ -26,7 +26,7 @@ from ..observe.metrics import Metrics
 from ..observe.tracing import enable_from_env
 from ..ui import install as install_ui
 from ..ui import routes as ui_routes
-from . import agent, api, channels, cluster, jsonrpc, observe, sinks, sky, spaces, users
+from . import agent, api, channels, cluster, jsonrpc, observe, replay, sinks, sky, spaces, users
 from .auth import AuthMiddleware
 from .common import BodyLimit, error_response
 from .guard import BrowserGuard, is_loopback_host
@@ -96,6 +96,7 @@ def create_app(
         *observe.routes,
         *channels.routes,
         *sinks.routes,
+        *replay.routes,
         *users.routes,
         *spaces.routes,
         *cluster.routes,

@@ -53,6 +53,7 @@ class DeliveryResult:
     output: tuple[str, ...] = ()
     detail: str = ""
     status: int = 0  # the receiver's HTTP status (webhooks), for the attempt's record
+    value: str = ""  # a method's result as JSON ("" for none), for the attempt's record
 
 
 class SinkHost(Protocol):
@@ -135,6 +136,9 @@ class Sink(abc.ABC):
     # The type-specific options `validate` accepts, each with its meaning (the knot.toml
     # reference, docs/reference/config.md, is generated from them).
     options: ClassVar[Mapping[str, str]] = {}
+    # The script this sink runs (engine/attempts.py `script_version`), recorded with each
+    # attempt so a replay can say what ran; "" for a sink without a script.
+    version: str = ""
 
     @classmethod
     def unknown_options(cls, spec: SinkSpec) -> list[str]:

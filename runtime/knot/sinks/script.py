@@ -12,7 +12,6 @@ and `http`, `kv` and `secret` (the libraries scripts import) go to the host's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import deque
@@ -25,6 +24,7 @@ from .._events import Event
 from .._exceptions import KnotError, ScriptFailed
 from .._json import JSONObject
 from .._sinkspec import SinkSpec
+from ..engine.attempts import script_version
 from ..sandbox.pool import WorkerPool, default_size
 from ..sandbox.process import RemoteError, WorkerDied, WorkerTimeout
 from ..sandbox.worker.event_module import LIMIT_SETTINGS, over_limit_text
@@ -76,7 +76,9 @@ class ScriptSink(Sink):
         super().__init__(spec)
         self.source = str(spec.options["source"])
         self.path = str(spec.options.get("path") or f"{spec.name}.py")
-        self.digest = hashlib.sha256(self.source.encode()).hexdigest()[:20]
+        # The version attempts record (`knot replay`), and what tells a worker it has the
+        # script loaded already.
+        self.digest = self.version = script_version(self.source)
         self.recent: deque[str] = deque(maxlen=OUTPUT_KEPT)
         self._pool: WorkerPool | None = None
         # The worker is the sink's: versions of its script (reloads) share it, nothing else.
@@ -314,4 +316,4 @@ class ScriptSink(Sink):
         return f"The sandbox refused the script {self.path}: {exc.message}"
 
     def status(self) -> JSONObject:
-        return {"output": list(self.recent)}
+        return {"output": list(self.recent), "version": self.version}
