@@ -206,38 +206,35 @@ async def test_without_tracing_an_incoming_traceparent_is_passed_on_as_is(projec
     assert "x-knot-parent-id" not in by_type["custom.a"]  # a root event has no parent
 
 
-class Unenterable:
-    def __enter__(self) -> None:
-        raise RuntimeError("tracer bug on enter")
-
-    def __exit__(self, *exc: object) -> None:
-        raise AssertionError("never entered")
-
-
 async def test_a_failing_tracer_is_reported_once_and_stops_nothing(
     project: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken:
-        """Fails everywhere: making spans, and entering those it made."""
+        """Fails everywhere: giving events their context, deriving attempts', calls."""
 
-        def ingest(self, event: Any) -> Any:
+        def ingest(self, trace: str) -> str:
             raise RuntimeError("tracer bug")
 
-        def journaled(self, events: Any) -> None:
+        def delivery(self, event: Any, sink: str, attempt: int) -> str:
             raise RuntimeError("tracer bug")
 
-        def attempt(self, sink: str, event: Any, attempt: int) -> Any:
-            if event.data["n"] % 2:
-                raise RuntimeError("tracer bug")
-            return Unenterable()
-
-        def call(self, method: str) -> Any:
+        def child(self, parent: str) -> str:
             raise RuntimeError("tracer bug")
 
-        def child_trace(self, parent: Any) -> str:
-            return ""
+        def called(self, *args: Any) -> None:
+            raise RuntimeError("tracer bug")
 
-    async with Runtime(project) as rt:
+    write_config(
+        project,
+        '[[sinks]]\nname = "hook"\ntype = "webhook"\nevents = "*"\nurl = "http://127.0.0.1:9/h"\n',
+    )
+    sent: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    async with Runtime(project, http_transport=httpx.MockTransport(receiver)) as rt:
         rt.hooks.tracer = Broken()
         sink = recording("rec", "*")
         await rt.add_sink(sink)
@@ -245,6 +242,7 @@ async def test_a_failing_tracer_is_reported_once_and_stops_nothing(
             await rt.emit("t", {"n": n})
         await rt.wait_idle()
     assert [e.data["n"] for e in sink.events] == list(range(5))
+    assert len(sent) == 5  # the webhook asked the tracer for its header: it went without
     assert sum(1 for r in caplog.records if "the tracer" in r.getMessage()) == 1
 
 

@@ -410,11 +410,13 @@ def build_event(
     depth: int = 0,
     parent: str = "",
     system: bool = False,
+    root: str = "",
+    trace: str = "",
 ) -> Event:
     """Validate and build an event (not journaled). External events get `custom.`.
 
     `next_seq` is called last, once everything is valid: a refused event takes no place in
-    the journal's sequence."""
+    the journal's sequence. `root` and `trace` are the runtime's, never a caller's."""
     if system:
         problem = check_type(event_type)
         if problem is not None:
@@ -438,6 +440,8 @@ def build_event(
         tuple(rids) if rids is not None else None,
         parent,
         data_json,
+        root,
+        trace,
     )
 
 

@@ -326,6 +326,9 @@ async def dry_run_async(
             emitted.append(EmittedEvent(full_type, payload, event_id))
             return event_id
 
+        def delivery_trace(self, event: Event, sink: str) -> str:
+            return event.trace
+
         def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
             output.extend(lines)
 
