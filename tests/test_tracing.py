@@ -342,3 +342,39 @@ async def test_root_events_are_sampled_by_the_providers_sampler(project: Path) -
         provider.shutdown()
     assert {s.name for s in found["on"]} == {"knot ingest", "knot deliver"}
     assert found["off"] == ()
+
+
+async def test_batched_deliveries_are_traced_event_by_event(
+    project: Path, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """Tracing no longer turns batching off: events a script sink or a method gets together
+    still each have their attempt's span, and what each raises or calls hangs under it."""
+    provider, exporter = spans
+    _project(project)
+    async with Runtime(
+        project, http_transport=httpx.MockTransport(lambda r: httpx.Response(200))
+    ) as rt:
+        enable_tracing(rt, provider)
+        await _until(lambda: rt.methods.all())
+        placed = await asyncio.gather(*(rt.emit("order.placed", {"n": n}) for n in range(8)))
+        await _until(lambda: len(exporter.get_finished_spans()) >= 8 * 6)
+        await rt.wait_idle()
+        billed = await rt.events("custom.order.billed")
+    finished = exporter.get_finished_spans()
+    delivers = {
+        (_attr(s, "knot.sink"), _attr(s, "knot.event.id")): s
+        for s in finished
+        if s.name == "knot deliver"
+    }
+    ingests = {_attr(s, "knot.event.id"): s for s in finished if s.name == "knot ingest"}
+    assert len(billed) == 8
+    for child in billed:  # each continues the attempt on its own parent
+        ingest = ingests[child.id]
+        assert ingest.parent is not None
+        assert ingest.parent.span_id == delivers["chain", child.parent].context.span_id
+    calls = [s for s in finished if s.name == "knot call"]
+    assert len(calls) == 8
+    assert {c.parent.span_id for c in calls if c.parent is not None} == {
+        delivers["billing.bill", child.id].context.span_id for child in billed
+    }
+    assert set(placed) == {child.parent for child in billed}
