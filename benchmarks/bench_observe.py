@@ -102,6 +102,12 @@ TARGETS = {
 }
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds a running process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -122,6 +128,7 @@ async def _pipeline(
         tracer = rt.hooks.tracer
         if isinstance(tracer, OtelTracer) and isinstance(tracer.out, ExporterProcess):
             assert await tracer.out.ready()  # its start-up (importing the SDK) is paid once
+            children += _cpu_of(tracer.out.process.pid)
         per_producer = events // PRODUCERS
 
         async def producer() -> None:
