@@ -378,3 +378,37 @@ async def test_batched_deliveries_are_traced_event_by_event(
         delivers["billing.bill", child.id].context.span_id for child in billed
     }
     assert set(placed) == {child.parent for child in billed}
+
+
+async def test_contexts_made_here_are_version_00_whatever_version_came_in(
+    project: Path, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    sent: list[httpx.Request] = []
+    write_config(
+        project,
+        '[[sinks]]\nname = "hook"\ntype = "webhook"\nevents = "*"\nurl = "http://127.0.0.1:9/h"\n',
+    )
+    future = f"01-{TRACE_ID}-b7ad6b7169203331-01-whatever-comes-next"
+    async with Runtime(project, http_transport=httpx.MockTransport(_answer(sent))) as rt:
+        enable_tracing(rt, provider)
+        transport = httpx.ASGITransport(app=create_app(rt))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            answer = await http.post("/event", json={"type": "a"}, headers={"traceparent": future})
+        await rt.wait_idle()
+        event = await rt.get_event(answer.json()["id"])
+    assert event is not None
+    [ingest] = [s for s in exporter.get_finished_spans() if s.name == "knot ingest"]
+    assert event.trace == f"00-{TRACE_ID}-{_hex(ingest)}-01"
+    assert ingest.parent is not None
+    assert f"{ingest.parent.span_id:016x}" == "b7ad6b7169203331"
+    [request] = sent
+    assert request.headers["traceparent"].startswith(f"00-{TRACE_ID}-")
+
+
+def _answer(sent: list[httpx.Request]) -> Any:
+    def receiver(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    return receiver

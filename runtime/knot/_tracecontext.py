@@ -73,9 +73,11 @@ def attempt_span_id(ingest_span: int, key: int) -> int:
     return ingest_span ^ key or 1
 
 
-def with_span(traceparent: str, span_id: str) -> str:
-    """`traceparent` (valid) with its span id replaced: a child's context in the same trace."""
-    return f"{traceparent[:36]}{span_id}{traceparent[52:]}"
+def with_span(traceparent: str, span_id: str, flags: str = "") -> str:
+    """A child's context: `traceparent`'s trace with `span_id` (16 hex digits) and `flags`
+    (the parent's when ""), written as version 00 whatever version the parent came in (the
+    only one this runtime speaks)."""
+    return f"00-{traceparent[3:35]}-{span_id}-{flags or traceparent[53:55]}"
 
 
 def is_sampled(traceparent: str) -> bool:

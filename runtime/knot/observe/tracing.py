@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._env import otel_exporters_from_env
 from .._events import Event
 from .._exceptions import KnotError
-from .._tracecontext import attempt_key, attempt_span_id, is_sampled
+from .._tracecontext import attempt_key, attempt_span_id, is_sampled, with_span
 from ..engine.attempts import AttemptBatch
 from ..engine.hooks import Hooks
 from .exporter import ExporterProcess, SpanOut
@@ -131,7 +131,7 @@ class OtelTracer:
         self._parents.append((span, trace))
         if len(self._parents) > PARENTS_MAX:
             del self._parents[: PARENTS_MAX // 2]
-        return f"{trace[:36]}{span}-01"
+        return with_span(trace, span, "01")
 
     def delivery(self, event: Event, sink: str, attempt: int) -> str:
         trace = event.trace
@@ -143,7 +143,7 @@ class OtelTracer:
                 self._keys.clear()
             key = self._keys[sink, attempt] = attempt_key(self.salt, sink, attempt)
         span = attempt_span_id(int(trace[36:52], 16), key)
-        return f"{trace[:36]}{span:016x}{trace[52:]}"
+        return with_span(trace, f"{span:016x}")
 
     def child(self, parent: str) -> str:
         if not parent:
@@ -151,7 +151,7 @@ class OtelTracer:
             return pool.pop() if pool else self._draw()
         if not is_sampled(parent):
             return parent
-        return f"{parent[:36]}{self._span_id()}{parent[52:]}"
+        return with_span(parent, self._span_id())
 
     def called(
         self, method: str, span: str, parent: str, started: float, ended: float, error: str
