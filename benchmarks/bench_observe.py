@@ -39,12 +39,11 @@ from knot.observe.exporter import ExporterProcess
 from knot.observe.metrics import Metrics
 from knot.observe.tracing import OtelTracer, enable_from_env
 
-from .common import Result
+from .common import Result, environ
 
 PRODUCERS = 100
 ROUNDS = 5
 Finish = Callable[[], Awaitable[dict[str, int]]]
-_OTEL = ("OTEL_TRACES_EXPORTER", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
 
 
 async def _nothing() -> dict[str, int]:
@@ -63,19 +62,9 @@ def _metrics(rt: Runtime) -> Finish:
 
 def _traced(sampler: str, arg: str = "") -> Callable[[Runtime], Finish]:
     def setup(rt: Runtime) -> Finish:
-        saved = {name: os.environ.get(name) for name in _OTEL}
-        os.environ.update(
-            {"OTEL_TRACES_EXPORTER": "none", "OTEL_TRACES_SAMPLER": sampler}
-            | ({"OTEL_TRACES_SAMPLER_ARG": arg} if arg else {})
-        )
-        try:
+        variables = {"OTEL_TRACES_EXPORTER": "none", "OTEL_TRACES_SAMPLER": sampler}
+        with environ(variables | ({"OTEL_TRACES_SAMPLER_ARG": arg} if arg else {})):
             tracer = enable_from_env(rt)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
         assert tracer is not None
         return tracer.close
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from knot import Runtime
+from knot import RecordingSink, Runtime
 from knot.observe.exporter import ExporterProcess
 from knot.observe.tracing import OtelTracer, enable_from_env
 
@@ -44,6 +44,19 @@ def _traced(rt: Runtime, monkeypatch: pytest.MonkeyPatch, exporter: str) -> Otel
     assert tracer is not None
     assert isinstance(tracer.out, ExporterProcess)
     return tracer
+
+
+async def _exporting(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> tuple[OtelTracer, ExporterProcess, RecordingSink]:
+    """Tracing on through an exporter process that is up, and a recording sink."""
+    tracer = _traced(rt, monkeypatch, "none")
+    out = tracer.out
+    assert isinstance(out, ExporterProcess)
+    assert await out.ready()
+    sink = recording("rec", "*")
+    await rt.add_sink(sink)
+    return tracer, out, sink
 
 
 async def test_the_exporter_process_builds_the_spans_the_runtime_handed_context_for(
@@ -93,19 +106,14 @@ async def test_an_exporter_that_died_costs_its_spans_and_nothing_else(
     project: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with Runtime(project) as rt:
-        tracer = _traced(rt, monkeypatch, "none")
-        assert isinstance(tracer.out, ExporterProcess)
-        assert await tracer.out.ready()
-        process = tracer.out.process
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        sink = recording("rec", "*")
-        await rt.add_sink(sink)
+        tracer, out, sink = await _exporting(rt, monkeypatch)
+        os.kill(out.process.pid, signal.SIGKILL)
+        out.process.wait()
         for n in range(20):
             await rt.emit("t", {"n": n})
         await rt.wait_idle()
         assert [e.data["n"] for e in sink.events] == list(range(20))
-        assert tracer.out.dropped > 0
+        assert out.dropped > 0
     counts = await tracer.close()
     assert counts["dropped"] > 0
     warnings = [r for r in caplog.records if "span exporter process" in r.getMessage()]
@@ -118,16 +126,12 @@ async def test_an_exporter_that_falls_behind_makes_the_runtime_drop_never_wait(
     project: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with Runtime(project) as rt:
-        tracer = _traced(rt, monkeypatch, "none")
-        assert isinstance(tracer.out, ExporterProcess)
-        assert await tracer.out.ready()
-        process = tracer.out.process
-        sink = recording("rec", "*")
-        await rt.add_sink(sink)
+        tracer, out, _sink = await _exporting(rt, monkeypatch)
+        process = out.process
         os.kill(process.pid, signal.SIGSTOP)  # it reads nothing more: the pipe fills
         try:
             sent = 0
-            while not tracer.out.dropped:
+            while not out.dropped:
                 await rt.emit("t", {})  # awaited one by one: a commit, a record, each
                 sent += 1
                 assert sent < 200_000, "the pipe never filled"
@@ -136,6 +140,6 @@ async def test_an_exporter_that_falls_behind_makes_the_runtime_drop_never_wait(
         finally:
             os.kill(process.pid, signal.SIGCONT)
     counts = await tracer.close()
-    assert counts["dropped"] == tracer.out.dropped > 0
+    assert counts["dropped"] == out.dropped > 0
     assert counts["built"] > 0  # what got through before it stopped is exported
     assert sum("is behind" in r.getMessage() for r in caplog.records) == 1
