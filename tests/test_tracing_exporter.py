@@ -143,3 +143,17 @@ async def test_an_exporter_that_falls_behind_makes_the_runtime_drop_never_wait(
     assert counts["dropped"] == out.dropped > 0
     assert counts["built"] > 0  # what got through before it stopped is exported
     assert sum("is behind" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_closing_does_not_wait_for_a_stuck_exporter_past_its_timeout(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Runtime(project) as rt:
+        tracer, out, _sink = await _exporting(rt, monkeypatch)
+        os.kill(out.process.pid, signal.SIGSTOP)
+        while not out.pending:  # records wait here: the pipe is full
+            await rt.emit("t", {})
+    counts = await out.close(timeout=0.5)
+    assert out.process.returncode == -signal.SIGKILL
+    assert counts["dropped"] > 0
+    assert tracer.out is out

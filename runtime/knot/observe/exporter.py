@@ -21,8 +21,11 @@ import io
 import json
 import logging
 import os
+import select
+import signal
 import subprocess
 import sys
+import time
 from typing import IO, Any
 
 __all__ = ["ExporterProcess", "SpanOut", "main", "provider_from_env"]
@@ -64,6 +67,7 @@ class ExporterProcess(SpanOut):
         with contextlib.suppress(OSError, AttributeError):  # not Linux: the default size
             fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         self.pending = bytearray()
+        self._queued = 0  # records (whole or in part) in `pending`
         self.sent = 0
         self.dropped = 0
         self._gone = False
@@ -96,6 +100,7 @@ class ExporterProcess(SpanOut):
         self.sent += 1
         if self.pending:  # behind the records still waiting: they go first
             self.pending += frame
+            self._queued += 1
             return
         try:
             written = os.write(self.fd, frame)
@@ -106,6 +111,7 @@ class ExporterProcess(SpanOut):
             return
         if written < len(frame):
             self.pending += frame[written:]
+            self._queued = 1
             self._wait()
 
     def _wait(self) -> None:
@@ -126,6 +132,8 @@ class ExporterProcess(SpanOut):
             self._exited()
             written = len(self.pending)
         del self.pending[:written]
+        if not self.pending:
+            self._queued = 0
         if not self.pending and self._waiting:
             asyncio.get_running_loop().remove_writer(self.fd)
             self._waiting = False
@@ -156,15 +164,23 @@ class ExporterProcess(SpanOut):
     def _finish(self, timeout: float) -> dict[str, int]:
         stdin = self.process.stdin
         assert stdin is not None
-        with contextlib.suppress(OSError):
-            os.set_blocking(self.fd, True)
-            if self.pending and not self._gone:
-                os.write(self.fd, self.pending)
+        deadline = time.monotonic() + timeout
+        while self.pending and not self._gone:  # what waits, unless the child is stuck
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [self.fd], [], left)[1]:
+                self.dropped += self._queued  # what waited (the first maybe partly sent)
+                break
+            try:
+                del self.pending[: os.write(self.fd, self.pending)]
+            except BlockingIOError:
+                continue
+            except OSError:
+                break
         self.pending.clear()
         with contextlib.suppress(OSError):
             stdin.close()
         try:
-            self.process.wait(timeout)
+            self.process.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             log.warning("the span exporter process did not finish in %.0f s; killed", timeout)
             self.process.kill()
@@ -208,6 +224,9 @@ def main(argv: list[str]) -> int:
     from .spans import SpanBuilder, processor_of
 
     salt, stats_fd = argv[0], int(argv[1])
+    # A Ctrl-C at the terminal reaches the whole process group: this process ends when the
+    # runtime ends its input, after exporting what it was sent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(NICE)  # the runtime's work comes first: a busy exporter drops, never slows it
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
