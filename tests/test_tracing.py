@@ -221,6 +221,9 @@ async def test_a_failing_tracer_is_reported_once_and_stops_nothing(
         def child(self, parent: str) -> str:
             raise RuntimeError("tracer bug")
 
+        def resumed(self, events: Any) -> None:
+            raise RuntimeError("tracer bug")
+
         def called(self, *args: Any) -> None:
             raise RuntimeError("tracer bug")
 
@@ -406,9 +409,39 @@ async def test_contexts_made_here_are_version_00_whatever_version_came_in(
     assert request.headers["traceparent"].startswith(f"00-{TRACE_ID}-")
 
 
-def _answer(sent: list[httpx.Request]) -> Any:
+def _answer(sent: list[httpx.Request], status: int = 200) -> Any:
     def receiver(request: httpx.Request) -> httpx.Response:
         sent.append(request)
-        return httpx.Response(200)
+        return httpx.Response(status)
 
     return receiver
+
+
+async def test_deliveries_resumed_after_a_restart_are_traced_under_their_events(
+    project: Path, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    write_config(
+        project,
+        "[delivery]\nattempts = 2\nbackoff = [60.0]\n\n"
+        '[[sinks]]\nname = "hook"\ntype = "webhook"\nevents = "*"\nurl = "http://127.0.0.1:9/h"\n',
+    )
+    refused: list[httpx.Request] = []
+    async with Runtime(project, http_transport=httpx.MockTransport(_answer(refused, 503))) as rt:
+        enable_tracing(rt, provider)
+        event_id = await rt.emit("a", {})
+        await _until(lambda: len(refused) == 1)  # then it waits a minute for its retry
+        event = await rt.get_event(event_id)
+    assert event is not None
+    exporter.clear()
+    sent: list[httpx.Request] = []
+    restarted = Runtime(project, http_transport=httpx.MockTransport(_answer(sent)))
+    enable_tracing(restarted, provider)  # before start, as knot serve does: sinks resume then
+    async with restarted as rt:
+        await _until(lambda: len(sent) == 1)
+        await rt.wait_idle()
+    [deliver] = [s for s in exporter.get_finished_spans() if s.name == "knot deliver"]
+    assert _attr(deliver, "knot.event.id") == event_id
+    assert deliver.parent is not None
+    assert f"{deliver.parent.span_id:016x}" == event.trace[36:52]  # the ingest of run 1
+    assert sent[0].headers["traceparent"] == f"00-{event.trace[3:35]}-{_hex(deliver)}-01"

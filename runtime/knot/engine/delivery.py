@@ -73,6 +73,16 @@ class DeliveryEngine:
             self.hooks.report(tracer, "the tracer")
             return event.trace
 
+    def resumed(self, events: list[Event]) -> None:
+        """Tell the tracer of events a sink resumes from the journal (committed before it
+        was watching): their attempts' spans need them."""
+        tracer = self.hooks.tracer
+        if tracer is not None:
+            try:
+                tracer.resumed(events)
+            except Exception:
+                self.hooks.report(tracer, "the tracer")
+
     def backoff(self, attempt: int) -> float:
         steps = self.settings.backoff
         return steps[min(attempt - 1, len(steps) - 1)] if steps else 0.0

@@ -90,6 +90,11 @@ class Tracer(Protocol):
         starting now (a method call); `parent` itself when sampled out."""
         ...
 
+    def resumed(self, events: list[Event]) -> None:
+        """Events a sink resumes from the journal at start-up (committed before this tracer
+        saw them: their attempts are traced too)."""
+        ...
+
     def called(
         self, method: str, span: str, parent: str, started: float, ended: float, error: str
     ) -> None:

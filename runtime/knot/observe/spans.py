@@ -16,12 +16,14 @@ a method call), so the runtime's share is one C call over values it already has:
                                    int64 bytes) and its other attempts (Attempt fields)
     ("C", method, span, parent, started, ended, error)
                                    a method call, its context and its parent's
+    ("K", rows)                    events a sink resumed from the journal at start-up
+                                   (committed by an earlier run: no ingest span here)
 
 An event's ingest span runs from its `ts` to its commit; an attempt's span id is derived
 (`attempt_key`), its parent is the event's ingest span, a retry links to the first
 attempt. Attempts are matched to their event by journal position: the builder remembers the
-last KEEP events it saw committed; an attempt on an older one (a sink far behind, events of a
-previous run resumed after a restart) has no span, and is counted.
+last KEEP events it saw committed or resumed; an attempt on an older one (a sink far behind)
+has no span, and is counted.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ class SpanBuilder:
             self._attempted(*record[1:])
         elif kind == "C":
             self._called(*record[1:])
+        elif kind == "K":
+            self._resumed(*record[1:])
 
     # -- the three records --------------------------------------------------------------------
 
@@ -126,6 +130,13 @@ class SpanBuilder:
             )
         while len(events) > KEEP:
             del events[next(iter(events))]
+
+    def _resumed(self, rows: Sequence[Any]) -> None:
+        """Events committed before (their ingest spans are a previous run's): known, no span."""
+        for seq, event_id, trace, _depth, _ts, event_type in rows:
+            if is_sampled(trace):
+                context = SpanContext(int(trace[3:35], 16), int(trace[36:52], 16), False, _SAMPLED)
+                self.events[seq] = _Known(event_id, event_type, context, 0)
 
     def _attempted(
         self,

@@ -153,6 +153,11 @@ class OtelTracer:
             return parent
         return with_span(parent, self._span_id())
 
+    def resumed(self, events: list[Event]) -> None:
+        rows = [row for row in map(_ROW, events) if is_sampled(row[2])]
+        if rows:
+            self.out.send(marshal.dumps(("K", rows)))
+
     def called(
         self, method: str, span: str, parent: str, started: float, ended: float, error: str
     ) -> None:
