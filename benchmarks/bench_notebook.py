@@ -9,14 +9,13 @@ waits for). Each side has a baseline measured in the same run on the same runtim
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import Result, percentile
+from .common import Result, environ, percentile
 
 WARMUP = 50
 
@@ -91,22 +90,12 @@ def _in_kernel(project: Path, rounds: int) -> tuple[float, float, float]:
         km.shutdown_kernel(now=True)
 
 
-@contextlib.contextmanager
-def _private_jupyter_dirs(tmp: Path) -> Iterator[None]:
+def _private_jupyter_dirs(tmp: Path) -> contextlib.AbstractContextManager[None]:
     """IPython's profile and Jupyter's connection files in `tmp`, not the user's folders."""
     names = {"IPYTHONDIR": tmp / "ipython", "JUPYTER_RUNTIME_DIR": tmp / "runtime"}
-    saved = {name: os.environ.get(name) for name in names}
-    for name, path in names.items():
+    for path in names.values():
         path.mkdir()
-        os.environ[name] = str(path)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return environ({name: str(path) for name, path in names.items()})
 
 
 def run(quick: bool = False) -> list[Result]:

@@ -26,10 +26,13 @@ async def test_engine_measurements_run_and_check_their_own_counts(tmp_path: Path
 
 
 async def test_observe_measurements_run_in_every_setup(tmp_path: Path) -> None:
-    for index, setup in enumerate(bench_observe.SETUPS.values()):
-        wall, cpu = await bench_observe._pipeline(tmp_path / str(index), 500, 2, setup)
+    for index, (name, setup) in enumerate(bench_observe.SETUPS.items()):
+        wall, cpu, counts = await bench_observe._pipeline(tmp_path / str(index), 500, 2, setup)
         assert wall > 0
         assert cpu > 0
+        if name == "tracing on (all sampled)":  # the exporter process built every span
+            assert counts["built"] == counts["due"] == 500 * 3
+            assert counts["dropped"] == counts["unknown"] == 0
 
 
 async def test_ui_measurements_run_and_check_their_pages(tmp_path: Path) -> None:

@@ -206,38 +206,38 @@ async def test_without_tracing_an_incoming_traceparent_is_passed_on_as_is(projec
     assert "x-knot-parent-id" not in by_type["custom.a"]  # a root event has no parent
 
 
-class Unenterable:
-    def __enter__(self) -> None:
-        raise RuntimeError("tracer bug on enter")
-
-    def __exit__(self, *exc: object) -> None:
-        raise AssertionError("never entered")
-
-
 async def test_a_failing_tracer_is_reported_once_and_stops_nothing(
     project: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken:
-        """Fails everywhere: making spans, and entering those it made."""
+        """Fails everywhere: giving events their context, deriving attempts', calls."""
 
-        def ingest(self, event: Any) -> Any:
+        def ingest(self, trace: str) -> str:
             raise RuntimeError("tracer bug")
 
-        def journaled(self, events: Any) -> None:
+        def delivery(self, event: Any, sink: str, attempt: int) -> str:
             raise RuntimeError("tracer bug")
 
-        def attempt(self, sink: str, event: Any, attempt: int) -> Any:
-            if event.data["n"] % 2:
-                raise RuntimeError("tracer bug")
-            return Unenterable()
-
-        def call(self, method: str) -> Any:
+        def child(self, parent: str) -> str:
             raise RuntimeError("tracer bug")
 
-        def child_trace(self, parent: Any) -> str:
-            return ""
+        def resumed(self, events: Any) -> None:
+            raise RuntimeError("tracer bug")
 
-    async with Runtime(project) as rt:
+        def called(self, *args: Any) -> None:
+            raise RuntimeError("tracer bug")
+
+    write_config(
+        project,
+        '[[sinks]]\nname = "hook"\ntype = "webhook"\nevents = "*"\nurl = "http://127.0.0.1:9/h"\n',
+    )
+    sent: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    async with Runtime(project, http_transport=httpx.MockTransport(receiver)) as rt:
         rt.hooks.tracer = Broken()
         sink = recording("rec", "*")
         await rt.add_sink(sink)
@@ -245,6 +245,7 @@ async def test_a_failing_tracer_is_reported_once_and_stops_nothing(
             await rt.emit("t", {"n": n})
         await rt.wait_idle()
     assert [e.data["n"] for e in sink.events] == list(range(5))
+    assert len(sent) == 5  # the webhook asked the tracer for its header: it went without
     assert sum(1 for r in caplog.records if "the tracer" in r.getMessage()) == 1
 
 
@@ -344,3 +345,103 @@ async def test_root_events_are_sampled_by_the_providers_sampler(project: Path) -
         provider.shutdown()
     assert {s.name for s in found["on"]} == {"knot ingest", "knot deliver"}
     assert found["off"] == ()
+
+
+async def test_batched_deliveries_are_traced_event_by_event(
+    project: Path, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """Tracing no longer turns batching off: events a script sink or a method gets together
+    still each have their attempt's span, and what each raises or calls hangs under it."""
+    provider, exporter = spans
+    _project(project)
+    async with Runtime(
+        project, http_transport=httpx.MockTransport(lambda r: httpx.Response(200))
+    ) as rt:
+        enable_tracing(rt, provider)
+        await _until(lambda: rt.methods.all())
+        placed = await asyncio.gather(*(rt.emit("order.placed", {"n": n}) for n in range(8)))
+        await _until(lambda: len(exporter.get_finished_spans()) >= 8 * 6)
+        await rt.wait_idle()
+        billed = await rt.events("custom.order.billed")
+    finished = exporter.get_finished_spans()
+    delivers = {
+        (_attr(s, "knot.sink"), _attr(s, "knot.event.id")): s
+        for s in finished
+        if s.name == "knot deliver"
+    }
+    ingests = {_attr(s, "knot.event.id"): s for s in finished if s.name == "knot ingest"}
+    assert len(billed) == 8
+    for child in billed:  # each continues the attempt on its own parent
+        ingest = ingests[child.id]
+        assert ingest.parent is not None
+        assert ingest.parent.span_id == delivers["chain", child.parent].context.span_id
+    calls = [s for s in finished if s.name == "knot call"]
+    assert len(calls) == 8
+    assert {c.parent.span_id for c in calls if c.parent is not None} == {
+        delivers["billing.bill", child.id].context.span_id for child in billed
+    }
+    assert set(placed) == {child.parent for child in billed}
+
+
+async def test_contexts_made_here_are_version_00_whatever_version_came_in(
+    project: Path, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    sent: list[httpx.Request] = []
+    write_config(
+        project,
+        '[[sinks]]\nname = "hook"\ntype = "webhook"\nevents = "*"\nurl = "http://127.0.0.1:9/h"\n',
+    )
+    future = f"01-{TRACE_ID}-b7ad6b7169203331-01-whatever-comes-next"
+    async with Runtime(project, http_transport=httpx.MockTransport(_answer(sent))) as rt:
+        enable_tracing(rt, provider)
+        transport = httpx.ASGITransport(app=create_app(rt))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            answer = await http.post("/event", json={"type": "a"}, headers={"traceparent": future})
+        await rt.wait_idle()
+        event = await rt.get_event(answer.json()["id"])
+    assert event is not None
+    [ingest] = [s for s in exporter.get_finished_spans() if s.name == "knot ingest"]
+    assert event.trace == f"00-{TRACE_ID}-{_hex(ingest)}-01"
+    assert ingest.parent is not None
+    assert f"{ingest.parent.span_id:016x}" == "b7ad6b7169203331"
+    [request] = sent
+    assert request.headers["traceparent"].startswith(f"00-{TRACE_ID}-")
+
+
+def _answer(sent: list[httpx.Request], status: int = 200) -> Any:
+    def receiver(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(status)
+
+    return receiver
+
+
+async def test_deliveries_resumed_after_a_restart_are_traced_under_their_events(
+    project: Path, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    write_config(
+        project,
+        "[delivery]\nattempts = 2\nbackoff = [60.0]\n\n"
+        '[[sinks]]\nname = "hook"\ntype = "webhook"\nevents = "*"\nurl = "http://127.0.0.1:9/h"\n',
+    )
+    refused: list[httpx.Request] = []
+    async with Runtime(project, http_transport=httpx.MockTransport(_answer(refused, 503))) as rt:
+        enable_tracing(rt, provider)
+        event_id = await rt.emit("a", {})
+        await _until(lambda: len(refused) == 1)  # then it waits a minute for its retry
+        event = await rt.get_event(event_id)
+    assert event is not None
+    exporter.clear()
+    sent: list[httpx.Request] = []
+    restarted = Runtime(project, http_transport=httpx.MockTransport(_answer(sent)))
+    enable_tracing(restarted, provider)  # before start, as knot serve does: sinks resume then
+    async with restarted as rt:
+        await _until(lambda: len(sent) == 1)
+        await rt.wait_idle()
+    [deliver] = [s for s in exporter.get_finished_spans() if s.name == "knot deliver"]
+    assert _attr(deliver, "knot.event.id") == event_id
+    assert deliver.parent is not None
+    assert f"{deliver.parent.span_id:016x}" == event.trace[36:52]  # the ingest of run 1
+    assert sent[0].headers["traceparent"] == f"00-{event.trace[3:35]}-{_hex(deliver)}-01"

@@ -127,11 +127,6 @@ class Event(NamedTuple):
     def is_system(self) -> bool:
         return self.type in SYSTEM_EVENT_TYPES
 
-    def caused(self, root: str, trace: str) -> Event:
-        """This event with its root and trace context (`_replace` is several times slower,
-        and this is on the ingest path when tracing is on)."""
-        return tuple.__new__(Event, (*self[:_ROOT_FIELD], root, trace))
-
     @property
     def root_id(self) -> str:
         """The first event of this event's chain: its own id when no sink raised it."""
@@ -224,8 +219,6 @@ class Event(NamedTuple):
 
 
 _ACTOR_META: dict[Actor, str] = {}
-_ROOT_FIELD = Event._fields.index("root")  # `root` and `trace` are the last two fields
-assert Event._fields[_ROOT_FIELD:] == ("root", "trace")
 # json.dumps builds a C encoder on every call; events are encoded on the hot path, so build
 # it once (the same object json.JSONEncoder.iterencode makes, with our settings).
 _make = getattr(json.encoder, "c_make_encoder", None)  # None without the C accelerator
@@ -410,11 +403,13 @@ def build_event(
     depth: int = 0,
     parent: str = "",
     system: bool = False,
+    root: str = "",
+    trace: str = "",
 ) -> Event:
     """Validate and build an event (not journaled). External events get `custom.`.
 
     `next_seq` is called last, once everything is valid: a refused event takes no place in
-    the journal's sequence."""
+    the journal's sequence. `root` and `trace` are the runtime's, never a caller's."""
     if system:
         problem = check_type(event_type)
         if problem is not None:
@@ -438,6 +433,8 @@ def build_event(
         tuple(rids) if rids is not None else None,
         parent,
         data_json,
+        root,
+        trace,
     )
 
 

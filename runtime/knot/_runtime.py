@@ -333,25 +333,27 @@ class Runtime(Reads, Redelivery):
         """Validate and build an event (not journaled). External events get `custom.`.
 
         `trace` is a W3C `traceparent` the event continues (from the request that raised it);
-        with tracing on, the event's ingest span is opened here and carried instead."""
-        event = build_event(
+        with tracing on, the event carries its ingest span's context instead, a child of it."""
+        tracer = self.hooks.tracer
+        if tracer is not None:
+            try:
+                trace = tracer.ingest(trace)
+            except Exception:
+                self.hooks.report(tracer, "the tracer")
+        return build_event(
             event_type,
             payload,
             zone=self.config.zone,
             next_seq=self.journal.next_seq,
             max_payload_bytes=self.config.delivery.max_payload_bytes,
+            root=root,
+            trace=trace,
             **options,
         )
-        if root or trace:  # (rare: events sinks raise, requests that carried a traceparent)
-            event = event.caused(root, trace)
-        tracer = self.hooks.tracer
-        if tracer is None:
-            return event
-        try:
-            return tracer.ingest(event)
-        except Exception:
-            self.hooks.report(tracer, "the tracer")
-            return event
+
+    def delivery_trace(self, event: Event, sink: str) -> str:
+        """The `traceparent` `sink`'s attempt on `event` hands on (see DeliveryEngine.trace)."""
+        return self.delivery.trace(event, sink)
 
     async def emit(self, event_type: str, payload: object = None, **options: Any) -> str:
         """Raise a custom event; return its id once it is journaled (durable).
@@ -433,7 +435,6 @@ class Runtime(Reads, Redelivery):
         `delivery.max_depth` are dropped and audited (the id is still returned, so a script
         cannot tell and loop on it)."""
         depth = parent.depth + 1
-        tracer = self.hooks.tracer
         event = self.make_event(
             event_type,
             payload,
@@ -444,7 +445,7 @@ class Runtime(Reads, Redelivery):
             parent=parent.id,
             id=child_event_id(parent, sink, index) if index is not None else None,
             root=parent.root_id,
-            trace=parent.trace if tracer is None else tracer.child_trace(parent),
+            trace=self.delivery_trace(parent, sink),
         )
         if depth > self.config.delivery.max_depth:
             self.record_audit(

@@ -146,6 +146,10 @@ class MethodsHost(Auditor, Emitter, Protocol):
 
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None: ...
 
+    def delivery_trace(self, event: Event, sink: str) -> str:
+        """The `traceparent` `sink`'s attempt on `event` hands on (its method call's parent)."""
+        ...
+
     @property
     def script_libraries(self) -> ScriptLibraries:
         """What answers method scripts' `requests`, `knot.kv` and `knot.secrets`."""

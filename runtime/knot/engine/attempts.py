@@ -216,12 +216,18 @@ class AttemptBatch(NamedTuple):
         ends += [r.seq for r in self.records]
         return min(ends), max(ends)
 
+    def spread(self) -> tuple[float, float]:
+        """(step, each): the run's attempt i started at `started + step * i` and took `each`
+        seconds (the run's time spread evenly, its busy time shared evenly)."""
+        count = len(self.seqs)
+        if not count:
+            return 0.0, 0.0
+        return (self.ended - self.started) / count, self.busy / count
+
     def attempts(self) -> list[Attempt]:
         """Every attempt of the batch as a record: a run's spread over its time, each with
         the run's average duration."""
-        count = len(self.seqs)
-        step = (self.ended - self.started) / count if count else 0.0
-        each = self.busy / count if count else 0.0
+        step, each = self.spread()
         sink, version = self.sink, self.version
         run = [
             Attempt(seq, 1, self.started + step * i, each, DELIVERED, 0, "", (), sink, version)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from .._audit import AuditEntry, AuditKind
@@ -19,7 +18,7 @@ from .._config import DeliverySettings
 from .._events import Event
 from .._exceptions import RuntimeClosed
 from ..sinks.base import Sink
-from .hooks import Hooks, Tracer
+from .hooks import Hooks
 from .journal import Journal
 from .outcomes import DeliveryStatus, Outcome, Tracker
 from .worker import SinkWorker
@@ -63,17 +62,29 @@ class DeliveryEngine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def span(
-        self, tracer: Tracer, sink: str, event: Event, attempt: int
-    ) -> AbstractContextManager[None] | None:
-        """The tracer's span around one attempt (None: nothing to trace); a tracer that fails
-        is reported, never fatal to the delivery."""
+    def trace(self, event: Event, sink: str) -> str:
+        """The `traceparent` `sink`'s attempt on `event` hands on (to a webhook receiver, to
+        the events and method calls it makes): the attempt's own with tracing on, else the
+        one the event carries."""
+        tracer = self.hooks.tracer
+        if tracer is None or not event.trace:
+            return event.trace
+        worker = self.workers.get(sink)
         try:
-            span = tracer.attempt(sink, event, attempt)
+            return tracer.delivery(event, sink, 1 if worker is None else worker.attempt)
         except Exception:
             self.hooks.report(tracer, "the tracer")
-            return None
-        return None if span is None else self.hooks.guard(span)
+            return event.trace
+
+    def resumed(self, events: list[Event]) -> None:
+        """Tell the tracer of events a sink resumes from the journal (committed before it
+        was watching): their attempts' spans need them."""
+        tracer = self.hooks.tracer
+        if tracer is not None:
+            try:
+                tracer.resumed(events)
+            except Exception:
+                self.hooks.report(tracer, "the tracer")
 
     def backoff(self, attempt: int) -> float:
         steps = self.settings.backoff

@@ -37,11 +37,6 @@ class Dispatcher:
     def on_commit(self, events: list[Event], flags: list[bool]) -> None:
         """Queue freshly journaled events (new ones only) for routing, in journal order."""
         hooks = self.hooks
-        if hooks.tracer is not None:
-            try:
-                hooks.tracer.journaled(events)
-            except Exception:
-                hooks.report(hooks.tracer, "the tracer")
         if all(flags):
             self._unrouted.extend(events)
             new = events

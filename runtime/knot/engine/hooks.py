@@ -17,17 +17,18 @@ anything for it, so a point nobody listens to costs one truth test. The points:
     on_call       a method call finished (method, outcome, seconds)
     on_request    the HTTP API answered a request (route template, status, seconds)
 
-`tracer` is the one slot that is not a plain observer: OpenTelemetry (`knot.observe.tracing`)
-must open a span before the work it times and hand its context on (to webhooks, to child
-events), so the engine asks it to, when one is set. None (tracing off) costs a truth test.
+`tracer` is the one slot that is not a plain observer: tracing (`knot.observe.tracing`) gives
+each event its trace context when it is made, and derives the context a delivery attempt
+hands on (to webhooks, to child events), so the engine asks it, when one is set. Spans are
+not made on the event path: the tracer builds them afterwards from what the hooks report.
+None (tracing off) costs a truth test.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .._events import Event
 
@@ -69,27 +70,36 @@ _L = TypeVar("_L", bound=Callable[..., Any])
 
 
 class Tracer(Protocol):
-    """Distributed tracing of the event path (OpenTelemetry when the extra is installed)."""
+    """Distributed tracing of the event path (OpenTelemetry when the extra is installed).
 
-    def ingest(self, event: Event) -> Event:
-        """Open the span of an event's ingest; the event carrying that span's context back."""
+    Every method is called on the event loop and must be cheap: the ingest one runs for each
+    event. What the tracer needs besides (commits, attempts) it takes from the hooks."""
+
+    def ingest(self, trace: str) -> str:
+        """The `traceparent` a new event carries: its ingest span's, a child of `trace` (the
+        context it was raised under, "" for none), or `trace` itself when sampled out."""
         ...
 
-    def journaled(self, events: list[Event]) -> None:
-        """End the ingest spans of events a commit made durable (or found duplicate)."""
+    def delivery(self, event: Event, sink: str, attempt: int) -> str:
+        """The `traceparent` of `sink`'s attempt number `attempt` on `event`: what a webhook
+        sends, and what the events and method calls of that attempt continue."""
         ...
 
-    def attempt(self, sink: str, event: Event, attempt: int) -> AbstractContextManager[None] | None:
-        """A span around one delivery attempt (the current one while it runs); None when
-        there is nothing to trace (a parent sampled out)."""
+    def child(self, parent: str) -> str:
+        """The `traceparent` of a new span under `parent` ("" for a new trace), for work
+        starting now (a method call); `parent` itself when sampled out."""
         ...
 
-    def call(self, method: str) -> AbstractContextManager[None] | None:
-        """A span around one method call; None when there is nothing to trace."""
+    def resumed(self, events: list[Event]) -> None:
+        """Events a sink resumes from the journal at start-up (committed before this tracer
+        saw them: their attempts are traced too)."""
         ...
 
-    def child_trace(self, parent: Event) -> str:
-        """The `traceparent` an event raised while handling `parent` continues."""
+    def called(
+        self, method: str, span: str, parent: str, started: float, ended: float, error: str
+    ) -> None:
+        """A method call ran from `started` to `ended` (epoch seconds) as `span` (made by
+        `child(parent)`); `error` is why it failed ("" when it did not)."""
         ...
 
 
@@ -196,11 +206,6 @@ class Hooks:
             except Exception:
                 self._report(listener, "an on_request listener")
 
-    def guard(self, span: AbstractContextManager[None]) -> AbstractContextManager[None]:
-        """The tracer's `span`, guarded: a tracer that fails to open or close it is reported
-        once and the work inside goes on without it."""
-        return _GuardedSpan(self, span)
-
     def report(self, what: object, name: str) -> None:
         """Log a failure of `what` (the tracer, say) once; the caller goes on without it."""
         self._report(what, name)
@@ -214,34 +219,3 @@ class Hooks:
             what,
             getattr(listener, "__qualname__", repr(listener)),
         )
-
-
-class _GuardedSpan:
-    """A span whose every failure is the tracer's problem, never the traced work's."""
-
-    __slots__ = ("_hooks", "_inner", "_span")
-
-    def __init__(self, hooks: Hooks, span: AbstractContextManager[None]) -> None:
-        self._hooks = hooks
-        self._span = span
-        self._inner: AbstractContextManager[None] | None = None
-
-    def __enter__(self) -> None:
-        try:
-            inner = self._span
-            inner.__enter__()
-        except Exception:
-            self._hooks.report(self._hooks.tracer, "the tracer")
-            return
-        self._inner = inner
-
-    def __exit__(self, kind: Any, value: Any, traceback: Any) -> Literal[False]:
-        inner, self._inner = self._inner, None
-        if inner is None:
-            return False
-        try:
-            inner.__exit__(kind, value, traceback)
-        except Exception as exc:
-            if exc is not value:  # the tracer's own failure; the work's goes on up as it was
-                self._hooks.report(self._hooks.tracer, "the tracer")
-        return False

@@ -167,13 +167,16 @@ class SinkRegistry:
         else:
             self._router.discard(spec.name)
         if cursor is not None and self._backlog is not None and cursor < delivery.last_routed:
-            restored = 0
+            restored: list[Event] = []
             for event in self._backlog(spec.name, cursor, delivery.last_routed):
                 if self._router.accepts(spec.name, event):
                     delivery.restore(worker, event)
-                    restored += 1
+                    restored.append(event)
             if restored:
-                log.info("%s: resuming %d undelivered events from the journal", spec.name, restored)
+                log.info(
+                    "%s: resuming %d undelivered events from the journal", spec.name, len(restored)
+                )
+                delivery.resumed(restored)
         return worker
 
     def _park(self, item: SinkSpec | Sink) -> None:

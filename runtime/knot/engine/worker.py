@@ -11,7 +11,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from time import time
 from typing import Any, Protocol
@@ -23,7 +22,7 @@ from .._exceptions import DeliveryFailed
 from .._logtext import loggable
 from ..sinks.base import BatchResult, DeliveryResult, Sink
 from .attempts import Attempt, said
-from .hooks import Hooks, Tracer
+from .hooks import Hooks
 from .journal import Journal
 from .outcomes import DeliveryStatus, Outcome, Tracker
 from .recorder import AttemptRecorder, spread
@@ -45,10 +44,6 @@ class WorkerHost(Protocol):
     sleep: Callable[[float], Awaitable[None]]  # backoff waits (a test clock's, or asyncio's)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
-
-    def span(
-        self, tracer: Tracer, sink: str, event: Event, attempt: int
-    ) -> AbstractContextManager[None] | None: ...
 
     def backoff(self, attempt: int) -> float: ...
 
@@ -87,6 +82,9 @@ class SinkWorker:
     stopping: bool = False  # no new events, no retries: `stop` waits for the attempt in flight
     attempting: bool = False  # a delivery attempt is in flight (not a backoff, not idle)
     interrupted: bool = False  # `stop` cancelled an attempt in flight (its outcome unknown)
+    # The number of the attempt in flight: 1 but during a retry (a batch is all first
+    # attempts). Tracing derives the attempt's context from it when a sink hands it on.
+    attempt: int = 1
     _retired: list[Sink] = field(default_factory=list)
     recorder: AttemptRecorder = field(init=False)  # attempts on their way to the journal
 
@@ -164,14 +162,10 @@ class SinkWorker:
         try:
             while not self.stopping:
                 recorder.resume()
-                # Read once per wake-up: tracing turned on applies from the next.
-                tracer = hooks.tracer
                 name = self.name
                 while queue and not self.stopping:
                     limit = self.sink.max_batch
-                    # A span per attempt needs one attempt at a time: tracing turns batching
-                    # off.
-                    if limit > 1 and len(queue) > 1 and tracer is None:
+                    if limit > 1 and len(queue) > 1:
                         inflight.extend(queue.popleft() for _ in range(min(limit, len(queue))))
                         await self._deliver_batch(list(inflight))
                         recorder.restart(time())
@@ -182,12 +176,7 @@ class SinkWorker:
                         self.attempting = True
                         sink = self.sink  # the version that runs it, even if replaced meanwhile
                         try:
-                            span = None if tracer is None else engine.span(tracer, name, event, 1)
-                            if span is None:
-                                result = await sink.deliver(event)
-                            else:
-                                with span:
-                                    result = await sink.deliver(event)
+                            result = await sink.deliver(event)
                         except asyncio.CancelledError:
                             raise
                         except Exception as exc:
@@ -399,19 +388,12 @@ class SinkWorker:
             if attempt == 1 and first_error is not None:
                 error = first_error
             else:
-                tracer = engine.hooks.tracer
                 started = time()
                 self.attempting = True
+                self.attempt = attempt
                 sink = self.sink
                 try:
-                    span = (
-                        None if tracer is None else engine.span(tracer, self.name, event, attempt)
-                    )
-                    if span is None:
-                        result = await sink.deliver(event)
-                    else:
-                        with span:
-                            result = await sink.deliver(event)
+                    result = await sink.deliver(event)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -423,6 +405,7 @@ class SinkWorker:
                     )
                 finally:
                     self.attempting = False
+                    self.attempt = 1
             self.stats.last_error = error
             log.warning(
                 "%s ✗ %s %s (attempt %d/%d): %s",

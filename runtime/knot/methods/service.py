@@ -16,7 +16,6 @@ too when exactly one script declares it (`script.method` is tried first).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -40,13 +39,13 @@ from ..sinks.script import encode_event
 from ..types import MethodsHost
 from .calls import CallContext, CallResult, RemoteMethods, directives_of, encode_params, failed
 from .declarations import MethodInfo
+from .observed import CallReport
 from .rpc import Handler
 from .workers import MethodLoad, MethodScript, MethodWorkers
 
 __all__ = ["CallResult", "MethodInfo", "MethodLoad", "Methods", "RemoteMethods"]
 
 log = logging.getLogger("knot.methods")
-_NOTHING = contextlib.nullcontext()
 
 
 class Methods:
@@ -54,6 +53,7 @@ class Methods:
 
     def __init__(self, runtime: MethodsHost) -> None:
         self.runtime = runtime
+        self.report = CallReport(runtime)
         self.workers = MethodWorkers(
             runtime,
             serve=self._serve,
@@ -238,8 +238,12 @@ class Methods:
             script.errors += 1
             failure = self._transport_failure(info, timeout, exc, stopping=worker.closing)
             done = len(finished)
-            self._called(info.full_name, "error", time.time() - started)
             times = (*finished, time.time())
+            if done < len(events):  # the call that was running when the batch broke
+                at = finished[-1] if finished else started
+                self.report.one_of_batch(
+                    info.full_name, sink.name, events[done], at, times[-1], failure.message
+                )
             return BatchResult([None] * done, done, failure.message, finished=times)
         results: list[DeliveryResult | None] = []
         previous = started
@@ -249,11 +253,11 @@ class Methods:
             self._print(info.full_name, event, output)
             end = finished[index] if index < len(finished) else time.time()
             ok = bool(outcome.get("ok"))
-            self._called(info.full_name, "ok" if ok else "error", end - previous)
+            error = "" if ok else str((outcome.get("error") or {}).get("message") or "failed")
+            self.report.one_of_batch(info.full_name, sink.name, event, previous, end, error)
             previous = end
             if not ok:
                 script.errors += 1
-                error = str((outcome.get("error") or {}).get("message") or "failed")
                 return BatchResult(results, len(results), error, output, tuple(finished))
             results.append(self._delivered(sink, outcome, output))
         if len(results) < len(events):
@@ -328,30 +332,21 @@ class Methods:
                 {"reason": "unavailable", "state": script.state.value},
             )
         remaining = max(timeout - (time.monotonic() - started), 0.001)
-        hooks = self.runtime.hooks
-        span = None if hooks.tracer is None else self._span(info)
+        trace = self.report.begin(event, info.full_name)
+        token = CURRENT_TRACE.set(trace[1]) if trace[1] else None  # what the call raises
         started = time.time()
-        with span or _NOTHING:
-            try:
-                done = await self._call(
-                    info, script, worker, params, event, owner, actor, remaining, timeout
-                )
-            except MethodFailed:
-                self._called(info.full_name, "error", time.time() - started)
-                raise
-        self._called(info.full_name, "ok", time.time() - started)
-        return done
-
-    def _span(self, info: MethodInfo) -> contextlib.AbstractContextManager[None] | None:
-        """The tracer's span around a call; a tracer that fails is reported, not fatal."""
-        hooks = self.runtime.hooks
         try:
-            assert hooks.tracer is not None
-            span = hooks.tracer.call(info.full_name)
-        except Exception:
-            hooks.report(hooks.tracer, "the tracer")
-            return None
-        return None if span is None else hooks.guard(span)
+            done = await self._call(
+                info, script, worker, params, event, owner, actor, remaining, timeout
+            )
+        except MethodFailed as exc:
+            self.report.end(info.full_name, started, time.time(), exc.message or "failed", trace)
+            raise
+        finally:
+            if token is not None:
+                CURRENT_TRACE.reset(token)
+        self.report.end(info.full_name, started, time.time(), "", trace)
+        return done
 
     async def _call(
         self,
@@ -490,11 +485,6 @@ class Methods:
                 options["actor"] = context.actor
             event_id = await self.runtime.emit(event_type, payload, **options)
         return {"id": event_id}
-
-    def _called(self, method: str, outcome: str, seconds: float) -> None:
-        hooks = self.runtime.hooks
-        if hooks.call_listeners:
-            hooks.called(method, outcome, seconds)
 
     def _print(self, name: str, event: Event | None, lines: tuple[str, ...]) -> None:
         if not lines:

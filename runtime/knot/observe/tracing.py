@@ -3,61 +3,58 @@
 A span per ingest (an event raised, until its journal commit), per delivery attempt (a retry
 links to the first attempt) and per method call. Context travels as W3C `traceparent`: an
 ingress request's header is the ingest span's parent; the event carries its ingest span's
-context (`Event.trace`, journaled), so its deliveries are children of it; a delivery attempt's
-span is current while the sink runs, so a webhook sends it and an event the sink raises
-continues it.
+context (`Event.trace`, journaled), so its deliveries are children of it; an attempt's context
+is what a webhook sends and what the events it raises continue.
 
-`knot serve` turns tracing on from the standard environment (`enable_from_env`): tracing is on
-when OTEL_TRACES_EXPORTER or an OTLP endpoint variable is set and OTEL_SDK_DISABLED is not
-true; the SDK itself reads the rest (OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_*).
-In Python, `enable_tracing(runtime, provider)` takes any TracerProvider (tests hand it one with
-the SDK's in-memory exporter). Off, the runtime's tracer slot is None and the event path pays
-one truth test per hook point.
+No span is made on the event path. An SDK span costs more CPU than a whole journaled event, so
+the runtime only gives each event its context (ids drawn in bulk), derives an attempt's context
+where it is handed on (`attempt_key`: the event's ingest span id XOR a hash of sink and
+number), and sends what it records anyway (each commit's events, each sink's batch of attempts
+with their times, each method call) as records, one per commit or batch. Spans are built from
+those records (`spans.SpanBuilder`), with their real times, in the exporter process that `knot
+serve` starts (`exporter.py`), which drops rather than ever slowing delivery, or in-process for
+a TracerProvider handed to `enable_tracing` (tests, embedding).
+
+Sampling is decided here, from the configured sampler, when the context is made: parent-based
+(the default) follows the sampled flag of the context an event continues; a trace's root is
+decided by its trace id (ratio sampling as the specification defines it). An event sampled
+out carries its context with flags 00, and nothing is recorded for it.
+
+`knot serve` turns tracing on from the standard environment (`enable_from_env`): when
+OTEL_TRACES_EXPORTER or an OTLP endpoint variable is set and OTEL_SDK_DISABLED is not true.
+Off, the runtime's tracer slot is None and the event path pays one truth test per hook point.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+import marshal
+import operator
+import os
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._env import otel_exporters_from_env
 from .._events import Event
 from .._exceptions import KnotError
-from .._tracecontext import CURRENT_TRACE
+from .._tracecontext import attempt_key, attempt_span_id, is_sampled, with_span
+from ..engine.attempts import AttemptBatch
 from ..engine.hooks import Hooks
+from .exporter import ExporterProcess, SpanOut
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span, SpanContext, TracerProvider
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["OtelTracer", "disable_tracing", "enable_from_env", "enable_tracing"]
 
 log = logging.getLogger("knot.tracing")
-INSTRUMENTATION = "knot-runtime"
-MAX_OPEN = 100_000  # open ingest spans and first-attempt contexts kept (oldest go first)
-
-
-class _PinnedIds:
-    """The SDK tracer's id generator, handing out one trace id drawn (and sampled) before."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.pinned = 0
-
-    def __getattr__(self, name: str) -> Any:  # what else the SDK asks (is_trace_id_random)
-        return getattr(self.inner, name)
-
-    def generate_span_id(self) -> int:
-        return int(self.inner.generate_span_id())
-
-    def generate_trace_id(self) -> int:
-        if self.pinned:
-            value, self.pinned = self.pinned, 0
-            return value
-        return int(self.inner.generate_trace_id())
+POOL = 512  # contexts drawn at once (one urandom call, formatted in one comprehension)
+PARENTS_MAX = 100_000  # ingest parents waiting for their commit (a store failing)
+# A commit's row of an event: (seq, id, trace, depth, ts, type), picked in C.
+_ROW = operator.itemgetter(
+    *(Event._fields.index(f) for f in ("seq", "id", "trace", "depth", "ts", "type"))
+)
 
 
 class _HasHooks(Protocol):
@@ -65,236 +62,208 @@ class _HasHooks(Protocol):
     def hooks(self) -> Hooks: ...
 
 
-def _traceparent(context: SpanContext) -> str:
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+class Sampling:
+    """A sampler's decisions, taken from the trace id as the specification defines them for
+    the SDK's samplers (so a context is decided before anything is made)."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+        self.parent_based = type(sampler).__name__ == "ParentBased" or hasattr(sampler, "_root")
+        self.root = getattr(sampler, "_root", sampler) if self.parent_based else sampler
+        decision = getattr(self.root, "_decision", None)  # a StaticSampler's
+        self.always: bool | None = decision.is_sampled() if decision is not None else None
+        bound = getattr(self.root, "bound", None)
+        self.bound: int | None = bound if isinstance(bound, int) else None
+        # Every root sampled: a commit's rows need no filtering here.
+        self.every = self.always is True
+
+    def decide(self, trace_id: str) -> bool:
+        """Whether a trace (32 hex digits) without a sampled parent is sampled."""
+        if self.bound is not None:  # TraceIdRatioBased: the low 64 bits under the bound
+            return int(trace_id[16:], 16) < self.bound
+        if self.always is not None:
+            return self.always
+        result = self.sampler.should_sample(None, int(trace_id, 16), "knot ingest")
+        return bool(result.decision.is_sampled())
 
 
 class OtelTracer:
-    """The runtime's Tracer (engine/hooks.py) over an OpenTelemetry TracerProvider."""
+    """The runtime's Tracer (engine/hooks.py): contexts now, records to `out` for spans later."""
 
-    def __init__(self, provider: TracerProvider) -> None:
-        from opentelemetry import trace
+    def __init__(self, sampler: Any, out: SpanOut, salt: str) -> None:
+        self.sampling = Sampling(sampler)
+        self.out = out
+        self.salt = salt
+        self._pool: list[str] = []  # fresh root contexts, decided
+        self._parents: list[tuple[str, str]] = []  # (ingest span id, context it continues)
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._keys: dict[tuple[str, int], int] = {}  # (sink, attempt) → its attempt_key
 
-        self.provider = provider
-        self._trace = trace
-        self._tracer = provider.get_tracer(INSTRUMENTATION)
-        self._ingests: OrderedDict[str, Span] = OrderedDict()  # event id → open ingest span
-        self._firsts: OrderedDict[tuple[str, str], SpanContext] = OrderedDict()
-        self._current: dict[str, str] = {}  # event id → its attempt span in flight
-        self._contexts: OrderedDict[str, Any] = OrderedDict()  # traceparent → its Context
-        self._sampler = getattr(self._tracer, "sampler", None)  # the SDK's; None otherwise
-        self._parent_based = type(self._sampler).__name__ == "ParentBased"
-        self._root_sampler = getattr(self._sampler, "_root", None) if self._parent_based else None
-        decision = getattr(self._root_sampler, "_decision", None)  # a StaticSampler's
-        self._always: bool | None = decision.is_sampled() if decision is not None else None
-        self._ids: _PinnedIds | None = None
-        if self._sampler is not None and hasattr(self._tracer, "id_generator"):
-            # This tracer object is ours alone (get_tracer makes a new one): a root's trace id
-            # is drawn here, so the sampler can be asked before any span is made.
-            self._ids = _PinnedIds(self._tracer.id_generator)
-            self._tracer.id_generator = self._ids
+    def attach(self, hooks: Hooks) -> OtelTracer:
+        self._unsubscribe = [hooks.on_journaled(self._journaled), hooks.on_attempt(self._attempts)]
+        hooks.tracer = self
+        return self
 
-    def _parent(self, traceparent: str) -> Any:
-        """The OpenTelemetry context of a (valid) traceparent; built once per value (an
-        event's deliveries to ten sinks share one), without the propagator's parsing."""
-        if not traceparent:
-            return None
-        found = self._contexts.get(traceparent)
-        if found is None:
-            trace = self._trace
-            context = trace.SpanContext(
-                int(traceparent[3:35], 16),
-                int(traceparent[36:52], 16),
-                True,
-                trace.TraceFlags(int(traceparent[53:55], 16)),
-            )
-            found = trace.set_span_in_context(trace.NonRecordingSpan(context))
-            self._contexts[traceparent] = found
-            if len(self._contexts) > 4096:
-                self._contexts.popitem(last=False)
-        return found
+    def detach(self, hooks: Hooks) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        if hooks.tracer is self:
+            hooks.tracer = None
 
-    def _sampled_out(self, traceparent: str) -> bool:
-        """With a parent-based sampler (the default), a parent sampled out decides for its
-        children: no span is made for them (an SDK span costs about 10 µs of CPU, more than
-        a whole event here), and its context goes on as it is."""
-        return self._parent_based and bool(traceparent) and not int(traceparent[-1], 16) & 1
+    async def close(self) -> dict[str, int]:
+        """Stop sending; with an exporter process, wait for it to export what it has. The
+        counts: records sent and dropped, spans built, attempts without their event."""
+        return await self.out.close()
 
-    def _root_sampled_out(self) -> str:
-        """For an event without a parent: a trace of its own, sampled out ("": sampled in,
-        and its trace id is pinned for the span about to be made)."""
-        if self._sampler is None or self._ids is None:
-            return ""
-        trace_id = random.getrandbits(128) or 1
-        if self._root_decides(trace_id):
-            self._ids.pinned = trace_id
-            return ""
-        return f"00-{trace_id:032x}-{random.getrandbits(64) or 1:016x}-00"
+    # -- the Tracer protocol (on the event loop) -----------------------------------------------
 
-    def _root_decides(self, trace_id: int) -> bool:
-        """Whether a trace without a parent is sampled. The SDK's samplers for a root are
-        asked through their context machinery (about 3 µs an event): the two the
-        specification defines by the trace id alone are answered here the same way."""
-        root = self._root_sampler
-        bound = getattr(root, "bound", None)
-        if isinstance(bound, int):  # TraceIdRatioBased: the low 64 bits under the bound
-            return trace_id & 0xFFFFFFFFFFFFFFFF < bound
-        if self._always is not None:  # ALWAYS_ON, ALWAYS_OFF
-            return self._always
-        assert self._sampler is not None
-        return bool(
-            self._sampler.should_sample(None, trace_id, "knot ingest").decision.is_sampled()
+    def ingest(self, trace: str) -> str:
+        if not trace:
+            pool = self._pool
+            return pool.pop() if pool else self._draw()
+        if self.sampling.parent_based:
+            if not is_sampled(trace):
+                return trace  # the caller's context goes on; no span
+        elif not self.sampling.decide(trace[3:35]):
+            return trace
+        span = self._span_id()
+        self._parents.append((span, trace))
+        if len(self._parents) > PARENTS_MAX:
+            del self._parents[: PARENTS_MAX // 2]
+        return with_span(trace, span, "01")
+
+    def delivery(self, event: Event, sink: str, attempt: int) -> str:
+        trace = event.trace
+        if not is_sampled(trace):
+            return trace
+        key = self._keys.get((sink, attempt))
+        if key is None:
+            if len(self._keys) > 4096:
+                self._keys.clear()
+            key = self._keys[sink, attempt] = attempt_key(self.salt, sink, attempt)
+        span = attempt_span_id(int(trace[36:52], 16), key)
+        return with_span(trace, f"{span:016x}")
+
+    def child(self, parent: str) -> str:
+        if not parent:
+            pool = self._pool
+            return pool.pop() if pool else self._draw()
+        if not is_sampled(parent):
+            return parent
+        return with_span(parent, self._span_id())
+
+    def resumed(self, events: list[Event]) -> None:
+        rows = [row for row in map(_ROW, events) if is_sampled(row[2])]
+        if rows:
+            self.out.send(marshal.dumps(("K", rows)))
+
+    def called(
+        self, method: str, span: str, parent: str, started: float, ended: float, error: str
+    ) -> None:
+        if is_sampled(span):
+            self.out.send(marshal.dumps(("C", method, span, parent, started, ended, error)))
+
+    # -- listeners (once per commit, once per batch of attempts) ------------------------------
+
+    def _journaled(self, events: list[Event]) -> None:
+        rows = list(map(_ROW, events))
+        if not self.sampling.every:
+            rows = [row for row in rows if is_sampled(row[2])]
+        parents, self._parents = self._parents, []
+        if rows or parents:
+            self.out.send(marshal.dumps(("J", time.time(), rows, parents)))
+
+    def _attempts(self, batch: AttemptBatch) -> None:
+        records = [record[:8] for record in batch.records]
+        seqs = batch.seqs.tobytes()
+        self.out.send(
+            marshal.dumps(("A", batch.sink, batch.started, batch.ended, batch.busy, seqs, records))
         )
 
-    def ingest(self, event: Event) -> Event:
-        if event.trace:
-            if self._sampled_out(event.trace):
-                return event
+    # -- ids ------------------------------------------------------------------------------------
+
+    def _draw(self) -> str:
+        """POOL new root contexts at once (ids from one urandom call), decided; one of them."""
+        digits = os.urandom(24 * POOL).hex()
+        spans = range(0, len(digits), 48)
+        if self.sampling.every:
+            pool = [f"00-{digits[i : i + 32]}-{digits[i + 32 : i + 48]}-01" for i in spans]
         else:
-            unsampled = self._root_sampled_out()
-            if unsampled:
-                return event.caused(event.root, unsampled)
-        span = self._tracer.start_span(
-            "knot ingest",
-            context=self._parent(event.trace),
-            kind=self._trace.SpanKind.PRODUCER,
-            attributes={
-                "knot.event.id": event.id,
-                "knot.event.type": event.type,
-                "knot.event.depth": event.depth,
-            },
-        )
-        self._ingests[event.id] = span
-        if len(self._ingests) > MAX_OPEN:  # commits that never came (a store failing)
-            self._ingests.popitem(last=False)[1].end()
-        return event.caused(event.root, _traceparent(span.get_span_context()))
+            decide = self.sampling.decide
+            pool = [
+                f"00-{digits[i : i + 32]}-{digits[i + 32 : i + 48]}-"
+                f"{'01' if decide(digits[i : i + 32]) else '00'}"
+                for i in spans
+            ]
+        self._pool = pool
+        return pool.pop()
 
-    def journaled(self, events: list[Event]) -> None:
-        ingests = self._ingests
-        if not ingests:
-            return
-        for event in events:
-            span = ingests.pop(event.id, None)
-            if span is not None:
-                span.set_attribute("knot.event.seq", event.seq)
-                span.end()
+    def _span_id(self) -> str:
+        pool = self._pool
+        return (pool.pop() if pool else self._draw())[36:52]
 
-    def attempt(self, sink: str, event: Event, attempt: int) -> AbstractContextManager[None] | None:
-        if self._sampled_out(event.trace):
-            return None  # webhooks send, and children continue, the event's own context
-        return self._attempt(sink, event, attempt)
 
-    @contextmanager
-    def _attempt(self, sink: str, event: Event, attempt: int) -> Iterator[None]:
-        key = (sink, event.id)
-        first = self._firsts.get(key) if attempt > 1 else None
-        links = [self._trace.Link(first)] if first is not None else None
-        span = self._tracer.start_span(
-            "knot deliver",
-            context=self._parent(event.trace),
-            kind=self._trace.SpanKind.CONSUMER,
-            links=links,
-            attributes={
-                "knot.sink": sink,
-                "knot.event.id": event.id,
-                "knot.event.type": event.type,
-                "knot.attempt": attempt,
-            },
-        )
-        context = span.get_span_context()
-        if attempt == 1:
-            self._firsts[key] = context
-            if len(self._firsts) > MAX_OPEN:
-                self._firsts.popitem(last=False)
-        traceparent = _traceparent(context)
-        token = CURRENT_TRACE.set(traceparent)
-        self._current[event.id] = traceparent
-        try:
-            yield
-        except Exception as exc:
-            span.record_exception(exc)
-            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, str(exc)[:500]))
-            raise
-        else:
-            self._firsts.pop(key, None)  # delivered: no retry will link to it
-        finally:
-            if self._current.get(event.id) == traceparent:
-                del self._current[event.id]
-            CURRENT_TRACE.reset(token)
-            span.end()
+class _InProcess(SpanOut):
+    """Records built into spans at once, in this process (a provider handed to us)."""
 
-    def call(self, method: str) -> AbstractContextManager[None] | None:
-        if self._sampled_out(CURRENT_TRACE.get()):
-            return None
-        return self._call(method)
+    def __init__(self, provider: TracerProvider, salt: str) -> None:
+        from .spans import SpanBuilder, processor_of
 
-    @contextmanager
-    def _call(self, method: str) -> Iterator[None]:
-        span = self._tracer.start_span(
-            "knot call",
-            context=self._parent(CURRENT_TRACE.get()),
-            kind=self._trace.SpanKind.SERVER,
-            attributes={"knot.method": method},
-        )
-        token = CURRENT_TRACE.set(_traceparent(span.get_span_context()))
-        try:
-            yield
-        except Exception as exc:
-            span.record_exception(exc)
-            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, str(exc)[:500]))
-            raise
-        finally:
-            CURRENT_TRACE.reset(token)
-            span.end()
+        self.builder = SpanBuilder(processor_of(provider), provider.resource, salt)
 
-    def child_trace(self, parent: Event) -> str:
-        return self._current.get(parent.id) or parent.trace
+    def send(self, payload: bytes) -> None:
+        self.builder.feed(payload)
+
+    async def close(self) -> dict[str, int]:
+        return {"built": self.builder.built, "unknown": self.builder.unknown}
+
+
+def _salt() -> str:
+    return os.urandom(8).hex()
 
 
 def enable_tracing(runtime: _HasHooks, provider: TracerProvider | None = None) -> OtelTracer:
-    """Trace `runtime` through `provider` (default: OpenTelemetry's global provider)."""
+    """Trace `runtime` into `provider`, an SDK TracerProvider (default: OpenTelemetry's global
+    one): its sampler decides, its span processors get the spans, built in this process."""
     try:
         from opentelemetry import trace
     except ImportError:
         raise KnotError("Tracing needs OpenTelemetry: pip install 'knot-runtime[otel]'.") from None
-    tracer = OtelTracer(provider or trace.get_tracer_provider())
-    runtime.hooks.tracer = tracer
-    return tracer
+    chosen: Any = provider or trace.get_tracer_provider()
+    if not hasattr(chosen, "_active_span_processor") or not hasattr(chosen, "sampler"):
+        raise KnotError(
+            f"Tracing needs an OpenTelemetry SDK TracerProvider, not {type(chosen).__name__}: "
+            "pass one to enable_tracing, or set the OTEL_* variables for knot serve."
+        )
+    salt = _salt()
+    return OtelTracer(chosen.sampler, _InProcess(chosen, salt), salt).attach(runtime.hooks)
 
 
 def disable_tracing(runtime: _HasHooks) -> None:
+    tracer = runtime.hooks.tracer
+    if isinstance(tracer, OtelTracer):
+        tracer.detach(runtime.hooks)
     runtime.hooks.tracer = None
 
 
 def enable_from_env(runtime: _HasHooks) -> OtelTracer | None:
-    """Tracing as the OTEL_* environment asks (None: it does not). Spans are exported by a
-    batch processor per exporter named in OTEL_TRACES_EXPORTER (`otlp`, the default when only
-    an endpoint is set; `console`; `none`); shut the provider down to flush them."""
+    """Tracing as the OTEL_* environment asks (None: it does not), its spans built and
+    exported by an exporter process (see exporter.py); `await tracer.close()` at the end
+    exports the rest."""
     exporters = otel_exporters_from_env()
     if exporters is None:
         return None
     try:
-        from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider as SdkProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
     except ImportError:
         log.warning(
             "OTEL_* variables ask for tracing, but OpenTelemetry is not installed: "
             "pip install 'knot-runtime[otel]'; tracing stays off"
         )
         return None
-    resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
-    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
-        resource = resource.merge(Resource({"service.name": "knot"}))  # unless named there
-    provider = SdkProvider(resource=resource)
-    for name in exporters:
-        if name == "console":
-            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-        elif name == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        elif name != "none":
-            log.warning("OTEL_TRACES_EXPORTER names %r, which knot does not know; ignored", name)
+    sampler = SdkProvider(shutdown_on_exit=False).sampler  # as OTEL_TRACES_SAMPLER(_ARG) say
+    salt = _salt()
+    out = ExporterProcess(salt)
     log.info("tracing with OpenTelemetry (exporters: %s)", ", ".join(exporters))
-    return enable_tracing(runtime, provider)
+    return OtelTracer(sampler, out, salt).attach(runtime.hooks)

@@ -104,6 +104,9 @@ class ScratchHost:
         self.emitted.append(EmittedEvent(full_type, payload, event_id, parent.id))
         return event_id
 
+    def delivery_trace(self, event: Event, sink: str) -> str:
+        return event.trace  # nothing is traced: a dry run's requests carry the event's own
+
     def sink_output(self, sink: str, event: Event, lines: tuple[str, ...]) -> None:
         self.output.extend(lines)
 

@@ -198,10 +198,14 @@ async def serve(
             await app.state.ui.sampler.stop()
     finally:
         await runtime.stop()
-        if tracing is not None:
-            shutdown = getattr(tracing.provider, "shutdown", None)
-            if shutdown is not None:  # exports the spans still batched
-                await asyncio.to_thread(shutdown)
+        if tracing is not None:  # the exporter process exports what it still holds
+            counts = await tracing.close()
+            if counts.get("dropped"):
+                log.warning(
+                    "tracing dropped %d of %d span records (the exporter was behind)",
+                    counts["dropped"],
+                    counts["dropped"] + counts.get("sent", 0),
+                )
 
 
 is_loopback = is_loopback_host

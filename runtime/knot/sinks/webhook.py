@@ -36,7 +36,6 @@ from .._events import Event
 from .._exceptions import DeliveryFailed, TemplateError
 from .._json import JSONObject
 from .._sinkspec import SinkSpec, masked_url
-from .._tracecontext import CURRENT_TRACE
 from ..templates.syntax import DEFAULT_TEMPLATE, Template
 from .base import DeliveryResult, Sink, SinkHost
 from .webhook_http import WebhookClients
@@ -191,8 +190,9 @@ class WebhookSink(Sink):
         }
         if event.parent:
             headers["X-Knot-Parent-Id"] = event.parent
-        # The delivery attempt's span when tracing is on, else the context the event carries.
-        traceparent = CURRENT_TRACE.get() or event.trace
+        # The delivery attempt's context when tracing is on, else the one the event carries.
+        host = self.host
+        traceparent = event.trace if host is None else host.delivery_trace(event, self.name)
         if traceparent:
             headers["traceparent"] = traceparent
         headers.update(self.headers)
