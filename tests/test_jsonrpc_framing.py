@@ -32,6 +32,8 @@ from knot._jsonrpc import (
     error_response,
     notification,
     notification_text,
+    plain_result_index,
+    plain_result_line,
     request,
     request_id_of,
     request_text,
@@ -208,3 +210,32 @@ def test_sandbox_workers_import_nothing_of_the_runtime() -> None:
     allowed = {"knot", "knot._json", "knot._jsonrpc", "knot.sandbox", "knot.sandbox.worker"}
     outside = [m for m in out if m not in allowed and not m.startswith("knot.sandbox.worker.")]
     assert outside == []
+
+
+@given(index=st.integers(min_value=0, max_value=10**9 - 1))
+def test_a_plain_result_line_is_the_result_notification_and_reads_back(index: int) -> None:
+    line = plain_result_line(index)
+    assert line.endswith(b"\n")
+    text = notification_text("result", f'{{"index":{index}}}')
+    assert line == encode_line(text)
+    assert decode_line(line[:-1]) == notification("result", {"index": index})
+    assert plain_result_index(line[:-1]) == index
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":1,"output":["x"]}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":-1}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":1.5}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":"1"}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":12345678901}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":1}} ',
+        b'{"jsonrpc":"2.0","method":"emit","params":{"index":1}}',
+        b'{"jsonrpc":"2.0","id":"w1","method":"result","params":{"index":1}}',
+    ],
+)
+def test_any_other_line_is_no_plain_result(line: bytes) -> None:
+    """Everything but the exact shape is decoded as JSON (and redacted) as before."""
+    assert plain_result_index(line) is None

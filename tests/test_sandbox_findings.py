@@ -472,3 +472,30 @@ async def test_lone_surrogates_from_a_script_end_nothing(tmp_path: Path) -> None
         )
         with pytest.raises(Exception, match="lone surrogate"):
             await rt.emit("direct", {"a": "\ud800"})
+
+
+async def test_each_event_of_a_batch_has_the_whole_timeout() -> None:
+    """The run's clock starts over as each event finishes (the runtime moves its deadline at
+    each result): three events of 0.3 s fit a 0.5 s timeout; one of 0.8 s does not, and the
+    events before it stay reported."""
+    worker = await WorkerProcess.spawn(memory_mb=64)
+    source = "import time\nimport knot.event\ntime.sleep(knot.event.get_int('s') / 10)\n"
+    reported: list[int] = []
+
+    def on_notify(method: str, params: Any) -> None:
+        reported.append(int(params["index"]))
+
+    def run(*tenths: int) -> Any:
+        events = [{"id": str(i), "type": "t", "data": {"s": s}} for i, s in enumerate(tenths)]
+        params = {"name": "s", "hash": "h", "source": source, "events": events}
+        return worker.request("run", params, timeout=0.5, on_notify=on_notify)
+
+    try:
+        assert await run(3, 3, 3) == {"failed_at": None}
+        assert reported == [0, 1, 2]
+        reported.clear()
+        with pytest.raises(WorkerTimeout):
+            await run(3, 3, 8, 3)
+        assert reported == [0, 1]
+    finally:
+        await worker.close()

@@ -54,6 +54,8 @@ __all__ = [
     "error_response",
     "notification",
     "notification_text",
+    "plain_result_index",
+    "plain_result_line",
     "request",
     "request_id_of",
     "request_text",
@@ -170,6 +172,27 @@ def notification_text(method: str, params_json: str) -> str:
     if method.isidentifier():
         return f'{{"jsonrpc":"2.0","method":"{method}","params":{params_json}}}'
     return f'{{"jsonrpc":"2.0","method":{encode(method)},"params":{params_json}}}'
+
+
+# A sink worker's report that one event of a `run` succeeded with nothing to say: the most
+# frequent message on a worker's pipe, so both ends treat it as bytes of a fixed shape (the
+# notification `result` with params {"index": N}, exactly as `notification_text` frames it).
+_PLAIN_RESULT = b'{"jsonrpc":"2.0","method":"result","params":{"index":'
+
+
+def plain_result_line(index: int) -> bytes:
+    """The line reporting that event `index` of a run succeeded with nothing to say."""
+    return b"%s%d}}\n" % (_PLAIN_RESULT, index)
+
+
+def plain_result_index(line: bytes) -> int | None:
+    """The index a `plain_result_line` (without its newline) reports, read without decoding
+    it; None for any other line."""
+    if line.startswith(_PLAIN_RESULT) and line.endswith(b"}}"):
+        digits = line[len(_PLAIN_RESULT) : -2]
+        if digits.isdigit() and len(digits) < 10:
+            return int(digits)
+    return None
 
 
 def response_text(request_id: Any, result_json: str) -> str:

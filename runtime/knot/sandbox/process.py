@@ -36,6 +36,7 @@ from .._jsonrpc import (
     encode,
     encode_line,
     error_response,
+    plain_result_index,
     request_text,
     response,
 )
@@ -146,6 +147,7 @@ class WorkerProcess:
         self.last_size = 0  # bytes of the last message read (what an emit weighs, at most)
         self.redact: Redact | None = None
         self.deadline: float | None = None  # the loop time the current run's clock runs out
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def pid(self) -> int:
@@ -254,6 +256,9 @@ class WorkerProcess:
             await self._fill()
         line = lines.popleft()
         self.last_size = len(line)
+        return self._decode(line)
+
+    def _decode(self, line: bytes) -> JSONObject:
         try:
             message: JSONObject = decode_line(line)
             if self.redact is not None and not (
@@ -337,11 +342,30 @@ class WorkerProcess:
         encoded = params if isinstance(params, str) else encode(params)
         self._write_text(request_text(request_id, method, encoded))
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(timeout, self._expire) if timeout is not None else None
-        self.deadline = timer.when() if timer is not None else None
+        # One timer per request; a `result` only moves the deadline, and the timer, when it
+        # fires early, sleeps again until the deadline it finds.
+        timer = None
+        if timeout is not None:
+            self.deadline = loop.time() + timeout
+            timer = loop.call_at(self.deadline, self._check_deadline, loop)
+            self._timer = timer
+        else:
+            self.deadline = None
+        lines = self._lines
         try:
             while True:
-                message = await self._read()
+                while not lines:
+                    await self._fill()
+                line = lines.popleft()
+                self.last_size = len(line)
+                index = plain_result_index(line)
+                if index is not None:  # the common message, read without decoding it
+                    if on_notify is not None:
+                        on_notify("result", {"index": index})
+                    if timeout is not None:
+                        self.deadline = loop.time() + timeout
+                    continue
+                message = self._decode(line)
                 # An error without an id: the worker could not read what we sent (this is
                 # the only request it has from us).
                 if "method" not in message and message.get("id") in (request_id, None):
@@ -355,10 +379,8 @@ class WorkerProcess:
                 if "id" not in message:
                     if on_notify is not None:
                         on_notify(method_name, params_in)
-                    if method_name == "result" and timer is not None and timeout is not None:
-                        timer.cancel()
-                        timer = loop.call_later(timeout, self._expire)
-                        self.deadline = timer.when()
+                    if method_name == "result" and timeout is not None:
+                        self.deadline = loop.time() + timeout
                     continue
                 await self._answer(message["id"], method_name, params_in, on_request)
         except RemoteError:
@@ -369,8 +391,18 @@ class WorkerProcess:
             self.kill()
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            if timer is not None and self._timer is not None:
+                self._timer.cancel()  # the first, or the one it set again
+                self._timer = None
+
+    def _check_deadline(self, loop: asyncio.AbstractEventLoop) -> None:
+        deadline = self.deadline
+        if deadline is None:
+            return
+        if loop.time() < deadline:  # an event finished meanwhile: its successor's clock runs
+            self._timer = loop.call_at(deadline, self._check_deadline, loop)
+            return
+        self._expire()
 
     async def _answer(
         self, request_id: Any, method: str, params: JSONObject, handler: RequestHandler | None

@@ -42,7 +42,7 @@ from ..._jsonrpc import (
     encode_line,
     error_response,
     notification,
-    notification_text,
+    plain_result_line,
     request_id_of,
     request_text,
     response,
@@ -83,7 +83,11 @@ class Pipe:
 
     def send_text(self, text: str) -> None:
         """Write one message, framed already (`knot._jsonrpc`), as one line."""
-        view = memoryview(encode_line(text))
+        self.write(encode_line(text))
+
+    def write(self, line: bytes) -> None:
+        """Write one message's line, newline included."""
+        view = memoryview(line)
         while view:
             written = os.write(self.out_fd, view)
             view = view[written:]
@@ -192,15 +196,18 @@ class Worker:
         limits = RunLimits.from_params(params)
         max_output = int(params.get("max_output_bytes", MAX_OUTPUT_BYTES))
         events: Sequence[JSONObject] = params["events"]
+        pipe = self.pipe
+        current = 0  # the event being run: what the script's requests are about
+
+        def emit(event_type: str, payload: str) -> str:
+            result = pipe.call("emit", {"index": current, "type": event_type}, payload)
+            return str(result["id"])
+
+        def ask(method: str, params: JSONObject, raw: str) -> Any:
+            return pipe.call(method, {"index": current, **params}, raw)
+
         for index, event in enumerate(events):
-
-            def emit(event_type: str, payload: str, index: int = index) -> str:
-                result = self.pipe.call("emit", {"index": index, "type": event_type}, payload)
-                return str(result["id"])
-
-            def ask(method: str, params: JSONObject, raw: str, index: int = index) -> Any:
-                return self.pipe.call(method, {"index": index, **params}, raw)
-
+            current = index
             outcome = self.runner.run_one(
                 name,
                 event,
@@ -211,12 +218,12 @@ class Worker:
                 ask=ask,
             )
             if outcome.error is not None:
-                self.pipe.respond(request_id, {"failed_at": index, **outcome.to_dict()})
+                pipe.respond(request_id, {"failed_at": index, **outcome.to_dict()})
                 return
             if outcome.output or outcome.directives:
-                self.pipe.notify("result", {"index": index, **outcome.to_dict()})
-            else:  # the common case, without the encoder
-                self.pipe.send_text(notification_text("result", f'{{"index":{index}}}'))
+                pipe.notify("result", {"index": index, **outcome.to_dict()})
+            else:  # the common case: a line of fixed shape, never encoded
+                pipe.write(plain_result_line(index))
         self.pipe.respond(request_id, {"failed_at": None})
 
 
