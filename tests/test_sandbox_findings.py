@@ -499,3 +499,30 @@ async def test_each_event_of_a_batch_has_the_whole_timeout() -> None:
         assert reported == [0, 1]
     finally:
         await worker.close()
+
+
+async def test_results_are_seen_as_events_finish_not_when_the_run_ends() -> None:
+    """Results travel on a pipe the runtime reads every few milliseconds (and before anything
+    else the worker says): a slow batch's first events are known long before its last ends
+    (a synchronous Sky answer waits for its own event only)."""
+    worker = await WorkerProcess.spawn(memory_mb=64)
+    source = "import time\ntime.sleep(0.25)\n"
+    loop = asyncio.get_running_loop()
+    seen: list[float] = []
+
+    def on_notify(method: str, params: Any) -> None:
+        seen.append(loop.time())
+
+    try:
+        events = [{"id": str(i), "type": "t", "data": {}} for i in range(3)]
+        params = {"name": "s", "hash": "h", "source": source, "events": events}
+        assert await worker.request("run", params, timeout=5, on_notify=on_notify) == {
+            "failed_at": None
+        }
+    finally:
+        await worker.close()
+    # Each result is seen apart from the next (a quarter of a second of sleep between them),
+    # not all together when the run's answer comes.
+    assert len(seen) == 3
+    assert seen[1] - seen[0] > 0.1
+    assert seen[2] - seen[1] > 0.1
