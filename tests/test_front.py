@@ -28,7 +28,7 @@ pytestmark = pytest.mark.anyio
 
 TOKEN = "front-token-0123456789abcdef"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-LIMIT = 4096
+LIMIT = 8192
 SINK = 'name = "rec"\ntype = "recording"\nevents = "*"\n'
 
 
@@ -96,6 +96,11 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/event", {"content": b'{"type": "x", "payload": {"s": "\\ud800"}}'}),
     ("POST", "/event", {"content": b"\xff\xfe"}),
     ("POST", "/event", {"content": b'{"type": "x", "payload": ' + b"[" * 150 + b"]" * 150}),
+    ("POST", "/event", {"content": b'{"type": "x", "payload": {"n": ' + b"9" * 5000 + b"}}"}),
+    ("POST", "/event", {"content": b'{"type": "x", "payload": {"n": ' + b"9" * 4000 + b"}}"}),
+    ("POST", "/event", {"content": b'{"type": "x", "payload": {"n": 1e999}}'}),
+    ("POST", "/event", {"content": '{"type": "x", "payload": {"é": "\u00e9"}}'.encode()}),
+    ("POST", "/event", {"content": b'\xef\xbb\xbf{"type": "x"}'}),
     ("POST", "/event", {"json": {"type": "x", "extra": 1, "more": 2}}),
     ("POST", "/event", {"json": {"payload": {}}}),
     ("POST", "/event", {"json": {"type": "bad type!"}}),
@@ -160,3 +165,15 @@ async def test_events_raised_up_front_are_journaled_and_routed(both: Both) -> No
     event = await both.runtime.get_event(fixed)
     assert event is not None
     assert event.type == "custom.front.twice"
+
+
+async def test_a_number_of_more_digits_than_python_reads_is_a_bad_request(both: Both) -> None:
+    """It was a 500: json.loads raises a plain ValueError past 4300 digits."""
+    body = b'{"type": "x", "payload": {"n": ' + b"9" * 5000 + b"}}"
+    r = await both.front.post("/event", content=body)
+    assert r.status_code == 400
+    assert r.json()["error"] == (
+        "The request body holds a number with more than 4300 digits, more than knot reads."
+    )
+    ok = await both.front.post("/event", content=body.replace(b"9" * 5000, b"9" * 4000))
+    assert ok.status_code == 202

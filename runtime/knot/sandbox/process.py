@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .._json import JSONObject
 from .._jsonrpc import (
     METHOD_NOT_FOUND,
@@ -61,6 +63,7 @@ __all__ = [
 log = logging.getLogger("knot.sandbox")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_fast_decode = msgspec.json.Decoder().decode
 RESULTS_POLL = 0.002  # seconds between looks at the results pipe while a run goes on
 START_TIMEOUT = 30.0
 _KNOT_DIR = str(Path(__file__).resolve().parent.parent)
@@ -284,7 +287,10 @@ class WorkerProcess:
 
     def _decode(self, line: bytes) -> JSONObject:
         try:
-            message: JSONObject = decode_line(line)
+            try:  # msgspec first: the values json.loads gives, 3 times faster
+                message: JSONObject = _fast_decode(line)
+            except (msgspec.DecodeError, RecursionError):  # lone surrogates, and the rest
+                message = decode_line(line)
             if self.redact is not None and not (
                 message.get("method") in _UNREDACTED and "id" in message
             ):
