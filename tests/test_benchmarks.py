@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from benchmarks import bench_cluster, bench_engine, bench_notebook, bench_observe, bench_ui
+from benchmarks import (
+    bench_cluster,
+    bench_engine,
+    bench_notebook,
+    bench_observe,
+    bench_onecore,
+    bench_ui,
+)
 from benchmarks.__main__ import finish
 from benchmarks.common import Result
 
@@ -78,3 +85,16 @@ def test_notebook_measurements_run(tmp_path: Path, jupyter_home: Path) -> None:
 async def test_cluster_ingest_measurement_runs(tmp_path: Path, nats_server: NatsServer) -> None:
     store = StoreSettings(url=nats_server.url, stream_prefix=unique_prefix())
     assert await bench_cluster._ingest(tmp_path / "nats", store, 500) > 0
+
+
+def test_onecore_measurements_run_pinned_and_drained() -> None:
+    """Every pair is measured (the script sink's rounds wait until it ran on every event, and
+    the run checks that every process of every server stayed on one core), and a save reaches
+    the webhook receiver in the served project."""
+    results = bench_onecore.run(quick=True)
+    assert len(results) == 7  # three pairs, each by throughput and by CPU time; the reload
+    for result in results[:6]:
+        assert result.value > 0
+        assert result.ratio is not None
+        assert result.ratio > 0
+    assert 0 < results[6].value < 10_000

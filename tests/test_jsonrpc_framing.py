@@ -32,6 +32,8 @@ from knot._jsonrpc import (
     error_response,
     notification,
     notification_text,
+    plain_result,
+    plain_result_line,
     request,
     request_id_of,
     request_text,
@@ -208,3 +210,39 @@ def test_sandbox_workers_import_nothing_of_the_runtime() -> None:
     allowed = {"knot", "knot._json", "knot._jsonrpc", "knot.sandbox", "knot.sandbox.worker"}
     outside = [m for m in out if m not in allowed and not m.startswith("knot.sandbox.worker.")]
     assert outside == []
+
+
+@given(
+    index=st.integers(min_value=0, max_value=10**9 - 1),
+    at=st.floats(min_value=0, max_value=10**12, allow_nan=False),
+)
+def test_a_plain_result_line_is_the_result_notification_and_reads_back(
+    index: int, at: float
+) -> None:
+    line = plain_result_line(index, at)
+    assert line.endswith(b"\n")
+    assert decode_line(line[:-1]) == notification("result", {"index": index, "at": round(at, 6)})
+    assert plain_result(line[:-1]) == (index, round(at, 6))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":1,"at":2.5,"output":["x"]}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":1}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":-1,"at":2.5}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":1.5,"at":2.5}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":"1","at":2.5}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":1,"at":-2.5}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":1,"at":2}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":1,"at":2.5e3}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":1,"at":"2.5"}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":12345678901,"at":2.5}}',
+        b'{"jsonrpc":"2.0","method":"result","params":{"index":1,"at":2.5}} ',
+        b'{"jsonrpc":"2.0","method":"emit","params":{"index":1,"at":2.5}}',
+        b'{"jsonrpc":"2.0","id":"w1","method":"result","params":{"index":1,"at":2.5}}',
+    ],
+)
+def test_any_other_line_is_no_plain_result(line: bytes) -> None:
+    """Everything but the exact shape is decoded as JSON (and redacted) as before."""
+    assert plain_result(line) is None

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from knot import Config, Event, Runtime, SinkOrigin, SinkSpec
+from knot import Config, DeliveryFailed, Event, Runtime, SinkOrigin, SinkSpec
 from knot._config import DeliverySettings
 from knot._patterns import parse_patterns
 from knot.engine.attempts import AttemptBatch
 from knot.observe import trace as trace_module
 from knot.observe.trace import render_text
 from knot.sinks import Sink
-from knot.sinks.base import DeliveryResult
+from knot.sinks.base import DeliveryResult, Directive
 
 from .conftest import recording
 
@@ -147,6 +147,64 @@ async def test_quick_deliveries_are_timed_as_a_run(project: Path) -> None:
     times = [a[0]["ts"] for a in attempts]
     assert times == sorted(times)  # spread over the run, in order
     assert all(0 <= a[0]["duration_ms"] < 1000 for a in attempts)
+
+
+class Batches(Sink):
+    """Takes events 16 at a time; says something about every fifth, fails the 7th once."""
+
+    type = "recording"
+    max_batch = 16
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        super().__init__(SinkSpec("b", "recording", parse_patterns("*"), origin=SinkOrigin.BUILTIN))
+        self.gate = gate
+        self.failed = False
+
+    async def deliver(self, event: Event) -> DeliveryResult | None:
+        await self.gate.wait()  # the first event holds the rest back: they queue, then batch
+        n = event.data["n"]
+        if n == 7 and not self.failed:
+            self.failed = True
+            raise DeliveryFailed("seven fails once")
+        if n % 5 == 0:
+            return DeliveryResult(output=(f"saw {n}",))
+        return DeliveryResult(directives=(Directive("d", {"n": n}, sink=self.name),))
+
+
+async def test_a_batch_runs_its_quiet_deliveries_and_records_the_rest(project: Path) -> None:
+    """Batched events that succeeded at once with nothing to keep (no output, no status:
+    directives are the synchronous answer's, not the history's) join the run, as quick single
+    deliveries do; output and failures still get records of their own, with their times."""
+    batches: list[AttemptBatch] = []
+    gate = asyncio.Event()
+    async with Runtime(project, config=_config(queue_size=100)) as rt:
+        rt.hooks.on_attempt(batches.append)
+        await rt.add_sink(Batches(gate))
+        ids = [await rt.emit("t", {"n": n}) for n in range(40)]
+        await rt.flush()
+        gate.set()
+        await rt.wait_idle()
+        rt.delivery.flush_attempts()
+        found = [(await rt.deliveries(i)).to_dict()["deliveries"][0] for i in ids]
+        seven = await rt.get_event(ids[7])
+    assert seven is not None
+    in_runs = {seq for b in batches for seq in b.seqs}
+    records = [r for b in batches for r in b.records]
+    # 0, 5, ..., 35 printed; 7 failed once, and its retry is a record too.
+    assert len(in_runs) == 40 - 8 - 1
+    assert seven.seq not in in_runs
+    assert [(r.seq, r.attempt) for r in records if r.outcome == "failed"] == [(seven.seq, 1)]
+    assert sum(1 for r in records if r.output) == 8
+    for n, row in enumerate(found):
+        assert row["status"] == "delivered"
+        attempts = row["attempts"]
+        assert [a["outcome"] for a in attempts] == (
+            ["failed", "delivered"] if n == 7 else ["delivered"]
+        )
+        assert attempts[-1]["output"] == ([f"saw {n}"] if n % 5 == 0 else [])
+        assert all(0 <= a["duration_ms"] < 1000 for a in attempts)
+    times = [row["attempts"][-1]["ts"] for row in found]
+    assert times == sorted(times)
 
 
 async def test_the_trace_is_the_tree_from_the_root_whichever_event_is_asked(project: Path) -> None:

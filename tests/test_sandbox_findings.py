@@ -472,3 +472,57 @@ async def test_lone_surrogates_from_a_script_end_nothing(tmp_path: Path) -> None
         )
         with pytest.raises(Exception, match="lone surrogate"):
             await rt.emit("direct", {"a": "\ud800"})
+
+
+async def test_each_event_of_a_batch_has_the_whole_timeout() -> None:
+    """The run's clock starts over as each event finishes (the runtime moves its deadline at
+    each result): three events of 0.3 s fit a 0.5 s timeout; one of 0.8 s does not, and the
+    events before it stay reported."""
+    worker = await WorkerProcess.spawn(memory_mb=64)
+    source = "import time\nimport knot.event\ntime.sleep(knot.event.get_int('s') / 10)\n"
+    reported: list[int] = []
+
+    def on_notify(method: str, params: Any) -> None:
+        reported.append(int(params["index"]))
+
+    def run(*tenths: int) -> Any:
+        events = [{"id": str(i), "type": "t", "data": {"s": s}} for i, s in enumerate(tenths)]
+        params = {"name": "s", "hash": "h", "source": source, "events": events}
+        return worker.request("run", params, timeout=0.5, on_notify=on_notify)
+
+    try:
+        assert await run(3, 3, 3) == {"failed_at": None}
+        assert reported == [0, 1, 2]
+        reported.clear()
+        with pytest.raises(WorkerTimeout):
+            await run(3, 3, 8, 3)
+        assert reported == [0, 1]
+    finally:
+        await worker.close()
+
+
+async def test_results_are_seen_as_events_finish_not_when_the_run_ends() -> None:
+    """Results travel on a pipe the runtime reads every few milliseconds (and before anything
+    else the worker says): a slow batch's first events are known long before its last ends
+    (a synchronous Sky answer waits for its own event only)."""
+    worker = await WorkerProcess.spawn(memory_mb=64)
+    source = "import time\ntime.sleep(0.25)\n"
+    loop = asyncio.get_running_loop()
+    seen: list[float] = []
+
+    def on_notify(method: str, params: Any) -> None:
+        seen.append(loop.time())
+
+    try:
+        events = [{"id": str(i), "type": "t", "data": {}} for i in range(3)]
+        params = {"name": "s", "hash": "h", "source": source, "events": events}
+        assert await worker.request("run", params, timeout=5, on_notify=on_notify) == {
+            "failed_at": None
+        }
+    finally:
+        await worker.close()
+    # Each result is seen apart from the next (a quarter of a second of sleep between them),
+    # not all together when the run's answer comes.
+    assert len(seen) == 3
+    assert seen[1] - seen[0] > 0.1
+    assert seen[2] - seen[1] > 0.1

@@ -266,14 +266,20 @@ def test_a_worker_started_from_uvloop_keeps_only_its_protocol_descriptors(
     assert worker["walls"] == list(ALL_LAYERS)
     assert worker["missing"] == {}
     fds = fds_of(worker["pid"])
-    # stdin, /dev/null, stderr, the protocol's stdout (uvloop's pipes are socket pairs)
-    assert sorted(fds) == [0, 1, 2, 3], fds
+    # stdin, /dev/null, stderr, the protocol's stdout (uvloop's pipes are socket pairs), and
+    # a sink worker's results pipe (sandbox/results.py): its write end only.
+    assert sorted(fds) == ([0, 1, 2, 3, 4] if module == "sink" else [0, 1, 2, 3]), fds
     assert fds[1] == "/dev/null"
     assert listener not in fds.values()
     host_side = set(fds_of(host.proc.pid).values())
     for fd in (0, 2, 3):
         assert fds[fd].startswith(("pipe:", "socket:"))
         assert fds[fd] not in host_side
+    if module == "sink":
+        assert fds[4].startswith("pipe:")
+        assert fds[4] in host_side  # the runtime holds the read end
+        flags = Path(f"/proc/{worker['pid']}/fdinfo/4").read_text().split("flags:")[1].split()[0]
+        assert int(flags, 8) & os.O_ACCMODE == os.O_WRONLY
     status = status_of(worker["pid"])
     assert status["NoNewPrivs"] == "1"
     assert status["Seccomp"] == "2"

@@ -54,6 +54,8 @@ __all__ = [
     "error_response",
     "notification",
     "notification_text",
+    "plain_result",
+    "plain_result_line",
     "request",
     "request_id_of",
     "request_text",
@@ -170,6 +172,32 @@ def notification_text(method: str, params_json: str) -> str:
     if method.isidentifier():
         return f'{{"jsonrpc":"2.0","method":"{method}","params":{params_json}}}'
     return f'{{"jsonrpc":"2.0","method":{encode(method)},"params":{params_json}}}'
+
+
+# A sink worker's report that one event of a `run` succeeded with nothing to say, and when
+# (its clock, CLOCK_MONOTONIC): the most frequent message from a worker, so both ends treat it
+# as bytes of a fixed shape (the notification `result` with params {"index": N, "at": T}).
+_PLAIN_RESULT = b'{"jsonrpc":"2.0","method":"result","params":{"index":'
+_AT = b',"at":'
+
+
+def plain_result_line(index: int, at: float) -> bytes:
+    """The line reporting that event `index` of a run succeeded at `at`, saying nothing."""
+    return b'%s%d,"at":%.6f}}\n' % (_PLAIN_RESULT, index, at)
+
+
+def plain_result(line: bytes) -> tuple[int, float] | None:
+    """(index, at) of a `plain_result_line` (without its newline), read without decoding it;
+    None for any other line."""
+    if not (line.startswith(_PLAIN_RESULT) and line.endswith(b"}}")):
+        return None
+    index, found, at = line[len(_PLAIN_RESULT) : -2].partition(_AT)
+    if not (found and index.isdigit() and len(index) < 10):
+        return None
+    whole, dot, fraction = at.partition(b".")
+    if not (whole.isdigit() and dot and fraction.isdigit() and len(whole) < 16):
+        return None
+    return int(index), float(at)
 
 
 def response_text(request_id: Any, result_json: str) -> str:

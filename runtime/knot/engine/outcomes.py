@@ -63,12 +63,18 @@ class EmitReport:
 
 
 class Tracker:
-    """Collects the outcomes of one event at every sink it was routed to."""
+    """Collects the outcomes of one event at every sink it was routed to.
+
+    Its waiter waits on one future (resolved True when every outcome is in or the wait is
+    released, False when its time is up): a synchronous Sky request makes one per request,
+    and a future with a timer handle costs less than an Event under `asyncio.timeout`."""
+
+    __slots__ = ("_done", "expected", "outcomes")
 
     def __init__(self) -> None:
         self.expected: tuple[str, ...] | None = None
         self.outcomes: dict[str, Outcome] = {}
-        self._done = asyncio.Event()
+        self._done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
     def expect(self, names: tuple[str, ...]) -> None:
         self.expected = names
@@ -79,8 +85,9 @@ class Tracker:
         self._check()
 
     def _check(self) -> None:
-        if self.expected is not None and all(n in self.outcomes for n in self.expected):
-            self._done.set()
+        expected = self.expected
+        if expected is not None and all(n in self.outcomes for n in expected):
+            _resolve(self._done, True)
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -88,13 +95,20 @@ class Tracker:
 
     def release(self) -> None:
         """Stop waiting now: the waiter answers with what is done (the rest pending)."""
-        self._done.set()
+        _resolve(self._done, True)
 
     async def wait(self, timeout: float) -> bool:
         """Wait for every outcome; False when the timeout came first."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._done.wait()
-        except TimeoutError:
-            return False
-        return True
+        done = self._done
+        if not done.done():
+            timer = asyncio.get_running_loop().call_later(timeout, _resolve, done, False)
+            try:
+                await done
+            finally:
+                timer.cancel()
+        return done.result()
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)

@@ -96,26 +96,40 @@ class AttemptRecorder:
             started = ended = last - share
             busy -= share
         if run or records:
-            batch = AttemptBatch(
-                self.name,
-                self.run_started,
-                ended,
-                busy,
-                array("q", run),
-                tuple(records),
-                self.version,
-            )
-            run.clear()
-            self.records = []
-            self.journal.attempts(batch)
-            if self.hooks.attempt_listeners:
-                self.hooks.attempted(batch)
+            self._hand_over(ended, busy)
         if one_more or self.idle or run:
             self.restart(now)
         # else: asked from outside (the housekeeper, a reader) while an attempt may be in
         # flight: it started at `resumed`, which must stay (it was reset here, and a slow
         # webhook's attempt across a housekeeping round was recorded as taking microseconds).
         return started, now
+
+    def split(self, started: float, ended: float) -> None:
+        """An attempt timed on its own (one of a batch) ran from `started` to `ended`: the open
+        run ends where it began and the next one starts where it ended, so the run's times and
+        the record's stay apart and in order."""
+        if self.run:
+            self._hand_over(started, self.busy + started - self.resumed)
+        self.restart(ended)
+
+    def _hand_over(self, ended: float, busy: float) -> None:
+        run = self.run
+        # Never below 0: a flush from outside during a batch hands over time a later split
+        # counts again from `resumed`.
+        batch = AttemptBatch(
+            self.name,
+            self.run_started,
+            ended,
+            max(busy, 0.0),
+            array("q", run),
+            tuple(self.records),
+            self.version,
+        )
+        run.clear()
+        self.records = []
+        self.journal.attempts(batch)
+        if self.hooks.attempt_listeners:
+            self.hooks.attempted(batch)
 
     def restart(self, now: float) -> None:
         """The next attempt starts now: a run opened from here counts from this time (so a

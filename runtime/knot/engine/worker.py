@@ -168,7 +168,6 @@ class SinkWorker:
                     if limit > 1 and len(queue) > 1:
                         inflight.extend(queue.popleft() for _ in range(min(limit, len(queue))))
                         await self._deliver_batch(list(inflight))
-                        recorder.restart(time())
                     else:
                         event = queue.popleft()
                         inflight.append(event)
@@ -322,12 +321,19 @@ class SinkWorker:
         Each event is finished as the sink reports it (so the cursor moves event by event);
         the sink stops at the first failure; that event continues with its retries and the
         events after it go back to the front of the queue, untouched.
+
+        An event the sink handled at once and with nothing to record (no output, no status:
+        a script that printed nothing and answered nothing) joins the recorder's run,
+        as a quick delivery of one event does; the batch's time is the run's delivery time.
+        Others get a record of their own, timed from when the sink reported them, which splits
+        the run there.
         """
-        self.recorder.flush()
+        recorder = self.recorder
         sink = self.sink
         version = sink.version
-        started = time()
-        marks = [started]  # when each event reported so far finished
+        if version != recorder.version:  # a run is of one version of the script
+            recorder.switch(version)
+        marks = [time()]  # when each event reported so far finished
         done = 0
 
         def on_result(index: int, result: DeliveryResult | None) -> None:
@@ -335,7 +341,7 @@ class SinkWorker:
             if index == done:  # in order, once each; anything else waits for the batch's end
                 done += 1
                 now = time()
-                self._succeeded(batch[index], 1, result, marks[-1], now, version)
+                self._batch_success(batch[index], result, marks[-1], now, version)
                 marks.append(now)
 
         first_error: Exception | None = None
@@ -359,7 +365,7 @@ class SinkWorker:
         times = spread(marks[-1], time(), tried, answer.finished[done:])
         for index in range(done, stop):
             at = index - done
-            self._succeeded(batch[index], 1, results[index], times[at], times[at + 1], version)
+            self._batch_success(batch[index], results[index], times[at], times[at + 1], version)
         if failed_at is None:
             return
         failed = batch[failed_at]
@@ -369,8 +375,40 @@ class SinkWorker:
         if first_error is None:
             first_error = DeliveryFailed(answer.error or "failed", output=answer.output)
         at = failed_at - done
-        first = self._failed(failed, 1, times[at], times[at + 1], first_error, version)
+        started, ended = times[at], times[at + 1]
+        recorder.split(started, ended)
+        first = self._failed(failed, 1, started, ended, first_error, version)
         self._finish(failed, await self._deliver(failed, first_error=first))
+        recorder.restart(time())  # the retries and their backoffs are no run's time
+
+    def _batch_success(
+        self,
+        event: Event,
+        result: DeliveryResult | None,
+        started: float,
+        ended: float,
+        version: str,
+    ) -> None:
+        """One event of a batch delivered at its first attempt, between `started` and `ended`:
+        one more in the run when there is nothing to record (a script's directives and a
+        method's result are kept for replays, so those keep a record)."""
+        if result is None or not (
+            result.output or result.status or result.value or (version and result.directives)
+        ):
+            recorder = self.recorder
+            recorder.run.append(event.seq)
+            stats = self.stats
+            stats.delivered += 1
+            stats.last_delivered_seq = event.seq
+            engine = self.engine
+            if engine.trackers or engine.hooks.outcome_listeners or engine.redeliveries:
+                outcome = Outcome(self.name, event.id, DeliveryStatus.DELIVERED, 1, "", result)
+                self._finish(event, outcome)
+            else:
+                self._finish(event, None)
+            return
+        self.recorder.split(started, ended)
+        self._succeeded(event, 1, result, started, ended, version)
 
     def _describe(self, exc: Exception, event: Event) -> str:
         if isinstance(exc, DeliveryFailed):

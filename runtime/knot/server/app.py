@@ -28,7 +28,8 @@ from ..ui import install as install_ui
 from ..ui import routes as ui_routes
 from . import agent, api, channels, cluster, jsonrpc, observe, replay, sinks, sky, spaces, users
 from .auth import AuthMiddleware
-from .common import BodyLimit, error_response
+from .common import BodyLimit, error_response, internal_error
+from .front import KnotApp
 from .guard import BrowserGuard, is_loopback_host
 
 __all__ = ["create_app", "serve"]
@@ -68,10 +69,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", loggable(request.method), loggable(request.url.path))
-    return JSONResponse(
-        {"error": f"The runtime hit an internal error ({type(exc).__name__}); see its log."},
-        status_code=500,
-    )
+    return internal_error(exc)
 
 
 def create_app(
@@ -117,7 +115,14 @@ def create_app(
         Middleware(AuthMiddleware, runtime=runtime, loopback=loopback),
         Middleware(BodyLimit, limit=limit),
     ]
-    app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
+    app = KnotApp(
+        runtime=runtime,
+        loopback=loopback,
+        limit=limit,
+        routes=routes,
+        exception_handlers=handlers,
+        middleware=middleware,
+    )
     app.state.runtime = runtime
     app.state.streams = api.EventStreams()
     app.state.stopping = asyncio.Event()  # set as the server's shutdown begins

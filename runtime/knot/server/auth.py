@@ -26,7 +26,16 @@ from .._runtime import Runtime
 from .._users import User
 from .common import SKY_PREFIX
 
-__all__ = ["ANONYMOUS_CALLER", "LOCAL_CALLER", "AuthMiddleware", "Caller", "caller"]
+__all__ = [
+    "ANONYMOUS_CALLER",
+    "LOCAL_CALLER",
+    "AuthMiddleware",
+    "Caller",
+    "admit",
+    "caller",
+    "caller_of",
+    "deny",
+]
 
 log = logging.getLogger("knot.server")
 OPEN_PATHS = frozenset({"/healthz"})
@@ -112,9 +121,77 @@ ANONYMOUS_CALLER = Caller(
 
 def caller(request: Request) -> Caller:
     """The identity a request acts for (set by AuthMiddleware; the local user otherwise)."""
+    return caller_of(request.scope)
+
+
+def caller_of(scope: Scope) -> Caller:
+    """`caller`, from the ASGI scope."""
     # From the scope directly: `request.state` builds a State object on every call.
-    found = request.scope.get("state", {}).get("caller")
+    found = scope.get("state", {}).get("caller")
     return found if isinstance(found, Caller) else LOCAL_CALLER
+
+
+def admit(runtime: Runtime, loopback: bool, scope: Scope) -> str | None:
+    """Put the Caller a request acts for in its scope, or say why it is refused (401)."""
+    path = scope["path"]
+    if path in OPEN_PATHS or path == UI_PATH or path.startswith(UI_PATH + "/"):
+        return None  # (the dashboard authenticates its own sessions)
+    if scope["method"] == "OPTIONS" and path.startswith(SKY_PREFIX):
+        # A CORS preflight: browsers never send credentials with it, and it acts on nothing.
+        scope.setdefault("state", {})["caller"] = ANONYMOUS_CALLER
+        return None
+    users = runtime.users
+    if not users:
+        if loopback:  # the one local user, who may do everything
+            return None
+        return (
+            "This runtime listens beyond loopback and has no users; add one with "
+            "`knot user add NAME`."
+        )
+    token = _bearer(scope)
+    if token is not None and path == METRICS_PATH and _scrape_token(runtime, token):
+        scope.setdefault("state", {})["caller"] = ANONYMOUS_CALLER  # may read /metrics only
+        return None
+    if token is None:
+        return (
+            "This runtime has users: send `Authorization: Bearer TOKEN` (the CLI reads KNOT_TOKEN)."
+        )
+    user = users.authenticate(token)
+    if user is None:
+        return "The bearer token is not valid for this runtime."
+    scope.setdefault("state", {})["caller"] = Caller.for_user(user)
+    return None
+
+
+def _scrape_token(runtime: Runtime, token: str) -> bool:
+    """Whether `token` is the scrape token of `[metrics]` (read at each request: a save of
+    knot.toml applies at once)."""
+    settings = runtime.config.metrics
+    expected = settings.token_sha256.lower() or (
+        hashlib.sha256(settings.token.encode()).hexdigest() if settings.token else ""
+    )
+    if not expected:
+        return False
+    presented = hashlib.sha256(token.encode()).hexdigest()
+    return hmac.compare_digest(presented, expected)
+
+
+async def deny(scope: Scope, receive: Receive, send: Send, message: str) -> None:
+    """Answer 401 with `message`, and log it."""
+    client = scope.get("client") or ("?", 0)
+    # The path arrives percent-decoded: `%0A` in it must not start a forged log line.
+    log.warning(
+        "401 %s %s from %s: %s",
+        loggable(scope["method"]),
+        loggable(scope["path"]),
+        loggable(str(client[0])),
+        message,
+    )
+    headers = {"WWW-Authenticate": 'Bearer realm="knot"'}
+    if scope["path"].startswith(SKY_PREFIX):  # a web page must be able to read why
+        headers["Access-Control-Allow-Origin"] = "*"
+    response = JSONResponse({"error": message}, status_code=401, headers=headers)
+    await response(scope, receive, send)
 
 
 class AuthMiddleware:
@@ -126,83 +203,12 @@ class AuthMiddleware:
         self.loopback = loopback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or path in OPEN_PATHS
-            or path == UI_PATH
-            or path.startswith(UI_PATH + "/")
-        ):
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] == "OPTIONS" and scope["path"].startswith(SKY_PREFIX):
-            # A CORS preflight: browsers never send credentials with it, and it acts on nothing.
-            scope.setdefault("state", {})["caller"] = ANONYMOUS_CALLER
-            await self.app(scope, receive, send)
-            return
-        users = self.runtime.users
-        if not users:
-            if self.loopback:  # the one local user, who may do everything
-                await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            denial = admit(self.runtime, self.loopback, scope)
+            if denial is not None:
+                await deny(scope, receive, send, denial)
                 return
-            await self._deny(
-                scope,
-                receive,
-                send,
-                "This runtime listens beyond loopback and has "
-                "no users; add one with `knot user add NAME`.",
-            )
-            return
-        token = _bearer(scope)
-        if token is not None and scope["path"] == METRICS_PATH and self._scrape_token(token):
-            scope.setdefault("state", {})["caller"] = ANONYMOUS_CALLER  # may read /metrics only
-            await self.app(scope, receive, send)
-            return
-        if token is None:
-            await self._deny(
-                scope,
-                receive,
-                send,
-                "This runtime has users: send "
-                "`Authorization: Bearer TOKEN` (the CLI reads KNOT_TOKEN).",
-            )
-            return
-        user = users.authenticate(token)
-        if user is None:
-            await self._deny(
-                scope, receive, send, "The bearer token is not valid for this runtime."
-            )
-            return
-        scope.setdefault("state", {})["caller"] = Caller.for_user(user)
         await self.app(scope, receive, send)
-
-    def _scrape_token(self, token: str) -> bool:
-        """Whether `token` is the scrape token of `[metrics]` (read at each request: a save
-        of knot.toml applies at once)."""
-        settings = self.runtime.config.metrics
-        expected = settings.token_sha256.lower() or (
-            hashlib.sha256(settings.token.encode()).hexdigest() if settings.token else ""
-        )
-        if not expected:
-            return False
-        presented = hashlib.sha256(token.encode()).hexdigest()
-        return hmac.compare_digest(presented, expected)
-
-    async def _deny(self, scope: Scope, receive: Receive, send: Send, message: str) -> None:
-        client = scope.get("client") or ("?", 0)
-        # The path arrives percent-decoded: `%0A` in it must not start a forged log line.
-        log.warning(
-            "401 %s %s from %s: %s",
-            loggable(scope["method"]),
-            loggable(scope["path"]),
-            loggable(str(client[0])),
-            message,
-        )
-        headers = {"WWW-Authenticate": 'Bearer realm="knot"'}
-        if scope["path"].startswith(SKY_PREFIX):  # a web page must be able to read why
-            headers["Access-Control-Allow-Origin"] = "*"
-        response = JSONResponse({"error": message}, status_code=401, headers=headers)
-        await response(scope, receive, send)
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -24,12 +24,19 @@ __all__ = [
     "SKY_PREFIX",
     "BodyLimit",
     "BodyTooLarge",
+    "declared_too_large",
     "error_response",
+    "header",
+    "internal_error",
     "json_error",
+    "parse_json_body",
     "query_int",
     "read_body",
     "read_json",
+    "receive_body",
+    "send_json",
     "traceparent",
+    "traceparent_of",
 ]
 
 SKY_PREFIX = "/sky/"  # the browser routes: CORS *, an open preflight, cross-site allowed
@@ -61,6 +68,23 @@ def error_response(exc: KnotError) -> JSONResponse:
     return json_error(500, exc.message)
 
 
+def declared_too_large(scope: Scope, limit: int) -> JSONResponse | None:
+    """The 413 answer to a request that declares a body over `limit`, or None."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                message = (
+                    f"The request body is {int(value)} bytes; the limit is {limit} bytes "
+                    "(server.max_body_bytes)."
+                )
+                response = json_error(413, message)
+                if scope["path"].startswith(SKY_PREFIX):
+                    response.headers["Access-Control-Allow-Origin"] = "*"
+                return response
+            break
+    return None
+
+
 class BodyLimit:
     """Refuse (413) any request that declares a body over the limit, whatever its route.
 
@@ -75,32 +99,27 @@ class BodyLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"content-length":
-                    if value.isdigit() and int(value) > self.limit:
-                        message = (
-                            f"The request body is {int(value)} bytes; the limit is "
-                            f"{self.limit} bytes (server.max_body_bytes)."
-                        )
-                        response = json_error(413, message)
-                        if scope["path"].startswith(SKY_PREFIX):
-                            response.headers["Access-Control-Allow-Origin"] = "*"
-                        await response(scope, receive, send)
-                        return
-                    break
+            response = declared_too_large(scope, self.limit)
+            if response is not None:
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
 async def read_body(request: Request) -> bytes:
+    return await receive_body(request.receive, request.app.state.max_body_bytes)
+
+
+async def receive_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, at most `limit` bytes (BodyTooLarge past that)."""
     # A declared Content-Length over the limit was already answered 413 by BodyLimit, before
     # routing; here only what actually arrives is counted (chunked bodies, lying headers).
-    limit: int = request.app.state.max_body_bytes
     # Straight from `receive` rather than through request.stream(): a small body is one
     # message, and this is on every ingress request's path.
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk: bytes = message.get("body", b"")
@@ -112,12 +131,44 @@ async def read_body(request: Request) -> bytes:
         chunks.append(chunk)
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the header `name` (lower case), from the raw headers (cheaper than
+    starlette's Headers on a hot path)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 async def read_json(request: Request) -> Any:
     """The request body decoded as JSON, or InvalidInput saying why it is not."""
-    body = await read_body(request)
+    return parse_json_body(await read_body(request))
+
+
+def parse_json_body(body: bytes) -> Any:
+    """A request body decoded as JSON, or InvalidInput saying why it is not."""
     if not body.strip():
         raise InvalidInput("The request body is empty; send a JSON object.")
     return decode_json(body)
+
+
+_JSON_HEADER = (b"content-type", b"application/json")
+
+
+async def send_json(send: Send, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:
+    """Answer with `body` (JSON already) in two messages, without a Response object (the hot
+    paths' way; what starlette's JSONResponse sends, minus its per-request objects)."""
+    raw = [_JSON_HEADER, (b"content-length", b"%d" % len(body)), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def internal_error(exc: BaseException) -> JSONResponse:
+    """The 500 answer to an error nobody expected (the traceback goes to the log)."""
+    return JSONResponse(
+        {"error": f"The runtime hit an internal error ({type(exc).__name__}); see its log."},
+        status_code=500,
+    )
 
 
 def query_int(request: Request, name: str, default: int, *, lo: int = 1, hi: int = 10_000) -> int:
@@ -135,9 +186,12 @@ def query_int(request: Request, name: str, default: int, *, lo: int = 1, hi: int
 
 def traceparent(request: Request) -> str:
     """The request's valid W3C `traceparent` header, or "" (an invalid one is ignored)."""
+    return traceparent_of(request.scope)
+
+
+def traceparent_of(scope: Scope) -> str:
+    """`traceparent`, from the ASGI scope."""
     # From the raw headers: this is on every ingress request's path, and building starlette's
     # Headers object costs more than the scan.
-    for name, value in request.scope["headers"]:
-        if name == b"traceparent":
-            return clean_traceparent(value.decode("latin-1"))
-    return ""
+    value = header(scope, b"traceparent")
+    return clean_traceparent(value) if value is not None else ""

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .common import SKY_PREFIX
 
-__all__ = ["BrowserGuard", "is_loopback_host"]
+__all__ = ["BrowserGuard", "browser_refusal", "is_loopback_host", "refused"]
 
 
 @functools.lru_cache(maxsize=256)  # a server sees a handful of Host values, on every request
@@ -76,6 +76,46 @@ def _same_origin(origin: bytes, host: bytes | None) -> bool:
     )
 
 
+def browser_refusal(scope: Scope, loopback: bool) -> str | None:
+    """Why an HTTP request is refused (403) as a rebound host or a cross-site browser request,
+    or None; see the module docstring."""
+    host = origin = fetch_site = None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+        elif name == b"origin":
+            origin = value
+        elif name == b"sec-fetch-site":
+            fetch_site = value
+    if loopback and host is not None:
+        shown = host.decode("latin-1")
+        if not is_loopback_host(_host_of(shown)):
+            return (
+                f"The Host header {shown!r} does not name this machine: this runtime "
+                "listens on loopback and answers 127.0.0.1 or localhost only (a page in a "
+                "browser may be trying DNS rebinding)."
+            )
+    if origin is not None or fetch_site is not None:
+        # Browsers send Origin with every request that can change something (and with
+        # every CORS read); without one, only a navigation or an embed is left.
+        foreign = (
+            not _loopback_origin(origin.decode("latin-1")) and not _same_origin(origin, host)
+            if origin is not None
+            else fetch_site == b"cross-site"
+        )
+        if foreign and not scope["path"].startswith(SKY_PREFIX):
+            shown = origin.decode("latin-1") if origin is not None else "another site"
+            return (
+                f"A web page ({shown}) may not call this runtime's API through a browser; "
+                "only the Sky routes (/sky/...) take requests from web pages."
+            )
+    return None
+
+
+def refused(problem: str) -> JSONResponse:
+    return JSONResponse({"error": problem}, status_code=403)
+
+
 class BrowserGuard:
     """Refuse (403) rebound hosts and cross-site browser requests; see the module docstring."""
 
@@ -84,41 +124,9 @@ class BrowserGuard:
         self.loopback = loopback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        host = origin = fetch_site = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-            elif name == b"origin":
-                origin = value
-            elif name == b"sec-fetch-site":
-                fetch_site = value
-        problem = None
-        if self.loopback and host is not None:
-            shown = host.decode("latin-1")
-            if not is_loopback_host(_host_of(shown)):
-                problem = (
-                    f"The Host header {shown!r} does not name this machine: this runtime "
-                    "listens on loopback and answers 127.0.0.1 or localhost only (a page in a "
-                    "browser may be trying DNS rebinding)."
-                )
-        if problem is None and (origin is not None or fetch_site is not None):
-            # Browsers send Origin with every request that can change something (and with
-            # every CORS read); without one, only a navigation or an embed is left.
-            foreign = (
-                not _loopback_origin(origin.decode("latin-1")) and not _same_origin(origin, host)
-                if origin is not None
-                else fetch_site == b"cross-site"
-            )
-            if foreign and not scope["path"].startswith(SKY_PREFIX):
-                shown = origin.decode("latin-1") if origin is not None else "another site"
-                problem = (
-                    f"A web page ({shown}) may not call this runtime's API through a browser; "
-                    "only the Sky routes (/sky/...) take requests from web pages."
-                )
-        if problem is not None:
-            await JSONResponse({"error": problem}, status_code=403)(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            problem = browser_refusal(scope, self.loopback)
+            if problem is not None:
+                await refused(problem)(scope, receive, send)
+                return
         await self.app(scope, receive, send)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -31,16 +32,22 @@ from ..sky.esl import (
     read_attributes,
     sky_answer,
 )
-from .auth import Caller, caller
-from .common import error_response, json_error, read_body, traceparent
+from .auth import Caller, caller_of
+from .common import (
+    error_response,
+    header,
+    json_error,
+    receive_body,
+    send_json,
+    traceparent_of,
+)
 
-__all__ = ["SkyEvents", "may_raise_on", "routes", "sky_cloud"]
+__all__ = ["SKY_EVENTS", "SkyEvents", "may_raise_on", "routes", "sky_cloud"]
 
 PREFIX = "/sky/event/"
 ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "Content-Type, Authorization"
 _CORS_RAW = (b"access-control-allow-origin", b"*")
-_JSON_TYPE = (b"content-type", b"application/json")
 _USAGE = "use /sky/event/<eci>/<eid>/<domain>/<type> or /sky/event/<eci>/<eid>?_domain=D&_type=T"
 
 
@@ -67,23 +74,26 @@ class SkyEvents:
     API](../sky.md)); OPTIONS answers a CORS preflight.
 
     It is the hot ingress path, so it answers with two `send` calls of its own rather than
-    through starlette's per-request wrappers (endpoint adapter, exception-handler scope,
-    Response object), which saved a few percent of a Sky request's cost in bench_sky. Errors
-    still go through the shared `error_response` mapping.
+    through starlette's per-request wrappers (Request, endpoint adapter, exception-handler
+    scope, Response object); `KnotApp` (front.py) calls it straight after the same checks as
+    the middleware. Errors still go through the shared `error_response` mapping.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        method = request.method
+        await self.answer(scope, receive, send)
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answer the request; return the status sent."""
+        method = scope["method"]
         if method == "OPTIONS":
-            response: Response = _preflight(request)
+            response: Response = _preflight(header(scope, b"access-control-request-headers"))
         elif method == "HEAD":  # starlette adds HEAD to GET routes; an event is no HEAD
             response = json_error(405, "Raise Sky events with GET or POST.")
             response.headers["Allow"] = ALLOW_METHODS
             response.headers["Access-Control-Allow-Origin"] = "*"
         else:
             try:
-                status, content = await _raise_event(request)
+                status, content = await _raise_event(scope, receive)
             except KnotError as exc:
                 response = error_response(exc)
                 response.headers["Access-Control-Allow-Origin"] = "*"
@@ -91,15 +101,13 @@ class SkyEvents:
                 body = json.dumps(
                     content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
                 ).encode()
-                headers = [_JSON_TYPE, (b"content-length", b"%d" % len(body)), _CORS_RAW]
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
+                await send_json(send, status, body, _CORS_RAW)
+                return status
         await response(scope, receive, send)
+        return response.status_code
 
 
-def _preflight(request: Request) -> Response:
-    requested = request.headers.get("access-control-request-headers")
+def _preflight(requested: str | None) -> Response:
     return Response(
         status_code=204,
         headers={
@@ -112,21 +120,24 @@ def _preflight(request: Request) -> Response:
     )
 
 
-def _rest_of_path(request: Request) -> str:
+def _rest_of_path(scope: Scope) -> str:
     """The path after /sky/event/, still percent-encoded when the server gives us raw_path."""
-    raw = request.scope.get("raw_path")
+    raw = scope.get("raw_path")
     if isinstance(raw, bytes) and raw.startswith(PREFIX.encode()):
         return raw[len(PREFIX) :].split(b"?", 1)[0].decode("latin-1")
-    return str(request.path_params.get("rest", ""))
+    path: str = scope["path"]
+    return path[len(PREFIX) :] if path.startswith(PREFIX) else ""
 
 
-async def _raise_event(request: Request) -> tuple[int, JSONObject]:
-    runtime: Runtime = request.app.state.runtime
-    path = parse_esl_path(_rest_of_path(request))
+async def _raise_event(scope: Scope, receive: Receive) -> tuple[int, JSONObject]:
+    runtime: Runtime = scope["app"].state.runtime
+    path = parse_esl_path(_rest_of_path(scope))
     if path is None or not path.eci:
-        raise NotFound(f"{request.url.path} is not a Sky event URL: {_USAGE}.")
+        raise NotFound(f"{URL(scope=scope).path} is not a Sky event URL: {_USAGE}.")
     channel, who, attrs = await _channel_input(
-        request,
+        runtime,
+        scope,
+        receive,
         path.eci,
         verb="raise events on",
         send="send the attributes as application/json (or any application/*+json) or as "
@@ -144,7 +155,7 @@ async def _raise_event(request: Request) -> tuple[int, JSONObject]:
         eid=sky.eid,
         rids=sky.rids,
         ts=sky.ts,
-        trace=traceparent(request),
+        trace=traceparent_of(scope),
     )
     eid = sky.eid or event.id
     # A `_rids` name no sink answers to (a typo, a sink that does not take this type) would
@@ -168,21 +179,21 @@ async def _raise_event(request: Request) -> tuple[int, JSONObject]:
 
 
 async def _channel_input(
-    request: Request, eci: str, *, verb: str, send: str
+    runtime: Runtime, scope: Scope, receive: Receive, eci: str, *, verb: str, send: str
 ) -> tuple[Channel, Caller, JSONObject]:
     """The channel `eci`, the caller (refused, 403 and audited, unless they may `verb` it) and
     the attributes from the query string and the body (a body of another type: 400)."""
-    runtime: Runtime = request.app.state.runtime
     channel = runtime.channels.find(eci)
-    who = caller(request)
+    who = caller_of(scope)
     refusal = may_raise_on(who, channel, verb=verb)
     if refusal is not None:
         _refuse(runtime, refusal)
-    body = await read_body(request)
-    kind = body_kind(request.headers.get("content-type"), body)
+    body = await receive_body(receive, scope["app"].state.max_body_bytes)
+    content_type = header(scope, b"content-type")
+    kind = body_kind(content_type, body)
     if kind is BodyKind.UNSUPPORTED:  # a bad body: 400, as DESIGN.md's Sky section says
-        raise InvalidInput(f"The request body is {request.headers.get('content-type')}; {send}.")
-    query = request.scope.get("query_string", b"").decode("latin-1")
+        raise InvalidInput(f"The request body is {content_type}; {send}.")
+    query = scope.get("query_string", b"").decode("latin-1")
     return channel, who, read_attributes(query, body, kind)
 
 
@@ -202,7 +213,7 @@ async def sky_cloud(request: Request) -> Response:
     timed out or its worker died) with the JSON-RPC error code in `code`.
     """
     if request.method == "OPTIONS":
-        return _preflight(request)
+        return _preflight(request.headers.get("access-control-request-headers"))
     try:
         response: Response = await _cloud_call(request)
     except KnotError as exc:
@@ -214,7 +225,9 @@ async def sky_cloud(request: Request) -> Response:
 async def _cloud_call(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     channel, who, attrs = await _channel_input(
-        request,
+        runtime,
+        request.scope,
+        request.receive,
         request.path_params["eci"],
         verb="query",
         send="send Sky Cloud arguments in the query string or as an application/json (or any "
@@ -238,9 +251,9 @@ async def _cloud_call(request: Request) -> Response:
 
 
 _METHODS = ["GET", "POST", "OPTIONS"]
-_APP = SkyEvents()
+SKY_EVENTS = SkyEvents()
 routes = [
-    Route("/sky/event", _APP, methods=_METHODS),
-    Route("/sky/event/{rest:path}", _APP, methods=_METHODS),
+    Route("/sky/event", SKY_EVENTS, methods=_METHODS),
+    Route("/sky/event/{rest:path}", SKY_EVENTS, methods=_METHODS),
     Route("/sky/cloud/{eci}/{script}/{function}", sky_cloud, methods=_METHODS),
 ]

@@ -13,6 +13,7 @@ and `http`, `kv` and `secret` (the libraries scripts import) go to the host's
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any, ClassVar
 
 from .._audit import AuditKind
 from .._config import ScriptSettings
-from .._events import Event
+from .._events import Actor, Event, Space
 from .._exceptions import KnotError, ScriptFailed
 from .._json import JSONObject
 from .._sinkspec import SinkSpec
@@ -44,23 +45,48 @@ def pool_size(settings: ScriptSettings) -> int:
 
 
 def encode_event(event: Event) -> str:
-    """The event as a script's `knot.event` sees it, as JSON; the payload's JSON is reused."""
-    head = json.dumps(
+    """The event as a script's `knot.event` sees it, as JSON; the payload's JSON is reused.
+
+    Once per event per script sink, so it is spliced from text: the members every event of one
+    caller shares (zone, owner, actor, space) are encoded once and kept, the id (a UUID), type
+    (letters, digits, `_`, `-` and dots) and timestamp go in as they are when they are such
+    plain text, and the payload is the JSON the journal already holds."""
+    key = (event.zone, event.owner, event.actor, event.space)
+    shared = _SHARED.get(key)
+    if shared is None:
+        shared = _encode_shared(key)
+    data = event.data_json or json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
+    id_, type_, ts = event.id, event.type, event.ts
+    if not _PLAIN.fullmatch(id_ + type_ + ts):  # never, for events the runtime made
+        head = json.dumps({"id": id_, "type": type_, "ts": ts}, ensure_ascii=False)[1:-1]
+        return f'{{{head},"depth":{event.depth},{shared},"data":{data}}}'
+    return (
+        f'{{"id":"{id_}","type":"{type_}","ts":"{ts}","depth":{event.depth},{shared},'
+        f'"data":{data}}}'
+    )
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.:+-]*")  # nothing JSON would escape
+_SHARED: dict[tuple[str, str, Actor, Space | None], str] = {}
+_SHARED_KEPT = 1024
+
+
+def _encode_shared(key: tuple[str, str, Actor, Space | None]) -> str:
+    zone, owner, actor, space = key
+    shared = json.dumps(
         {
-            "id": event.id,
-            "type": event.type,
-            "ts": event.ts,
-            "zone": event.zone,
-            "owner": event.owner,
-            "depth": event.depth,
-            "actor": event.actor.to_dict(),
-            "space": event.space.to_dict() if event.space else None,
+            "zone": zone,
+            "owner": owner,
+            "actor": actor.to_dict(),
+            "space": space.to_dict() if space else None,
         },
         separators=(",", ":"),
         ensure_ascii=False,
-    )
-    data = event.data_json or json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
-    return f'{head[:-1]},"data":{data}}}'
+    )[1:-1]
+    if len(_SHARED) >= _SHARED_KEPT:  # owners and actors are few; this only bounds the memory
+        _SHARED.clear()
+    _SHARED[key] = shared
+    return shared
 
 
 class ScriptSink(Sink):

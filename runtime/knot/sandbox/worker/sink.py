@@ -4,9 +4,13 @@ It speaks newline-delimited JSON-RPC 2.0 over stdin/stdout with its parent, both
 
   parent → worker   ping; load {name, hash, source, filename}; run {name, hash, source?,
                     filename?, events: [...], timeout, max_emits}
-  worker → parent   notification `ready` {pid} once, notification `result` {index, output,
-                    directives} after each event of a `run`, request `emit` {index, type,
-                    payload} → {id} while a script runs.
+  worker → parent   notification `ready` {pid} once, notification `result` {index, at,
+                    output, directives} after each event of a `run` (`at`: when it finished,
+                    CLOCK_MONOTONIC), request `emit` {index, type, payload} → {id} while a
+                    script runs.
+
+Results go to the results pipe when the runtime gave one (`--results-fd N`: a pipe it reads
+when it needs to, not woken for each; see `knot.sandbox.results`), else to stdout.
 
 A `run` answers `{failed_at: null}` when every event succeeded, else `{failed_at: i, error,
 output, directives}` for the first failed event (later events are not run).
@@ -27,6 +31,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +47,7 @@ from ..._jsonrpc import (
     encode_line,
     error_response,
     notification,
-    notification_text,
+    plain_result_line,
     request_id_of,
     request_text,
     response,
@@ -71,10 +76,13 @@ M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 
 
 class Pipe:
-    """The JSON-RPC pipe to the parent: our private copy of stdout, and stdin."""
+    """The JSON-RPC pipe to the parent: our private copy of stdout, and stdin; and, when the
+    parent gave one, the pipe for results (`report`), which it reads when it needs them rather
+    than being woken for each."""
 
-    def __init__(self, out_fd: int) -> None:
+    def __init__(self, out_fd: int, results_fd: int = -1) -> None:
         self.out_fd = out_fd
+        self.results_fd = results_fd if results_fd >= 0 else out_fd
         self.stdin = sys.stdin.buffer
         self._next_id = 0
 
@@ -83,10 +91,19 @@ class Pipe:
 
     def send_text(self, text: str) -> None:
         """Write one message, framed already (`knot._jsonrpc`), as one line."""
-        view = memoryview(encode_line(text))
+        self.write(encode_line(text))
+
+    def write(self, line: bytes, fd: int = -1) -> None:
+        """Write one message's line, newline included (to `fd`, else to the protocol's pipe)."""
+        fd = self.out_fd if fd < 0 else fd
+        view = memoryview(line)
         while view:
-            written = os.write(self.out_fd, view)
+            written = os.write(fd, view)
             view = view[written:]
+
+    def report(self, line: bytes) -> None:
+        """Write a `result` notification's line to the results pipe."""
+        self.write(line, self.results_fd)
 
     def notify(self, method: str, params: JSONObject) -> None:
         self.send(notification(method, params))
@@ -192,15 +209,18 @@ class Worker:
         limits = RunLimits.from_params(params)
         max_output = int(params.get("max_output_bytes", MAX_OUTPUT_BYTES))
         events: Sequence[JSONObject] = params["events"]
+        pipe = self.pipe
+        current = 0  # the event being run: what the script's requests are about
+
+        def emit(event_type: str, payload: str) -> str:
+            result = pipe.call("emit", {"index": current, "type": event_type}, payload)
+            return str(result["id"])
+
+        def ask(method: str, params: JSONObject, raw: str) -> Any:
+            return pipe.call(method, {"index": current, **params}, raw)
+
         for index, event in enumerate(events):
-
-            def emit(event_type: str, payload: str, index: int = index) -> str:
-                result = self.pipe.call("emit", {"index": index, "type": event_type}, payload)
-                return str(result["id"])
-
-            def ask(method: str, params: JSONObject, raw: str, index: int = index) -> Any:
-                return self.pipe.call(method, {"index": index, **params}, raw)
-
+            current = index
             outcome = self.runner.run_one(
                 name,
                 event,
@@ -211,12 +231,16 @@ class Worker:
                 ask=ask,
             )
             if outcome.error is not None:
-                self.pipe.respond(request_id, {"failed_at": index, **outcome.to_dict()})
+                pipe.respond(request_id, {"failed_at": index, **outcome.to_dict()})
                 return
+            # When it finished, on the clock the runtime reads too: each event's time limit
+            # starts over then, whenever the runtime reads the result.
+            at = time.monotonic()
             if outcome.output or outcome.directives:
-                self.pipe.notify("result", {"index": index, **outcome.to_dict()})
-            else:  # the common case, without the encoder
-                self.pipe.send_text(notification_text("result", f'{{"index":{index}}}'))
+                report = {"index": index, "at": at, **outcome.to_dict()}
+                pipe.report(encode_line(encode(notification("result", report))))
+            else:  # the common case: a line of fixed shape, never encoded
+                pipe.report(plain_result_line(index, at))
         self.pipe.respond(request_id, {"failed_at": None})
 
 
@@ -296,11 +320,18 @@ def worker_options(argv: Sequence[str], **defaults: int) -> dict[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = worker_options(sys.argv[1:] if argv is None else argv, memory_mb=256, parent=0)
+    argv = sys.argv[1:] if argv is None else argv
+    options = worker_options(argv, memory_mb=256, parent=0, results_fd=-1)
     out_fd = isolate(options["parent"])
+    results_fd = options["results_fd"]
+    if results_fd >= 3:  # to the lowest free number (the parent's was any), beside out_fd
+        moved = os.dup(results_fd)
+        os.close(results_fd)
+        results_fd = moved
+    keep = (out_fd, results_fd) if results_fd >= 3 else (out_fd,)
     runner = ScriptRunner()
-    walls = lockdown(memory_mb=options["memory_mb"], keep_fds=(out_fd,), warm_up=runner.warm_up)
-    pipe = Pipe(out_fd)
+    walls = lockdown(memory_mb=options["memory_mb"], keep_fds=keep, warm_up=runner.warm_up)
+    pipe = Pipe(out_fd, results_fd if results_fd >= 3 else -1)
     announce(pipe, walls)
     try:
         Worker(pipe, runner).serve()
