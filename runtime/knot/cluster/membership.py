@@ -403,7 +403,15 @@ class Membership:
         cursor = await self.storage.link.run(self.storage._read_cursor(name))
         self._cut_off.discard(name)
         self.held.add(name)
-        if await self._registry.claim(name, cursor):
+        try:
+            started = await self._registry.claim(name, cursor)
+        except BaseException:
+            # Not serving it (NATS stopped answering while its backlog was read): the claim
+            # stays this node's, and the next round starts it again instead of taking the
+            # sink for served and leaving it idle for good.
+            self.held.discard(name)
+            raise
+        if started:
             log.info("serving sink %s (after event %s)", name, cursor)
 
     async def _hand_over(self, name: str, revision: int | None) -> None:

@@ -53,6 +53,7 @@ WRITE_TIMEOUT = 5.0  # seconds a commit waits for JetStream's acks
 # A sink's cursor is written at most this often (seconds): with many busy sinks a put per
 # sink per commit would be most of the writes. A crash replays at most this much progress.
 CURSOR_EVERY = 0.1
+FEED_CHECK = 1.0  # seconds between checks that the journal feed still moves
 # Bytes of an event's message that are not its payload (subject, id header, time, owner,
 # actor, space, causation): what `payload_limit` keeps free below the server's max_payload.
 FIELDS_ROOM = 16 * 1024
@@ -89,6 +90,7 @@ class NatsStorage(History, RecordsKv):
         self.cursor_gate: Callable[[str], bool] | None = None
         self._head = 0
         self._feed_seq = 0
+        self._feed_sub: Any = None  # the journal feed's subscription (replaced if it stalls)
         self._acked = 0  # the highest sequence this node's own writes got
         self._own: dict[str, Event] = {}  # journaled here, not back from the feed yet
         self._tasks: set[asyncio.Task[None]] = set()
@@ -228,7 +230,35 @@ class NatsStorage(History, RecordsKv):
                 with contextlib.suppress(RuntimeError):  # the runtime's loop has closed
                     loop.call_soon_threadsafe(flush)
 
-        self.link.call(self._follow(f"{self.names.root}.ev.>", self._feed_seq + 1, on_msg))
+        subject = f"{self.names.root}.ev.>"
+        self.link.call(self._follow(subject, self._feed_seq + 1, on_msg))
+        self._spawn(self._supervise_feed(subject, on_msg))
+
+    async def _supervise_feed(self, subject: str, on_msg: Callable[[Msg], Any]) -> None:
+        """Follow the journal anew when the feed stalls behind it (nats.py #504: an ordered
+        consumer may never resume after its server died, e.g. while the stream elected a new
+        leader): the events after the last one seen come again; the feed drops repeats."""
+        stalled_at, seen = 0, self._feed_seq
+        while True:
+            await asyncio.sleep(FEED_CHECK)
+            if not self.link.connected:
+                continue
+            with contextlib.suppress(Exception):
+                info = await self.link.js.stream_info(self.names.events)
+                behind = info.state.last_seq > self._feed_seq
+                if not behind or self._feed_seq != seen:
+                    stalled_at, seen = 0, self._feed_seq
+                    continue
+                stalled_at += 1
+                if stalled_at < 2:  # behind and not moving for two checks in a row
+                    continue
+                log.warning("the journal feed stalled at event %d: following it anew", seen)
+                old, self._feed_sub = self._feed_sub, None
+                if old is not None:
+                    with contextlib.suppress(Exception):
+                        await old.unsubscribe()
+                await self._follow(subject, self._feed_seq + 1, on_msg)
+                stalled_at = 0
 
     async def _follow(self, subject: str, start: int, cb: Callable[[Msg], Any]) -> None:
         from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -243,6 +273,7 @@ class NatsStorage(History, RecordsKv):
             pending_bytes_limit=-1,
         )
         self._subs.append(sub)
+        self._feed_sub = sub
 
     # -- the writer ----------------------------------------------------------------------------
 
