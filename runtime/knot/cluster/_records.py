@@ -64,13 +64,11 @@ class RecordsKv:
     names: Names
     local: NodeRecords
     _subs: list[Any]
+    _spawn: Callable[[Any], None]  # the store's: run a task on the link's loop, kept until done
 
     def _init_records(self) -> None:
         self._records: dict[str, dict[str, Mirrored]] = {}
         self._record_listeners: list[Callable[[str, str], None]] = []
-
-    def _spawn(self, coro: Any) -> None:
-        raise NotImplementedError
 
     async def _load_records(self) -> None:
         """Mirror RECORDS in memory: all of it now, then every change as it happens."""

@@ -14,6 +14,7 @@ processors; at the end of its input it flushes them and writes how many spans it
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import fcntl
@@ -36,13 +37,13 @@ PENDING_MAX = 1 << 20  # bytes of records held here when the pipe is full, then 
 NICE = 10
 
 
-class SpanOut:
+class SpanOut(abc.ABC):
     """Where a tracer's records go: counts what it had to drop."""
 
     dropped = 0  # records dropped (exporter behind or gone)
 
-    def send(self, payload: bytes) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def send(self, payload: bytes) -> None: ...
 
     async def close(self) -> dict[str, int]:
         return {}
