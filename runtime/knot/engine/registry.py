@@ -156,9 +156,20 @@ class SinkRegistry:
             self._park(item if isinstance(item, Sink) else spec)
             return None
         await sink.start(self._host)
-        # No await from here on: routing cannot interleave with the backlog being queued.
         delivery = self._delivery
-        cursor = None if spec.name in delivery.workers else self._resume.pop(spec.name, None)
+        cursor = None if spec.name in delivery.workers else self._resume.get(spec.name)
+        backlog: list[Event] = []
+        if cursor is not None and self._backlog is not None and cursor < delivery.last_routed:
+            # Read before anything routes to the sink: when the store fails here (NATS
+            # re-electing a leader), the sink is neither attached nor routed, so new events
+            # cannot reach it ahead of the backlog it never got; the caller may try again.
+            try:
+                backlog = list(self._backlog(spec.name, cursor, delivery.last_routed))
+            except BaseException:
+                await sink.close()
+                raise
+        # No await from here on: routing cannot interleave with the backlog being queued.
+        self._resume.pop(spec.name, None)
         worker = delivery.attach(sink, cursor=cursor)
         self._specs[spec.name] = spec
         self._problems.pop(spec.name, None)
@@ -166,17 +177,14 @@ class SinkRegistry:
             self._router.set(spec.name, spec.events, owner=spec.owner)
         else:
             self._router.discard(spec.name)
-        if cursor is not None and self._backlog is not None and cursor < delivery.last_routed:
-            restored: list[Event] = []
-            for event in self._backlog(spec.name, cursor, delivery.last_routed):
-                if self._router.accepts(spec.name, event):
-                    delivery.restore(worker, event)
-                    restored.append(event)
-            if restored:
-                log.info(
-                    "%s: resuming %d undelivered events from the journal", spec.name, len(restored)
-                )
-                delivery.resumed(restored)
+        restored = [e for e in backlog if self._router.accepts(spec.name, e)]
+        for event in restored:
+            delivery.restore(worker, event)
+        if restored:
+            log.info(
+                "%s: resuming %d undelivered events from the journal", spec.name, len(restored)
+            )
+            delivery.resumed(restored)
         return worker
 
     def _park(self, item: SinkSpec | Sink) -> None:
@@ -201,6 +209,10 @@ class SinkRegistry:
         gate, self.gate = self.gate, None  # this one install runs here whatever the gate says
         try:
             await self.install(item)
+        except BaseException:
+            if name not in self._delivery.workers:  # nothing of it runs: parked as before
+                self._parked[name] = item
+            raise
         finally:
             self.gate = gate
         return True
