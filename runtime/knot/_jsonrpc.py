@@ -33,7 +33,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, Self
 
-from ._json import JSONObject
+from ._json import JSONObject, compact
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -232,7 +232,7 @@ def request_id_of(line: bytes) -> int | None:
 def encode(value: Any) -> str:
     """Compact JSON text, non-ASCII as is, and strict: NaN and Infinity are not JSON (the other
     end's decoder, or a browser's, would refuse them), so they raise ValueError here."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return compact(value)
 
 
 def encode_line(text: str) -> bytes:

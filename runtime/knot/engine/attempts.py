@@ -32,7 +32,7 @@ from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from .._json import JSONObject
+from .._json import JSONObject, canonical
 
 __all__ = [
     "DELIVERED",
@@ -74,7 +74,7 @@ def script_version(source: str) -> str:
 def said(value: object) -> str:
     """`value` as a record keeps it: canonical JSON (sorted keys), cut to VALUE_CHARS."""
     try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = canonical(value)
     except (TypeError, ValueError):  # not JSON (a sink's own object): its text
         text = repr(value)
     return _cut(text, VALUE_CHARS)

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import KvError, StoreError
+from .._json import compact
 from .storage import MAX_KV_INTEGER, KvItem
 
 __all__ = ["KvTable", "encode_value", "read_scope"]
 
 
 def encode_value(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return compact(value)
 
 
 _LIVE = "(expires IS NULL OR expires > ?)"

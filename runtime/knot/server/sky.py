@@ -10,8 +10,6 @@ CORS preflight, so browser-based event generators can call it.
 
 from __future__ import annotations
 
-import json
-
 from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._audit import AuditEntry, AuditKind
 from .._exceptions import InvalidInput, KnotError, MethodFailed, NotFound, PermissionDenied
-from .._json import JSONObject
+from .._json import JSONObject, compact
 from .._jsonrpc import INVALID_PARAMS
 from .._runtime import Runtime
 from ..sky.channels import Channel
@@ -98,9 +96,7 @@ class SkyEvents:
                 response = error_response(exc)
                 response.headers["Access-Control-Allow-Origin"] = "*"
             else:
-                body = json.dumps(
-                    content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-                ).encode()
+                body = compact(content).encode()
                 await send_json(send, status, body, _CORS_RAW)
                 return status
         await response(scope, receive, send)

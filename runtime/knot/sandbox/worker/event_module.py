@@ -10,14 +10,13 @@ worker. Besides `emit`, a binding holds `ask`: the run's other requests to the r
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
 
-from ..._json import JSONObject
+from ..._json import JSONObject, compact
 from .plain import check_text, exact_str, plain_json
 
 __all__ = [
@@ -355,7 +354,7 @@ def build_knot_module(ctx: EventBinding) -> ModuleType:
 
 
 def _encode(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return compact(value)
 
 
 def _size(text: str) -> int:
