@@ -6,8 +6,6 @@ and the cluster would take them for one.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import uuid
@@ -15,6 +13,7 @@ from pathlib import Path
 
 from .._exceptions import StoreError, StoreLocked
 from .._json import JSONObject
+from ..engine.pidlock import LockHeld, hold, let_go
 
 __all__ = ["NodeRecords"]
 
@@ -51,11 +50,8 @@ class NodeRecords:
         return found
 
     def close(self) -> None:
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-            self._lock_fd = None
+        let_go(self._lock_fd)
+        self._lock_fd = None
 
     def _lock(self) -> None:
         folder = self.folder
@@ -68,18 +64,21 @@ class NodeRecords:
                 path=str(folder),
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 32).decode(errors="replace").strip() or "another process"
-            os.close(fd)
+            hold(fd)
+        except LockHeld as held:
             raise StoreLocked(
-                f"The node state folder {folder} is in use by another knot node (pid {other}); "
-                "run each node from its own project folder.",
+                f"The node state folder {folder} is in use by another knot node "
+                f"(pid {held.pid or 'another process'}); run each node from its own project "
+                "folder.",
                 path=str(folder),
-                pid=int(other) if other.isdigit() else 0,
+                pid=held.pid,
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        except OSError as exc:
+            let_go(fd)
+            raise StoreError(
+                f"The node's state folder {folder} cannot be used: {exc.strerror}.",
+                path=str(folder),
+            ) from None
         self._lock_fd = fd
 
     def _read(self) -> dict[str, dict[str, JSONObject]]:

@@ -14,7 +14,6 @@ connection behind a lock, so API queries never wait for a commit.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sqlite3
@@ -32,6 +31,7 @@ from .._patterns import Pattern, PatternKind
 from .attempts import SPAN, Attempt, pack, unpack
 from .eventquery import EventQuery, search
 from .kvstore import KvTable
+from .pidlock import LockHeld, hold, let_go
 from .schema import migrate
 from .storage import WriteBatch
 
@@ -92,34 +92,27 @@ class Store(KvTable):
                 path=str(self.path),
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 32).decode(errors="replace").strip() or "another process"
-            os.close(fd)
+            hold(fd)
+        except LockHeld as held:
             raise StoreLocked(
-                f"The store {self.path} is in use by another knot runtime (pid {other}); "
+                f"The store {self.path} is in use by another knot runtime "
+                f"(pid {held.pid or 'another process'}); "
                 "stop it or use another --project or store path.",
                 path=str(self.path),
-                pid=int(other) if other.isdigit() else 0,
+                pid=held.pid,
             ) from None
-        self._lock_file = fd
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
         except OSError as exc:  # a full disk or a read-only file system, met at the lock file
-            self._release_process_lock()
+            let_go(fd)
             raise StoreError(
                 f"The store {self.path} cannot be written: {exc.strerror} ({lock_path}) (is "
                 "its disk full, or read-only?).",
                 path=str(self.path),
             ) from None
+        self._lock_file = fd
 
     def _release_process_lock(self) -> None:
-        if self._lock_file is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-                os.close(self._lock_file)
-            self._lock_file = None
+        let_go(self._lock_file)
+        self._lock_file = None
 
     def _connect(self, synchronous: str) -> sqlite3.Connection:
         conn = sqlite3.connect(
