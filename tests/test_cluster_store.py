@@ -7,6 +7,7 @@ The engine's own contract runs on it in test_storage_contract.py; here: `[store]
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -17,7 +18,9 @@ import pytest
 
 from knot import Config, Runtime, StoreError
 from knot._config import StoreSettings, parse_config
+from knot._exceptions import StoreLocked
 from knot.cluster import _link
+from knot.cluster._local import NodeRecords
 
 from .helpers import run_knot, start_server, wait_until
 from .natshelpers import NatsServer, free_port, unique_prefix
@@ -175,3 +178,18 @@ def test_an_event_nats_would_disconnect_over_is_refused_and_the_node_goes_on(
     finally:
         server.kill()
         nats_server.stop()
+
+
+def test_a_node_state_folder_in_use_is_refused_with_its_holders_pid(tmp_path: Path) -> None:
+    """Two nodes on one state folder would share an id: the second is refused, and the
+    first one's lock goes with it (a third may then open the folder)."""
+    first = NodeRecords(tmp_path / "node")
+    first.open()
+    second = NodeRecords(tmp_path / "node")
+    with pytest.raises(StoreLocked, match=rf"in use by another knot node \(pid {os.getpid()}\)"):
+        second.open()
+    first.close()
+    third = NodeRecords(tmp_path / "node")
+    third.open()
+    assert third.node_id == first.node_id  # the same node, started again
+    third.close()
