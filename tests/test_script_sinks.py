@@ -264,6 +264,10 @@ async def test_apply_keeps_the_last_good_version_and_unload_removes(tmp_path: Pa
         part = reloader.folders["sinks"]
         assert isinstance(part, ScriptSinks)
         assert (await rt.emit_and_wait("x", {})).outcomes["live"].result.output == ("v1",)  # type: ignore[union-attr]
+        # This test drives the part itself: the watcher, noticing the same saves, could apply
+        # a version it read before the unlink after the unload below (then undo it once it
+        # sees the unlink), which a loaded machine showed.
+        await reloader.stop()
         path.write_text("# events: *\nprint('v2')\n")
         assert (await part.load(rt, path, path.read_text())).ok
         assert (await rt.emit_and_wait("x", {})).outcomes["live"].result.output == ("v2",)  # type: ignore[union-attr]
