@@ -22,12 +22,8 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/knot serve --project .
 
-# Three pytest workers on two cores: most tests wait on subprocesses (servers, sandbox
-# workers, nats-server), so a third keeps the cores busy (19.7 -> 11.5 min on a slow 2-core VM).
-TEST_WORKERS ?= 3
-
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest
 
 check: $(STAMP)
 	$(BIN)/ruff check runtime tests benchmarks tools
