@@ -48,8 +48,16 @@ def test_a_save_on_one_node_runs_on_every_node(tmp_path: Path, nats_server: Nats
         save(projects[1], SCRIPT.format(v="v2"))
         mine = projects[0] / "scripts" / "sinks" / "echo.py"
         wait_until(lambda: "v2" in mine.read_text(), timeout=5)
-        holder = next(n for n in nodes if n.url == holders(a)["echo"])
-        holder.wait_for_line("reloaded sink echo")
+        # A sink being handed over is held by nobody for a moment: wait for its holder.
+        found: list[KnotServer] = []
+
+        def held() -> bool:
+            url = holders(a).get("echo")
+            found[:] = [n for n in nodes if n.url == url]
+            return bool(found)
+
+        wait_until(held, timeout=10)
+        found[0].wait_for_line("reloaded sink echo")
         post(b, 2)
         wait_until(lambda: seen(a)[-1:] == ["custom.seen.v2"])
         # A save the sandbox refuses is never published: every node keeps v2.
