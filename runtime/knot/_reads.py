@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from datetime import datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from ._audit import AuditEntry
 from ._events import Event
@@ -29,9 +29,12 @@ class Reads:
 
     _delivery: DeliveryEngine | None
 
-    @property
-    def store(self) -> Storage:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # what the host provides (declared for the type checker only)
+
+        @property
+        def store(self) -> Storage: ...
+
+        async def flush(self) -> None: ...
 
     async def events(
         self,
@@ -95,9 +98,6 @@ class Reads:
             limit=limit,
             progress=progress,
         )
-
-    async def flush(self) -> None:
-        raise NotImplementedError
 
     async def _settle(self) -> dict[str, set[int]]:
         """Commit the attempts recorded so far; what is still queued or in flight."""
